@@ -1,0 +1,1 @@
+"""invnorm-jax."""

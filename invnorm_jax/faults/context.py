@@ -1,0 +1,171 @@
+"""What fault to inject, and the per-chip context that layers consult.
+
+A :class:`Fault` is a static description (kind, level, site). A :class:`FaultContext` pairs it
+with one chip's key; layers that hold a deployable representation call its two hooks:
+
+* :meth:`FaultContext.weights` on their deployed weights (±1 or integer codes),
+* :meth:`FaultContext.preactivation` on the normalized activation just before ``sign()``.
+
+Each hook draws from ``fold_in(chip_key, fault_id)``, so one layer of one chip always gets the
+same static faults, whatever the input or MC sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from invnorm_jax.faults import models as fm
+
+KINDS = ("bit_flip", "additive", "multiplicative", "uniform", "stuck_at")
+SITES = ("weights", "preactivation")
+PREACTIVATION_KINDS = ("additive", "multiplicative", "uniform")
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """A fault model at a site, at one level.
+
+    Args:
+      kind: one of ``"bit_flip"`` (level = flip probability per stored bit), ``"additive"``
+        (level = sigma in units of the layer's largest weight magnitude), ``"multiplicative"``
+        (level = relative sigma), ``"uniform"`` (level = amplitude a of ``U(-a, a)``, in the
+        same units as additive), ``"stuck_at"`` (level = fraction of stuck cells).
+      level: the strength; 0 means fault-free.
+      site: ``"weights"`` (deployed binary weights / integer codes of every quantized layer) or
+        ``"preactivation"`` (normalized activation before ``sign()`` in binary networks).
+      per_inference: preactivation only; redraw the noise for every input and MC sample
+        (read noise) instead of once per chip and neuron (static variation).
+      include_full_precision: also fault the full-precision layers (first conv, classifier,
+        1x1 shortcuts), which IMC designs usually keep off the crossbar.
+      stuck_high: for ``stuck_at``, the share of stuck cells stuck at the high state.
+    """
+
+    kind: str
+    level: float
+    site: str = "weights"
+    per_inference: bool = False
+    include_full_precision: bool = False
+    stuck_high: float = 0.5
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Fault kind={self.kind!r} is unknown; expected one of {KINDS}.")
+        if self.site not in SITES:
+            raise ValueError(f"Fault site={self.site!r} is unknown; expected one of {SITES}.")
+        level = float(self.level)
+        if not level >= 0.0:
+            raise ValueError(f"Fault level={self.level!r} must be >= 0 (sigma, rate or amplitude).")
+        if self.kind in ("bit_flip", "stuck_at") and level > 1.0:
+            raise ValueError(f"Fault level={level} is a probability for kind={self.kind!r}: expected 0 <= level <= 1.")
+        if self.site == "preactivation" and self.kind not in PREACTIVATION_KINDS:
+            raise ValueError(
+                f"Fault kind={self.kind!r} is not defined at site='preactivation'; "
+                f"expected one of {PREACTIVATION_KINDS}."
+            )
+        if self.per_inference and self.site != "preactivation":
+            raise ValueError("per_inference=True applies to site='preactivation' only.")
+        if not 0.0 <= float(self.stuck_high) <= 1.0:
+            raise ValueError(f"stuck_high={self.stuck_high} must be in [0, 1].")
+
+
+def _apply_kind(fault: Fault, level, key: jax.Array, w: jax.Array, *, bits: int | None) -> jax.Array:
+    if fault.kind == "additive":
+        return fm.additive_variation(key, w, sigma=level)
+    if fault.kind == "multiplicative":
+        return fm.multiplicative_variation(key, w, sigma=level)
+    if fault.kind == "uniform":
+        return fm.uniform_noise(key, w, amplitude=level * jnp.max(jnp.abs(w)))
+    if bits is None:
+        raise ValueError(
+            f"Fault kind={fault.kind!r} needs a quantized representation (bits=1..16); "
+            "set include_full_precision=False or use a variation fault."
+        )
+    if fault.kind == "bit_flip":
+        return fm.bit_flip(key, w, rate=level, bits=bits)
+    return fm.stuck_at(key, w, rate=level, bits=bits, high_fraction=fault.stuck_high)
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultContext:
+    """One chip's realization of a :class:`Fault`: the fault and the chip's key.
+
+    ``level`` overrides ``fault.level`` and may be a traced scalar, so that one compiled
+    simulation serves every level of a sweep.
+    """
+
+    fault: Fault
+    chip_key: jax.Array
+    level: Any = None
+
+    @property
+    def _level(self):
+        return self.fault.level if self.level is None else self.level
+
+    def _key(self, fault_id: int) -> jax.Array:
+        return jax.random.fold_in(self.chip_key, fault_id)
+
+    def weights(self, fault_id: int, w: jax.Array, *, bits: int | None) -> jax.Array:
+        """Faulty copy of deployed weights ``w`` (±1 for bits=1, integer codes for k bits).
+
+        ``bits=None`` marks a full-precision layer, left alone unless
+        ``include_full_precision``. Returns ``w`` unchanged at other sites.
+        """
+        if self.fault.site != "weights":
+            return w
+        if bits is None and not self.fault.include_full_precision:
+            return w
+        return _apply_kind(self.fault, self._level, self._key(fault_id), w, bits=bits)
+
+    def preactivation(self, fault_id: int, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        """Faulty copy of the activation ``x`` ([batch, ...]) just before ``sign()``.
+
+        Static faults have one draw per neuron (shape ``x.shape[1:]``) shared by every input;
+        ``per_inference`` faults draw per element from ``key`` (the layer's sample key).
+        """
+        if self.fault.site != "preactivation":
+            return x
+        fault = self.fault
+        if fault.per_inference:
+            if key is None:
+                raise ValueError("A per_inference preactivation fault needs the layer's key=.")
+            noise_key = jax.random.fold_in(jax.random.fold_in(key, fault_id), 0x5EED)
+            shape = x.shape
+        else:
+            noise_key = self._key(fault_id)
+            shape = x.shape[1:]
+        # Preactivation sigma is in units of the normalized activation (unit std): no rescaling.
+        n = jax.random.normal(noise_key, shape, dtype=x.dtype)
+        if fault.kind == "additive":
+            return x + self._level * n
+        if fault.kind == "multiplicative":
+            return x * (1.0 + self._level * n)
+        u = jax.random.uniform(noise_key, shape, dtype=x.dtype, minval=-1.0, maxval=1.0)
+        return x + self._level * u
+
+
+def number_fault_sites(model: nnx.Module) -> int:
+    """Give every faultable layer of ``model`` a distinct ``fault_id``; returns their count.
+
+    The order is that of ``nnx.iter_graph`` (deterministic for a given model class and
+    config), so the numbering, and with it every chip's faults, is reproducible.
+    """
+    count = 0
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Module) and hasattr(node, "fault_id"):
+            node.fault_id = count
+            count += 1
+    return count
+
+
+def has_preactivation_sites(model: Any) -> bool:
+    """Whether ``model`` has binary activations (the ``preactivation`` fault site)."""
+    return any(
+        getattr(node, "has_preactivation_site", False)
+        for _, node in nnx.iter_graph(model)
+        if isinstance(node, nnx.Module)
+    )
