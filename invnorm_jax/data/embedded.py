@@ -1,0 +1,193 @@
+"""Datasets that ship inside installed packages: no download, always available.
+
+* `load_digits`: scikit-learn's 8x8 handwritten digits (the offline demo's task).
+* `load_mnist1d`: MNIST-1D, generated locally by the `mnist1d` package.
+* `load_co2`: statsmodels' weekly Mauna Loa CO2 series, as forecasting windows.
+
+The heavy imports (sklearn, statsmodels, mnist1d) happen inside the loaders so
+that `import invnorm_jax.data` stays fast.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from invnorm_jax.data.common import Split, standardize
+
+#: Size of the digits test split: the demo evaluates exactly 360 test images.
+DIGITS_TEST_SIZE = 360
+#: Default CO2 input window: 52 weeks, one full seasonal cycle.
+CO2_WINDOW = 52
+#: Fraction of the CO2 series (chronologically first) used for training.
+CO2_TRAIN_FRACTION = 0.8
+
+
+def load_digits(seed: int = 0) -> Split:
+    """Loads scikit-learn's 8x8 digits with a fixed stratified split.
+
+    Pixels (0..16) are scaled to [0, 1], then standardized with the scalar
+    mean/std of the training images. The split is stratified by class with
+    `sklearn.model_selection.train_test_split(test_size=360, random_state=seed)`:
+    1437 train / 360 test images.
+
+    Args:
+      seed: random state of the stratified split.
+
+    Returns:
+      A `Split` with `x_*` float32 `[N, 8, 8, 1]`, `y_*` int32 `[N]`,
+      `num_classes=10` and the standardization `mean`/`std`.
+
+    >>> d = load_digits()
+    >>> d.x_train.shape, d.x_test.shape
+    ((1437, 8, 8, 1), (360, 8, 8, 1))
+    """
+    from sklearn import datasets, model_selection
+
+    digits = datasets.load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., None]
+    labels = digits.target.astype(np.int32)
+    x_tr, x_te, y_tr, y_te = model_selection.train_test_split(
+        images, labels, test_size=DIGITS_TEST_SIZE, stratify=labels, random_state=seed
+    )
+    (x_tr, x_te), mean, std = standardize(x_tr, x_te)
+    return Split(
+        x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, num_classes=10,
+        class_names=tuple(str(i) for i in range(10)), mean=mean, std=std,
+    )
+
+
+def load_mnist1d(seed: int = 42, num_samples: int = 5000) -> Split:
+    """Generates MNIST-1D locally with the `mnist1d` package (never downloads).
+
+    Uses `mnist1d.data.make_dataset` with the package's default arguments
+    (`get_dataset_args()`), overriding only `seed` and `num_samples`. The
+    default `seed=42` is the package's own default (the seed of the standard
+    MNIST-1D, 4000 train / 1000 test sequences). The generator
+    standardizes the whole set itself (mean 0, std 1); that is kept as is.
+
+    `make_dataset` reseeds Python's and numpy's global generators; their state
+    is saved and restored so loading data does not perturb the caller.
+
+    Args:
+      seed: generation seed (42 reproduces the published dataset).
+      num_samples: total number of sequences; the package's 80/20 split applies.
+
+    Returns:
+      A `Split` with `x_*` float32 `[N, 40, 1]`, `y_*` int32 `[N]`, 10 classes.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = seed
+    args.num_samples = num_samples
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        data = make_dataset(args)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    return Split(
+        x_train=data["x"].astype(np.float32)[..., None],
+        y_train=data["y"].astype(np.int32),
+        x_test=data["x_test"].astype(np.float32)[..., None],
+        y_test=data["y_test"].astype(np.int32),
+        num_classes=10,
+        class_names=tuple(str(i) for i in range(10)),
+    )
+
+
+def fill_missing_linear(values: np.ndarray) -> np.ndarray:
+    """Fills NaNs by linear interpolation between the nearest known neighbours.
+
+    The series is equally spaced (weekly), so interpolating on the integer
+    position is interpolating in time. Leading/trailing gaps take the nearest
+    known value (`np.interp` semantics).
+
+    Args:
+      values: 1-D float array with NaNs.
+
+    Returns:
+      A float64 copy without NaNs.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    pos = np.arange(len(values))
+    filled = values.copy()
+    filled[missing] = np.interp(pos[missing], pos[~missing], values[~missing])
+    return filled
+
+
+def make_windows(series: np.ndarray, window: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Cuts a 1-D series into autoregressive (input window, next value) pairs.
+
+    Window `i` is `series[i : i + window]` and its target is
+    `series[i + window + horizon - 1]`.
+
+    Args:
+      series: 1-D array.
+      window: input length L.
+      horizon: how many steps ahead the target lies (1 = the next value).
+
+    Returns:
+      `(inputs [N, L, 1], targets [N, 1])`, float32, `N = len - L - horizon + 1`.
+    """
+    n = len(series) - window - horizon + 1
+    if n <= 0:
+        raise ValueError(f"series of length {len(series)} too short for window {window}")
+    idx = np.arange(n)[:, None] + np.arange(window)[None, :]
+    inputs = series[idx][..., None].astype(np.float32)
+    targets = series[np.arange(n) + window + horizon - 1][:, None].astype(np.float32)
+    return inputs, targets
+
+
+def load_co2(
+    window: int = CO2_WINDOW,
+    *,
+    horizon: int = 1,
+    train_fraction: float = CO2_TRAIN_FRACTION,
+) -> Split:
+    """Mauna Loa weekly CO2 (statsmodels) as a one-step forecasting task.
+
+    The 2284 weekly values (1958-03-29 .. 2001-12-29) have 59 gaps, filled by
+    linear interpolation. The first `train_fraction` of the weeks is the
+    training period: its mean/std standardize the whole series. A window
+    belongs to the split its *target* week falls in, so test windows may read
+    the last training weeks as history (as a deployed forecaster would) but no
+    training target lies in the test period.
+
+    Args:
+      window: input window length L (default 52 weeks).
+      horizon: steps ahead to predict (default 1, the next week).
+      train_fraction: chronological fraction of weeks used for training.
+
+    Returns:
+      A `Split` with `x_*` float32 `[N, L, 1]`, `y_*` float32 `[N, 1]`,
+      `num_classes=None`, the `mean`/`std` in ppm (see `Split.destandardize`),
+      and `extras` holding `series_ppm` (filled, unstandardized),
+      `dates` (all weeks) and `target_dates_train` / `target_dates_test`.
+    """
+    import statsmodels.api as sm
+
+    frame = sm.datasets.co2.load_pandas().data
+    raw = frame["co2"].to_numpy(dtype=np.float64)
+    dates = frame.index.to_numpy().astype("datetime64[D]")
+    series = fill_missing_linear(raw)
+    cut = int(len(series) * train_fraction)
+    (_,), mean, std = standardize(series[:cut])
+    scaled = (series - mean) / std
+    inputs, targets = make_windows(scaled, window, horizon)
+    target_pos = np.arange(len(targets)) + window + horizon - 1
+    train = target_pos < cut
+    return Split(
+        x_train=inputs[train], y_train=targets[train],
+        x_test=inputs[~train], y_test=targets[~train],
+        num_classes=None, mean=mean, std=std,
+        extras={
+            "series_ppm": series.astype(np.float32),
+            "dates": dates,
+            "target_dates_train": dates[target_pos[train]],
+            "target_dates_test": dates[target_pos[~train]],
+        },
+    )

@@ -1,0 +1,47 @@
+"""Name -> loader registry, so configs can say `dataset="digits"`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from invnorm_jax.data.cifar10 import load_cifar10
+from invnorm_jax.data.common import Split
+from invnorm_jax.data.drive import load_drive
+from invnorm_jax.data.embedded import load_co2, load_digits, load_mnist1d
+from invnorm_jax.data.speech_commands import load_speech_commands
+
+#: Every dataset the library knows, by the name configs use.
+DATASETS: dict[str, Callable[..., Split]] = {
+    "digits": load_digits,
+    "mnist1d": load_mnist1d,
+    "co2": load_co2,
+    "cifar10": load_cifar10,
+    "speech_commands": load_speech_commands,
+    "drive": load_drive,
+}
+
+
+def get_dataset(name: str, **kwargs) -> Split:
+    """Loads a dataset by name.
+
+    Args:
+      name: one of `DATASETS` ("digits", "mnist1d", "co2", "cifar10",
+        "speech_commands", "drive").
+      **kwargs: forwarded to the loader (e.g. `seed=`, `root=`, `data_dir=`).
+
+    Returns:
+      The loader's `Split`.
+
+    Raises:
+      ValueError: unknown name (the message lists the known ones).
+
+    >>> get_dataset("digits").x_test.shape
+    (360, 8, 8, 1)
+    """
+    try:
+        loader = DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
+        ) from None
+    return loader(**kwargs)
