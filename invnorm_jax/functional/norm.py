@@ -1,0 +1,172 @@
+"""Inverted normalization and affine dropout, as pure ``jax.numpy`` functions.
+
+The method of the paper in two functions:
+
+* :func:`inverted_norm` applies the affine transform *first* and normalizes after it,
+  ``y = normalize(gamma * x + beta)``, with nothing after the normalization;
+* :func:`affine_dropout` is its Bayesian sampler: with probability ``rate`` gamma is dropped
+  to one and beta to zero, independently, with no ``1/(1-rate)`` rescaling.
+
+Both take explicit keys, and are safe under ``jit`` and ``vmap``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from invnorm_jax._checks import check_choice, check_rate
+
+MODES = ("vector", "element")
+
+
+def _check_affine_shapes(x_features: int | None, scale: jax.Array, bias: jax.Array, batch: int | None) -> None:
+    if scale.shape != bias.shape:
+        raise ValueError(f"scale.shape={scale.shape} and bias.shape={bias.shape} must be equal.")
+    if scale.ndim not in (1, 2):
+        raise ValueError(
+            f"scale.shape={scale.shape} must be (features,) or (batch, features) for per-example draws."
+        )
+    if x_features is not None and scale.shape[-1] != x_features:
+        raise ValueError(
+            f"scale/bias have {scale.shape[-1]} features but x has {x_features} channels (last axis); "
+            "they must match."
+        )
+    if scale.ndim == 2 and batch is not None and scale.shape[0] != batch:
+        raise ValueError(f"per-example scale.shape={scale.shape} must have batch size {batch} on axis 0.")
+
+
+def _check_groups(num_groups, channels: int) -> None:
+    if num_groups is None:
+        return
+    if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
+        raise ValueError(f"num_groups={num_groups!r} must be a positive integer or None (per instance).")
+    if channels % num_groups:
+        divisors = [d for d in range(1, channels + 1) if channels % d == 0]
+        raise ValueError(
+            f"num_groups={num_groups} does not divide the {channels} channels; allowed values: {divisors}."
+        )
+
+
+def _broadcast_affine(p: jax.Array, x: jax.Array) -> jax.Array:
+    """(C,) broadcasts as is; (B, C) becomes (B, 1, ..., 1, C) to meet ``x``."""
+    if p.ndim == 2:
+        return p.reshape(p.shape[:1] + (1,) * (x.ndim - 2) + p.shape[1:])
+    return p
+
+
+def normalize(y: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5) -> jax.Array:
+    """Zero-mean, unit-variance ``y`` per instance, or per group of channels.
+
+    ``(y - mean) / sqrt(var + eps)`` with statistics over every axis but the batch axis 0
+    (``num_groups=None``), or over the spatial axes and each of ``num_groups`` contiguous groups
+    of the last (channel) axis.
+    """
+    if y.ndim < 2:
+        raise ValueError(f"x.shape={y.shape}: expected at least 2 axes, [batch, ..., channels].")
+    channels = y.shape[-1]
+    _check_groups(num_groups, channels)
+    if num_groups is None:
+        axes = tuple(range(1, y.ndim))
+        grouped = y
+    else:
+        grouped = y.reshape(y.shape[:-1] + (num_groups, channels // num_groups))
+        axes = tuple(range(1, y.ndim - 1)) + (y.ndim,)
+    # Two-pass variance: E[(y-m)^2] stays accurate when |mean| >> std, unlike E[y^2]-m^2.
+    mean = jnp.mean(grouped, axis=axes, keepdims=True)
+    centred = grouped - mean
+    var = jnp.mean(jnp.square(centred), axis=axes, keepdims=True)
+    out = centred * jax.lax.rsqrt(var + eps)
+    return out.reshape(y.shape)
+
+
+def inverted_norm(
+    x: jax.Array,
+    scale: jax.Array,
+    bias: jax.Array,
+    *,
+    num_groups: int | None = None,
+    eps: float = 1e-5,
+) -> jax.Array:
+    """Inverted normalization: the affine transform first, then normalization.
+
+    .. math:: y = \\frac{\\gamma x + \\beta - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}}
+
+    where mu and sigma^2 are the mean and variance of ``gamma * x + beta`` over every axis but
+    the batch axis (``num_groups=None``, LayerNorm-style, per instance), or over the spatial
+    axes and each group of ``C / num_groups`` channels (GroupNorm-style). Channels last.
+
+    Args:
+      x: ``[batch, ..., channels]``.
+      scale: gamma, ``(channels,)`` or ``(batch, channels)`` for per-example draws.
+      bias: beta, the same shape as ``scale``.
+      num_groups: None for per-instance statistics, else a divisor of ``channels``.
+      eps: added to the variance.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+
+    >>> x = jnp.arange(6.0).reshape(1, 2, 3)
+    >>> y = inverted_norm(x, jnp.ones(3), jnp.zeros(3))
+    >>> bool(jnp.allclose(y.mean(), 0.0, atol=1e-6))
+    True
+    """
+    if x.ndim < 2:
+        raise ValueError(f"x.shape={x.shape}: expected at least 2 axes, [batch, ..., channels].")
+    _check_affine_shapes(x.shape[-1], scale, bias, x.shape[0])
+    _check_groups(num_groups, x.shape[-1])
+    y = _broadcast_affine(scale, x) * x + _broadcast_affine(bias, x)
+    return normalize(y, num_groups=num_groups, eps=eps)
+
+
+def affine_dropout(
+    key: jax.Array,
+    scale: jax.Array,
+    bias: jax.Array,
+    *,
+    rate,
+    mode: str = "vector",
+    batch_size: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Stochastic affine transformation: drop gamma to one and beta to zero.
+
+    .. math:: \\tilde\\gamma = m_\\gamma \\gamma + (1 - m_\\gamma), \\quad
+              \\tilde\\beta = m_\\beta \\beta, \\quad m \\sim \\mathrm{Bernoulli}(1 - p)
+
+    ``m_gamma`` and ``m_beta`` are drawn independently. ``mode="vector"`` (the paper's) draws
+    one Bernoulli for the whole gamma vector and one for the whole beta vector;
+    ``mode="element"`` draws one per element. No ``1/(1-p)`` rescaling: a dropped gamma is the
+    identity scale, a dropped beta no shift.
+
+    Args:
+      key: a typed PRNG key.
+      scale: gamma, shape ``(features,)``.
+      bias: beta, the same shape.
+      rate: drop probability p in [0, 1] (may be traced).
+      mode: ``"vector"`` or ``"element"``.
+      batch_size: if given, independent draws per example: the results are
+        ``(batch_size, features)``, ready for :func:`inverted_norm`.
+
+    Returns:
+      ``(scale, bias)`` after dropout.
+
+    >>> s, b = affine_dropout(jax.random.key(0), jnp.full(4, 2.0), jnp.ones(4), rate=1.0)
+    >>> s.tolist(), b.tolist()
+    ([1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0])
+    """
+    check_rate(rate)
+    check_choice(mode, "mode", MODES)
+    if scale.ndim != 1:
+        raise ValueError(f"scale.shape={scale.shape} must be (features,); use batch_size= for per-example draws.")
+    _check_affine_shapes(None, scale, bias, None)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size={batch_size!r} must be a positive integer or None.")
+    lead = () if batch_size is None else (batch_size,)
+    mask_shape = lead + ((1,) if mode == "vector" else scale.shape)
+    key_scale, key_bias = jax.random.split(key)
+    keep_scale = jax.random.bernoulli(key_scale, 1.0 - rate, mask_shape)
+    keep_bias = jax.random.bernoulli(key_bias, 1.0 - rate, mask_shape)
+    full = lead + scale.shape
+    new_scale = jnp.where(keep_scale, jnp.broadcast_to(scale, full), jnp.ones((), scale.dtype))
+    new_bias = jnp.where(keep_bias, jnp.broadcast_to(bias, full), jnp.zeros((), bias.dtype))
+    return new_scale, new_bias
