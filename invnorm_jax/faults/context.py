@@ -79,7 +79,8 @@ def _apply_kind(fault: Fault, level, key: jax.Array, w: jax.Array, *, bits: int 
     if fault.kind == "multiplicative":
         return fm.multiplicative_variation(key, w, sigma=level)
     if fault.kind == "uniform":
-        return fm.uniform_noise(key, w, amplitude=level * jnp.max(jnp.abs(w)))
+        # Float before abs: abs(-128) overflows in int8.
+        return fm.uniform_noise(key, w, amplitude=level * jnp.max(jnp.abs(w.astype(jnp.float32))))
     if bits is None:
         raise ValueError(
             f"Fault kind={fault.kind!r} needs a quantized representation (bits=1..16); "

@@ -10,7 +10,26 @@ from invnorm_jax.nn.norm import (
     norm_site,
 )
 
+from invnorm_jax.nn.quantized import (
+    PACT,
+    BinaryConv,
+    BinaryDense,
+    EDEProgress,
+    QuantConv,
+    QuantDense,
+    QuantLSTMCell,
+    set_training_progress,
+)
+
 __all__ = [
+    "PACT",
+    "BinaryConv",
+    "BinaryDense",
+    "EDEProgress",
+    "QuantConv",
+    "QuantDense",
+    "QuantLSTMCell",
+    "set_training_progress",
     "METHODS",
     "ConventionalNorm",
     "InvertedNorm",

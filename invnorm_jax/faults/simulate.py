@@ -1,0 +1,157 @@
+"""Monte-Carlo simulation of many faulty chips, each evaluated with T MC samples.
+
+.. code-block:: text
+
+    outputs[chip, sample, batch, ...] =
+      jit( map_chips( vmap_samples( forward(faulty_weights(chip_key), x, sample_key) ) ) )
+
+One jitted call evaluates every chip and every MC sample. The faulty weights are made inside
+the mapped function from the chip's key (never as Python-side copies of the model); the MC
+samples share a chip's weights, so their ``vmap`` folds into the batch of every conv and
+matmul. Chips differ in their weights, so vmapping all of them would materialize
+``chips x samples x batch`` activations and turn convolutions into grouped ones: they go
+through ``jax.lax.map`` in chunks of ``chunk_size`` chips (vmapped inside a chunk). With more
+than one device, the chip axis is split across devices with ``jax.shard_map``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, PartitionSpec
+
+from invnorm_jax.faults.context import Fault, FaultContext, has_preactivation_sites, number_fault_sites
+
+#: Chips vmapped per step of the chip map, by fault site (see docs/benchmarks.md):
+#: weight faults give every chip its own weights, and a sequential map was measured faster
+#: on CPU; pre-activation faults leave the weights shared, and vmapping chips pays there.
+DEFAULT_CHUNK = {"weights": 1, "preactivation": 10}
+
+
+def chip_keys(key: jax.Array, num_chips: int) -> jax.Array:
+    """Keys of chips ``0..num_chips-1``: chip ``i`` is ``fold_in(chip_root, i)``."""
+    chip_root, _ = jax.random.split(key)
+    return jax.vmap(lambda i: jax.random.fold_in(chip_root, i))(jnp.arange(num_chips))
+
+
+def sample_keys(key: jax.Array, num_samples: int, batch_index: int = 0) -> jax.Array:
+    """MC sample keys, shared by every chip: sample ``t`` is ``fold_in(sample_root, t)``."""
+    _, sample_root = jax.random.split(key)
+    root = jax.random.fold_in(sample_root, batch_index)
+    return jax.vmap(lambda t: jax.random.fold_in(root, t))(jnp.arange(num_samples))
+
+
+def _check_args(model, x, fault, num_chips, num_samples, chunk_size):
+    if not isinstance(fault, Fault):
+        raise TypeError(f"fault={fault!r} must be an invnorm_jax.faults.Fault, e.g. Fault('bit_flip', 0.1).")
+    for name, value in (("num_chips", num_chips), ("num_samples", num_samples)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}={value!r} must be an integer >= 1.")
+    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise ValueError(f"chunk_size={chunk_size!r} must be an integer >= 1 or None (the per-site default).")
+    if fault.site == "preactivation" and not has_preactivation_sites(model):
+        raise ValueError(
+            f"site='preactivation' needs binary activations (sign()), and {type(model).__name__} has none; "
+            "use site='weights'."
+        )
+    if np.ndim(x) < 1:
+        raise ValueError(f"x must have a batch axis; got shape {np.shape(x)}.")
+
+
+@functools.partial(
+    jax.jit, static_argnames=("graphdef", "fault", "num_samples", "chunk_size", "deterministic", "num_devices")
+)
+def _simulate(graphdef, state, x, chips, samples, level, *, fault, num_samples, chunk_size, deterministic, num_devices):
+    del num_samples  # static only so that a new T compiles anew, as the shapes do anyway
+
+    def one_chip(chip_key):
+        faults = FaultContext(fault, chip_key, level)
+
+        def one_sample(sample_key):
+            model = nnx.merge(graphdef, state)
+            return model(x, key=sample_key, deterministic=deterministic, faults=faults)
+
+        return jax.vmap(one_sample)(samples)
+
+    def local_chips(keys):
+        return jax.lax.map(one_chip, keys, batch_size=None if chunk_size == 1 else chunk_size)
+
+    if num_devices == 1:
+        return local_chips(chips)
+    mesh = Mesh(np.asarray(jax.devices()[:num_devices]), ("chips",))
+    return jax.shard_map(
+        local_chips, mesh=mesh, in_specs=PartitionSpec("chips"), out_specs=PartitionSpec("chips")
+    )(chips)
+
+
+def simulate_chips(
+    model: nnx.Module,
+    x,
+    *,
+    fault: Fault,
+    num_chips: int = 100,
+    num_samples: int,
+    key: jax.Array,
+    chunk_size: int | None = None,
+    level=None,
+    batch_size: int | None = None,
+    deterministic: bool = False,
+    num_devices: int | None = None,
+) -> jax.Array:
+    """Outputs of ``model`` on ``num_chips`` faulty chips, ``num_samples`` MC samples each.
+
+    Chip ``i`` is one realization of ``fault`` drawn from ``fold_in(chip_root, i)``: the same
+    chip whether 10 or 100 are simulated, and fixed for every input and MC sample evaluated on
+    it. MC sample ``t`` uses the same key on every chip, so that chips differ only by their
+    faults and a zero-level fault reproduces the fault-free outputs exactly.
+
+    Args:
+      model: a model of :mod:`invnorm_jax.models` (or any NNX module with the library's call
+        convention, ``model(x, *, key, deterministic, faults)``).
+      x: inputs ``[batch, ...]``.
+      fault: what to inject, e.g. ``Fault("bit_flip", 0.1)`` or
+        ``Fault("additive", 0.5, site="preactivation")``.
+      num_chips: simulated chips.
+      num_samples: MC samples T per chip and input.
+      key: typed key; split into the chip root and the MC-sample root.
+      chunk_size: chips vmapped per step of the sequential chip map; default by site
+        (:data:`DEFAULT_CHUNK`). Peak memory follows it, not ``num_chips``.
+      level: overrides ``fault.level`` (a traced value is fine: one compilation per sweep).
+      batch_size: evaluate ``x`` in slices of this many inputs (one jitted call each, every chip
+        in each); MC keys are folded with the slice index.
+      deterministic: switch the samplers off (then T identical samples; use T=1).
+      num_devices: devices to spread the chips over; default all local devices that divide
+        the (padded) chip count evenly.
+
+    Returns:
+      ``[num_chips, num_samples, batch, ...]`` model outputs (logits for classifiers).
+    """
+    _check_args(model, x, fault, num_chips, num_samples, chunk_size)
+    number_fault_sites(model)
+    level = jnp.asarray(fault.level if level is None else level, jnp.float32)
+    static_fault = dataclasses.replace(fault, level=0.0)
+    chunk = DEFAULT_CHUNK[fault.site] if chunk_size is None else int(chunk_size)
+    devices = jax.local_device_count() if num_devices is None else int(num_devices)
+    if not 1 <= devices <= jax.local_device_count():
+        raise ValueError(f"num_devices={num_devices} must be in 1..{jax.local_device_count()}.")
+    per_device = -(-num_chips // devices)
+    chunk = min(chunk, per_device)
+    padded = devices * per_device
+    chips = chip_keys(key, padded)  # chips beyond num_chips are padding, dropped below
+    graphdef, state = nnx.split(model)
+    x = jnp.asarray(x)
+    step = x.shape[0] if batch_size is None else int(batch_size)
+    outputs = []
+    for b, start in enumerate(range(0, x.shape[0], step)):
+        out = _simulate(
+            graphdef, state, x[start : start + step], chips, sample_keys(key, num_samples, b), level,
+            fault=static_fault, num_samples=num_samples, chunk_size=chunk,
+            deterministic=deterministic, num_devices=devices,
+        )
+        outputs.append(out[:num_chips])
+    return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=2)

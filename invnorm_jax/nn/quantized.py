@@ -1,0 +1,329 @@
+"""Binary (IR-Net) and k-bit quantized layers, PACT, and a quantized LSTM cell (Flax NNX).
+
+Thin shells over :mod:`invnorm_jax.functional.quantize`: they hold the float latent weights
+and call the quantizers. Channels last. Every layer follows the library's calling convention
+``layer(x, *, key=None, train=False, deterministic=False, faults=None)``.
+
+Fault sites: every layer with a deployable weight representation has an int ``fault_id``
+(renumbered by ``invnorm_jax.faults.number_fault_sites``), a ``bits`` attribute (1 for binary,
+k for k-bit, None for full precision) and ``deployed_weights() -> (codes, scale)``. When a
+``FaultContext`` is given, the forward pass uses ``faults.weights(fault_id, codes, bits=bits)
+* scale``; with ``faults=None`` the forward is the same value with the usual straight-through
+gradients. ``train`` and ``deterministic`` are accepted for the convention; the quantizers
+behave the same in every mode (their estimators only shape gradients).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from invnorm_jax._checks import check_bits
+from invnorm_jax.functional.quantize import (
+    ede_schedule,
+    fake_quant,
+    irnet_binarize_weights,
+    pact,
+    quantize_symmetric,
+    sign,
+)
+
+if TYPE_CHECKING:  # the type only: nn must not pull in the fault models at import time
+    from invnorm_jax.faults.context import FaultContext
+
+__all__ = [
+    "BinaryConv",
+    "BinaryDense",
+    "EDEProgress",
+    "PACT",
+    "QuantConv",
+    "QuantDense",
+    "QuantLSTMCell",
+    "set_training_progress",
+]
+
+_default_kernel_init = nnx.initializers.lecun_normal()
+_SPATIAL = "DHW"  # lax dimension-number letters for up to 3 spatial axes
+
+
+class EDEProgress(nnx.Variable):
+    """Training progress in ``[0, 1]`` that sets IR-Net's EDE temperature (not trained)."""
+
+
+def set_training_progress(model: nnx.Module, progress) -> int:
+    """Set the EDE training progress of every binary layer in ``model``.
+
+    ``progress`` (0 = start, 1 = end of training; may be traced) sets ``(t, k)`` through
+    :func:`~invnorm_jax.functional.quantize.ede_schedule`. Returns how many layers were set.
+    """
+    value = jnp.clip(jnp.asarray(progress, dtype=jnp.float32), 0.0, 1.0)
+    count = 0
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, EDEProgress):
+            node[...] = value
+            count += 1
+    return count
+
+
+def _optional_bits(bits, name: str) -> int | None:
+    if bits is not None:
+        check_bits(bits, name, low=2)
+    return bits
+
+
+def _conv_geometry(kernel_size, strides, padding):
+    """Normalize ``kernel_size`` (int = 1-D, as in flax), ``strides`` and ``padding``."""
+    ks = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if not 1 <= len(ks) <= len(_SPATIAL):
+        raise ValueError(f"kernel_size={kernel_size!r}: expected 1 to {len(_SPATIAL)} spatial dims.")
+    nd = len(ks)
+    st = (strides,) * nd if isinstance(strides, int) else tuple(strides)
+    if isinstance(padding, str):
+        pad = padding.upper()
+    elif isinstance(padding, int):
+        pad = ((padding, padding),) * nd
+    else:
+        pad = tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
+    return ks, st, pad
+
+
+def _conv(x: jax.Array, kernel: jax.Array, strides, padding) -> jax.Array:
+    """Channels-last convolution of ``x`` ``[batch, *spatial, in]`` with ``[*k, in, out]``."""
+    nd = kernel.ndim - 2
+    # Exactly one batch axis: with several allowed, a 1-D kernel (int kernel_size) would
+    # silently treat the rows of an image as a batch of sequences. vmap adds batch axes.
+    if x.ndim != nd + 2:
+        raise ValueError(
+            f"Input of shape {x.shape} does not fit a {nd}-D kernel: expected [batch, "
+            f"{nd} spatial dims, channels]. An int kernel_size means 1-D; pass a tuple such "
+            "as (3, 3) for 2-D."
+        )
+    sp = _SPATIAL[-nd:]
+    dn = ("N" + sp + "C", sp + "IO", "N" + sp + "C")
+    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), strides, padding, dimension_numbers=dn)
+
+
+class _BinaryLayer(nnx.Module):
+    """IR-Net weights (Libra-PB + EDE) and optional ``sign`` input activations."""
+
+    bits = 1
+    has_preactivation_site = True
+
+    def _init_binary(self, kernel_shape, binarize_input, use_bias, kernel_init, rngs):
+        self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((kernel_shape[-1],), jnp.float32)) if use_bias else None
+        self.binarize_input = bool(binarize_input)
+        self.has_preactivation_site = self.binarize_input
+        self.ede_progress = EDEProgress(jnp.asarray(1.0, jnp.float32))
+        self.fault_id = 0
+
+    def deployed_weights(self):
+        """``(codes, scale)``: ±1 codes (kernel dtype, EDE gradient) and per-channel scale."""
+        t, _ = ede_schedule(self.ede_progress[...])
+        _, codes, scale = irnet_binarize_weights(self.kernel[...], t)
+        return codes, scale
+
+    def _effective_kernel(self, faults: FaultContext | None) -> jax.Array:
+        codes, scale = self.deployed_weights()
+        if faults is not None:
+            codes = faults.weights(self.fault_id, codes, bits=self.bits)
+        return codes.astype(scale.dtype) * scale
+
+    def _binary_input(self, x, key, faults: FaultContext | None):
+        if not self.binarize_input:
+            return x
+        if faults is not None:
+            x = faults.preactivation(self.fault_id, x, key=key)
+        return sign(x)
+
+    def _add_bias(self, y):
+        return y if self.bias is None else y + self.bias[...].astype(y.dtype)
+
+
+class BinaryConv(_BinaryLayer):
+    """IR-Net binary convolution, channels last, 1-D to 3-D.
+
+    ``y = conv(sign(x), codes * scale) (+ bias)`` with ``codes, scale`` from
+    :func:`~invnorm_jax.functional.quantize.irnet_binarize_weights` of the latent kernel
+    ``[*kernel_size, in, out]``. An int ``kernel_size`` means 1-D, as in ``nnx.Conv``.
+
+    >>> conv = BinaryConv(3, 8, (3, 3), rngs=nnx.Rngs(0))
+    >>> conv(jnp.ones((2, 5, 5, 3))).shape
+    (2, 5, 5, 8)
+    """
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
+                 strides: int | Sequence[int] = 1, padding: Any = "SAME", binarize_input: bool = True,
+                 use_bias: bool = False, kernel_init=_default_kernel_init, rngs: nnx.Rngs):
+        ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
+        self._init_binary(ks + (in_features, out_features), binarize_input, use_bias, kernel_init, rngs)
+
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool = False,
+                 faults: FaultContext | None = None):
+        kernel = self._effective_kernel(faults)
+        x = self._binary_input(x, key, faults)
+        return self._add_bias(_conv(x, kernel, self.strides, self.padding))
+
+
+class BinaryDense(_BinaryLayer):
+    """IR-Net binary fully connected layer: ``y = sign(x) @ (codes * scale)``.
+
+    >>> dense = BinaryDense(4, 2, rngs=nnx.Rngs(0))
+    >>> dense(jnp.ones((3, 4))).shape
+    (3, 2)
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, binarize_input: bool = True,
+                 use_bias: bool = False, kernel_init=_default_kernel_init, rngs: nnx.Rngs):
+        self._init_binary((in_features, out_features), binarize_input, use_bias, kernel_init, rngs)
+
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool = False,
+                 faults: FaultContext | None = None):
+        kernel = self._effective_kernel(faults)
+        x = self._binary_input(x, key, faults)
+        return self._add_bias(x @ kernel.astype(x.dtype))
+
+
+class _QuantLayer(nnx.Module):
+    """k-bit symmetric per-output-channel weights, k-bit per-example input activations."""
+
+    def _init_quant(self, kernel_shape, bits, act_bits, use_bias, kernel_init, rngs):
+        self.bits = _optional_bits(bits, "bits")
+        self.act_bits = _optional_bits(act_bits, "act_bits")
+        self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((kernel_shape[-1],), jnp.float32)) if use_bias else None
+        self.fault_id = 0
+
+    def deployed_weights(self):
+        """``(codes, scale)``: int32 codes and per-output-channel scale; float kernel and 1.0
+        for ``bits=None``."""
+        kernel = self.kernel[...]
+        if self.bits is None:
+            return kernel, jnp.ones((), kernel.dtype)
+        return quantize_symmetric(kernel, self.bits, axis=-1)
+
+    def _effective_kernel(self, faults: FaultContext | None) -> jax.Array:
+        kernel = self.kernel[...]
+        if faults is None:
+            return kernel if self.bits is None else fake_quant(kernel, self.bits, axis=-1)
+        codes, scale = self.deployed_weights()
+        codes = faults.weights(self.fault_id, codes, bits=self.bits)
+        return codes.astype(kernel.dtype) * scale
+
+    def _quant_input(self, x):
+        # Scale per example (axis 0), so that an example's output never depends on which
+        # other inputs or MC samples share its batch.
+        return x if self.act_bits is None else fake_quant(x, self.act_bits, axis=0)
+
+    def _add_bias(self, y):
+        return y if self.bias is None else y + self.bias[...].astype(y.dtype)
+
+
+class QuantConv(_QuantLayer):
+    """k-bit convolution: ``y = conv(fake_quant(x, act_bits), codes * scale) + bias``.
+
+    ``bits=None`` keeps full-precision weights (still a fault site, with ``bits=None``);
+    ``act_bits=None`` leaves the input unquantized.
+
+    >>> conv = QuantConv(1, 4, 5, bits=8, rngs=nnx.Rngs(0))
+    >>> conv(jnp.ones((2, 16, 1))).shape
+    (2, 16, 4)
+    """
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
+                 bits: int | None = 8, act_bits: int | None = 8, strides: int | Sequence[int] = 1,
+                 padding: Any = "SAME", use_bias: bool = True, kernel_init=_default_kernel_init,
+                 rngs: nnx.Rngs):
+        ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
+        self._init_quant(ks + (in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs)
+
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool = False,
+                 faults: FaultContext | None = None):
+        kernel = self._effective_kernel(faults)
+        return self._add_bias(_conv(self._quant_input(x), kernel, self.strides, self.padding))
+
+
+class QuantDense(_QuantLayer):
+    """k-bit fully connected layer: ``y = fake_quant(x, act_bits) @ (codes * scale) + bias``.
+
+    >>> dense = QuantDense(4, 2, bits=4, act_bits=None, rngs=nnx.Rngs(0))
+    >>> dense(jnp.ones((3, 4))).shape
+    (3, 2)
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, bits: int | None = 8,
+                 act_bits: int | None = 8, use_bias: bool = True, kernel_init=_default_kernel_init,
+                 rngs: nnx.Rngs):
+        self._init_quant((in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs)
+
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool = False,
+                 faults: FaultContext | None = None):
+        kernel = self._effective_kernel(faults)
+        return self._add_bias(self._quant_input(x) @ kernel.astype(x.dtype))
+
+
+class QuantLSTMCell(nnx.Module):
+    """LSTM cell whose input and recurrent matmuls are k-bit :class:`QuantDense` layers.
+
+    With ``z = W_x x + W_h h + b`` split into gates ``(i, f, g, o)``::
+
+        c' = sigmoid(f) * c + sigmoid(i) * tanh(g),    h' = sigmoid(o) * tanh(c')
+
+    The forget-gate bias starts at 1. The cell itself is not a fault site: its two
+    projections (``input_proj``, ``recurrent_proj``) are, and as their ``fault_id`` is
+    fixed, every time step of one chip sees the same faulty weights. The carry is
+    ``(c, h)``, as in ``nnx.LSTMCell``.
+
+    >>> cell = QuantLSTMCell(3, 5, rngs=nnx.Rngs(0))
+    >>> carry, h = cell(cell.initialize_carry(2), jnp.ones((2, 3)))
+    >>> h.shape
+    (2, 5)
+    """
+
+    def __init__(self, in_features: int, hidden_features: int, *, bits: int | None = 8,
+                 act_bits: int | None = 8, rngs: nnx.Rngs):
+        self.hidden_features = hidden_features
+        gates = 4 * hidden_features
+        self.input_proj = QuantDense(in_features, gates, bits=bits, act_bits=act_bits, rngs=rngs)
+        self.recurrent_proj = QuantDense(hidden_features, gates, bits=bits, act_bits=act_bits, use_bias=False,
+                                         kernel_init=nnx.initializers.orthogonal(), rngs=rngs)
+        bias = jnp.zeros((gates,), jnp.float32).at[hidden_features : 2 * hidden_features].set(1.0)
+        self.input_proj.bias[...] = bias
+
+    def initialize_carry(self, batch: int, dtype=jnp.float32):
+        """Zero ``(c, h)``, each ``[batch, hidden_features]``."""
+        zeros = jnp.zeros((batch, self.hidden_features), dtype)
+        return zeros, zeros
+
+    def __call__(self, carry, x, *, key=None, train: bool = False, deterministic: bool = False,
+                 faults: FaultContext | None = None):
+        c, h = carry
+        z = self.input_proj(x, faults=faults) + self.recurrent_proj(h, faults=faults)
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
+
+
+class PACT(nnx.Module):
+    """PACT activation with a learned clipping level ``alpha`` (a scalar ``nnx.Param``).
+
+    ``y = quantize_bits(clip(x, 0, alpha))``; see :func:`~invnorm_jax.functional.quantize.pact`.
+
+    >>> act = PACT(bits=2, alpha_init=3.0)
+    >>> act(jnp.array([-1.0, 1.2, 9.0]))
+    Array([0., 1., 3.], dtype=float32)
+    """
+
+    def __init__(self, *, bits: int = 4, alpha_init: float = 6.0, rngs: nnx.Rngs | None = None):
+        check_bits(bits, "bits", low=1)
+        self.bits = bits
+        self.alpha = nnx.Param(jnp.asarray(alpha_init, jnp.float32))
+
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool = False,
+                 faults: FaultContext | None = None):
+        return pact(x, self.alpha[...], self.bits)
