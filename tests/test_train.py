@@ -1,0 +1,96 @@
+"""Training loop: loss goes down, an interrupted run resumes exactly, bad checkpoints are named."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from invnorm_jax.models import build_model
+from invnorm_jax.train import Checkpointer, CheckpointError, TrainConfig, batch_indices, train
+
+
+def _data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    # Class-dependent blobs so that a few steps can learn something.
+    x = rng.normal(0, 1, (n, 8, 8, 1)).astype(np.float32) + y[:, None, None, None] / 3.0
+    return x, y
+
+
+def _model(method="proposed"):
+    return build_model("resnet", method, in_channels=1, num_classes=10, widths=(8, 16), blocks=(1, 1),
+                       rngs=nnx.Rngs(0))
+
+
+def _params(model):
+    return jax.tree.leaves(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+
+
+def test_interrupted_training_resumes_exactly(tmp_path):
+    x, y = _data()
+    config = TrainConfig(steps=12, batch_size=16, learning_rate=1e-2, checkpoint_every=4, seed=3)
+    straight = _model()
+    train(straight, x, y, config, progress=False)
+
+    resumed = _model()
+    first = train(resumed, x, y, config, workdir=tmp_path, progress=False, stop_after=6)
+    assert first["start_step"] == 0 and len(first["losses"]) == 6
+    assert Checkpointer(tmp_path).latest_step() == 6
+    fresh = _model()  # a new process would start from a fresh model and find the checkpoint
+    second = train(fresh, x, y, config, workdir=tmp_path, progress=False)
+    assert second["start_step"] == 6 and len(second["losses"]) == 6
+    for a, b in zip(_params(straight), _params(fresh)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    # A finished run is only loaded: no step is repeated.
+    again = train(_model(), x, y, config, workdir=tmp_path, progress=False)
+    assert again["losses"] == [] and again["start_step"] == 12
+
+
+def test_training_lowers_the_loss():
+    x, y = _data(128)
+    result = train(_model("nn"), x, y, TrainConfig(steps=40, batch_size=32, learning_rate=1e-2), progress=False)
+    losses = result["losses"]
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+
+
+def test_batch_indices_cover_each_epoch_once():
+    seen = np.concatenate([batch_indices(50, 10, seed=1, step=s) for s in range(5)])
+    assert sorted(seen.tolist()) == list(range(50))
+    assert not np.array_equal(batch_indices(50, 10, 1, 0), batch_indices(50, 10, 1, 5))  # new epoch, new order
+    np.testing.assert_array_equal(batch_indices(50, 10, 1, 7), batch_indices(50, 10, 1, 7))
+
+
+def test_corrupt_checkpoint_raises_a_clear_error(tmp_path):
+    x, y = _data(32)
+    train(_model(), x, y, TrainConfig(steps=2, batch_size=16, checkpoint_every=1), workdir=tmp_path, progress=False)
+    step_dir = tmp_path / "checkpoints" / "2"
+    for f in step_dir.rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot be read.*delete"):
+        Checkpointer(tmp_path).restore(_model())
+
+
+def test_restore_without_checkpoint_says_train_first(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint.*train first"):
+        Checkpointer(tmp_path).restore(_model())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(loss="hinge"), r"loss='hinge'"),
+        (dict(optimizer="lion"), r"optimizer='lion'"),
+        (dict(steps=0), r"steps=0"),
+        (dict(learning_rate=-1.0), r"learning_rate"),
+    ],
+)
+def test_bad_train_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_batch_larger_than_data_is_refused():
+    x, y = _data(8)
+    with pytest.raises(ValueError, match="batch_size=16 exceeds the 8"):
+        train(_model(), x, y, TrainConfig(steps=1, batch_size=16), progress=False)
