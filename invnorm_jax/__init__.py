@@ -9,9 +9,21 @@ in-memory-computing chips and still say how unsure they are.
 >>> scale, bias = inj.affine_dropout(key, scale, bias, rate=0.3) # doctest: +SKIP
 """
 
-from invnorm_jax import functional, nn
+from invnorm_jax import faults, functional, metrics, models, nn
+from invnorm_jax.faults import Fault, simulate_chips
 from invnorm_jax.functional import affine_dropout, inverted_norm
 
 __version__ = "0.1.0"
 
-__all__ = ["affine_dropout", "functional", "inverted_norm", "nn", "__version__"]
+__all__ = [
+    "Fault",
+    "affine_dropout",
+    "faults",
+    "functional",
+    "inverted_norm",
+    "metrics",
+    "models",
+    "nn",
+    "simulate_chips",
+    "__version__",
+]

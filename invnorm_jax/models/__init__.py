@@ -1,0 +1,89 @@
+"""The paper's models, for all four methods, and a registry that builds them by name.
+
+Every model takes the method first (``"nn"``, ``"spindrop"``, ``"spatial_spindrop"``,
+``"proposed"``; it only changes the normalization sites) and is called as
+``model(x, *, key=None, train=False, deterministic=False, faults=None)``.
+
+========== ======================== ===================================================
+name       class                    task
+========== ======================== ===================================================
+resnet     :class:`BinaryResNet`    binary IR-Net ResNet-18, CIFAR-10 ``[B, 32, 32, 3]``
+m5         :class:`M5`              8-bit M5, Speech Commands ``[B, 8000, 1]``
+lstm       :class:`LSTMForecaster`  8-bit LSTM, CO2 windows ``[B, 52, 1] -> [B, 1]``
+unet       :class:`UNet`            binary / 4-bit PACT U-Net, segmentation
+========== ======================== ===================================================
+
+:data:`PRESETS` are the small configurations of the offline demo (each trains in seconds on
+a laptop CPU): ``digits`` (8x8 images), ``mnist1d`` (length-40 sequences) and ``co2``.
+
+>>> model = build_model("digits", "proposed", rngs=nnx.Rngs(0))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+from invnorm_jax.models.common import check_method, count_params
+from invnorm_jax.models.lstm import LSTMForecaster
+from invnorm_jax.models.m5 import M5
+from invnorm_jax.models.resnet import BasicBlock, BinaryResNet
+from invnorm_jax.models.unet import UNet
+
+MODELS: dict[str, type[nnx.Module]] = {
+    "resnet": BinaryResNet,
+    "m5": M5,
+    "lstm": LSTMForecaster,
+    "unet": UNet,
+}
+
+#: name -> (model name, constructor defaults) of the offline demo's small models.
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    # sklearn digits, [B, 8, 8, 1]: two stages of one block each.
+    "digits": ("resnet", dict(in_channels=1, num_classes=10, widths=(16, 32), blocks=(1, 1))),
+    # MNIST-1D, [B, 40, 1]: no stride in the first conv, pool 2 (40 -> 20 -> 10 -> 5 -> 2).
+    "mnist1d": ("m5", dict(num_classes=10, channels=(32, 32, 64, 64), first_kernel=5, first_stride=1, pool=2)),
+    # CO2, [B, 52, 1] -> [B, 1].
+    "co2": ("lstm", dict(hidden=32, num_layers=2)),
+}
+
+
+def available_models() -> tuple[str, ...]:
+    """Every name :func:`build_model` accepts: the models, then the presets."""
+    return tuple(MODELS) + tuple(PRESETS)
+
+
+def build_model(name: str, method: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
+    """Build model ``name`` (a model or a preset) for ``method``.
+
+    Args:
+      name: ``"resnet"``, ``"m5"``, ``"lstm"``, ``"unet"``, or a preset of :data:`PRESETS`.
+      method: ``"nn"``, ``"spindrop"``, ``"spatial_spindrop"`` or ``"proposed"``.
+      rngs: ``nnx.Rngs`` for the initial weights.
+      **kwargs: constructor arguments; they override a preset's.
+
+    Raises:
+      ValueError: for an unknown name or method; the message lists the allowed ones.
+    """
+    if name in PRESETS:
+        name, defaults = PRESETS[name]
+        kwargs = {**defaults, **kwargs}
+    if name not in MODELS:
+        raise ValueError(f"model name={name!r} is unknown; expected one of {available_models()}.")
+    check_method(method)
+    return MODELS[name](method, rngs=rngs, **kwargs)
+
+
+__all__ = [
+    "MODELS",
+    "PRESETS",
+    "BasicBlock",
+    "BinaryResNet",
+    "LSTMForecaster",
+    "M5",
+    "UNet",
+    "available_models",
+    "build_model",
+    "count_params",
+]
