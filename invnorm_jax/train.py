@@ -149,8 +149,11 @@ class Checkpointer:
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.directory}: train first (invnorm-jax train ...).")
         target = self._tree(model, optimizer)
+        # Without an optimizer, read the model's subtree only: evaluation needs no moments.
+        args = ocp.args.StandardRestore(target) if optimizer is not None else ocp.args.PyTreeRestore(
+            target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True)
         try:
-            restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
+            restored = self.manager.restore(step, args=args)
         except Exception as err:  # orbax raises many types for a damaged folder
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} cannot be read ({type(err).__name__}: {err}). "

@@ -41,6 +41,11 @@ def test_interrupted_training_resumes_exactly(tmp_path):
     assert second["start_step"] == 6 and len(second["losses"]) == 6
     for a, b in zip(_params(straight), _params(fresh)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    # Evaluation loads the model alone from a checkpoint that also holds the optimizer.
+    loaded = _model()
+    assert Checkpointer(tmp_path).restore(loaded) == 12
+    for a, b in zip(_params(straight), _params(loaded)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     # A finished run is only loaded: no step is repeated.
     again = train(_model(), x, y, config, workdir=tmp_path, progress=False)
     assert again["losses"] == [] and again["start_step"] == 12

@@ -34,6 +34,8 @@ def get_config(variant: str = "full") -> dict:
             # Conductance variation seen at the normalized activation before sign() (Fig. 5 right).
             "additive": dict(kind="additive", site="preactivation", levels=sigmas),
         },
-        ood=dict(shifts=("rotation", "uniform_noise"), fault=dict(kind="bit_flip", site="weights", level=0.1)),
+        # Fig. 7: rotation 0..84 degrees, uniform noise; the same on chips with 10 % bit-flips.
+        ood=dict(shifts=("rotation", "uniform_noise"), fault=dict(kind="bit_flip", site="weights", level=0.1),
+                 num_chips={"full": 10, "quick": 3, "smoke": 2}[variant]),
         seed=0,
     )

@@ -35,5 +35,8 @@ def get_config(variant: str = "full") -> dict:
             # Conductance variation of the stored codes, in units of the largest code.
             "additive": dict(kind="additive", site="weights", levels=sigmas),
         },
+        # Uncertainty under additive Gaussian noise (0 .. 1.2 std units), healthy and with bit-flips.
+        ood=dict(shifts=("gaussian_noise",), fault=dict(kind="bit_flip", site="weights", level=0.005),
+                 num_chips={"full": 10, "quick": 3, "smoke": 2}[variant]),
         seed=0,
     )
