@@ -48,7 +48,7 @@ def cmd_demo(args) -> int:
     from invnorm_jax import experiment, report
 
     start = time.time()
-    variant = "quick" if args.quick else "full"
+    variant = "smoke" if args.smoke else "quick" if args.quick else "full"
     out = pathlib.Path(args.out) if args.out else _default_out("demo")
     results = {"tasks": {}}
     extra = []
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train the 4 methods on offline data, sweep faults over 100 chips, write a report")
     demo.add_argument("--quick", action="store_true", help="fewer steps, levels and samples (about 3 minutes)")
+    demo.add_argument("--smoke", action="store_true", help="a few steps and 4 chips: checks the pipeline, not the method")
     demo.add_argument("--out", help="output folder (default runs/demo-<time>); rerunning resumes / reuses it")
     demo.add_argument("--tasks", nargs="+", default=list(DEMO_TASKS), choices=DEMO_TASKS, help="offline tasks")
     demo.add_argument("--methods", nargs="+", choices=("nn", "spindrop", "spatial_spindrop", "proposed"),

@@ -3,7 +3,8 @@
 Embedded (ship inside installed packages, always available offline):
 `load_digits`, `load_mnist1d`, `load_co2`. Prepared TFDS datasets read without
 TensorFlow: `load_cifar10`. Local folders the user downloads:
-`load_speech_commands`, `load_drive`. See docs/datasets.md.
+`load_speech_commands`, `load_drive`. Synthetic stand-ins of the downloaded
+ones for smoke runs: `get_dataset(name, synthetic=True)`. See docs/datasets.md.
 
 This package imports only numpy at import time (loaders import their heavy
 dependencies lazily) and nothing from the JAX side of the library.
@@ -28,6 +29,7 @@ from invnorm_jax.data.speech_commands import (
     SPEECH_COMMANDS_URL, WORDS as SPEECH_COMMANDS_WORDS, default_speech_root, fix_length,
     index_speech_folder, load_speech_commands, read_wav,
 )
+from invnorm_jax.data.synthetic import SYNTHETIC_DATASETS, get_synthetic
 
 __all__ = [
     "CIFAR10_MEAN", "CIFAR10_STD", "DATASETS", "DATA_DIR_ENV", "DatasetNotFoundError",
@@ -37,4 +39,5 @@ __all__ = [
     "load_digits", "load_drive", "load_mnist1d", "load_speech_commands", "make_windows",
     "normalize_cifar", "normalize_in_fov", "pad_to_multiple", "random_crop_flip",
     "random_patches", "read_drive_split", "read_wav", "standardize", "subsample_per_class",
+    "SYNTHETIC_DATASETS", "get_synthetic",
 ]

@@ -9,6 +9,7 @@ from invnorm_jax.data.common import Split
 from invnorm_jax.data.drive import load_drive
 from invnorm_jax.data.embedded import load_co2, load_digits, load_mnist1d
 from invnorm_jax.data.speech_commands import load_speech_commands
+from invnorm_jax.data.synthetic import get_synthetic
 
 #: Every dataset the library knows, by the name configs use.
 DATASETS: dict[str, Callable[..., Split]] = {
@@ -21,23 +22,33 @@ DATASETS: dict[str, Callable[..., Split]] = {
 }
 
 
-def get_dataset(name: str, **kwargs) -> Split:
+def get_dataset(name: str, *, synthetic: bool = False, **kwargs) -> Split:
     """Loads a dataset by name.
 
     Args:
       name: one of `DATASETS` ("digits", "mnist1d", "co2", "cifar10",
         "speech_commands", "drive").
-      **kwargs: forwarded to the loader (e.g. `seed=`, `root=`, `data_dir=`).
+      synthetic: load a generated stand-in with the real shapes and label space
+        instead (no download; for smoke runs, the metrics are meaningless):
+        "cifar10", "speech_commands" and "drive" only. See
+        `invnorm_jax.data.synthetic`.
+      **kwargs: forwarded to the loader (e.g. `seed=`, `root=`, `data_dir=`),
+        or to the synthetic generator (e.g. `num_train=`, `clips_per_word=`).
 
     Returns:
       The loader's `Split`.
 
     Raises:
-      ValueError: unknown name (the message lists the known ones).
+      ValueError: unknown name (the message lists the known ones), or
+        `synthetic=True` for a dataset without a synthetic stand-in.
 
     >>> get_dataset("digits").x_test.shape
     (360, 8, 8, 1)
     """
+    if synthetic:
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+        return get_synthetic(name, **kwargs)
     try:
         loader = DATASETS[name]
     except KeyError:

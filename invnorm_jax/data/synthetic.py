@@ -1,0 +1,316 @@
+"""Synthetic stand-ins for the datasets that must be downloaded, for smoke runs and tests.
+
+``get_dataset(name, synthetic=True, **kwargs)`` returns a `Split` with the real dataset's
+shapes, dtypes, label space and preprocessing, built without network:
+
+* ``cifar10``: random images and labels from TFDS's own mock
+  (``tfds.testing.mock_data(policy=USE_CODE)``) passed through `load_cifar10`, so the TFDS
+  reading path and the normalization are the real ones.
+* ``speech_commands``: a folder in the official v0.02 layout (``<word>/<hash>_nohash_<k>.wav``
+  at 16 kHz, ``_background_noise_/``, ``validation_list.txt``, ``testing_list.txt``) written
+  to a temporary directory and read by `load_speech_commands` (resampling, padding, split
+  lists). Each word is a tone burst of its own pitch, so a model can learn something.
+* ``drive``: a folder in the official DRIVE layout (``images/*.tif``, ``1st_manual/*.gif``,
+  ``mask/*.gif``) of small fundus-like images with dark curved "vessels", read by
+  `load_drive` (FOV normalization, patches, padding).
+
+The numbers a model reaches on these are meaningless: they only show that every stage runs.
+The embedded datasets (digits, MNIST-1D, CO2) are offline already and have no synthetic form.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import pathlib
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from invnorm_jax.data.cifar10 import load_cifar10
+from invnorm_jax.data.common import Split
+from invnorm_jax.data.drive import load_drive
+from invnorm_jax.data.speech_commands import WORDS, load_speech_commands
+
+#: Official DRIVE image ids: 21..40 training, 01..20 test.
+DRIVE_TRAIN_IDS = tuple(str(i) for i in range(21, 41))
+DRIVE_TEST_IDS = tuple(f"{i:02d}" for i in range(1, 21))
+
+
+# --------------------------------------------------------------------------- Speech Commands
+
+
+def write_sine_wav(path: pathlib.Path, freq: float, *, rate: int = 16000, seconds: float = 1.0,
+                   amplitude: float = 0.5) -> None:
+    """Writes an int16 mono sine wave of `freq` Hz."""
+    t = np.arange(int(rate * seconds)) / rate
+    _write_int16(path, amplitude * np.sin(2 * np.pi * freq * t), rate)
+
+
+def _write_int16(path: pathlib.Path, samples: np.ndarray, rate: int) -> None:
+    from scipy.io import wavfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wavfile.write(path, rate, (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16))
+
+
+def word_frequencies(words: Sequence[str]) -> dict[str, float]:
+    """A distinct pitch per word: 150 Hz, 250 Hz, ... (below the 4 kHz Nyquist of 8 kHz audio)."""
+    return {word: 150.0 + 100.0 * i for i, word in enumerate(words)}
+
+
+def _tone_clip(freq: float, rng: np.random.Generator, *, rate: int, noise: float, jitter: float,
+               burst: bool) -> np.ndarray:
+    t = np.arange(rate) / rate
+    f = freq * (1.0 + jitter * rng.uniform(-1, 1))
+    clip = 0.5 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+    if burst:
+        # A Hann-shaped burst of 0.4-0.7 s somewhere in the second, like a spoken word.
+        length = int(rate * rng.uniform(0.4, 0.7))
+        start = int(rng.integers(0, rate - length))
+        envelope = np.zeros(rate)
+        envelope[start : start + length] = np.hanning(length)
+        clip = clip * envelope
+    return clip + noise * rng.standard_normal(rate)
+
+
+def write_speech_commands_folder(
+    root: str | pathlib.Path,
+    *,
+    words: Sequence[str] | Mapping[str, float] = WORDS,
+    clips_per_word: int = 4,
+    num_validation: int = 1,
+    num_test: int = 1,
+    rate: int = 16000,
+    noise: float = 0.05,
+    jitter: float = 0.02,
+    burst: bool = True,
+    seed: int = 0,
+) -> dict[str, list[str]]:
+    """Writes a folder in the Speech Commands v0.02 layout.
+
+    ``root/<word>/<speaker>_nohash_<k>.wav`` (1 s, int16, ``rate`` Hz) for every word, a
+    ``_background_noise_`` folder the loader must skip, and the split lists: the first
+    ``num_validation`` clips of each word go to ``validation_list.txt``, the next
+    ``num_test`` to ``testing_list.txt``, the rest are training clips.
+
+    Args:
+      root: folder to write (created).
+      words: word names, or ``{word: frequency_hz}``; default the 35 words of v0.02, each a
+        pitch of `word_frequencies`.
+      clips_per_word: clips per word, all splits together.
+      num_validation: validation clips per word.
+      num_test: test clips per word.
+      rate: sample rate of the files (the real archive's is 16 kHz).
+      noise: std of the white noise added to every clip.
+      jitter: relative random detuning of each clip's pitch.
+      burst: shape each tone as a 0.4-0.7 s burst at a random time (else the whole second).
+      seed: seed of everything random.
+
+    Returns:
+      ``{"validation": [...], "test": [...]}``: the relative paths written to the lists.
+    """
+    root = pathlib.Path(root)
+    freqs = dict(words) if isinstance(words, Mapping) else word_frequencies(words)
+    if clips_per_word < num_validation + num_test:
+        raise ValueError(f"clips_per_word={clips_per_word} < num_validation + num_test = "
+                         f"{num_validation + num_test}.")
+    rng = np.random.default_rng(seed)
+    lists: dict[str, list[str]] = {"validation": [], "test": []}
+    for word, freq in freqs.items():
+        for k in range(clips_per_word):
+            name = f"{int(rng.integers(0, 2**32)):08x}_nohash_{k}.wav"
+            clip = _tone_clip(freq, rng, rate=rate, noise=noise, jitter=jitter, burst=burst)
+            _write_int16(root / word / name, clip, rate)
+            if k < num_validation:
+                lists["validation"].append(f"{word}/{name}")
+            elif k < num_validation + num_test:
+                lists["test"].append(f"{word}/{name}")
+    _write_int16(root / "_background_noise_" / "white_noise.wav", 0.3 * rng.standard_normal(2 * rate), rate)
+    (root / "validation_list.txt").write_text("".join(p + "\n" for p in lists["validation"]))
+    (root / "testing_list.txt").write_text("".join(p + "\n" for p in lists["test"]))
+    return lists
+
+
+def synthetic_speech_commands(
+    *,
+    words: Sequence[str] = WORDS,
+    clips_per_word: int = 4,
+    num_validation: int = 1,
+    num_test: int = 1,
+    seed: int = 0,
+    **loader_kwargs,
+) -> Split:
+    """`load_speech_commands` on a generated folder (written to a temporary directory).
+
+    Labels are the indices of the sorted ``words``: with the default, the real 35-word label
+    space. ``loader_kwargs`` go to `load_speech_commands` (e.g. ``sample_rate``).
+    """
+    with tempfile.TemporaryDirectory(prefix="invnorm_speech_") as tmp:
+        write_speech_commands_folder(tmp, words=words, clips_per_word=clips_per_word,
+                                     num_validation=num_validation, num_test=num_test, seed=seed)
+        split = load_speech_commands(tmp, source="folder", seed=seed, **loader_kwargs)
+    return _mark_synthetic(split)
+
+
+# --------------------------------------------------------------------------- DRIVE
+
+
+def _draw_curve(mask: np.ndarray, rng: np.random.Generator, start: np.ndarray, radius: float) -> None:
+    """Marks a random quadratic Bezier curve of half-width ``radius`` from ``start``."""
+    h, w = mask.shape
+    ctrl = start + rng.uniform(-0.6, 0.6, 2) * (h, w)
+    end = start + rng.uniform(-1.0, 1.0, 2) * (h, w)
+    length = np.linalg.norm(ctrl - start) + np.linalg.norm(end - ctrl)
+    t = np.linspace(0.0, 1.0, max(int(2 * length), 2))[:, None]
+    points = (1 - t) ** 2 * start + 2 * (1 - t) * t * ctrl + t**2 * end
+    r = int(np.ceil(radius))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = dy**2 + dx**2 <= radius**2 + 0.25
+    rows = np.round(points[:, 0])[:, None] + dy[disk][None, :]
+    cols = np.round(points[:, 1])[:, None] + dx[disk][None, :]
+    keep = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    mask[rows[keep].astype(int), cols[keep].astype(int)] = True
+
+
+def _vessel_mask(height: int, width: int, rng: np.random.Generator, fov: np.ndarray) -> np.ndarray:
+    """A few thick and thin curves radiating from an "optic disc", inside the FOV."""
+    mask = np.zeros((height, width), bool)
+    disc = np.array([height * rng.uniform(0.35, 0.65), width * rng.uniform(0.2, 0.8)])
+    scale = min(height, width) / 64
+    for _ in range(6):
+        _draw_curve(mask, rng, disc, radius=max(0.5, scale * rng.uniform(0.6, 1.6)))
+    return mask & fov
+
+
+def write_drive_folder(
+    root: str | pathlib.Path,
+    *,
+    height: int = 64,
+    width: int = 64,
+    train_ids: Sequence[str] = DRIVE_TRAIN_IDS[:2],
+    test_ids: Sequence[str] = DRIVE_TEST_IDS[:2],
+    seed: int = 0,
+) -> dict:
+    """Writes a folder in the official DRIVE layout (TIF images, GIF annotations and masks).
+
+    Every image has the same circular FOV (the real ones nearly do); each has its own vessel
+    tree. The green channel carries the vessels (dark, as in real fundus images) on an uneven
+    illumination plus noise; the red channel is bright and flat, so ``channel="gray"`` differs
+    from ``"green"``.
+
+    Returns:
+      ``{"fov": bool [H, W], "labels": {image id: bool [H, W]}}`` as written.
+    """
+    from PIL import Image
+
+    root = pathlib.Path(root)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width]
+    fov = (yy - height / 2) ** 2 + (xx - width / 2) ** 2 < (min(height, width) / 2.2) ** 2
+    labels = {}
+    for split, ids in (("training", train_ids), ("test", test_ids)):
+        for sub in ("images", "1st_manual", "mask"):
+            (root / split / sub).mkdir(parents=True, exist_ok=True)
+        for ident in ids:
+            vessels = _vessel_mask(height, width, rng, fov)
+            green = 110 + 40 * xx / width - 55 * vessels + rng.normal(0, 6, (height, width))
+            rgb = np.zeros((height, width, 3), np.float64)
+            rgb[..., 0] = 200
+            rgb[..., 1] = np.where(fov, green, 0)
+            rgb[..., 2] = np.where(fov, 40, 0)
+            Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(
+                root / split / "images" / f"{ident}_{split}.tif")
+            Image.fromarray((vessels * 255).astype(np.uint8)).save(
+                root / split / "1st_manual" / f"{ident}_manual1.gif")
+            Image.fromarray((fov * 255).astype(np.uint8)).save(
+                root / split / "mask" / f"{ident}_{split}_mask.gif")
+            labels[ident] = vessels
+    return {"fov": fov, "labels": labels}
+
+
+def synthetic_drive(
+    *,
+    height: int = 64,
+    width: int = 64,
+    num_train: int = 2,
+    num_test: int = 2,
+    seed: int = 0,
+    **loader_kwargs,
+) -> Split:
+    """`load_drive` on a generated DRIVE folder (written to a temporary directory).
+
+    ``loader_kwargs`` go to `load_drive` (``patch_size`` must fit the images, e.g. 32 for
+    the default 64x64; ``num_patches``, ``pad_multiple``...).
+    """
+    if not (1 <= num_train <= 20 and 1 <= num_test <= 20):
+        raise ValueError(f"num_train={num_train} and num_test={num_test} must be in 1..20 (DRIVE's ids).")
+    with tempfile.TemporaryDirectory(prefix="invnorm_drive_") as tmp:
+        write_drive_folder(tmp, height=height, width=width, train_ids=DRIVE_TRAIN_IDS[:num_train],
+                           test_ids=DRIVE_TEST_IDS[:num_test], seed=seed)
+        split = load_drive(tmp, seed=seed, **loader_kwargs)
+    return _mark_synthetic(split)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    # TFDS's mock warns once per split that the (non-existent) data folder has no metadata.
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def synthetic_cifar10(*, num_train: int = 256, num_test: int = 64, **loader_kwargs) -> Split:
+    """`load_cifar10` under ``tfds.testing.mock_data``: random uint8 images, random labels.
+
+    TFDS's mock ignores split slicing, so both splits are generated with
+    ``max(num_train, num_test)`` records and cut here.
+    """
+    import tensorflow_datasets as tfds
+
+    n = max(num_train, num_test)
+    with _quiet_absl(), tfds.testing.mock_data(num_examples=n, policy=tfds.testing.MockPolicy.USE_CODE):
+        split = load_cifar10(**loader_kwargs)
+    split = dataclasses.replace(split, x_train=split.x_train[:num_train], y_train=split.y_train[:num_train],
+                                x_test=split.x_test[:num_test], y_test=split.y_test[:num_test])
+    return _mark_synthetic(split)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _mark_synthetic(split: Split) -> Split:
+    return dataclasses.replace(split, extras={**(split.extras or {}), "synthetic": True})
+
+
+#: Datasets with a synthetic stand-in, by registry name.
+SYNTHETIC_DATASETS: dict[str, Callable[..., Split]] = {
+    "cifar10": synthetic_cifar10,
+    "speech_commands": synthetic_speech_commands,
+    "drive": synthetic_drive,
+}
+
+
+def get_synthetic(name: str, **kwargs) -> Split:
+    """The synthetic stand-in of dataset ``name`` (see the module docstring).
+
+    Raises:
+      ValueError: ``name`` has no synthetic form (the embedded datasets are offline already).
+    """
+    try:
+        loader = SYNTHETIC_DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"dataset {name!r} has no synthetic stand-in; synthetic=True works for "
+            f"{', '.join(sorted(SYNTHETIC_DATASETS))} (digits, mnist1d and co2 are offline already)."
+        ) from None
+    return loader(**kwargs)
