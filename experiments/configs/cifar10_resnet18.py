@@ -84,5 +84,8 @@ def get_config(variant: str = "full") -> dict:
             "bit_flip": dict(kind="bit_flip", site="weights", levels=flips),
             "additive": dict(kind="additive", site="preactivation", levels=sigmas),
         },
+        # Fig. 7: rotation and uniform-noise shifts of the test set, healthy and on 10 faulty chips.
+        ood=dict(shifts=("rotation", "uniform_noise"), fault=dict(kind="bit_flip", site="weights", level=0.1),
+                 num_chips={"full": 10, "quick": 10, "smoke": 2}[variant]),
         seed=0,
     )

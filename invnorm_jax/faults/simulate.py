@@ -27,10 +27,13 @@ from jax.sharding import Mesh, PartitionSpec
 
 from invnorm_jax.faults.context import Fault, FaultContext, has_preactivation_sites, number_fault_sites
 
-#: Chips vmapped per step of the chip map, by fault site (see docs/benchmarks.md):
-#: weight faults give every chip its own weights, and a sequential map was measured faster
-#: on CPU; pre-activation faults leave the weights shared, and vmapping chips pays there.
-DEFAULT_CHUNK = {"weights": 1, "preactivation": 10}
+#: Chips vmapped per step of the chip map, by fault site. Measured on the 2-core CPU
+#: (docs/benchmarks.md, digits ResNet, 25 chips x 10 samples x 360 images, chunks 1/5/10/25):
+#: a sequential map (1) was fastest at both sites. Weight faults give every chip its own
+#: weights, so vmapped chips turn every conv into a grouped one (4x slower at chunk 5);
+#: pre-activation faults keep the weights shared, yet a bigger batch still lost (1.5x slower
+#: at chunk 5), and peak memory grows by about 80 MiB per chip of the chunk.
+DEFAULT_CHUNK = {"weights": 1, "preactivation": 1}
 
 
 def chip_keys(key: jax.Array, num_chips: int) -> jax.Array:
@@ -46,14 +49,22 @@ def sample_keys(key: jax.Array, num_samples: int, batch_index: int = 0) -> jax.A
     return jax.vmap(lambda t: jax.random.fold_in(root, t))(jnp.arange(num_samples))
 
 
-def _check_args(model, x, fault, num_chips, num_samples, chunk_size):
+def _check_args(model, x, fault, num_chips, num_samples, chunk_size, level, batch_size):
     if not isinstance(fault, Fault):
         raise TypeError(f"fault={fault!r} must be an invnorm_jax.faults.Fault, e.g. Fault('bit_flip', 0.1).")
+    if level is not None and not isinstance(level, jax.core.Tracer):
+        # The override skips Fault's own checks: run them on the concrete level.
+        try:
+            dataclasses.replace(fault, level=float(level))
+        except ValueError as err:
+            raise ValueError(f"level={level!r} is out of range for kind={fault.kind!r}: {err}") from None
     for name, value in (("num_chips", num_chips), ("num_samples", num_samples)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name}={value!r} must be an integer >= 1.")
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"chunk_size={chunk_size!r} must be an integer >= 1 or None (the per-site default).")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1 or None (the whole batch at once).")
     if fault.site == "preactivation" and not has_preactivation_sites(model):
         raise ValueError(
             f"site='preactivation' needs binary activations (sign()), and {type(model).__name__} has none; "
@@ -125,13 +136,13 @@ def simulate_chips(
       batch_size: evaluate ``x`` in slices of this many inputs (one jitted call each, every chip
         in each); MC keys are folded with the slice index.
       deterministic: switch the samplers off (then T identical samples; use T=1).
-      num_devices: devices to spread the chips over; default all local devices that divide
-        the (padded) chip count evenly.
+      num_devices: devices to spread the chips over; default all local devices (the chip
+        count is padded up to a multiple of it; the padding chips are dropped).
 
     Returns:
       ``[num_chips, num_samples, batch, ...]`` model outputs (logits for classifiers).
     """
-    _check_args(model, x, fault, num_chips, num_samples, chunk_size)
+    _check_args(model, x, fault, num_chips, num_samples, chunk_size, level, batch_size)
     number_fault_sites(model)
     level = jnp.asarray(fault.level if level is None else level, jnp.float32)
     static_fault = dataclasses.replace(fault, level=0.0)

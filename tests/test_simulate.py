@@ -1,0 +1,357 @@
+"""Tests of the chip simulator ``invnorm_jax.faults.simulate_chips``.
+
+Behaviour, not lines: the simulator must equal a plain Python loop over chips and MC samples
+(with the same keys), whatever the chunking or the number of devices; chip ``i`` is the same
+chip however many are simulated; a chip's faults are static over inputs and samples; a zero
+level is exactly the fault-free model; one compilation serves every level of a sweep; and bad
+arguments fail early with a message that names them.
+
+Two tiny models keep the file fast on a 2-core CPU: a binary CNN on 8x8x1 images (full-precision
+stem and classifier, inverted-norm sites, one binary conv: the ``bits=1`` weight site and the
+``preactivation`` site) and an 8-bit MLP (``bits=8`` codes: the k-bit weight site, and no
+binary activation). Most runs share one shape so that they share compilations (XLA's CPU
+compile, not the simulation, is what costs time here).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from invnorm_jax.faults import Fault, FaultContext, chip_keys, number_fault_sites, sample_keys, simulate_chips
+from invnorm_jax.faults import models as fm
+from invnorm_jax.faults import simulate as simulate_module
+from invnorm_jax.models.common import Call, global_avg_pool, hardtanh
+from invnorm_jax.nn import BinaryConv, QuantConv, QuantDense, norm_site
+
+# Jitted+vmapped vs eager evaluation may round differently in the last float bits.
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _uniform_init(key, shape, dtype=jnp.float32):
+    """LeCun-uniform from NumPy, seeded by the key: saves a threefry compilation per shape."""
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    limit = np.sqrt(3.0 / np.prod(shape[:-1]))
+    return jnp.asarray(rng.uniform(-limit, limit, shape), dtype)
+
+
+class TinyBNN(nnx.Module):
+    """fp stem -> site -> hardtanh -> binary conv (sign inputs) -> site -> pool -> fp dense."""
+
+    def __init__(self, *, rngs: nnx.Rngs, width: int = 4, classes: int = 3):
+        init = dict(kernel_init=_uniform_init, rngs=rngs)
+        self.stem = QuantConv(1, width, (3, 3), bits=None, act_bits=None, use_bias=False, **init)
+        self.site0 = norm_site("proposed", width, rngs=rngs)
+        self.conv = BinaryConv(width, 2 * width, (3, 3), strides=2, **init)
+        self.site1 = norm_site("proposed", 2 * width, rngs=rngs)
+        self.head = QuantDense(2 * width, classes, bits=None, act_bits=None, **init)
+        number_fault_sites(self)
+
+    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+        call = Call(key, train, deterministic, faults)
+        h = hardtanh(self.site0(self.stem(x, **call.at(0)), **call.at(1)))
+        h = hardtanh(self.site1(self.conv(h, **call.at(2)), **call.at(3)))
+        return self.head(global_avg_pool(h), **call.at(4))
+
+
+class TinyQuantMLP(nnx.Module):
+    """8-bit dense -> inverted-norm site -> relu -> 8-bit dense: k-bit codes, no sign()."""
+
+    def __init__(self, *, rngs: nnx.Rngs, features: int = 16, hidden: int = 8, classes: int = 3):
+        init = dict(kernel_init=_uniform_init, rngs=rngs)
+        self.fc1 = QuantDense(features, hidden, bits=8, act_bits=8, **init)
+        self.site = norm_site("proposed", hidden, rngs=rngs)
+        self.fc2 = QuantDense(hidden, classes, bits=8, act_bits=8, **init)
+        number_fault_sites(self)
+
+    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+        call = Call(key, train, deterministic, faults)
+        h = jax.nn.relu(self.site(self.fc1(x, **call.at(0)), **call.at(1)))
+        return self.fc2(h, **call.at(2))
+
+
+KEY = jax.random.key(7)
+# One shape for most runs, so that tests share compilations (the level is traced, so a fault
+# kind at any level reuses its compiled simulation).
+CHIPS, SAMPLES = 10, 2
+WEIGHTS = Fault("bit_flip", 0.1)
+PREACT = Fault("additive", 0.5, site="preactivation")
+
+_DEVICES_SCRIPT = textwrap.dedent(
+    """
+    import jax, numpy as np
+    from flax import nnx
+    from invnorm_jax.faults import Fault, simulate_chips
+    from test_simulate import TinyBNN
+    assert jax.local_device_count() == 4, jax.devices()
+    model = TinyBNN(rngs=nnx.Rngs(0))
+    x = np.random.default_rng(42).standard_normal((3, 8, 8, 1)).astype(np.float32)
+    worst = 0.0
+    # 6 chips on 4 devices: 2 per device, 2 padding chips dropped; 8 chips: no padding.
+    for fault, chips in ((Fault("bit_flip", 0.1), 6), (Fault("additive", 0.5, site="preactivation"), 8)):
+        run = lambda d: np.asarray(simulate_chips(model, x, fault=fault, num_chips=chips, num_samples=2,
+                                                 key=jax.random.key(7), num_devices=d))
+        four, one = run(4), run(1)
+        assert four.shape == one.shape == (chips, 2, 3, 3), four.shape
+        assert not np.allclose(four[0], four[1]), "chips should differ"
+        worst = max(worst, float(np.max(np.abs(four - one))))
+    print(f"MAXDIFF {worst!r}")
+    """
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def four_device_run():
+    """Start the 4-device subprocess with the module's first test, so that it runs alongside."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = os.pathsep.join([here, os.path.dirname(here), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DEVICES_SCRIPT], env=env, cwd=here, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def bnn():
+    return TinyBNN(rngs=nnx.Rngs(0))
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return TinyQuantMLP(rngs=nnx.Rngs(1))
+
+
+@pytest.fixture(scope="module")
+def images():
+    return jnp.asarray(np.random.default_rng(42).standard_normal((4, 8, 8, 1)), jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return jnp.asarray(np.random.default_rng(43).standard_normal((4, 16)), jnp.float32)
+
+
+def simulate(model, x, fault, **kwargs):
+    """``simulate_chips`` with the module's common shape, as a NumPy array."""
+    kwargs = {**dict(num_chips=CHIPS, num_samples=SAMPLES, key=KEY), **kwargs}
+    return np.asarray(simulate_chips(model, x, fault=fault, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def bnn_weights(bnn, images):
+    return simulate(bnn, images, WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def bnn_preact(bnn, images):
+    return simulate(bnn, images, PREACT)
+
+
+def python_loop(model, x, fault, *, num_chips, num_samples=SAMPLES, key=KEY, level=None, deterministic=False):
+    """The reference: every chip, every sample, one direct model call each."""
+    chips = chip_keys(key, num_chips)
+    samples = sample_keys(key, num_samples)
+    out = []
+    for i in range(num_chips):
+        faults = FaultContext(fault, chips[i], level)
+        out.append([model(x, key=samples[t], deterministic=deterministic, faults=faults) for t in range(num_samples)])
+    return np.asarray(out)
+
+
+def fault_free(model, x, *, num_samples=SAMPLES, key=KEY):
+    """The model without faults, with the simulator's MC sample keys: ``[samples, batch, ...]``."""
+    samples = sample_keys(key, num_samples)
+    return np.asarray([model(x, key=samples[t]) for t in range(num_samples)])
+
+
+# --------------------------------------------------------------------------- loop equality
+
+
+def test_weight_faults_equal_python_loop(bnn, images, bnn_weights):
+    assert bnn_weights.shape == (CHIPS, SAMPLES, 4, 3)
+    np.testing.assert_allclose(bnn_weights[:3], python_loop(bnn, images, WEIGHTS, num_chips=3), **TOL)
+
+
+def test_preactivation_faults_equal_python_loop(bnn, images, bnn_preact):
+    assert bnn_preact.shape == (CHIPS, SAMPLES, 4, 3)
+    np.testing.assert_allclose(bnn_preact[:3], python_loop(bnn, images, PREACT, num_chips=3), **TOL)
+
+
+def test_kbit_faults_equal_python_loop(mlp, vectors):
+    fault = Fault("bit_flip", 0.05)
+    out = simulate(mlp, vectors, fault)
+    np.testing.assert_allclose(out[:3], python_loop(mlp, vectors, fault, num_chips=3), **TOL)
+
+
+# --------------------------------------------------------------------------- chunks, devices, identity
+
+
+def test_chunked_equals_unchunked(bnn, images, bnn_weights, bnn_preact):
+    # The fixtures ran at the per-site default chunk; 3 does not divide 10 (lax.map's
+    # remainder path), 10 vmaps every chip in one step.
+    for chunk in (1, 3, 10):
+        np.testing.assert_allclose(simulate(bnn, images, WEIGHTS, chunk_size=chunk), bnn_weights, **TOL)
+    for chunk in (3, 10):
+        np.testing.assert_allclose(simulate(bnn, images, PREACT, chunk_size=chunk), bnn_preact, **TOL)
+
+
+def test_chip_identity_does_not_depend_on_num_chips(bnn, images, bnn_weights):
+    few = simulate(bnn, images, WEIGHTS, num_chips=4)
+    np.testing.assert_allclose(bnn_weights[:4], few, **TOL)
+
+
+def test_four_devices_equal_one_device(four_device_run):
+    stdout, stderr = four_device_run.communicate(timeout=300)
+    assert four_device_run.returncode == 0, stderr[-3000:]
+    lines = [line for line in stdout.splitlines() if line.startswith("MAXDIFF ")]
+    assert lines, stdout
+    assert float(lines[-1].split()[1]) <= 1e-5, lines[-1]
+
+
+# --------------------------------------------------------------------------- static faults
+
+
+@pytest.mark.parametrize("fault", [Fault("bit_flip", 0.2), Fault("additive", 1.0, site="preactivation")],
+                         ids=["weights", "preactivation"])
+def test_static_faults_same_for_every_sample_and_input(bnn, images, fault):
+    # A deterministic model: the only randomness left is the chip's faults, drawn once per chip.
+    common = dict(num_samples=3, deterministic=True)
+    batch = simulate(bnn, images, fault, **common)
+    np.testing.assert_array_equal(batch, np.broadcast_to(batch[:, :1], batch.shape))
+    assert not np.allclose(batch[0], batch[1]), "chips 0 and 1 should differ"
+    # batch_size=1: every input evaluated alone (one call each) on the same chips.
+    alone = simulate(bnn, images, fault, batch_size=1, **common)
+    np.testing.assert_allclose(alone, batch, **TOL)
+
+
+def test_per_inference_preactivation_differs_between_samples(bnn, images):
+    fault = Fault("additive", 1.0, site="preactivation", per_inference=True)
+    noisy = simulate(bnn, images, fault, num_samples=3, deterministic=True)
+    for t in (1, 2):
+        assert not np.allclose(noisy[:, 0], noisy[:, t]), f"sample {t} repeats sample 0's read noise"
+    reference = python_loop(bnn, images, fault, num_chips=2, num_samples=3, deterministic=True)
+    np.testing.assert_allclose(noisy[:2], reference, **TOL)
+
+
+# --------------------------------------------------------------------------- levels
+
+ZERO_CASES = [
+    ("bnn", WEIGHTS),
+    ("bnn", Fault("additive", 0.0)),
+    ("bnn", Fault("multiplicative", 0.0)),
+    ("bnn", Fault("uniform", 0.0)),
+    ("bnn", Fault("stuck_at", 0.0)),
+    ("bnn", PREACT),
+    ("mlp", Fault("bit_flip", 0.0)),
+    ("mlp", Fault("stuck_at", 0.0)),
+]
+
+
+@pytest.mark.parametrize("which,fault", ZERO_CASES, ids=[f"{w}-{f.kind}-{f.site}" for w, f in ZERO_CASES])
+def test_zero_level_is_fault_free(which, fault, request):
+    model = request.getfixturevalue(which)
+    x = request.getfixturevalue("images" if which == "bnn" else "vectors")
+    clean = fault_free(model, x)
+    out = simulate(model, x, fault, level=0.0)
+    for chip in range(CHIPS):
+        np.testing.assert_allclose(out[chip], clean, **TOL)
+    nonzero = {"bit_flip": 0.2, "stuck_at": 0.4}.get(fault.kind, 0.5)
+    faulty = simulate(model, x, fault, level=nonzero)
+    assert not np.allclose(faulty[0], faulty[1]), "two chips at a nonzero level should differ"
+    assert not np.allclose(faulty[0], clean), "a nonzero level should change the outputs"
+
+
+def test_traced_level_one_compilation_per_sweep(bnn, images, bnn_weights):
+    size = simulate_module._simulate._cache_size()
+    zero = simulate(bnn, images, WEIGHTS, level=0.0)
+    high = simulate(bnn, images, WEIGHTS, level=jnp.float32(0.3))
+    assert simulate_module._simulate._cache_size() == size, "a new level recompiled the simulation"
+    assert not np.allclose(zero, bnn_weights) and not np.allclose(high, bnn_weights)
+    np.testing.assert_allclose(zero[0], fault_free(bnn, images), **TOL)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+class _NoFaultSites(nnx.Module):
+    def __init__(self):
+        self.w = nnx.Param(jnp.ones((16, 3)))
+
+    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+        return x @ self.w[...]
+
+
+def test_bad_fault_descriptions_raise():
+    with pytest.raises(ValueError, match="kind='bitflip' is unknown"):
+        Fault("bitflip", 0.1)
+    with pytest.raises(ValueError, match="site='activation' is unknown"):
+        Fault("additive", 0.1, site="activation")
+    with pytest.raises(ValueError, match="level=-0.1 must be >= 0"):
+        Fault("additive", -0.1)
+    with pytest.raises(ValueError, match="level=nan must be >= 0"):
+        Fault("additive", float("nan"))
+    with pytest.raises(ValueError, match="level=1.5 is a probability"):
+        Fault("bit_flip", 1.5)
+    with pytest.raises(ValueError, match="level=2.0 is a probability"):
+        Fault("stuck_at", 2.0)
+    with pytest.raises(ValueError, match="not defined at site='preactivation'"):
+        Fault("bit_flip", 0.1, site="preactivation")
+    with pytest.raises(ValueError, match="per_inference"):
+        Fault("additive", 0.1, per_inference=True)
+
+
+def test_bad_levels_and_bits_in_fault_models_raise():
+    codes = jnp.zeros(4, jnp.int32)
+    for bits in (0, 17):
+        with pytest.raises(ValueError, match=f"bits={bits} is out of range"):
+            fm.bit_flip(jax.random.key(0), codes, rate=0.1, bits=bits)
+    with pytest.raises(ValueError, match="rate=1.5 is out of range"):
+        fm.bit_flip(jax.random.key(0), codes, rate=1.5, bits=8)
+    with pytest.raises(ValueError, match="sigma=-1.0 is out of range"):
+        fm.additive_variation(jax.random.key(0), codes, sigma=-1.0)
+
+
+def test_bad_simulate_arguments_raise(bnn, mlp, images, vectors):
+    call = dict(num_samples=1, key=KEY)
+    with pytest.raises(TypeError, match="must be an invnorm_jax.faults.Fault"):
+        simulate_chips(bnn, images, fault=("bit_flip", 0.1), **call)
+    with pytest.raises(ValueError, match="num_chips=0 must be an integer >= 1"):
+        simulate_chips(bnn, images, fault=WEIGHTS, num_chips=0, **call)
+    with pytest.raises(ValueError, match="num_samples=0 must be an integer >= 1"):
+        simulate_chips(bnn, images, fault=WEIGHTS, num_chips=2, num_samples=0, key=KEY)
+    with pytest.raises(ValueError, match="chunk_size=0 must be an integer >= 1"):
+        simulate_chips(bnn, images, fault=WEIGHTS, num_chips=2, chunk_size=0, **call)
+    with pytest.raises(ValueError, match="batch_size=0 must be an integer >= 1"):
+        simulate_chips(bnn, images, fault=WEIGHTS, num_chips=2, batch_size=0, **call)
+    with pytest.raises(ValueError, match="num_devices=0 must be in 1.."):
+        simulate_chips(bnn, images, fault=WEIGHTS, num_chips=2, num_devices=0, **call)
+    # level= overrides fault.level and must pass the same checks
+    with pytest.raises(ValueError, match="level=1.5 is out of range"):
+        simulate_chips(bnn, images, fault=WEIGHTS, level=1.5, num_chips=2, **call)
+    with pytest.raises(ValueError, match="level=-0.5 is out of range"):
+        simulate_chips(bnn, images, fault=Fault("additive", 0.0), level=-0.5, num_chips=2, **call)
+    for model in (mlp, _NoFaultSites()):  # 8-bit codes, and no fault site at all: no sign()
+        with pytest.raises(ValueError, match="site='preactivation' needs binary activations"):
+            simulate_chips(model, vectors, fault=Fault("additive", 0.1, site="preactivation"), num_chips=2, **call)
+    with pytest.raises(ValueError, match="needs a quantized representation"):
+        simulate_chips(bnn, images, fault=Fault("bit_flip", 0.1, include_full_precision=True), num_chips=2, **call)
+
+
+def test_bad_bits_on_a_layer_raise(vectors):
+    broken = TinyQuantMLP(rngs=nnx.Rngs(1))
+    broken.fc1.bits = 17  # past the constructor's check: the simulator must still refuse
+    with pytest.raises(ValueError, match="bits=17"):
+        simulate_chips(broken, vectors, fault=Fault("bit_flip", 0.1), num_chips=2, num_samples=1, key=KEY)
