@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import pathlib
+import time
 from typing import Any
 
 import jax
@@ -34,10 +35,10 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from invnorm_jax import metrics
 from invnorm_jax.data import get_dataset
 from invnorm_jax.data.common import Split
-from invnorm_jax.faults import Fault, simulate_chips
+from invnorm_jax.faults import Fault
+from invnorm_jax.faults.simulate import iter_simulate_chips
 from invnorm_jax.models import build_model
 from invnorm_jax.nn import METHODS
 from invnorm_jax.train import Checkpointer, TrainConfig, train
@@ -140,24 +141,57 @@ def load_trained(config: dict, method: str, workdir) -> nnx.Module:
     return model
 
 
-def chip_metric(outputs: jax.Array, labels, metric: str, mask=None) -> jax.Array:
-    """The metric of each chip's MC-averaged prediction: ``[chips]`` from ``[chips, T, batch, ...]``."""
+def _chip_counts(outputs: jax.Array, labels, metric: str, mask=None) -> jax.Array:
+    """Per-chip sufficient statistics of one slice: ``[chips, k]`` sums that add over slices."""
     labels = jnp.asarray(labels)
     if metric == "rmse":
-        fn = metrics.rmse
-        values = outputs
-    else:
-        values = jax.nn.softmax(outputs, axis=-1)
-        if metric == "accuracy":
-            fn = metrics.accuracy
-        else:
-            num_classes = outputs.shape[-1]
-            fm = None if mask is None else jnp.asarray(mask)
+        err = jnp.square(outputs.mean(axis=1) - labels.reshape(outputs.shape[2:]))
+        per_chip = err.reshape(err.shape[0], -1)
+        return jnp.stack([per_chip.sum(1), jnp.full(per_chip.shape[:1], per_chip.shape[1], per_chip.dtype)], 1)
+    mean_probs = jax.nn.softmax(outputs, axis=-1).mean(axis=1)  # MC average of probabilities
+    pred = jnp.argmax(mean_probs, axis=-1)
+    if metric == "accuracy":
+        correct = (pred == labels).reshape(pred.shape[0], -1).astype(jnp.float32)
+        return jnp.stack([correct.sum(1), jnp.full(correct.shape[:1], correct.shape[1], jnp.float32)], 1)
+    num_classes = outputs.shape[-1]
+    valid = jnp.ones(labels.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    p = jax.nn.one_hot(pred, num_classes, dtype=bool) & valid[None, ..., None]
+    t = jax.nn.one_hot(labels, num_classes, dtype=bool) & valid[..., None]
+    axes = tuple(range(1, p.ndim - 1))
+    inter = jnp.sum(p & t[None], axis=axes, dtype=jnp.float32)
+    union = jnp.sum(p | t[None], axis=axes, dtype=jnp.float32)
+    return jnp.concatenate([inter, union], axis=1)
 
-            def fn(p, y):
-                return metrics.miou(jnp.argmax(p, -1), y, num_classes, mask=fm)
 
-    return metrics.per_chip_summary(values, labels, fn)["per_chip"]
+def _finish(counts: np.ndarray, metric: str) -> np.ndarray:
+    """The per-chip metric from summed statistics (mIoU: mean over classes present)."""
+    if metric == "accuracy":
+        return counts[:, 0] / counts[:, 1]
+    if metric == "rmse":
+        return np.sqrt(counts[:, 0] / counts[:, 1])
+    inter, union = np.split(counts, 2, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nanmean(np.where(union > 0, inter / union, np.nan), axis=1)
+
+
+def chip_metric(outputs: jax.Array, labels, metric: str, mask=None) -> np.ndarray:
+    """The metric of each chip's MC-averaged prediction: ``[chips]`` from ``[chips, T, batch, ...]``."""
+    return _finish(np.asarray(_chip_counts(outputs, labels, metric, mask), np.float64), metric)
+
+
+def per_chip_metric(model, x, y, metric: str, *, mask=None, **simulate_kwargs) -> np.ndarray:
+    """Simulate chips slice by slice and reduce each slice at once: ``[chips]`` metric values.
+
+    Only one slice's outputs are ever held, so paper-size test sets (DRIVE's full images, all
+    of CIFAR-10) fit however many chips and samples are simulated.
+    """
+    total = None
+    step = simulate_kwargs.get("batch_size") or len(x)
+    for start, out in iter_simulate_chips(model, x, **simulate_kwargs):
+        sl = slice(start, start + step)
+        counts = np.asarray(_chip_counts(out, y[sl], metric, None if mask is None else mask[sl]), np.float64)
+        total = counts if total is None else total + counts
+    return _finish(total, metric)
 
 
 def _is_deterministic(method: str) -> bool:
@@ -172,16 +206,17 @@ def evaluate_method(model, config: dict, split: Split, method: str, *, chips=Non
     num_samples = 1 if deterministic else int(samples or ev["num_samples"])
     key = jax.random.key(config["seed"] + 1)
     mask = split.extras.get("test_fov") if split.extras else None
-    common = dict(num_samples=num_samples, key=key, deterministic=deterministic, batch_size=ev.get("batch_size"))
+    common = dict(num_samples=num_samples, key=key, deterministic=deterministic, batch_size=ev.get("batch_size"),
+                  chunk_size=ev.get("chunk_size"), mask=mask)
+    x, y, metric = split.x_test, split.y_test, config["metric"]
 
-    healthy = simulate_chips(model, split.x_test, fault=Fault("additive", 0.0), num_chips=1, **common)
-    result = {"fault_free": float(chip_metric(healthy, split.y_test, config["metric"], mask)[0]), "sweeps": {}}
+    healthy = per_chip_metric(model, x, y, metric, fault=Fault("additive", 0.0), num_chips=1, **common)
+    result = {"fault_free": float(healthy[0]), "sweeps": {}}
     for name, sweep in config["sweeps"].items():
         fault = Fault(sweep["kind"], 0.0, site=sweep.get("site", "weights"), per_inference=sweep.get("per_inference", False))
         rows = []
         for level in tqdm(sweep["levels"], desc=f"{config['name']}/{method}/{name}", disable=not progress, leave=False):
-            out = simulate_chips(model, split.x_test, fault=fault, level=float(level), num_chips=num_chips, **common)
-            per_chip = np.asarray(chip_metric(out, split.y_test, config["metric"], mask), np.float64)
+            per_chip = per_chip_metric(model, x, y, metric, fault=fault, level=float(level), num_chips=num_chips, **common)
             rows.append({"level": float(level), "mean": float(per_chip.mean()), "std": float(per_chip.std()),
                          "chips": per_chip.tolist()})
         result["sweeps"][name] = rows
@@ -216,10 +251,13 @@ def run_task(config: dict, workdir, *, methods=None, chips=None, samples=None, t
         if method not in METHODS:
             raise ValueError(f"method={method!r} is unknown; expected one of {METHODS}.")
         wd = pathlib.Path(workdir) / method
+        start = time.perf_counter()
         if train_models:
             model = train_method(config, method, split, wd, progress=progress)
         else:
             model = load_trained(config, method, wd)
-        entry["methods"][method] = evaluate_method(model, cfg, split, method, chips=chips, samples=samples,
-                                                   progress=progress)
+        trained = time.perf_counter()
+        result = evaluate_method(model, cfg, split, method, chips=chips, samples=samples, progress=progress)
+        result["seconds"] = {"train": round(trained - start, 1), "evaluate": round(time.perf_counter() - trained, 1)}
+        entry["methods"][method] = result
     return entry

@@ -8,13 +8,13 @@ METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed")
 
 
 def get_config(variant: str = "full") -> dict:
-    steps = {"full": 1500, "quick": 300, "smoke": 8}[variant]
+    steps = {"full": 1500, "quick": 200, "smoke": 8}[variant]
     levels = {
         "full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
-        "quick": [0.0, 0.1, 0.2, 0.3],
+        "quick": [0.0, 0.15, 0.3],
         "smoke": [0.0, 0.2],
     }[variant]
-    sigmas = {"full": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5], "quick": [0.0, 0.5, 1.0], "smoke": [0.0, 1.0]}[variant]
+    sigmas = {"full": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5], "quick": [0.0, 1.0], "smoke": [0.0, 1.0]}[variant]
     return dict(
         name="digits",
         dataset=dict(name="digits", kwargs=dict(seed=0)),
@@ -25,8 +25,8 @@ def get_config(variant: str = "full") -> dict:
         rate=0.3,
         train=dict(steps=steps, batch_size=64, learning_rate=3e-3, optimizer="adam", schedule="cosine",
                    warmup_steps=min(50, steps // 4), checkpoint_every=max(steps // 3, 1)),
-        eval=dict(num_chips={"full": 100, "quick": 100, "smoke": 4}[variant],
-                  num_samples={"full": 10, "quick": 5, "smoke": 2}[variant],
+        eval=dict(num_chips={"full": 100, "quick": 20, "smoke": 4}[variant],
+                  num_samples={"full": 5, "quick": 3, "smoke": 2}[variant],
                   max_test={"full": None, "quick": None, "smoke": 32}[variant]),
         sweeps={
             # Retention bit-flips of the stored ±1 weights (the paper's Fig. 5 left).

@@ -8,13 +8,13 @@ METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed")
 
 
 def get_config(variant: str = "full") -> dict:
-    steps = {"full": 1500, "quick": 300, "smoke": 8}[variant]
+    steps = {"full": 1500, "quick": 200, "smoke": 8}[variant]
     rates = {
         "full": [0.0, 0.001, 0.002, 0.005, 0.01, 0.02],
-        "quick": [0.0, 0.002, 0.01],
+        "quick": [0.0, 0.01],
         "smoke": [0.0, 0.01],
     }[variant]
-    sigmas = {"full": [0.0, 0.05, 0.1, 0.2, 0.3, 0.4], "quick": [0.0, 0.1, 0.3], "smoke": [0.0, 0.3]}[variant]
+    sigmas = {"full": [0.0, 0.05, 0.1, 0.2, 0.3, 0.4], "quick": [0.0, 0.3], "smoke": [0.0, 0.3]}[variant]
     return dict(
         name="mnist1d",
         dataset=dict(name="mnist1d", kwargs=dict()),
@@ -26,14 +26,15 @@ def get_config(variant: str = "full") -> dict:
         rate=0.3,
         train=dict(steps=steps, batch_size=64, learning_rate=3e-3, optimizer="adam", schedule="cosine",
                    warmup_steps=min(50, steps // 4), checkpoint_every=max(steps // 3, 1)),
-        eval=dict(num_chips={"full": 100, "quick": 100, "smoke": 4}[variant],
-                  num_samples={"full": 10, "quick": 5, "smoke": 2}[variant],
-                  max_test={"full": 500, "quick": 500, "smoke": 32}[variant]),
+        eval=dict(num_chips={"full": 100, "quick": 20, "smoke": 4}[variant],
+                  num_samples={"full": 5, "quick": 3, "smoke": 2}[variant],
+                  max_test={"full": 500, "quick": 300, "smoke": 32}[variant]),
         sweeps={
             # Each bit of the 8-bit two's-complement weight codes flips independently.
             "bit_flip": dict(kind="bit_flip", site="weights", levels=rates),
-            # Conductance variation of the stored codes, in units of the largest code.
-            "additive": dict(kind="additive", site="weights", levels=sigmas),
+            # Conductance variation of the stored codes, in units of the largest code
+            # (not in --quick: each fault kind is one more compilation per method).
+            **({} if variant == "quick" else {"additive": dict(kind="additive", site="weights", levels=sigmas)}),
         },
         # Uncertainty under additive Gaussian noise (0 .. 1.2 std units), healthy and with bit-flips.
         ood=dict(shifts=("gaussian_noise",), fault=dict(kind="bit_flip", site="weights", level=0.005),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -142,6 +143,32 @@ def simulate_chips(
     Returns:
       ``[num_chips, num_samples, batch, ...]`` model outputs (logits for classifiers).
     """
+    outputs = [out for _, out in iter_simulate_chips(
+        model, x, fault=fault, num_chips=num_chips, num_samples=num_samples, key=key, chunk_size=chunk_size,
+        level=level, batch_size=batch_size, deterministic=deterministic, num_devices=num_devices)]
+    return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=2)
+
+
+def iter_simulate_chips(
+    model: nnx.Module,
+    x,
+    *,
+    fault: Fault,
+    num_chips: int = 100,
+    num_samples: int,
+    key: jax.Array,
+    chunk_size: int | None = None,
+    level=None,
+    batch_size: int | None = None,
+    deterministic: bool = False,
+    num_devices: int | None = None,
+) -> Iterator[tuple[int, jax.Array]]:
+    """:func:`simulate_chips` one slice of ``x`` at a time: yields ``(start, outputs)``.
+
+    ``outputs`` is ``[num_chips, num_samples, slice, ...]`` for ``x[start:start + batch_size]``,
+    the same values :func:`simulate_chips` puts there. Reduce each slice as it comes (e.g. to
+    per-chip counts) when every chip's outputs for the whole test set would not fit in memory.
+    """
     _check_args(model, x, fault, num_chips, num_samples, chunk_size, level, batch_size)
     number_fault_sites(model)
     level = jnp.asarray(fault.level if level is None else level, jnp.float32)
@@ -152,17 +179,14 @@ def simulate_chips(
         raise ValueError(f"num_devices={num_devices} must be in 1..{jax.local_device_count()}.")
     per_device = -(-num_chips // devices)
     chunk = min(chunk, per_device)
-    padded = devices * per_device
-    chips = chip_keys(key, padded)  # chips beyond num_chips are padding, dropped below
+    chips = chip_keys(key, devices * per_device)  # chips beyond num_chips are padding, dropped below
     graphdef, state = nnx.split(model)
     x = jnp.asarray(x)
     step = x.shape[0] if batch_size is None else int(batch_size)
-    outputs = []
     for b, start in enumerate(range(0, x.shape[0], step)):
         out = _simulate(
             graphdef, state, x[start : start + step], chips, sample_keys(key, num_samples, b), level,
             fault=static_fault, num_samples=num_samples, chunk_size=chunk,
             deterministic=deterministic, num_devices=devices,
         )
-        outputs.append(out[:num_chips])
-    return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=2)
+        yield start, out[:num_chips]
