@@ -21,6 +21,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from invnorm_jax._checks import check_choice
+from invnorm_jax.nn.quantized import set_training_progress  # IR-Net's EDE temperature
 
 LOSSES = ("xent", "mse", "seg_xent")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -101,13 +102,6 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
     epoch, pos = divmod(step, per_epoch)
     perm = np.random.default_rng([seed, epoch]).permutation(num_examples)
     return perm[pos * batch_size : (pos + 1) * batch_size]
-
-
-def set_training_progress(model: nnx.Module, progress: float) -> None:
-    """Tell every binary layer how far training is (IR-Net's EDE temperature)."""
-    from invnorm_jax.nn import quantized  # the binary layers own the EDE state
-
-    quantized.set_training_progress(model, progress)
 
 
 @nnx.jit(static_argnames=("loss_kind",))
