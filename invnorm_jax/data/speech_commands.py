@@ -153,12 +153,16 @@ def _load_from_folder(root, sample_rate, max_per_class, seed) -> Split:
         split: _load_clips(root, index[split], sample_rate, max_per_class, seed)
         for split in ("train", "validation", "test")
     }
-    words = tuple(index["words"])
+    return _split(arrays, tuple(index["words"]), "folder")
+
+
+def _split(arrays: dict, names: tuple[str, ...], source: str) -> Split:
+    """A Split from ``{"train"|"validation"|"test": (x, y)}``."""
     return Split(
         x_train=arrays["train"][0], y_train=arrays["train"][1],
         x_val=arrays["validation"][0], y_val=arrays["validation"][1],
         x_test=arrays["test"][0], y_test=arrays["test"][1],
-        num_classes=len(words), class_names=words, extras={"source": "folder"},
+        num_classes=len(names), class_names=names, extras={"source": source},
     )
 
 
@@ -183,13 +187,7 @@ def _load_from_tfds(data_dir, sample_rate, max_per_class, seed) -> Split:
         records = read_records(source)
         keep = subsample_per_class(np.array([int(r["label"]) for r in records]), max_per_class, seed)
         out[split] = speech_records_to_arrays([records[i] for i in keep], sample_rate)
-    names = tuple(sources["train"].dataset_info.features["label"].names)
-    return Split(
-        x_train=out["train"][0], y_train=out["train"][1],
-        x_val=out["validation"][0], y_val=out["validation"][1],
-        x_test=out["test"][0], y_test=out["test"][1],
-        num_classes=len(names), class_names=names, extras={"source": "tfds"},
-    )
+    return _split(out, tuple(sources["train"].dataset_info.features["label"].names), "tfds")
 
 
 def load_speech_commands(
