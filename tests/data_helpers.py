@@ -1,6 +1,6 @@
 """Tiny fake dataset folders for tests/test_data.py (no network).
 
-Thin wrappers over the generators of `invnorm_jax.data.synthetic`, with the settings the
+Thin wrappers over the generators of `invnorm_jax.testing`, with the settings the
 tests' expectations rely on (pure tones of known pitch, one shared annotation).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pathlib
 
-from invnorm_jax.data.synthetic import write_drive_folder, write_sine_wav, write_speech_commands_folder
+from invnorm_jax.testing import write_drive_folder, write_sine_wav, write_speech_commands_folder
 
 __all__ = ["SPEECH_FREQS", "make_drive_folder", "make_speech_folder", "write_sine_wav"]
 

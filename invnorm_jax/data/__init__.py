@@ -24,12 +24,11 @@ from invnorm_jax.data.drive import (
 from invnorm_jax.data.embedded import (
     fill_missing_linear, load_co2, load_digits, load_mnist1d, make_windows,
 )
-from invnorm_jax.data.registry import DATASETS, get_dataset
+from invnorm_jax.data.registry import AUGMENTATIONS, DATASETS, get_dataset
 from invnorm_jax.data.speech_commands import (
     SPEECH_COMMANDS_URL, WORDS as SPEECH_COMMANDS_WORDS, default_speech_root, fix_length,
     index_speech_folder, load_speech_commands, read_wav,
 )
-from invnorm_jax.data.synthetic import SYNTHETIC_DATASETS, get_synthetic
 
 __all__ = [
     "CIFAR10_MEAN", "CIFAR10_STD", "DATASETS", "DATA_DIR_ENV", "DatasetNotFoundError",
@@ -39,5 +38,5 @@ __all__ = [
     "load_digits", "load_drive", "load_mnist1d", "load_speech_commands", "make_windows",
     "normalize_cifar", "normalize_in_fov", "pad_to_multiple", "random_crop_flip",
     "random_patches", "read_drive_split", "read_wav", "standardize", "subsample_per_class",
-    "SYNTHETIC_DATASETS", "get_synthetic",
+    "AUGMENTATIONS",
 ]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from invnorm_jax.data.cifar10 import load_cifar10
+from invnorm_jax.data.cifar10 import load_cifar10, random_crop_flip
 from invnorm_jax.data.common import Split
 from invnorm_jax.data.drive import load_drive
 from invnorm_jax.data.embedded import load_co2, load_digits, load_mnist1d
 from invnorm_jax.data.speech_commands import load_speech_commands
-from invnorm_jax.data.synthetic import get_synthetic
 
 #: Every dataset the library knows, by the name configs use.
 DATASETS: dict[str, Callable[..., Split]] = {
@@ -22,6 +21,14 @@ DATASETS: dict[str, Callable[..., Split]] = {
 }
 
 
+#: Training-time augmentations by the name a config gives (``config.augment``):
+#: ``augment(batch, rng) -> batch`` on a numpy minibatch, or None.
+AUGMENTATIONS: dict[str, Callable | None] = {
+    "none": None,
+    "crop_flip": random_crop_flip,  # 4-pixel padded random crop and horizontal flip (CIFAR)
+}
+
+
 def get_dataset(name: str, *, synthetic: bool = False, **kwargs) -> Split:
     """Loads a dataset by name.
 
@@ -31,7 +38,7 @@ def get_dataset(name: str, *, synthetic: bool = False, **kwargs) -> Split:
       synthetic: load a generated stand-in with the real shapes and label space
         instead (no download; for smoke runs, the metrics are meaningless):
         "cifar10", "speech_commands" and "drive" only. See
-        `invnorm_jax.data.synthetic`.
+        `invnorm_jax.testing`.
       **kwargs: forwarded to the loader (e.g. `seed=`, `root=`, `data_dir=`),
         or to the synthetic generator (e.g. `num_train=`, `clips_per_word=`).
 
@@ -48,6 +55,8 @@ def get_dataset(name: str, *, synthetic: bool = False, **kwargs) -> Split:
     if synthetic:
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+        from invnorm_jax.testing import get_synthetic  # fixtures, loaded only when asked for
+
         return get_synthetic(name, **kwargs)
     try:
         loader = DATASETS[name]
