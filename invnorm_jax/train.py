@@ -9,7 +9,10 @@ therefore continues exactly as the uninterrupted run would have.
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import pathlib
+import time
 from collections.abc import Callable
 
 import jax
@@ -28,6 +31,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 
 
+log = logging.getLogger(__name__)
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint folder that cannot be read back."""
 
@@ -41,12 +47,16 @@ class TrainConfig:
       batch_size: examples per step.
       learning_rate: peak learning rate.
       optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov).
-      schedule: ``"cosine"`` decay to zero over ``steps`` (with ``warmup_steps``) or ``"constant"``.
-      weight_decay: decoupled weight decay (adamw, sgd).
+      schedule: ``"cosine"`` decay to zero over ``steps`` or ``"constant"``, after ``warmup_steps``.
+      warmup_steps: linear warm-up to ``learning_rate`` (see :func:`make_schedule`).
+      weight_decay: weight decay: decoupled for ``adamw``, added to the gradient for ``sgd``;
+        ``adam`` has none (a non-zero value is refused: use ``adamw``).
       loss: ``"xent"`` (integer labels), ``"mse"`` (regression) or ``"seg_xent"`` (per-pixel
         labels, ``-1`` ignored).
       seed: initial seed of data order and dropout keys.
       checkpoint_every: steps between checkpoints (and one at the end).
+      log_every: steps between reads of the loss from the device (progress bar, log lines and
+        ``metrics.jsonl``); the steps in between never wait for the device.
     """
 
     steps: int = 1000
@@ -59,26 +69,36 @@ class TrainConfig:
     loss: str = "xent"
     seed: int = 0
     checkpoint_every: int = 500
+    log_every: int = 50
 
     def __post_init__(self):
         check_choice(self.loss, "loss", LOSSES)
         check_choice(self.optimizer, "optimizer", OPTIMIZERS)
         check_choice(self.schedule, "schedule", SCHEDULES)
-        for name in ("steps", "batch_size", "checkpoint_every"):
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be >= 1.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate!r} must be > 0.")
+        if self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps!r} and weight_decay={self.weight_decay!r} must be >= 0.")
+        if self.optimizer == "adam" and self.weight_decay:
+            raise ValueError(f"weight_decay={self.weight_decay!r} would be ignored by optimizer='adam': use "
+                             "optimizer='adamw' (decoupled weight decay) or weight_decay=0.")
+
+
+def make_schedule(config: TrainConfig) -> optax.Schedule:
+    """The learning rate of every step: cosine decay to zero after ``warmup_steps``, or constant."""
+    if config.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, config.learning_rate, max(config.warmup_steps, 1), max(config.steps, config.warmup_steps + 1)
+        )
+    return optax.constant_schedule(config.learning_rate)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """The optax transformation of ``config``: schedule, optimizer, weight decay."""
-    if config.schedule == "cosine":
-        lr = optax.warmup_cosine_decay_schedule(
-            0.0, config.learning_rate, max(config.warmup_steps, 1), max(config.steps, config.warmup_steps + 1)
-        )
-    else:
-        lr = config.learning_rate
+    lr = make_schedule(config)
     if config.optimizer == "adam":
         return optax.adam(lr)
     if config.optimizer == "adamw":
@@ -199,32 +219,65 @@ def train(
     start = 0
     if ckpt is not None and ckpt.latest_step() is not None:
         start = ckpt.restore(model, optimizer)
+        log.info("%s: resumed from the checkpoint of step %d in %s", description, start, ckpt.directory)
     key = jax.random.key(config.seed)
     end = config.steps if stop_after is None else min(config.steps, stop_after)
-    losses = []
+    metrics_log = MetricsLog(None if workdir is None else pathlib.Path(workdir) / "metrics.jsonl")
+    pending, losses = [], []  # device scalars not read yet; floats read
     bar = tqdm(range(start, end), desc=description, disable=not progress, initial=start, total=config.steps, leave=False)
     try:
         for step in bar:
             idx = batch_indices(len(x), config.batch_size, config.seed, step)
             xb = x[idx] if augment is None else augment(x[idx], np.random.default_rng([config.seed, step, 7]))
             set_training_progress(model, step / max(config.steps - 1, 1))
-            loss = _train_step(model, optimizer, jnp.asarray(xb), jnp.asarray(y[idx]), jax.random.fold_in(key, step),
-                               loss_kind=config.loss)
-            losses.append(float(loss))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            pending.append(_train_step(model, optimizer, jnp.asarray(xb), jnp.asarray(y[idx]),
+                                       jax.random.fold_in(key, step), loss_kind=config.loss))
+            if (step + 1) % config.log_every == 0 or step + 1 == end:
+                losses += _read(pending, step, metrics_log, bar)
             if ckpt is not None and (step + 1) % config.checkpoint_every == 0:
                 ckpt.save(step + 1, model, optimizer)
     except KeyboardInterrupt:
         if ckpt is not None:
-            done = start + len(losses)
+            done = start + len(losses) + len(pending)
             ckpt.save(done, model, optimizer)
-            print(f"\ninterrupted: checkpoint of step {done} saved in {ckpt.directory}; rerun to resume.")
+            log.warning("interrupted: checkpoint of step %d saved in %s; rerun to resume.", done, ckpt.directory)
         raise
     finally:
         bar.close()
+        metrics_log.close()
     if ckpt is not None:
         if ckpt.latest_step() != end:
             ckpt.save(end, model, optimizer)
         ckpt.close()
     set_training_progress(model, 1.0)
     return {"losses": losses, "start_step": start, "steps": config.steps}
+
+
+class MetricsLog:
+    """Training metrics as JSON lines (``{"step", "loss", "seconds"}``), appended across resumes."""
+
+    def __init__(self, path: pathlib.Path | None):
+        self.file = None if path is None else open(path, "a")
+        self.start = time.perf_counter()
+
+    def write(self, **row) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps({**row, "seconds": round(time.perf_counter() - self.start, 3)}) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _read(pending: list, step: int, metrics_log: MetricsLog, bar) -> list[float]:
+    """Read the pending losses from the device (one sync per ``log_every`` steps) and log their mean."""
+    values = [float(v) for v in jax.device_get(pending)]
+    pending.clear()
+    mean = float(np.mean(values))
+    bar.set_postfix(loss=f"{values[-1]:.4f}", refresh=False)
+    metrics_log.write(step=step + 1, loss=mean)
+    log.debug("step %d: mean loss %.5f over the last %d steps", step + 1, mean, len(values))
+    if not np.isfinite(mean):
+        log.warning("step %d: the training loss is %s", step + 1, mean)
+    return values

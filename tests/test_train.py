@@ -1,5 +1,7 @@
 """Training loop: loss goes down, an interrupted run resumes exactly, bad checkpoints are named."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -99,3 +101,29 @@ def test_batch_larger_than_data_is_refused():
     x, y = _data(8)
     with pytest.raises(ValueError, match="batch_size=16 exceeds the 8"):
         train(_model(), x, y, TrainConfig(steps=1, batch_size=16), progress=False)
+
+
+def test_adam_with_weight_decay_is_refused_and_the_others_honour_it():
+    with pytest.raises(ValueError, match=r"ignored by optimizer='adam'.*adamw"):
+        TrainConfig(optimizer="adam", weight_decay=1e-4)
+    x, y = _data(32)
+    for optimizer in ("adamw", "sgd"):
+        plain, decayed = _model("nn"), _model("nn")
+        base = dict(steps=3, batch_size=16, learning_rate=1e-2, optimizer=optimizer)
+        train(plain, x, y, TrainConfig(**base), progress=False)
+        train(decayed, x, y, TrainConfig(**base, weight_decay=0.5), progress=False)
+        # Decay pulls the weights towards zero: the decayed model's weights are smaller.
+        norm = lambda m: sum(float(np.sum(np.square(np.asarray(p)))) for p in _params(m))  # noqa: E731
+        assert norm(decayed) < norm(plain), optimizer
+
+
+def test_metrics_log_every_n_steps_without_changing_the_result(tmp_path):
+    x, y = _data(64)
+    every_step = train(_model(), x, y, TrainConfig(steps=7, batch_size=16, log_every=1), progress=False)
+    batched = train(_model(), x, y, TrainConfig(steps=7, batch_size=16, log_every=3), workdir=tmp_path,
+                    progress=False)
+    assert batched["losses"] == every_step["losses"] and len(batched["losses"]) == 7
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 6, 7]
+    assert rows[0]["loss"] == pytest.approx(np.mean(batched["losses"][:3]))
+    assert rows[-1]["loss"] == pytest.approx(batched["losses"][6])
