@@ -15,11 +15,12 @@ flagged under the table: smoke numbers are meaningless.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
 from invnorm_jax import report
+from invnorm_jax import results as results_lib
+from invnorm_jax.results import Results
 
 METHOD_ORDER = ("nn", "spindrop", "spatial_spindrop", "proposed")
 
@@ -54,48 +55,53 @@ def _ordered_methods(methods: dict) -> dict:
     return {m: methods[m] for m in known + [m for m in methods if m not in known]}
 
 
-def collect(paths) -> dict:
-    """Merge the tasks of every run into one ``results.json``-shaped dict.
+def collect(paths) -> tuple[Results, dict[str, dict]]:
+    """Merge the tasks of every run into one :class:`~invnorm_jax.results.Results`.
 
     A task name met twice (two runs of one config) is suffixed with its run folder.
 
+    Returns:
+      ``(merged, runs)``: ``runs[task]`` is ``{"file": ..., "settings": ...}`` of its run.
+
     Raises:
       ResultsNotFoundError: a path without results.json.
+      ResultsError: a results.json of another schema version, or damaged.
       ValueError: a results.json without tasks.
     """
-    merged: dict = {"tasks": {}, "runs": {}}
+    merged, runs = Results(), {}
     for path in paths:
         file = results_path(path)
-        results = json.loads(file.read_text())
-        if not results.get("tasks"):
+        results = results_lib.load(file)
+        if not results.tasks:
             raise ValueError(f"{file} holds no tasks: is it a results.json of `invnorm-jax sweep`?")
-        for task, entry in results["tasks"].items():
-            name = task if task not in merged["tasks"] else f"{task} [{file.parent.name}]"
-            merged["tasks"][name] = {**entry, "methods": _ordered_methods(entry["methods"])}
-            merged["runs"][name] = {"file": str(file), "settings": results.get("settings", {})}
-    return merged
+        for task, entry in results.tasks.items():
+            name = task if task not in merged.tasks else f"{task} [{file.parent.name}]"
+            entry.methods = _ordered_methods(entry.methods)
+            merged.tasks[name] = entry
+            runs[name] = {"file": str(file), "settings": results.settings}
+    return merged, runs
 
 
-def markdown(results: dict, *, sweeps: bool = False) -> str:
+def markdown(results: Results, runs: dict | None = None, *, sweeps: bool = False) -> str:
     """The Table-I Markdown (and, with ``sweeps``, a mean ± std table per task and sweep)."""
     lines = ["## Table I: fault-free metric per task and method", "", report.table1(results), ""]
     sizes = []
-    for task, t in results["tasks"].items():
-        if t["methods"]:
-            chips = max(m["num_chips"] for m in t["methods"].values())
-            samples = max(m["num_samples"] for m in t["methods"].values())
+    for task, t in results.tasks.items():
+        if t.methods:
+            chips = max(m.num_chips for m in t.methods.values())
+            samples = max(m.num_samples for m in t.methods.values())
             sizes.append(f"{task}: {chips} chips, T = {samples}")
     lines += ["MC-averaged predictions (NN is deterministic: T = 1). " + "; ".join(sizes) + ".", ""]
-    flagged = [f"`{task}` ({run['settings'].get('variant')})" for task, run in results.get("runs", {}).items()
+    flagged = [f"`{task}` ({run['settings'].get('variant')})" for task, run in (runs or {}).items()
                if run["settings"].get("variant", "full") != "full"]
     if flagged:
         lines += ["**Not paper scale:** " + ", ".join(flagged)
                   + ". Smoke runs use a few steps on synthetic or cut data: their numbers are meaningless.", ""]
     if sweeps:
-        for task, t in results["tasks"].items():
-            for name, sweep in t["sweeps"].items():
-                lines += [f"### {task}: {name} at {sweep['site']} (mean ± std over chips)", "",
-                          report.robustness_table(task, t, name), ""]
+        for task, t in results.tasks.items():
+            for name, sweep in t.sweeps.items():
+                lines += [f"### {task}: {name} at {sweep.site} (mean ± std over chips)", "",
+                          report.robustness_table(t, name), ""]
     return "\n".join(lines)
 
 
@@ -106,11 +112,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sweeps", action="store_true", help="add the per-level robustness tables")
     args = parser.parse_args(argv)
     try:
-        results = collect(args.runs)
-    except (FileNotFoundError, ValueError, json.JSONDecodeError) as err:
+        results, runs = collect(args.runs)
+    except (FileNotFoundError, ValueError) as err:
         print(f"table1: error: {err}", file=sys.stderr)
         return 2
-    text = markdown(results, sweeps=args.sweeps)
+    text = markdown(results, runs, sweeps=args.sweeps)
     print(text)
     if args.out:
         out = pathlib.Path(args.out)

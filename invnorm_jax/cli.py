@@ -1,160 +1,163 @@
 """The ``invnorm-jax`` console script.
 
 ``demo`` trains the four methods on the offline tasks and sweeps faults over 100 simulated
-chips; ``train``, ``sweep``, ``evaluate`` and ``ood`` work from one config file each
-(``experiments/configs/*.py``).
+chips; ``train``, ``sweep``, ``evaluate`` and ``ood`` work from one config each. Every
+subcommand takes ``--config.KEY=VALUE`` overrides (``demo``: applied to every task), e.g.::
+
+    invnorm-jax demo --quick --config.eval.num_chips=7
+    invnorm-jax train --config digits:smoke --config.train.steps=20 --workdir runs/d
+
+Errors in what was asked for print one line and exit with 2; ``--debug`` (or
+``INVNORM_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import logging
+import os
 import pathlib
 import sys
 import time
 
 DEMO_TASKS = ("digits", "mnist1d", "co2")
+log = logging.getLogger("invnorm_jax")
 
 
 def _default_out(prefix: str) -> pathlib.Path:
     return pathlib.Path("runs") / f"{prefix}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
 
 
-def _variant(args) -> str:
-    if getattr(args, "smoke", False):
-        return "smoke"
-    if getattr(args, "quick", False):
-        return "quick"
-    return getattr(args, "variant", None) or "full"
+def _variant(args) -> str | None:
+    return "smoke" if args.smoke else "quick" if args.quick else None
 
 
-def _settings(args, variant: str, seconds: float | None = None) -> dict:
-    # None: each config's own chip and sample counts (recorded per method in the results).
-    s = {"variant": variant, "num_chips": args.chips, "num_samples": args.samples}
-    if seconds is not None:
-        s["wall_seconds"] = round(seconds, 1)
-    return s
+def _overrides(args) -> list[str]:
+    """The ``--config.KEY=VALUE`` overrides, with ``--chips`` / ``--samples`` as shorthands."""
+    items = list(args.overrides)
+    if getattr(args, "chips", None) is not None:
+        items.append(f"eval.num_chips={args.chips}")
+    if getattr(args, "samples", None) is not None:
+        items.append(f"eval.num_samples={args.samples}")
+    return items
 
 
-def _print_summary(results: dict, report_path, seconds: float) -> None:
+def _settings(args, variant: str, seconds: float) -> dict:
+    import jax
+
+    from invnorm_jax import __version__
+
+    return {"command": args.command, "variant": variant, "overrides": _overrides(args),
+            "wall_seconds": round(seconds, 1), "invnorm_jax": __version__, "jax": jax.__version__,
+            "backend": jax.default_backend()}
+
+
+def _summary(results, report_path, seconds: float) -> None:
     from invnorm_jax import report
 
-    print("\n" + report.table1(results))
+    if any(t.methods for t in results.tasks.values()):
+        print("\n" + report.table1(results))
     for line in report.verdicts(results):
         print("* " + line)
     print(f"\nreport: {report_path}\nwall time: {seconds / 60:.1f} min")
 
 
-def cmd_demo(args) -> int:
+def _run(args, configs: dict, out, workdirs: dict, *, name: str = "results.json", **run_kwargs) -> int:
+    """Run every config (train once -> sweeps -> OOD), then write the run's files into ``out``."""
     from invnorm_jax import experiment, report
+    from invnorm_jax.results import Results
 
     start = time.time()
-    variant = "smoke" if args.smoke else "quick" if args.quick else "full"
-    out = pathlib.Path(args.out) if args.out else _default_out("demo")
-    results = {"tasks": {}}
-    extra = []
-    for task in args.tasks:
-        config = experiment.load_config(task, variant)
-        print(f"== {task}: {config['model']['name']} on {config['dataset']['name']}")
-        results["tasks"][task] = experiment.run_task(
-            config, out / task, methods=args.methods, chips=args.chips, samples=args.samples, progress=not args.no_progress
-        )
-        if task == "digits" and not args.no_ood and "ood" in config:
-            from invnorm_jax import ood_eval
-
-            # The OOD study keeps its own (smaller) chip count from the config's ``ood`` entry.
-            ood_results = ood_eval.run_ood(config, out / task, methods=args.methods, samples=args.samples,
-                                           out_dir=out, progress=not args.no_progress)
-            extra.append(ood_eval.markdown(ood_results))
-    seconds = time.time() - start
-    results["settings"] = _settings(args, variant, seconds)
-    path = report.write_report(results, out, extra_sections=extra)
-    _print_summary(results, path, seconds)
+    results = Results()
+    for task, config in configs.items():
+        log.info("== %s: %s on %s", task, config.model.name, config.dataset.name)
+        results.tasks[task] = experiment.run_task(config, workdirs[task], methods=args.method,
+                                                  progress=not args.no_progress, **run_kwargs)
+    variant = next(iter(configs.values())).variant
+    results.settings = _settings(args, variant, time.time() - start)
+    path = report.write_report(results, out, name=name)
+    _summary(results, path, time.time() - start)
     return 0
 
 
-def _config_and_workdir(args):
-    from invnorm_jax import experiment
+def _load(args, spec: str):
+    from invnorm_jax import config as config_lib
 
-    variant = _variant(args)
-    config = experiment.load_config(args.config, variant)
-    workdir = pathlib.Path(args.workdir) if args.workdir else pathlib.Path("runs") / f"{config['name']}-{variant}"
-    return config, workdir, variant
+    return config_lib.load_config(spec, _variant(args), _overrides(args))
+
+
+def cmd_demo(args) -> int:
+    out = pathlib.Path(args.out) if args.out else _default_out("demo")
+    configs = {task: _load(args, task) for task in args.tasks}  # every config validated before any training
+    return _run(args, configs, out, {task: out / task for task in configs}, ood=not args.no_ood)
+
+
+def _workdir(args, config) -> pathlib.Path:
+    return pathlib.Path(args.workdir) if args.workdir else pathlib.Path("runs") / f"{config.name}-{config.variant}"
 
 
 def cmd_train(args) -> int:
     from invnorm_jax import experiment
 
-    config, workdir, _ = _config_and_workdir(args)
+    config = _load(args, args.config)
+    workdir = _workdir(args, config)
+    methods = experiment.check_methods(config, args.method)
     split = experiment.load_data(config)
-    for method in args.method or config["methods"]:
+    for method in methods:
         experiment.train_method(config, method, split, workdir / method, progress=not args.no_progress)
-        print(f"trained {config['name']}/{method}: checkpoints in {workdir / method / 'checkpoints'}")
-    return 0
-
-
-def _evaluate(args, sweeps: bool) -> int:
-    from invnorm_jax import experiment, report
-
-    start = time.time()
-    config, workdir, variant = _config_and_workdir(args)
-    entry = experiment.run_task(config, workdir, methods=args.method, chips=args.chips, samples=args.samples,
-                                train_models=False, sweeps=sweeps, progress=not args.no_progress)
-    results = {"tasks": {config["name"]: entry}, "settings": _settings(args, variant, time.time() - start)}
-    if sweeps:
-        path = report.write_report(results, workdir)
-    else:
-        report.write_json(results, workdir / "evaluate.json")
-        path = workdir / "evaluate.json"
-    _print_summary(results, path, time.time() - start)
+        print(f"trained {config.name}/{method}: checkpoints in {workdir / method / 'checkpoints'}")
     return 0
 
 
 def cmd_sweep(args) -> int:
-    return _evaluate(args, sweeps=True)
+    config = _load(args, args.config)
+    workdir = _workdir(args, config)
+    return _run(args, {config.name: config}, args.out or workdir, {config.name: workdir}, train_models=False,
+                ood=False)
 
 
 def cmd_evaluate(args) -> int:
-    return _evaluate(args, sweeps=False)
+    config = _load(args, args.config)
+    workdir = _workdir(args, config)
+    return _run(args, {config.name: config}, args.out or workdir, {config.name: workdir}, train_models=False,
+                sweeps=False, ood=False, name="evaluate.json")
 
 
 def cmd_ood(args) -> int:
-    from invnorm_jax import experiment, ood_eval
+    from invnorm_jax.config import ConfigError
 
-    variant = _variant(args)
-    config = experiment.load_config(args.config or args.task, variant)
-    out = pathlib.Path(args.out) if args.out else _default_out(f"ood-{config['name']}")
+    config = _load(args, args.config or args.task)
+    if not config.ood.shifts:
+        raise ConfigError(f"config {config.name!r} has no OOD study (ood.shifts is empty): give shifts, e.g. "
+                          "--config.ood.shifts=rotation,uniform_noise, or a config that has one.")
+    out = pathlib.Path(args.out) if args.out else _default_out(f"ood-{config.name}")
     workdir = pathlib.Path(args.workdir) if args.workdir else out
-    if not args.no_train:
-        split = experiment.load_data(config)
-        for method in args.method or config["methods"]:
-            experiment.train_method(config, method, split, workdir / method, progress=not args.no_progress)
-    results = ood_eval.run_ood(config, workdir, methods=args.method, samples=args.samples, chips=args.chips,
-                               out_dir=out, progress=not args.no_progress)
-    (out / "ood.md").write_text(ood_eval.markdown(results))
-    print(ood_eval.markdown(results))
-    print(f"\nwritten: {out / 'ood.json'}, {out / 'ood.md'}, {out / 'ood.png'}")
-    return 0
+    return _run(args, {config.name: config}, out, {config.name: workdir}, train_models=not args.no_train,
+                sweeps=False, ood=True)
 
 
 def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
     if config:
-        p.add_argument("--config", required=True, help="config file (experiments/configs/X.py) or its name X")
+        p.add_argument("--config", required=True, metavar="NAME_OR_PATH[:VARIANT]",
+                       help="a shipped config (digits, cifar10_resnet18, ...) or a .py file with get_config()")
     p.add_argument("--smoke", action="store_true", help="the config's smoke variant: a few steps, tiny eval")
     p.add_argument("--quick", action="store_true", help="the config's quick variant")
-    p.add_argument("--method", nargs="+", choices=("nn", "spindrop", "spatial_spindrop", "proposed"),
-                   help="methods to run (default: all four of the config)")
-    p.add_argument("--workdir", help="folder of checkpoints and results (default runs/<name>-<variant>)")
-    p.add_argument("--chips", type=int, help="simulated chips (default: the config's, 100)")
-    p.add_argument("--samples", type=int, help="MC samples per chip and input (default: the config's)")
+    p.add_argument("--method", nargs="+", help="methods to run (default: all of the config's)")
+    p.add_argument("--workdir", help="folder of checkpoints (default runs/<name>-<variant>)")
+    p.add_argument("--out", help="results folder (default: the workdir)")
+    p.add_argument("--chips", type=int, help="shorthand for --config.eval.num_chips")
+    p.add_argument("--samples", type=int, help="shorthand for --config.eval.num_samples")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="invnorm-jax",
         description="Inverted normalization with stochastic affine transformations: train Bayesian NNs and "
-        "evaluate them on simulated faulty in-memory-computing chips.",
+        "evaluate them on simulated faulty in-memory-computing chips. Every subcommand takes "
+        "--config.KEY=VALUE overrides (e.g. --config.eval.num_chips=7).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -163,12 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--smoke", action="store_true", help="a few steps and 4 chips: checks the pipeline, not the method")
     demo.add_argument("--out", help="output folder (default runs/demo-<time>); rerunning resumes / reuses it")
     demo.add_argument("--tasks", nargs="+", default=list(DEMO_TASKS), choices=DEMO_TASKS, help="offline tasks")
-    demo.add_argument("--methods", nargs="+", choices=("nn", "spindrop", "spatial_spindrop", "proposed"),
-                      help="methods (default all four)")
-    demo.add_argument("--chips", type=int, help="simulated chips per fault level (default 100)")
-    demo.add_argument("--samples", type=int, help="MC samples T per chip and input (default: the task config's)")
-    demo.add_argument("--no-ood", action="store_true", help="skip the out-of-distribution study on digits")
+    demo.add_argument("--methods", "--method", dest="method", nargs="+", help="methods (default all four)")
+    demo.add_argument("--chips", type=int, help="shorthand for --config.eval.num_chips (default 100)")
+    demo.add_argument("--samples", type=int, help="shorthand for --config.eval.num_samples")
+    demo.add_argument("--no-ood", action="store_true", help="skip the out-of-distribution studies")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.add_argument("--debug", action="store_true", help="show the traceback of an error")
     demo.set_defaults(func=cmd_demo)
 
     for name, func, text in (
@@ -182,24 +185,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     ood = sub.add_parser("ood", help="uncertainty and out-of-distribution detection under shifts (Fig. 7)")
     src = ood.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="config file or name")
+    src.add_argument("--config", metavar="NAME_OR_PATH[:VARIANT]", help="config name or file")
     src.add_argument("--task", choices=DEMO_TASKS, help="an offline demo task")
     _common(ood, config=False)
-    ood.add_argument("--out", help="output folder (default runs/ood-<name>-<time>)")
     ood.add_argument("--no-train", action="store_true", help="only load checkpoints from --workdir")
     ood.set_defaults(func=cmd_ood)
     return parser
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv``; ``--config.KEY=VALUE`` (or ``--config.KEY VALUE``) items become ``args.overrides``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides, rest, i = [], [], 0
+    while i < len(argv):
+        item = argv[i]
+        if item.startswith("--config."):
+            if "=" not in item and i + 1 < len(argv):
+                item, i = f"{item}={argv[i + 1]}", i + 1
+            overrides.append(item.removeprefix("--config."))
+        else:
+            rest.append(item)
+        i += 1
+    args = build_parser().parse_args(rest)
+    args.overrides = overrides
+    return args
+
+
 def main(argv=None) -> int:
+    from invnorm_jax.results import ResultsError
     from invnorm_jax.train import CheckpointError
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    debug = args.debug or os.environ.get("INVNORM_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError, ResultsError) as err:
+        if debug:
+            raise
         # Bad input is the user's to fix: say what, without a traceback.
-        print(f"invnorm-jax {args.command}: error: {err}", file=sys.stderr)
+        print(f"invnorm-jax {args.command}: error: {err}\n(run with --debug for the traceback)", file=sys.stderr)
         return 2
 
 

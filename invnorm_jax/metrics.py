@@ -12,10 +12,12 @@ mean and standard deviation over 100 chips: that is :func:`per_chip_summary`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import xlogy
 
 # Probabilities are clipped here before the log so a confident miss costs -log(1e-12) ~ 27.6
@@ -211,3 +213,93 @@ def classification_metrics(probs_samples: jax.Array, labels: jax.Array, *, num_b
         "ece": ece(mean_probs, labels, num_bins),
         "brier": brier(mean_probs, labels),
     }
+
+
+# ------------------------------------------------------------------------------ task metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskMetric:
+    """What an experiment's headline metric is: its training loss, direction and display.
+
+    Attributes:
+      name: ``"accuracy"``, ``"rmse"`` or ``"miou"``.
+      loss: the training loss of :data:`invnorm_jax.train.LOSSES` that goes with it.
+      higher_is_better: the direction of "better".
+      classification: outputs are logits over classes (OOD detection applies).
+      unit: how a report labels it.
+      scale: factor for display (100 for shares shown in %).
+    """
+
+    name: str
+    loss: str
+    higher_is_better: bool
+    classification: bool
+    unit: str
+    scale: float
+
+
+TASK_METRICS = {
+    "accuracy": TaskMetric("accuracy", "xent", True, True, "accuracy %", 100.0),
+    "rmse": TaskMetric("rmse", "mse", False, False, "RMSE", 1.0),
+    "miou": TaskMetric("miou", "seg_xent", True, True, "mIoU %", 100.0),
+}
+
+
+def chip_counts(outputs: jax.Array, labels, metric: str, mask=None) -> jax.Array:
+    """Per-chip sufficient statistics of a task metric: ``[chips, k]`` sums that add over slices.
+
+    The streaming form of :func:`per_chip_summary` for the task metrics of
+    :data:`TASK_METRICS`: evaluate a test set slice by slice, add each slice's counts, and
+    finish with :func:`metric_from_counts`; the result equals the metric of the whole set.
+    The prediction of a chip is its MC average: of the softmax probabilities for classifiers,
+    of the outputs for regression.
+
+    Args:
+      outputs: ``[chips, samples, batch, ...]`` logits (classification) or predictions.
+      labels: ``[batch, ...]`` labels or regression targets.
+      metric: a key of :data:`TASK_METRICS`.
+      mask: ``[batch, ...]`` bool, the positions that count (mIoU only; e.g. DRIVE's FOV).
+
+    Returns:
+      accuracy: ``[chips, 2]`` (correct, count); rmse: ``[chips, 2]`` (squared error sum,
+      count); miou: ``[chips, 2K]`` (per-class intersections, then unions).
+
+    >>> out = jnp.array([[[[2.0, 0.0], [0.0, 1.0]]]])        # 1 chip, 1 sample, 2 inputs
+    >>> metric_from_counts(np.asarray(chip_counts(out, jnp.array([0, 0]), "accuracy")), "accuracy").tolist()
+    [0.5]
+    """
+    labels = jnp.asarray(labels)
+    if metric == "rmse":
+        err = jnp.square(outputs.mean(axis=1) - labels.reshape(outputs.shape[2:]))
+        per_chip = err.reshape(err.shape[0], -1)
+        return jnp.stack([per_chip.sum(1), jnp.full(per_chip.shape[:1], per_chip.shape[1], per_chip.dtype)], 1)
+    pred = jnp.argmax(mc_average(jax.nn.softmax(outputs, axis=-1), axis=1), axis=-1)
+    if metric == "accuracy":
+        correct = (pred == labels).reshape(pred.shape[0], -1).astype(jnp.float32)
+        return jnp.stack([correct.sum(1), jnp.full(correct.shape[:1], correct.shape[1], jnp.float32)], 1)
+    if metric != "miou":
+        raise ValueError(f"metric={metric!r} is unknown; expected one of {tuple(TASK_METRICS)}.")
+    num_classes = outputs.shape[-1]
+    valid = jnp.ones(labels.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    p = jax.nn.one_hot(pred, num_classes, dtype=bool) & valid[None, ..., None]
+    t = jax.nn.one_hot(labels, num_classes, dtype=bool) & valid[..., None]
+    axes = tuple(range(1, p.ndim - 1))
+    inter = jnp.sum(p & t[None], axis=axes, dtype=jnp.float32)
+    union = jnp.sum(p | t[None], axis=axes, dtype=jnp.float32)
+    return jnp.concatenate([inter, union], axis=1)
+
+
+def metric_from_counts(counts: np.ndarray, metric: str) -> np.ndarray:
+    """The per-chip metric ``[chips]`` from summed :func:`chip_counts` (float64 numpy).
+
+    mIoU is the mean IoU over the classes present in prediction or labels, as :func:`miou`.
+    """
+    counts = np.asarray(counts, np.float64)
+    if metric == "accuracy":
+        return counts[:, 0] / counts[:, 1]
+    if metric == "rmse":
+        return np.sqrt(counts[:, 0] / counts[:, 1])
+    inter, union = np.split(counts, 2, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nanmean(np.where(union > 0, inter / union, np.nan), axis=1)

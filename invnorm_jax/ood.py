@@ -14,6 +14,7 @@ prediction exceeds a threshold set on in-distribution data (their mean NLL by de
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -22,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.stats import rankdata
 
+from invnorm_jax import metrics
 from invnorm_jax.metrics import per_input_nll
 
 # --------------------------------------------------------------------------------- shifts
@@ -121,6 +123,8 @@ class Shift:
 
     fn: Callable[[Any, Any, float], Any]
     stages: tuple[float, ...]
+    unit: str = ""  # appended to a stage in tables ("°")
+    axis_label: str = "strength"  # the x-axis of a plot
 
     def __call__(self, key_or_seed, x, level):
         return self.fn(key_or_seed, x, level)
@@ -129,20 +133,24 @@ class Shift:
 SHIFTS: dict[str, Shift] = {}
 
 
-def register_shift(name: str, fn: Callable[[Any, Any, float], Any], stages: Sequence[float]) -> Shift:
+def register_shift(name: str, fn: Callable[[Any, Any, float], Any], stages: Sequence[float], *, unit: str = "",
+                   axis_label: str | None = None) -> Shift:
     """Add a shift to :data:`SHIFTS` (replacing any of the same name) and return it.
 
     Args:
       name: registry key.
       fn: ``fn(key_or_seed, x, level) -> shifted x``; deterministic shifts ignore the key.
       stages: default sweep of levels; by convention the first is 0, the unshifted reference.
+      unit: appended to a stage where reports print it (e.g. ``"°"``).
+      axis_label: the x-axis label of plots (default ``"<name> strength"``).
 
     >>> s = register_shift("flip_lr", lambda key, x, level: x[:, :, ::-1] if level else x, (0, 1))
     >>> SHIFTS["flip_lr"].stages
     (0.0, 1.0)
     >>> _ = SHIFTS.pop("flip_lr")
     """
-    shift = Shift(fn=fn, stages=tuple(float(s) for s in stages))
+    shift = Shift(fn=fn, stages=tuple(float(s) for s in stages), unit=unit,
+                  axis_label=axis_label or f"{name.replace('_', ' ')} strength")
     SHIFTS[name] = shift
     return shift
 
@@ -152,7 +160,8 @@ def register_shift(name: str, fn: Callable[[Any, Any, float], Any], stages: Sequ
 ROTATION_STAGES = tuple(float(7 * i) for i in range(13))
 NOISE_STAGES = tuple(round(0.1 * i, 1) for i in range(13))
 
-register_shift("rotation", lambda key, x, level: rotate(x, level), ROTATION_STAGES)
+register_shift("rotation", lambda key, x, level: rotate(x, level), ROTATION_STAGES, unit="°",
+               axis_label="rotation (degrees)")
 register_shift("uniform_noise", uniform_noise_shift, NOISE_STAGES)
 register_shift("gaussian_noise", gaussian_noise_shift, NOISE_STAGES)
 
@@ -210,17 +219,109 @@ def auroc(scores_in, scores_out) -> float:
     return float(u / (s_in.size * s_out.size))
 
 
+# -------------------------------------------------------------------------------- scoring
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """One chip's MC-averaged prediction on one set of inputs: summaries and per-input scores."""
+
+    accuracy: float
+    ece: float
+    nll: np.ndarray  # [N], per input
+    entropy: np.ndarray  # [N]
+    mutual_information: np.ndarray  # [N]
+
+
+@functools.partial(jax.jit, static_argnames="from_logits")
+def _score_blocks(outputs, labels, from_logits: bool = True):
+    """Scores of ``[chips, T, blocks, N, K]`` outputs against ``labels`` ``[N]``, in one compiled call."""
+    probs = jax.nn.softmax(outputs, axis=-1) if from_logits else outputs
+    mean = metrics.mc_average(probs, axis=1)
+    y = jnp.broadcast_to(labels, mean.shape[:-1])
+    entropy = metrics.predictive_entropy(mean)
+    mi = metrics.mutual_information(jnp.moveaxis(probs, 1, 0))
+    per_block = jax.vmap(jax.vmap(lambda p, t: (metrics.accuracy(p, t), metrics.ece(p, t))))
+    acc, ece = per_block(mean, y)
+    return acc, ece, metrics.per_input_nll(mean, y), entropy, mi
+
+
+def block_scores(outputs, labels, num_blocks: int, *, from_logits: bool = True) -> list[list[Scores]]:
+    """``[chip][block]`` :class:`Scores` of ``[chips, T, num_blocks * N, K]`` outputs.
+
+    The inputs are ``num_blocks`` sets of ``N`` (e.g. the stages of every shift, stacked);
+    ``labels`` ``[N]`` are the same for every block.
+    """
+    c, t, mn, k = outputs.shape
+    shaped = jnp.reshape(jnp.asarray(outputs, jnp.float32), (c, t, num_blocks, mn // num_blocks, k))
+    acc, ece, nll, entropy, mi = (np.asarray(a) for a in _score_blocks(shaped, jnp.asarray(labels), from_logits))
+    return [[Scores(float(acc[i, b]), float(ece[i, b]), nll[i, b], entropy[i, b], mi[i, b]) for b in range(num_blocks)]
+            for i in range(c)]
+
+
+def scores(probs_samples, labels) -> Scores:
+    """:class:`Scores` of per-sample probabilities ``[T, N, K]`` against ``labels`` ``[N]``."""
+    return block_scores(jnp.asarray(probs_samples)[None], labels, 1, from_logits=False)[0][0]
+
+
+def stage_row(ref: Scores, shifted: Scores, tau: float) -> dict:
+    """Every metric of one stage: ``shifted`` inputs, ``ref`` the unshifted ones, NLL threshold ``tau``.
+
+    .. math:: \\mathrm{DR} = \\frac1N\\sum_i [\\mathrm{NLL}_i > \\tau], \\qquad
+              \\mathrm{AUROC} = P(s_\\text{shifted} > s_\\text{ref}) + \\tfrac12 P(s_\\text{shifted} = s_\\text{ref})
+    """
+    return {
+        "accuracy": shifted.accuracy,
+        "nll": float(np.mean(shifted.nll, dtype=np.float64)),
+        "entropy": float(np.mean(shifted.entropy, dtype=np.float64)),
+        "mutual_information": float(np.mean(shifted.mutual_information, dtype=np.float64)),
+        "ece": shifted.ece,
+        "detection_rate": detection_rate(shifted.nll, tau),
+        "auroc_nll": auroc(ref.nll, shifted.nll),
+        "auroc_entropy": auroc(ref.entropy, shifted.entropy),
+        "nll_threshold": float(tau),
+    }
+
+
+def shift_metrics(probs_in, probs_out, labels_in, labels_out, *, threshold: str = "mean", q: float = 0.95) -> dict:
+    """One stage's metrics from per-sample probabilities ``[T, N, K]`` of unshifted and shifted inputs.
+
+    >>> p_in = np.array([[[0.9, 0.1], [0.8, 0.2]]])            # T=1, 2 inputs
+    >>> p_out = np.array([[[0.5, 0.5], [0.95, 0.05], [0.1, 0.9]]])
+    >>> row = shift_metrics(p_in, p_out, [0, 0], [0, 0, 0])
+    >>> round(row["detection_rate"], 4), round(row["auroc_nll"], 4)
+    (0.6667, 0.6667)
+    """
+    ref, out = scores(probs_in, labels_in), scores(probs_out, labels_out)
+    return stage_row(ref, out, nll_threshold(ref.nll, threshold, q=q))
+
+
+def summarize_chips(per_chip: list[dict]) -> dict:
+    """Mean over chips of every key of the rows, and ``<key>_std`` (population std)."""
+    row = {}
+    for k in per_chip[0]:
+        v = np.array([r[k] for r in per_chip], np.float64)
+        row[k], row[f"{k}_std"] = float(v.mean()), float(v.std())
+    return row
+
+
 __all__ = [
     "NOISE_STAGES",
     "ROTATION_STAGES",
     "SHIFTS",
+    "Scores",
     "Shift",
     "auroc",
+    "block_scores",
     "detection_rate",
     "gaussian_noise_shift",
     "nll_threshold",
     "per_input_nll",
     "register_shift",
     "rotate",
+    "scores",
+    "shift_metrics",
+    "stage_row",
+    "summarize_chips",
     "uniform_noise_shift",
 ]

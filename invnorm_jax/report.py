@@ -1,13 +1,9 @@
-"""Results on disk: ``results.json``, ``results.csv``, a Markdown report and Fig.-5/6 plots.
+"""Every file of a run: ``results.json``, ``config.json``, ``results.csv``, ``report.md`` and plots.
 
-``results.json`` schema::
-
-    {"tasks": {TASK: {"metric": "accuracy", "higher_is_better": true,
-                      "sweeps": {NAME: {"kind": "bit_flip", "site": "weights"}},
-                      "methods": {METHOD: {"fault_free": 0.97, "num_chips": 100, "num_samples": 10,
-                                           "sweeps": {NAME: [{"level": 0.1, "mean": .., "std": ..,
-                                                              "chips": [..]}]}}}}},
-     "settings": {...}}
+:func:`write_report` is the one place that writes a run's files; everything it renders comes
+from a :class:`invnorm_jax.results.Results` (the schema is in :mod:`invnorm_jax.results`).
+Plots: Fig.-5/6 style robustness per task (metric against fault level, one line per method,
+a ±1 std band over chips) and Fig.-7 style OOD panels.
 """
 
 from __future__ import annotations
@@ -21,112 +17,110 @@ import matplotlib
 matplotlib.use("Agg")  # files only: the CLI runs headless
 import matplotlib.pyplot as plt  # noqa: E402
 
-METHOD_LABELS = {
-    "nn": "NN",
-    "spindrop": "SpinDrop",
-    "spatial_spindrop": "Spatial-SpinDrop",
-    "proposed": "Proposed",
-}
+from invnorm_jax import results as results_lib  # noqa: E402
+from invnorm_jax.metrics import TASK_METRICS  # noqa: E402
+from invnorm_jax.ood import SHIFTS  # noqa: E402
+from invnorm_jax.results import OODResult, Results, TaskResult  # noqa: E402
+
+METHOD_LABELS = {"nn": "NN", "spindrop": "SpinDrop", "spatial_spindrop": "Spatial-SpinDrop", "proposed": "Proposed"}
 METHOD_COLORS = {"nn": "#7f7f7f", "spindrop": "#1f77b4", "spatial_spindrop": "#2ca02c", "proposed": "#d62728"}
+#: The x-axis of a sweep, by fault kind (docs/faults.md gives the units).
+LEVEL_LABELS = {"bit_flip": "bit-flip rate", "stuck_at": "stuck-cell fraction",
+                "additive": "sigma (x largest |w|)", "multiplicative": "sigma (relative)",
+                "uniform": "amplitude a (x largest |w|)"}
 
 
-def write_json(results: dict, path) -> None:
-    pathlib.Path(path).write_text(json.dumps(results, indent=1))
+def _label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
 
 
-def write_csv(results: dict, path) -> None:
+def _fmt(value: float, metric: str) -> str:
+    m = TASK_METRICS[metric]
+    return f"{m.scale * value:.2f}" if m.scale != 1 else f"{value:.4f}"
+
+
+def _unit(metric: str) -> str:
+    return TASK_METRICS[metric].unit
+
+
+def write_csv(results: Results, path) -> None:
     """One row per task, method, fault and level (level 'none' for the fault-free metric)."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["task", "metric", "method", "fault", "site", "level", "mean", "std"])
-        for task, t in results["tasks"].items():
-            for method, m in t["methods"].items():
-                writer.writerow([task, t["metric"], method, "none", "", "", m["fault_free"], 0.0])
-                for name, rows in m["sweeps"].items():
-                    site = t["sweeps"][name]["site"]
+        for task, t in results.tasks.items():
+            for method, m in t.methods.items():
+                writer.writerow([task, t.metric, method, "none", "", "", m.fault_free, 0.0])
+                for name, rows in m.sweeps.items():
                     for r in rows:
-                        writer.writerow([task, t["metric"], method, name, site, r["level"], r["mean"], r["std"]])
+                        writer.writerow([task, t.metric, method, name, t.sweeps[name].site, r.level, r.mean, r.std])
 
 
-def _fmt(value: float, metric: str) -> str:
-    return f"{100 * value:.2f}" if metric in ("accuracy", "miou") else f"{value:.4f}"
+def _methods(results: Results) -> list[str]:
+    seen = []
+    for t in results.tasks.values():
+        seen += [m for m in t.methods if m not in seen]
+    return seen
 
 
-def _unit(metric: str) -> str:
-    return {"accuracy": "accuracy %", "miou": "mIoU %", "rmse": "RMSE"}[metric]
-
-
-def table1(results: dict) -> str:
+def table1(results: Results) -> str:
     """Table-I style: fault-free metric per task (rows) and method (columns)."""
     methods = _methods(results)
-    lines = ["| task (metric) | " + " | ".join(METHOD_LABELS.get(m, m) for m in methods) + " |",
-             "|---|" + "---|" * len(methods)]
-    for task, t in results["tasks"].items():
-        cells = [_fmt(t["methods"][m]["fault_free"], t["metric"]) if m in t["methods"] else "–" for m in methods]
-        lines.append(f"| {task} ({_unit(t['metric'])}) | " + " | ".join(cells) + " |")
+    lines = ["| task (metric) | " + " | ".join(_label(m) for m in methods) + " |", "|---|" + "---|" * len(methods)]
+    for task, t in results.tasks.items():
+        cells = [_fmt(t.methods[m].fault_free, t.metric) if m in t.methods else "–" for m in methods]
+        lines.append(f"| {task} ({_unit(t.metric)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def robustness_table(task: str, t: dict, name: str) -> str:
+def robustness_table(t: TaskResult, name: str) -> str:
     """Rows: fault levels; columns: methods; cells: mean ± std over chips."""
-    methods = list(t["methods"])
-    levels = [r["level"] for r in t["methods"][methods[0]]["sweeps"][name]]
-    lines = ["| level | " + " | ".join(METHOD_LABELS.get(m, m) for m in methods) + " |",
-             "|---|" + "---|" * len(methods)]
+    methods = list(t.methods)
+    levels = [r.level for r in t.methods[methods[0]].sweeps[name]]
+    lines = ["| level | " + " | ".join(_label(m) for m in methods) + " |", "|---|" + "---|" * len(methods)]
     for i, level in enumerate(levels):
-        cells = []
-        for m in methods:
-            r = t["methods"][m]["sweeps"][name][i]
-            cells.append(f"{_fmt(r['mean'], t['metric'])} ± {_fmt(r['std'], t['metric'])}")
+        cells = [f"{_fmt(r.mean, t.metric)} ± {_fmt(r.std, t.metric)}"
+                 for r in (t.methods[m].sweeps[name][i] for m in methods)]
         lines.append(f"| {level:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _methods(results: dict) -> list[str]:
-    seen = []
-    for t in results["tasks"].values():
-        seen += [m for m in t["methods"] if m not in seen]
-    return seen
-
-
-def verdicts(results: dict) -> list[str]:
+def verdicts(results: Results) -> list[str]:
     """Plain sentences: where the proposed method is or is not ahead (mean over each sweep)."""
     out = []
-    for task, t in results["tasks"].items():
-        if "proposed" not in t["methods"] or len(t["methods"]) < 2:
+    for task, t in results.tasks.items():
+        if "proposed" not in t.methods or len(t.methods) < 2:
             continue
-        sign = 1 if t["higher_is_better"] else -1
-        for name in t["sweeps"]:
-            avg = {m: sum(r["mean"] for r in v["sweeps"][name]) / len(v["sweeps"][name]) for m, v in t["methods"].items()}
+        sign = 1 if t.higher_is_better else -1
+        for name in t.sweeps:
+            avg = {m: sum(r.mean for r in v.sweeps[name]) / len(v.sweeps[name]) for m, v in t.methods.items()}
             others = {m: a for m, a in avg.items() if m != "proposed"}
             rival = max(others, key=lambda m: sign * others[m])
-            ahead = sign * avg["proposed"] >= sign * others[rival]
-            word = "ahead of" if ahead else "NOT ahead of"
-            out.append(f"{task}, {name}: the proposed method is {word} the best baseline "
-                       f"({METHOD_LABELS.get(rival, rival)}), averaged over the sweep's levels: "
-                       f"{_fmt(avg['proposed'], t['metric'])} vs {_fmt(others[rival], t['metric'])}.")
+            word = "ahead of" if sign * avg["proposed"] >= sign * others[rival] else "NOT ahead of"
+            out.append(f"{task}, {name}: the proposed method is {word} the best baseline ({_label(rival)}), "
+                       f"averaged over the sweep's levels: {_fmt(avg['proposed'], t.metric)} vs "
+                       f"{_fmt(others[rival], t.metric)}.")
     return out
 
 
-def plot_task(task: str, t: dict, path) -> None:
+def plot_task(task: str, t: TaskResult, path) -> None:
     """Fig.-5/6 style: metric against fault level, a line per method, a ±1 std band."""
-    names = list(t["sweeps"])
+    names = list(t.sweeps)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    scale = 100 if t["metric"] in ("accuracy", "miou") else 1
+    scale = TASK_METRICS[t.metric].scale
     for ax, name in zip(axes[0], names):
-        for method, m in t["methods"].items():
-            rows = m["sweeps"][name]
-            x = [r["level"] for r in rows]
-            mean = [scale * r["mean"] for r in rows]
-            std = [scale * r["std"] for r in rows]
+        for method, m in t.methods.items():
+            rows = m.sweeps[name]
+            x = [r.level for r in rows]
+            mean, std = [scale * r.mean for r in rows], [scale * r.std for r in rows]
             color = METHOD_COLORS.get(method)
-            ax.plot(x, mean, "o-", ms=3, color=color, label=METHOD_LABELS.get(method, method))
+            ax.plot(x, mean, "o-", ms=3, color=color, label=_label(method))
             ax.fill_between(x, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
                             color=color, alpha=0.18, lw=0)
-        site = t["sweeps"][name]["site"]
-        ax.set_title(f"{task}: {name.replace('_', ' ')} ({site})", fontsize=10)
-        ax.set_xlabel("bit-flip rate" if "flip" in name else "level (sigma / amplitude)")
-        ax.set_ylabel(_unit(t["metric"]))
+        sweep = t.sweeps[name]
+        ax.set_title(f"{task}: {name.replace('_', ' ')} ({sweep.site})", fontsize=10)
+        ax.set_xlabel(LEVEL_LABELS.get(sweep.kind, "level"))
+        ax.set_ylabel(_unit(t.metric))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
@@ -134,32 +128,149 @@ def plot_task(task: str, t: dict, path) -> None:
     plt.close(fig)
 
 
-def write_report(results: dict, out_dir, extra_sections: list[str] = ()) -> pathlib.Path:
-    """Write every file of a run into ``out_dir``; returns the Markdown report's path."""
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(results, out / "results.json")
-    write_csv(results, out / "results.csv")
-    s = results.get("settings", {})
-    sizes = ", ".join(
-        f"{task}: {max(m['num_chips'] for m in t['methods'].values())} chips x "
-        f"{max(m['num_samples'] for m in t['methods'].values())} MC samples"
-        for task, t in results["tasks"].items() if t["methods"]
-    )
+def _sizes(results: Results) -> str:
+    return ", ".join(f"{task}: {max(m.num_chips for m in t.methods.values())} chips x "
+                     f"{max(m.num_samples for m in t.methods.values())} MC samples"
+                     for task, t in results.tasks.items() if t.methods)
+
+
+def markdown(results: Results, out) -> str:
+    """The run's Markdown report; writes the plots it shows into ``out``."""
+    s = results.settings
     wall = f", wall time {s['wall_seconds'] / 60:.1f} min" if "wall_seconds" in s else ""
     lines = ["# invnorm-jax results", "",
-             f"{sizes} (NN is deterministic: 1 sample); variant `{s.get('variant', 'full')}`{wall}.", "",
-             "## Fault-free (Table I style)", "", table1(results), ""]
-    for task, t in results["tasks"].items():
-        plot = f"{task}_robustness.png"
-        plot_task(task, t, out / plot)
-        lines += [f"## {task}", "", f"![{task}]({plot})", ""]
-        for name in t["sweeps"]:
-            site = t["sweeps"][name]["site"]
-            lines += [f"### {name} at {site} ({_unit(t['metric'])}, mean ± std over chips)", "",
-                      robustness_table(task, t, name), ""]
-    lines += ["## Verdict", ""] + [f"* {v}" for v in verdicts(results)] + [""]
-    lines += list(extra_sections)
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
+             f"{_sizes(results)} (NN is deterministic: 1 sample); variant `{s.get('variant', 'full')}`{wall}.", ""]
+    if any(t.methods for t in results.tasks.values()):
+        lines += ["## Fault-free (Table I style)", "", table1(results), ""]
+    for task, t in results.tasks.items():
+        if t.sweeps and t.methods:
+            plot = f"{task}_robustness.png"
+            plot_task(task, t, out / plot)
+            lines += [f"## {task}", "", f"![{task}]({plot})", ""]
+            for name, sweep in t.sweeps.items():
+                lines += [f"### {name} at {sweep.site} ({_unit(t.metric)}, mean ± std over chips)", "",
+                          robustness_table(t, name), ""]
+    found = verdicts(results)
+    if found:
+        lines += ["## Verdict", ""] + [f"* {v}" for v in found] + [""]
+    for task, t in results.tasks.items():
+        if t.ood is not None:
+            plot = f"{task}_ood.png"
+            plot_ood(task, t.ood, out / plot)
+            lines.append(ood_markdown(task, t.ood, plot))
+    return "\n".join(lines)
+
+
+def write_report(results: Results, out_dir, *, name: str = "results.json") -> pathlib.Path:
+    """Write every file of a run into ``out_dir``; returns the Markdown report's path.
+
+    ``name`` is the results file (``results.json``; ``evaluate.json`` for fault-free-only runs).
+    """
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results_lib.save(results, out / name)
+    (out / "config.json").write_text(json.dumps({task: t.config for task, t in results.tasks.items()}, indent=1))
+    write_csv(results, out / name.replace(".json", ".csv"))
+    path = out / ("report.md" if name == "results.json" else name.replace(".json", ".md"))
+    path.write_text(markdown(results, out))
     return path
+
+
+# ------------------------------------------------------------------------------ OOD
+
+
+def _stage(shift: str, stage: float) -> str:
+    return f"{stage:g}{SHIFTS[shift].unit if shift in SHIFTS else ''}"
+
+
+def _threshold_text(o: OODResult) -> str:
+    if o.threshold == "quantile":
+        return f"the {o.q:g}-quantile of the per-input NLL on the unshifted test set"
+    return "the mean NLL on the unshifted test set (as in the paper)"
+
+
+def _stage_table(o: OODResult, shift: str, kind: str) -> str:
+    """Rows: stages; columns: methods; cells: accuracy % / NLL / detection rate %."""
+    entry = o.shifts[shift]
+    methods = [m for m in entry.methods if kind in entry.methods[m]]
+    lines = ["| stage | " + " | ".join(_label(m) for m in methods) + " |", "|---|" + "---|" * len(methods)]
+    for i, stage in enumerate(entry.stages):
+        cells = []
+        for m in methods:
+            r = entry.methods[m][kind][i]
+            cells.append(f"{100 * r['accuracy']:.1f} / {r['nll']:.3f} / {100 * r['detection_rate']:.1f}")
+        lines.append(f"| {_stage(shift, stage)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _pm(row: dict, key: str, scale: float = 1.0, digits: int = 2) -> str:
+    text = f"{scale * row[key]:.{digits}f}"
+    return text + (f" ± {scale * row[key + '_std']:.{digits}f}" if key + "_std" in row else "")
+
+
+def _largest_stage_table(o: OODResult) -> str:
+    """Per shift and method: detection rate and AUROCs at the largest stage, healthy and faulty."""
+    faulty = o.fault is not None
+    head = ["shift (largest stage)", "method", "detection % healthy"] + (["detection % faulty"] if faulty else [])
+    head += ["AUROC NLL healthy"] + (["AUROC NLL faulty"] if faulty else []) + ["AUROC entropy healthy"]
+    head += ["AUROC entropy faulty"] if faulty else []
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---|" * (len(head) - 1)]
+    for shift, entry in o.shifts.items():
+        where = f"{shift} ({_stage(shift, entry.stages[-1])})"
+        for m, rows in entry.methods.items():
+            h, f = rows["healthy"][-1], rows.get("faulty", [None])[-1]
+            cells = [where, _label(m), _pm(h, "detection_rate", 100, 1)]
+            cells += [_pm(f, "detection_rate", 100, 1)] if faulty else []
+            cells += [_pm(h, "auroc_nll", digits=3)] + ([_pm(f, "auroc_nll", digits=3)] if faulty else [])
+            cells += [_pm(h, "auroc_entropy", digits=3)] + ([_pm(f, "auroc_entropy", digits=3)] if faulty else [])
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ood_markdown(task: str, o: OODResult, plot: str) -> str:
+    """The OOD study as a Markdown section: stage tables per shift, then the largest-stage summary."""
+    fault = o.fault
+    samples = ", ".join(f"{_label(m)} T={t}" for m, t in o.num_samples.items())
+    lines = ["## Out-of-distribution detection", "",
+             f"Task `{task}`, {o.num_test} test inputs per stage ({samples}). An input is "
+             f"detected as shifted when its NLL exceeds {_threshold_text(o)}; the detection rate is the "
+             "share of shifted inputs detected (at stage 0 it is the false-alarm rate). AUROC: unshifted vs "
+             "shifted inputs, scored by NLL or predictive entropy."]
+    if fault:
+        calib = "each chip's own unshifted NLL" if o.calibration == "chip" else "the healthy model's NLL"
+        lines += ["", f"Faulty: `{fault['kind']}` at `{fault['site']}`, level {fault['level']:g}, over "
+                      f"{fault['num_chips']} simulated chips (mean ± std over chips; threshold from {calib})."]
+    lines += ["", f"![OOD]({plot})", ""]
+    for shift in o.shifts:
+        for kind in ("healthy", "faulty") if fault else ("healthy",):
+            title = "healthy" if kind == "healthy" else f"faulty chips, mean over {fault['num_chips']}"
+            lines += [f"### {shift.replace('_', ' ')}, {title}: accuracy % / NLL / detection rate %", "",
+                      _stage_table(o, shift, kind), ""]
+    lines += ["### At the largest stage", "", _largest_stage_table(o), ""]
+    return "\n".join(lines)
+
+
+def plot_ood(task: str, o: OODResult, path) -> None:
+    """Fig.-7 style: accuracy, NLL and detection rate against stage; healthy solid, faulty dashed."""
+    shifts = list(o.shifts)
+    panels = (("accuracy", "accuracy %", 100), ("nll", "NLL (nats)", 1), ("detection_rate", "detection rate %", 100))
+    fig, axes = plt.subplots(len(panels), len(shifts), figsize=(4.4 * len(shifts), 2.8 * len(panels)), squeeze=False)
+    for col, shift in enumerate(shifts):
+        entry = o.shifts[shift]
+        for row, (key, unit, scale) in enumerate(panels):
+            ax = axes[row][col]
+            for m, rows in entry.methods.items():
+                for kind, style in (("healthy", "o-"), ("faulty", "s--")):
+                    if kind in rows:
+                        ax.plot(entry.stages, [scale * r[key] for r in rows[kind]], style, ms=3,
+                                color=METHOD_COLORS.get(m), label=_label(m) + ("" if kind == "healthy" else " (faulty)"),
+                                alpha=1.0 if kind == "healthy" else 0.8)
+            ax.set_xlabel(SHIFTS[shift].axis_label if shift in SHIFTS else f"{shift} strength")
+            ax.set_ylabel(unit)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{task}: {shift.replace('_', ' ')}", fontsize=10)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -253,7 +253,7 @@ def test_drive_loader_shapes_mask_and_patches(tmp_path):
     assert d.x_train.shape == (50, 16, 16, 1) and d.y_train.shape == (50, 16, 16)
     assert d.x_test.shape == (2, 48, 48, 1) and d.y_test.shape == (2, 48, 48)
     assert d.x_test.dtype == np.float32 and d.y_test.dtype == np.int32
-    fov = d.extras["test_fov"]
+    fov = d.extras["test_mask"]
     assert fov.shape == (2, 48, 48) and d.extras["image_shape"] == (37, 45)
     np.testing.assert_array_equal(fov[0, :37, :45], truth["fov"])
     assert not fov[:, 37:].any() and not fov[:, :, 45:].any()

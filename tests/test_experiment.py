@@ -1,4 +1,4 @@
-"""Per-chip metrics of the experiment runner against the independent metrics module."""
+"""Per-chip task metrics (streaming counts) against the independent metrics functions, and the runner."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax import experiment, metrics
+from invnorm_jax import evaluation, metrics
 from invnorm_jax.faults import Fault
 from invnorm_jax.models import build_model
 
@@ -17,6 +17,10 @@ def outputs():
     return jnp.asarray(rng.normal(size=(3, 4, 5, 6, 7, 2)).astype(np.float32))  # chips, T, batch, H, W, classes
 
 
+def _chip_metric(outputs, labels, metric, mask=None):
+    return metrics.metric_from_counts(np.asarray(metrics.chip_counts(outputs, labels, metric, mask)), metric)
+
+
 def _mc_pred(out):
     return np.asarray(jnp.argmax(jax.nn.softmax(out, -1).mean(1), -1))
 
@@ -25,7 +29,7 @@ def test_miou_counts_match_metrics_miou(outputs):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, size=(5, 6, 7))
     mask = rng.random((5, 6, 7)) > 0.3
-    got = experiment.chip_metric(outputs, labels, "miou", mask)
+    got = _chip_metric(outputs, labels, "miou", mask)
     pred = _mc_pred(outputs)
     want = [float(metrics.miou(jnp.asarray(p), jnp.asarray(labels), 2, mask=jnp.asarray(mask))) for p in pred]
     np.testing.assert_allclose(got, want, rtol=1e-6)
@@ -35,11 +39,11 @@ def test_accuracy_and_rmse_per_chip(outputs):
     flat = outputs[:, :, :, 0, 0, :]  # [chips, T, batch, classes]
     labels = np.array([0, 1, 1, 0, 1])
     want = [(p == labels).mean() for p in _mc_pred(flat)]
-    np.testing.assert_allclose(experiment.chip_metric(flat, labels, "accuracy"), want)
+    np.testing.assert_allclose(_chip_metric(flat, labels, "accuracy"), want)
     target = np.arange(5.0).reshape(5, 1)
     reg = outputs[:, :, :, 0, 0, :1]
     want = [np.sqrt(np.mean((np.asarray(r).mean(0) - target) ** 2)) for r in reg]
-    np.testing.assert_allclose(experiment.chip_metric(reg, target, "rmse"), want, rtol=1e-5)
+    np.testing.assert_allclose(_chip_metric(reg, target, "rmse"), want, rtol=1e-5)
 
 
 def test_sliced_evaluation_equals_whole_batch():
@@ -48,17 +52,21 @@ def test_sliced_evaluation_equals_whole_batch():
     x = np.asarray(jax.random.normal(jax.random.key(0), (12, 8, 8, 1)))
     y = np.arange(12) % 10
     kw = dict(fault=Fault("bit_flip", 0.2), num_chips=3, num_samples=2, key=jax.random.key(1), deterministic=True)
-    whole = experiment.per_chip_metric(model, x, y, "accuracy", **kw)
-    sliced = experiment.per_chip_metric(model, x, y, "accuracy", batch_size=5, **kw)
+    whole = evaluation.per_chip_metric(model, x, y, "accuracy", **kw)
+    sliced = evaluation.per_chip_metric(model, x, y, "accuracy", batch_size=5, **kw)
     np.testing.assert_allclose(sliced, whole)
     assert whole.shape == (3,)
 
 
-def test_config_with_unknown_metric_or_method_is_refused():
-    config = experiment.load_config("digits", "smoke")
+def test_counts_of_slices_add_up_to_the_whole_set(outputs):
+    flat = outputs[:, :, :, 0, 0, :]
+    labels = np.array([0, 1, 1, 0, 1])
+    whole = metrics.chip_counts(flat, labels, "accuracy")
+    parts = metrics.chip_counts(flat[:, :, :2], labels[:2], "accuracy") + metrics.chip_counts(
+        flat[:, :, 2:], labels[2:], "accuracy")
+    np.testing.assert_array_equal(np.asarray(parts), np.asarray(whole))
+    # And the per-chip accuracy equals per_chip_summary's on the MC-averaged probabilities.
+    summary = metrics.per_chip_summary(jax.nn.softmax(flat, -1), jnp.asarray(labels), metrics.accuracy)
+    np.testing.assert_allclose(metrics.metric_from_counts(np.asarray(whole), "accuracy"), summary["per_chip"])
     with pytest.raises(ValueError, match="metric='f1'"):
-        experiment.validate_config({**config, "metric": "f1"})
-    with pytest.raises(ValueError, match="method='bnn'"):
-        experiment.validate_config({**config, "methods": ("bnn",)})
-    with pytest.raises(ValueError, match="lacks the key 'sweeps'"):
-        experiment.validate_config({k: v for k, v in config.items() if k != "sweeps"})
+        metrics.chip_counts(flat, labels, "f1")

@@ -1,10 +1,10 @@
-"""Tests of the OOD study (``invnorm_jax.ood_eval``, the paper's Fig. 7).
+"""Tests of the OOD study (scoring in ``invnorm_jax.ood``, the study in ``invnorm_jax.ood_eval``; Fig. 7).
 
 Behaviour, not lines: the detection rate and AUROC of a stage equal hand-computed values; a
 model without any confidence (uniform probabilities) detects nothing at the mean-NLL
 threshold, healthy or faulty; the stages of every shift are batched into one input array with
-unchanged stages pointing at the unshifted block; and ``invnorm-jax ood`` writes ``ood.json``
-(schema of the module docstring), ``ood.md`` and a PNG for trained smoke models.
+unchanged stages pointing at the unshifted block; and ``invnorm-jax ood`` writes the study into
+``results.json`` (``tasks.<task>.ood``), ``report.md`` and a PNG for trained smoke models.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax import cli, experiment, ood, ood_eval
+from invnorm_jax import cli, config as config_lib, experiment, ood, ood_eval
+from invnorm_jax.config import ConfigError
 from invnorm_jax.faults import Fault
 
 ROW_KEYS = {"stage", "accuracy", "nll", "entropy", "mutual_information", "ece", "detection_rate", "auroc_nll",
@@ -29,7 +30,7 @@ def test_stage_metrics_equal_hand_computed_values():
     # In: NLL -log 0.9, -log 0.8 -> threshold (mean) 0.164. Out: NLL 0.693, 0.051, 2.303.
     p_in = np.array([[[0.9, 0.1], [0.8, 0.2]]])
     p_out = np.array([[[0.5, 0.5], [0.95, 0.05], [0.1, 0.9]]])
-    row = ood_eval.shift_metrics(p_in, p_out, [0, 0], [0, 0, 0])
+    row = ood.shift_metrics(p_in, p_out, [0, 0], [0, 0, 0])
     assert row["nll_threshold"] == pytest.approx(-(math.log(0.9) + math.log(0.8)) / 2, rel=1e-6)
     assert row["detection_rate"] == pytest.approx(2 / 3)
     # Out-in pairs with a higher NLL: 0.693 beats both, 0.051 none, 2.303 both -> 4 of 6.
@@ -41,7 +42,7 @@ def test_stage_metrics_equal_hand_computed_values():
     assert row["mutual_information"] == pytest.approx(0.0, abs=1e-6)  # one sample: no disagreement
     # The 0.5-quantile of the in-distribution NLLs is their median (0.164 here too), a 0.99-quantile
     # sits just under -log 0.8 = 0.223: only the 0.693 and 2.303 inputs exceed either.
-    q = ood_eval.shift_metrics(p_in, p_out, [0, 0], [0, 0, 0], threshold="quantile", q=0.99)
+    q = ood.shift_metrics(p_in, p_out, [0, 0], [0, 0, 0], threshold="quantile", q=0.99)
     assert q["nll_threshold"] == pytest.approx(np.quantile([-math.log(0.9), -math.log(0.8)], 0.99))
     assert q["detection_rate"] == pytest.approx(2 / 3)
 
@@ -49,7 +50,7 @@ def test_stage_metrics_equal_hand_computed_values():
 def test_mutual_information_and_entropy_of_disagreeing_samples():
     # Two samples, certain but opposite: mean prediction uniform, MI = entropy = log 2.
     p = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])
-    row = ood_eval.shift_metrics(p, p, [0], [0])
+    row = ood.shift_metrics(p, p, [0], [0])
     assert row["entropy"] == pytest.approx(math.log(2), rel=1e-6)
     assert row["mutual_information"] == pytest.approx(math.log(2), rel=1e-6)
     assert row["auroc_nll"] == 0.5 and row["detection_rate"] == 0.0  # identical sets: chance, no detection
@@ -97,34 +98,41 @@ def test_stages_are_batched_with_unchanged_stages_pointing_at_the_reference():
 
 
 def test_settings_reject_unknown_shifts_and_regression_tasks():
-    digits = experiment.load_config("digits", "smoke")
-    with pytest.raises(ValueError, match="register_shift"):
-        ood_eval.ood_settings({**digits, "ood": {"shifts": ("no_such_shift",)}})
-    with pytest.raises(ValueError, match="knows"):
-        ood_eval.ood_settings({**digits, "ood": {"shifts": ("rotation",), "num_chip": 3}})
-    with pytest.raises(ValueError, match="classifier"):
-        ood_eval.ood_settings(experiment.load_config("co2", "smoke") | {"ood": {"shifts": ("gaussian_noise",)}})
-    s = ood_eval.ood_settings(digits, num_chips=3)
-    assert s["num_chips"] == 3 and s["threshold"] == "mean"
-    assert ood_eval.shift_stages(s)["rotation"] == ood.ROTATION_STAGES
+    with pytest.raises(ConfigError, match="ood.shifts='no_such_shift' is unknown"):
+        config_lib.load_config("digits:smoke", overrides=["ood.shifts=no_such_shift"])
+    with pytest.raises(ConfigError, match="no key 'ood.num_chip'"):
+        config_lib.load_config("digits:smoke", overrides=["ood.num_chip=3"])
+    with pytest.raises(ConfigError, match="classifier"):
+        config_lib.load_config("co2:smoke", overrides=["ood.shifts=gaussian_noise"])
+    config = config_lib.load_config("digits:smoke", overrides=["ood.num_chips=3"])
+    assert config.ood.num_chips == 3 and config.ood.threshold == "mean"
+    assert ood_eval.shift_stages(config.ood)["rotation"] == ood.ROTATION_STAGES
 
 
-def test_cli_ood_writes_json_markdown_and_png(tmp_path, capsys):
-    config = experiment.load_config("digits", "smoke")
+def test_cli_ood_of_a_regression_task_fails_before_training(tmp_path, capsys):
+    assert cli.main(["ood", "--task", "co2", "--smoke", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "no OOD study" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.slow
+def test_cli_ood_writes_results_markdown_and_png(tmp_path, capsys):
+    config = config_lib.load_config("digits:smoke")
     split = experiment.load_data(config)
-    for method in config["methods"]:
+    for method in config.methods:
         experiment.train_method(config, method, split, tmp_path / method, progress=False)
-    assert cli.main(["ood", "--task", "digits", "--smoke", "--out", str(tmp_path), "--no-progress"]) == 0
-    printed = capsys.readouterr().out
+    assert cli.main(["ood", "--task", "digits", "--smoke", "--out", str(tmp_path), "--no-progress", "--no-train"]) == 0
+    capsys.readouterr()
 
-    results = json.loads((tmp_path / "ood.json").read_text())
-    assert results["task"] == "digits" and results["threshold"] == "mean"
+    task = json.loads((tmp_path / "results.json").read_text())["tasks"]["digits"]
+    results = task["ood"]
+    assert results["threshold"] == "mean" and task["sweeps"] == {}
     assert results["fault"]["kind"] == "bit_flip" and isinstance(results["fault"]["num_chips"], int)
     assert set(results["shifts"]) == {"rotation", "uniform_noise"}
     assert results["shifts"]["rotation"]["stages"] == [7.0 * i for i in range(13)]
     assert results["num_samples"]["nn"] == 1
     for name, entry in results["shifts"].items():
-        assert set(entry["methods"]) == set(config["methods"])
+        assert set(entry["methods"]) == set(config.methods)
         for method, rows in entry["methods"].items():
             for kind in ("healthy", "faulty"):
                 assert [r["stage"] for r in rows[kind]] == entry["stages"]
@@ -139,7 +147,7 @@ def test_cli_ood_writes_json_markdown_and_png(tmp_path, capsys):
         nn_rows = entry["methods"]["nn"]["healthy"]  # deterministic: one sample, no disagreement
         assert all(r["mutual_information"] == pytest.approx(0.0, abs=1e-6) for r in nn_rows)
 
-    md = (tmp_path / "ood.md").read_text()
-    assert md.startswith("## Out-of-distribution detection") and "At the largest stage" in md
-    assert "| 84° |" in md and "Proposed" in md and "## Out-of-distribution detection" in printed
-    assert (tmp_path / "ood.png").read_bytes().startswith(b"\x89PNG")
+    md = (tmp_path / "report.md").read_text()
+    assert "## Out-of-distribution detection" in md and "At the largest stage" in md
+    assert "| 84° |" in md and "Proposed" in md
+    assert (tmp_path / "digits_ood.png").read_bytes().startswith(b"\x89PNG")

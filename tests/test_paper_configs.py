@@ -1,7 +1,7 @@
 """The Table-I configs: recipes as documented, smoke runs end to end through the CLI, table1.py.
 
-Every smoke run is in the default run (about a minute each on 2 CPU cores), so that CI
-trains and sweeps each Table-I experiment end to end.
+Every smoke run is marked slow (about a minute each on 2 CPU cores) and runs in the README's
+test command, so that CI trains and sweeps each Table-I experiment end to end.
 """
 
 import importlib.util
@@ -12,10 +12,11 @@ import pathlib
 import numpy as np
 import pytest
 
-from invnorm_jax import cli, data, experiment
+from invnorm_jax import cli, data
+from invnorm_jax import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "experiments" / "configs"
+CONFIGS = ROOT / "invnorm_jax" / "configs"
 PAPER_CONFIGS = ("cifar10_resnet18", "speech_m5", "co2_lstm", "drive_unet")
 
 
@@ -32,7 +33,7 @@ def _load_table1():
 @pytest.mark.parametrize("name", PAPER_CONFIGS)
 @pytest.mark.parametrize("variant", ("full", "quick", "smoke"))
 def test_every_variant_validates(name, variant):
-    config = experiment.load_config(str(CONFIGS / f"{name}.py"), variant)
+    config = config_lib.load_config(name, variant)
     assert config["name"] == name and config["methods"] == ("nn", "spindrop", "spatial_spindrop", "proposed")
     assert config["rate"] == 0.3
     for sweep in config["sweeps"].values():
@@ -49,14 +50,13 @@ def test_every_variant_validates(name, variant):
 def test_docstring_has_the_exact_run_command(name):
     path = CONFIGS / f"{name}.py"
     doc = path.read_text()
-    rel = f"experiments/configs/{name}.py"
-    assert f"invnorm-jax train --config {rel} --workdir runs/" in doc
-    assert f"invnorm-jax sweep --config {rel} --workdir runs/" in doc
+    assert f"invnorm-jax train --config {name} --workdir runs/" in doc
+    assert f"invnorm-jax sweep --config {name} --workdir runs/" in doc
 
 
 def test_paper_scale_recipes():
-    cifar = experiment.load_config(str(CONFIGS / "cifar10_resnet18.py"), "full")
-    assert cifar["augment"] == "cifar" and cifar["dataset"]["kwargs"] == {}
+    cifar = config_lib.load_config("cifar10_resnet18", "full")
+    assert cifar["augment"] == "crop_flip" and cifar["dataset"]["kwargs"].to_dict() == {}
     model = cifar["model"]["kwargs"]
     assert model["widths"] == (64, 128, 256, 512) and model["blocks"] == (2, 2, 2, 2)
     t = cifar["train"]
@@ -66,16 +66,16 @@ def test_paper_scale_recipes():
     assert max(cifar["sweeps"]["bit_flip"]["levels"]) == 0.3
     assert cifar["sweeps"]["additive"]["site"] == "preactivation"
 
-    speech = experiment.load_config(str(CONFIGS / "speech_m5.py"), "full")
+    speech = config_lib.load_config("speech_m5", "full")
     assert speech["dataset"]["kwargs"]["source"] == "folder"  # 35 words, not TFDS's 12 classes
     assert speech["model"]["kwargs"]["num_classes"] == 35 and speech["model"]["kwargs"]["bits"] == 8
     assert 0 < max(speech["sweeps"]["bit_flip"]["levels"]) <= 0.05  # 8-bit codes: far smaller rates
 
-    co2 = experiment.load_config(str(CONFIGS / "co2_lstm.py"), "full")
+    co2 = config_lib.load_config("co2_lstm", "full")
     assert {s["kind"] for s in co2["sweeps"].values()} == {"additive", "multiplicative", "uniform"}
     assert co2["metric"] == "rmse"
 
-    drive = experiment.load_config(str(CONFIGS / "drive_unet.py"), "full")
+    drive = config_lib.load_config("drive_unet", "full")
     assert drive["metric"] == "miou" and drive["model"]["kwargs"]["act_bits"] == 4
     assert drive["sweeps"]["bit_flip"]["kind"] == "bit_flip" and max(drive["sweeps"]["bit_flip"]["levels"]) == 0.3
 
@@ -97,7 +97,7 @@ def test_synthetic_stand_ins_have_the_real_shapes_and_labels():
     drive = data.get_dataset("drive", synthetic=True, height=40, width=56, num_train=3, num_test=2,
                              patch_size=16, num_patches=20)
     assert drive.x_train.shape == (20, 16, 16, 1) and drive.x_test.shape == (2, 48, 64, 1)
-    fov = drive.extras["test_fov"]
+    fov = drive.extras["test_mask"]
     vessel = drive.y_test[fov].mean()
     assert 0.02 < vessel < 0.5  # some vessels, mostly background, inside the FOV only
     assert np.all(drive.y_test[~fov] == 0)
@@ -114,12 +114,11 @@ def test_synthetic_needs_a_downloaded_dataset():
 
 
 def _run_smoke(name, tmp_path, capsys):
-    path = str(CONFIGS / f"{name}.py")
-    common = ["--config", path, "--smoke", "--workdir", str(tmp_path), "--method", "proposed", "nn", "--no-progress"]
+    common = ["--config", name, "--smoke", "--workdir", str(tmp_path), "--method", "proposed", "nn", "--no-progress"]
     for command in ("train", "sweep"):
         rc = cli.main([command, *common])
         assert rc == 0, f"`invnorm-jax {command}` failed: {capsys.readouterr().err[:1500]}"
-    config = experiment.load_config(path, "smoke")
+    config = config_lib.load_config(name, "smoke")
     results = json.loads((tmp_path / "results.json").read_text())
     task = results["tasks"][name]
     assert task["metric"] == config["metric"] and results["settings"]["variant"] == "smoke"
@@ -132,7 +131,7 @@ def _run_smoke(name, tmp_path, capsys):
         assert entry["num_samples"] == (1 if method == "nn" else config["eval"]["num_samples"])
         for sweep, spec in config["sweeps"].items():
             rows = entry["sweeps"][sweep]
-            assert [r["level"] for r in rows] == spec["levels"]
+            assert [r["level"] for r in rows] == list(spec["levels"])
             for r in rows:
                 assert len(r["chips"]) == config["eval"]["num_chips"]
                 assert all(math.isfinite(v) for v in r["chips"]) and math.isfinite(r["std"])
@@ -144,6 +143,7 @@ def _run_smoke(name, tmp_path, capsys):
     return task
 
 
+@pytest.mark.slow
 def test_cifar10_smoke_end_to_end(tmp_path, capsys):
     task = _run_smoke("cifar10_resnet18", tmp_path, capsys)
     assert task["sweeps"]["additive"]["site"] == "preactivation"
@@ -151,6 +151,7 @@ def test_cifar10_smoke_end_to_end(tmp_path, capsys):
         assert 0.0 <= entry["fault_free"] <= 1.0
 
 
+@pytest.mark.slow
 def test_co2_smoke_end_to_end(tmp_path, capsys):
     task = _run_smoke("co2_lstm", tmp_path, capsys)
     assert not task["higher_is_better"]
@@ -158,12 +159,14 @@ def test_co2_smoke_end_to_end(tmp_path, capsys):
         assert entry["fault_free"] > 0.0  # an RMSE
 
 
+@pytest.mark.slow
 def test_speech_smoke_end_to_end(tmp_path, capsys):
     task = _run_smoke("speech_m5", tmp_path, capsys)
     for entry in task["methods"].values():
         assert 0.0 <= entry["fault_free"] <= 1.0
 
 
+@pytest.mark.slow
 def test_drive_smoke_end_to_end(tmp_path, capsys):
     task = _run_smoke("drive_unet", tmp_path, capsys)
     for entry in task["methods"].values():
@@ -184,6 +187,7 @@ def _fake_results(task, metric, methods, variant="full"):
                             "sweeps": {"bit_flip": sweep_rows}} for m, v in methods.items()},
         }},
         "settings": {"variant": variant},
+        "version": 2,
     }
 
 
@@ -208,8 +212,16 @@ def test_table1_collects_runs_into_one_table(tmp_path, capsys):
     assert out.read_text().strip() == printed.strip()
 
     # The same run twice: both rows kept, told apart by their folder.
-    merged = table1.collect([a, a])
-    assert list(merged["tasks"]) == ["cifar10_resnet18", "cifar10_resnet18 [cifar10]"]
+    merged, runs = table1.collect([a, a])
+    assert list(merged.tasks) == ["cifar10_resnet18", "cifar10_resnet18 [cifar10]"]
+    assert list(runs) == list(merged.tasks)
+
+    # A results.json of another schema version is named, not misread.
+    old = json.loads((a / "results.json").read_text())
+    del old["version"]
+    (b / "results.json").write_text(json.dumps(old))
+    assert table1.main([str(b)]) == 2
+    assert "schema version 1" in capsys.readouterr().err
 
 
 def test_table1_says_which_folder_has_no_results(tmp_path, capsys):

@@ -192,7 +192,7 @@ def load_drive(
     Returns:
       A `Split` with `x_train` float32 `[num_patches, P, P, 1]`, `y_train` int32
       `[num_patches, P, P]`, `x_test` float32 `[20, Hp, Wp, 1]`, `y_test` int32
-      `[20, Hp, Wp]`, 2 classes, and `extras`: `test_fov` (bool, padded),
+      `[20, Hp, Wp]`, 2 classes, and `extras`: `test_mask` (the FOV, bool, padded: the pixels that count in evaluation),
       `image_shape` (unpadded H, W), `train_images` / `train_labels` /
       `train_fov` (whole training images, to resample patches), `patch_coords`,
       `train_ids`, `test_ids`.
@@ -213,7 +213,7 @@ def load_drive(
         x_test=pad_to_multiple(te_x, pad_multiple), y_test=pad_to_multiple(te_y, pad_multiple),
         num_classes=2, class_names=("background", "vessel"),
         extras={
-            "test_fov": pad_to_multiple(te_fov, pad_multiple),
+            "test_mask": pad_to_multiple(te_fov, pad_multiple),
             "image_shape": te_x.shape[1:3],
             "train_images": tr_x, "train_labels": tr_y, "train_fov": tr_fov,
             "patch_coords": coords, "train_ids": tr_ids, "test_ids": te_ids,

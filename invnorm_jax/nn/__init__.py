@@ -1,6 +1,7 @@
 """Flax NNX layers: thin shells over :mod:`invnorm_jax.functional`."""
 
 from invnorm_jax.nn.norm import (
+    DETERMINISTIC_METHODS,
     METHODS,
     ConventionalNorm,
     InvertedNorm,
@@ -30,6 +31,7 @@ __all__ = [
     "QuantDense",
     "QuantLSTMCell",
     "set_training_progress",
+    "DETERMINISTIC_METHODS",
     "METHODS",
     "ConventionalNorm",
     "InvertedNorm",

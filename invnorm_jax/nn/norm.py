@@ -17,6 +17,8 @@ from invnorm_jax.functional.dropout import mc_dropout, mc_spatial_dropout
 from invnorm_jax.functional.norm import MODES, _check_groups, affine_dropout, inverted_norm, normalize
 
 METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed")
+#: Methods without a sampler at test time: one forward pass is their prediction (T = 1).
+DETERMINISTIC_METHODS = ("nn",)
 NORM_KINDS = ("batch", "layer", "group")
 INITS = ("normal", "uniform")
 

@@ -3,14 +3,14 @@
 Run (paper scale, one GPU; the v0.02 archive extracted under ``$INVNORM_DATA_DIR``, see
 docs/datasets.md)::
 
-    invnorm-jax train --config experiments/configs/speech_m5.py --workdir runs/speech \\
-      && invnorm-jax sweep --config experiments/configs/speech_m5.py --workdir runs/speech
+    invnorm-jax train --config speech_m5 --workdir runs/speech \\
+      && invnorm-jax sweep --config speech_m5 --workdir runs/speech
 
 Smoke (a generated folder in the official layout, all 35 words as tone bursts, CPU, about
 1.5 min per two methods; the numbers mean nothing)::
 
-    invnorm-jax train --config experiments/configs/speech_m5.py --smoke --workdir /tmp/speech-smoke \\
-      && invnorm-jax sweep --config experiments/configs/speech_m5.py --smoke --workdir /tmp/speech-smoke
+    invnorm-jax train --config speech_m5 --smoke --workdir /tmp/speech-smoke \\
+      && invnorm-jax sweep --config speech_m5 --smoke --workdir /tmp/speech-smoke
 
 Data: the folder source (``source="folder"``): the 35 words with the archive's own
 validation / test lists (84 843 / 9 981 / 11 005 clips), resampled 16 -> 8 kHz, 1 s each.
@@ -40,48 +40,39 @@ Sweeps (Fig. 6):
   layer's largest code magnitude.
 """
 
-METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed")
+from invnorm_jax.configs._common import base, check_variant, sweep
+
 TRAIN_EXAMPLES = 84_843
 
 
-def get_config(variant: str = "full") -> dict:
-    if variant not in ("full", "quick", "smoke"):
-        raise ValueError(f"variant={variant!r}: expected 'full', 'quick' or 'smoke'.")
+def get_config(variant: str = "full"):
+    c = base("speech_m5", check_variant(variant))
     batch = {"full": 256, "quick": 256, "smoke": 16}[variant]
     steps_per_epoch = TRAIN_EXAMPLES // batch
     steps = {"full": 50 * steps_per_epoch, "quick": 10 * steps_per_epoch, "smoke": 3}[variant]
-    rates = {
-        "full": [0.0, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05],
-        "quick": [0.0, 0.005, 0.02],
-        "smoke": [0.0, 0.01],
-    }[variant]
+    rates = {"full": [0.0, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05], "quick": [0.0, 0.005, 0.02],
+             "smoke": [0.0, 0.01]}[variant]
     sigmas = {"full": [0.0, 0.05, 0.1, 0.2, 0.3, 0.4], "quick": [0.0, 0.1, 0.3], "smoke": [0.0, 0.2]}[variant]
+    c.dataset.name = "speech_commands"
     if variant == "smoke":
         # 35 words x 3 generated clips (1 validation, 1 test, 1 training): the real label space,
         # the real loader (16 -> 8 kHz resampling, split lists), the full M5.
-        dataset = dict(name="speech_commands", kwargs=dict(synthetic=True, clips_per_word=3))
+        c.dataset.kwargs.update(dict(synthetic=True, clips_per_word=3))
     else:
-        dataset = dict(name="speech_commands", kwargs=dict(source="folder"))
-    return dict(
-        name="speech_m5",
-        dataset=dataset,
-        model=dict(name="m5", kwargs=dict(num_classes=35, channels=(32, 32, 64, 64), first_kernel=80,
-                                          first_stride=16, pool=4, bits=8)),
-        metric="accuracy",
-        methods=METHODS,
-        rate=0.3,
-        train=dict(steps=steps, batch_size=batch, learning_rate=1e-2, optimizer="adamw", schedule="cosine",
-                   warmup_steps={"full": steps_per_epoch, "quick": steps_per_epoch, "smoke": 1}[variant],
-                   weight_decay=1e-4,
-                   checkpoint_every={"full": 5 * steps_per_epoch, "quick": 2 * steps_per_epoch, "smoke": 10}[variant]),
-        eval=dict(num_chips={"full": 100, "quick": 100, "smoke": 2}[variant],
-                  num_samples={"full": 10, "quick": 5, "smoke": 2}[variant],
-                  # Test clips are ordered by word: a prefix would drop words, so no cut but smoke's.
-                  max_test={"full": None, "quick": None, "smoke": 16}[variant],
-                  batch_size={"full": 2048, "quick": 2048, "smoke": None}[variant]),
-        sweeps={
-            "bit_flip": dict(kind="bit_flip", site="weights", levels=rates),
-            "additive": dict(kind="additive", site="weights", levels=sigmas),
-        },
-        seed=0,
-    )
+        c.dataset.kwargs.source = "folder"
+    c.model.name = "m5"
+    c.model.kwargs.update(dict(num_classes=35, channels=(32, 32, 64, 64), first_kernel=80, first_stride=16, pool=4,
+                               bits=8))
+    c.train.update(dict(steps=steps, batch_size=batch, learning_rate=1e-2, optimizer="adamw", schedule="cosine",
+                        warmup_steps={"full": steps_per_epoch, "quick": steps_per_epoch, "smoke": 1}[variant],
+                        weight_decay=1e-4,
+                        checkpoint_every={"full": 5 * steps_per_epoch, "quick": 2 * steps_per_epoch,
+                                          "smoke": 10}[variant]))
+    c.eval.num_chips = {"full": 100, "quick": 100, "smoke": 2}[variant]
+    c.eval.num_samples = {"full": 10, "quick": 5, "smoke": 2}[variant]
+    # Test clips are ordered by word: a prefix would drop words, so no cut but smoke's.
+    c.eval.max_test = {"full": None, "quick": None, "smoke": 16}[variant]
+    c.eval.batch_size = {"full": 2048, "quick": 2048, "smoke": None}[variant]
+    c.sweeps.bit_flip = sweep("bit_flip", rates)
+    c.sweeps.additive = sweep("additive", sigmas)
+    return c

@@ -1,0 +1,307 @@
+"""Experiment configs: ``ml_collections.ConfigDict`` files with command-line overrides.
+
+One file per experiment (big_vision / Flax-examples style) defines ``get_config(variant)``
+returning a :class:`~ml_collections.ConfigDict`; the experiment files that ship with the
+library live in ``invnorm_jax/configs/`` and are named by their stem (``digits``,
+``cifar10_resnet18``...). On the command line::
+
+    invnorm-jax sweep --config digits:quick --config.eval.num_chips=7 --config.train.steps=300
+
+``--config NAME_OR_PATH[:VARIANT]`` picks the file and its variant (``full``, ``quick`` or
+``smoke``); each ``--config.KEY=VALUE`` overrides one field. A key that does not exist is an
+error that names the nearest valid key; a value of the wrong type is an error that names the
+expected type. The resolved config is locked: code cannot add a key by a typo either.
+
+Every config has the keys of :data:`REQUIRED` (see ``docs/configs.md`` for each field).
+The fields that decide what a checkpoint holds (:data:`TRAINING_KEYS`) are saved beside the
+checkpoints; evaluating a checkpoint with a config that differs in any of them is an error
+that names the keys (:func:`check_same_training`).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import importlib.util
+import json
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+
+CONFIG_PACKAGE = "invnorm_jax.configs"
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
+VARIANTS = ("full", "quick", "smoke")
+REQUIRED = ("name", "dataset", "model", "metric", "methods", "rate", "augment", "train", "eval", "sweeps", "ood",
+            "seed")
+#: The fields a trained checkpoint depends on; the others (evaluation, sweeps, OOD) may change.
+TRAINING_KEYS = ("dataset", "model", "rate", "augment", "train", "seed")
+
+
+class ConfigError(ValueError):
+    """A config file, variant or override that cannot be used; the message says how to fix it."""
+
+
+def available_configs() -> list[str]:
+    """Names of the experiment configs that ship with the library."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def _import_config_module(spec: str):
+    path = pathlib.Path(spec)
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise ConfigError(f"config file {spec!r} does not exist: give a path to a .py file with get_config(), "
+                              f"or one of the shipped configs {available_configs()}.")
+        module_spec = importlib.util.spec_from_file_location(f"invnorm_config_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        try:
+            module_spec.loader.exec_module(module)
+        except SyntaxError as err:
+            raise ConfigError(f"config file {path} has a syntax error on line {err.lineno}: {err.msg}.") from None
+        return module, str(path)
+    if spec not in available_configs():
+        close = difflib.get_close_matches(spec, available_configs(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"config {spec!r} not found: give a path to a .py file with get_config(), or one of "
+                          f"{available_configs()}.{hint}")
+    return importlib.import_module(f"{CONFIG_PACKAGE}.{spec}"), spec
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``"digits:quick"`` -> ``("digits", "quick")``; ``"a/b.py"`` -> ``("a/b.py", None)``."""
+    name, sep, variant = str(spec).rpartition(":")
+    if sep and variant in VARIANTS:
+        return name, variant
+    if sep and not pathlib.Path(spec).exists():
+        raise ConfigError(f"variant {variant!r} in --config {spec!r} is unknown; expected one of {VARIANTS}.")
+    return str(spec), None
+
+
+def load_config(spec: str, variant: str | None = None, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """The resolved, validated and locked config of ``spec`` (a shipped name or a file path).
+
+    Args:
+      spec: ``NAME``, ``PATH.py``, optionally followed by ``:VARIANT``.
+      variant: the variant when ``spec`` names none (default ``"full"``); a variant in both
+        places must agree.
+      overrides: ``"KEY=VALUE"`` strings (the part after ``--config.``), applied in order.
+
+    >>> config = load_config("digits:smoke", overrides=["eval.num_chips=7"])
+    >>> config.eval.num_chips, config.variant
+    (7, 'smoke')
+    """
+    name, spec_variant = split_spec(spec)
+    if spec_variant and variant and spec_variant != variant:
+        raise ConfigError(f"--config {spec!r} asks for variant {spec_variant!r} but {variant!r} was also given.")
+    variant = spec_variant or variant or "full"
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant={variant!r} is unknown; expected one of {VARIANTS}.")
+    module, source = _import_config_module(name)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{source} has no get_config(variant) function.")
+    config = module.get_config(variant)
+    if not isinstance(config, ml_collections.ConfigDict):
+        config = ml_collections.ConfigDict(config)
+    config.unlock()
+    config.config_source = source
+    config.variant = variant
+    config.overrides = tuple(overrides)
+    config.lock()
+    for item in overrides:
+        apply_override(config, item)
+    validate(config)
+    return config
+
+
+def _flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in config.items():
+        keys.append(prefix + k)
+        if isinstance(v, ml_collections.ConfigDict):
+            keys += _flat_keys(v, prefix + k + ".")
+    return keys
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _parse_value(text: str, current: Any, key: str) -> Any:
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"--config.{key}={text!r}: expected true or false.")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text  # a bare word: a string
+    if isinstance(current, (tuple, list)):
+        if isinstance(value, str):
+            value = [ast.literal_eval(v) if v.strip()[:1].isdigit() or v.strip()[:1] in "-." else v.strip()
+                     for v in value.split(",") if v.strip()]
+        if not isinstance(value, (tuple, list)):
+            value = [value]
+        return type(current)(value)
+    if current is None or isinstance(current, ml_collections.ConfigDict):
+        return value
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, type(current)):
+        raise ConfigError(f"--config.{key}={text!r}: expected {_article(type(current).__name__)} "
+                          f"(the config has {current!r}).")
+    return value
+
+
+def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
+    """Apply one ``"a.b.c=value"`` override to ``config`` in place (unknown keys refused)."""
+    key, sep, text = item.partition("=")
+    key = key.strip().removeprefix("--config.").removeprefix("config.")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} must look like --config.KEY=VALUE, e.g. --config.eval.num_chips=7.")
+    node, parts = config, key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            valid = _flat_keys(config)
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {sorted(valid)}"
+            raise ConfigError(f"--config.{key}: the config {config.get('name', '?')!r} has no key {key!r}{hint}")
+        if i == len(parts) - 1:
+            current = node[part]
+            value = _parse_value(text, current, key)
+            if isinstance(current, ml_collections.ConfigDict) and not isinstance(value, dict):
+                raise ConfigError(f"--config.{key} is a group of keys; set one of its fields, e.g. "
+                                  f"--config.{key}.{next(iter(current.keys()), 'x')}=...")
+            try:
+                node[part] = value
+            except TypeError as err:
+                raise ConfigError(f"--config.{key}={text!r}: {err}") from None
+        node = node[part]
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Check every stage's needs before anything runs; errors name the key and the fix."""
+    from invnorm_jax import ood as ood_lib
+    from invnorm_jax.data import DATASETS, AUGMENTATIONS
+    from invnorm_jax.faults import Fault
+    from invnorm_jax.metrics import TASK_METRICS
+    from invnorm_jax.models import MODELS
+    from invnorm_jax.nn import METHODS
+    from invnorm_jax.train import TrainConfig
+
+    name = config.get("name", "?")
+    missing = [k for k in REQUIRED if k not in config]
+    if missing:
+        raise ConfigError(f"config {name!r} lacks the keys {missing}; every config needs {list(REQUIRED)}.")
+
+    def choice(value, key, allowed):
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"config {name!r}: {key}={value!r} is unknown{hint}; expected one of {tuple(allowed)}.")
+
+    choice(config.metric, "metric", tuple(TASK_METRICS))
+    choice(config.dataset.name, "dataset.name", tuple(DATASETS))
+    choice(config.model.name, "model.name", tuple(MODELS))
+    choice(config.augment, "augment", tuple(AUGMENTATIONS))
+    if not config.methods:
+        raise ConfigError(f"config {name!r}: methods is empty; give at least one of {METHODS}.")
+    for method in config.methods:
+        choice(method, "methods", METHODS)
+    if not 0.0 <= float(config.rate) < 1.0:
+        raise ConfigError(f"config {name!r}: rate={config.rate!r} must be in [0, 1).")
+    try:
+        TrainConfig(**config.train.to_dict())
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config {name!r}: train: {err}") from None
+    ev = config.eval
+    for key in ("num_chips", "num_samples"):
+        if not isinstance(ev[key], int) or ev[key] < 1:
+            raise ConfigError(f"config {name!r}: eval.{key}={ev[key]!r} must be an integer >= 1.")
+    for key in ("max_test", "batch_size", "chunk_size"):
+        if ev.get(key) is not None and (not isinstance(ev[key], int) or ev[key] < 1):
+            raise ConfigError(f"config {name!r}: eval.{key}={ev[key]!r} must be an integer >= 1 or None.")
+    for sweep_name, sweep in config.sweeps.items():
+        levels = list(sweep.levels)
+        if not levels:
+            raise ConfigError(f"config {name!r}: sweeps.{sweep_name}.levels is empty.")
+        try:
+            Fault(sweep.kind, max(levels), site=sweep.site)
+            Fault(sweep.kind, min(levels), site=sweep.site)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"config {name!r}: sweeps.{sweep_name}: {err}") from None
+    if config.ood.shifts:
+        if not TASK_METRICS[config.metric].classification:
+            raise ConfigError(f"config {name!r}: OOD detection needs a classifier, and metric={config.metric!r} is "
+                              "a regression metric; set --config.ood.shifts=() to run without it.")
+        for shift in config.ood.shifts:
+            choice(shift, "ood.shifts", tuple(ood_lib.SHIFTS))
+        choice(config.ood.calibration, "ood.calibration", ("chip", "healthy"))
+        choice(config.ood.domain, "ood.domain", ("raw", "model"))
+        try:
+            ood_lib.nll_threshold([0.0], config.ood.threshold, q=config.ood.q)
+            if config.ood.fault is not None:
+                Fault(config.ood.fault.kind, config.ood.fault.level, site=config.ood.fault.site)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"config {name!r}: ood: {err}") from None
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict:
+    """A JSON-ready plain dict (tuples become lists) of ``config``."""
+    return json.loads(config.to_json())
+
+
+def save(config: ml_collections.ConfigDict, path) -> pathlib.Path:
+    """Write ``config`` as JSON to ``path`` (a file, or a folder that gets ``config.json``)."""
+    path = pathlib.Path(path)
+    if path.suffix != ".json":
+        path = path / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_dict(config), indent=1))
+    return path
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def training_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+    """``"key: saved -> now"`` for every training field where ``config`` differs from ``saved``."""
+    now = to_dict(config)
+    a = _flatten({k: saved.get(k) for k in TRAINING_KEYS})
+    b = _flatten({k: now.get(k) for k in TRAINING_KEYS})
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def check_same_training(config: ml_collections.ConfigDict, workdir) -> None:
+    """Refuse to evaluate checkpoints in ``workdir`` that were trained with another config.
+
+    Raises:
+      ConfigError: naming every differing key, when ``workdir/config.json`` exists and differs
+        from ``config`` in a field of :data:`TRAINING_KEYS`.
+    """
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}); it was damaged: delete it to use the checkpoints "
+                          "with the config given now.") from None
+    diff = training_differences(saved, config)
+    if diff:
+        raise ConfigError(
+            f"the checkpoints in {pathlib.Path(workdir)} were trained with a different config "
+            f"({saved.get('config_source', '?')}, variant {saved.get('variant', '?')!r}); differing keys: "
+            + "; ".join(diff) + ". Use the same config and overrides as for training, or another --workdir."
+        )

@@ -1,0 +1,49 @@
+"""The skeleton every experiment config fills in: every key, with its default.
+
+A config file starts from :func:`base` and sets what its experiment needs, so every config
+has the same keys (generic code never checks which experiment it runs) and an override of
+any key is possible from the command line. ``docs/configs.md`` explains each field.
+"""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict
+
+METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed")
+
+
+def check_variant(variant: str) -> str:
+    if variant not in ("full", "quick", "smoke"):
+        raise ValueError(f"variant={variant!r}: expected 'full', 'quick' or 'smoke'.")
+    return variant
+
+
+def sweep(kind: str, levels, *, site: str = "weights", per_inference: bool = False) -> ConfigDict:
+    """One fault sweep: ``kind`` at ``site`` for every level of ``levels`` (the first should be 0)."""
+    return ConfigDict(dict(kind=kind, site=site, levels=tuple(float(v) for v in levels), per_inference=per_inference))
+
+
+def base(name: str, variant: str) -> ConfigDict:
+    """Every key of an experiment config with its default value."""
+    check_variant(variant)
+    c = ConfigDict()
+    c.name = name
+    c.dataset = ConfigDict(dict(name="", kwargs=ConfigDict()))      # invnorm_jax.data.get_dataset
+    c.model = ConfigDict(dict(name="", kwargs=ConfigDict()))        # invnorm_jax.models.build_model
+    c.metric = "accuracy"                                           # invnorm_jax.metrics.TASK_METRICS
+    c.methods = METHODS
+    c.rate = 0.3                                                    # affine-dropout / MC-dropout rate
+    c.augment = "none"                                              # invnorm_jax.data.AUGMENTATIONS
+    c.train = ConfigDict(dict(steps=1000, batch_size=64, learning_rate=1e-3, optimizer="adam", schedule="cosine",
+                              warmup_steps=0, weight_decay=0.0, checkpoint_every=500, log_every=50))
+    c.eval = ConfigDict(dict(num_chips=100, num_samples=10, max_test=None, batch_size=None, chunk_size=None))
+    c.sweeps = ConfigDict()
+    # Out-of-distribution study (Fig. 7); no shifts: none. fault=None: healthy model only.
+    c.ood = ConfigDict(dict(shifts=(), stages=ConfigDict(), fault=None, num_chips=10, threshold="mean", q=0.95,
+                            calibration="chip", domain="raw"))
+    c.seed = 0
+    return c
+
+
+def ood_fault(kind: str, level: float, site: str = "weights") -> ConfigDict:
+    return ConfigDict(dict(kind=kind, site=site, level=float(level)))

@@ -1,0 +1,30 @@
+"""Offline demo task: an 8-bit two-layer LSTM forecasting Mauna Loa CO2 (statsmodels), RMSE.
+
+Run::
+
+    invnorm-jax train --config co2 --workdir runs/co2 && invnorm-jax sweep --config co2 --workdir runs/co2
+
+Demo: ``invnorm-jax demo --tasks co2``. (``co2_lstm`` is the paper-scale version: 64 hidden
+units, 5400 steps.)
+"""
+
+from invnorm_jax.configs._common import base, sweep
+
+
+def get_config(variant: str = "full"):
+    c = base("co2", variant)
+    steps = {"full": 1500, "quick": 200, "smoke": 8}[variant]
+    sigmas = {"full": [0.0, 0.1, 0.2, 0.3, 0.4], "quick": [0.0, 0.3], "smoke": [0.0, 0.3]}[variant]
+    c.dataset.name, c.dataset.kwargs.window = "co2", 52
+    c.model.name = "lstm"
+    c.model.kwargs.update(dict(hidden=32, num_layers=2))
+    c.metric = "rmse"
+    c.train.update(dict(steps=steps, batch_size=64, learning_rate=3e-3, optimizer="adam", schedule="cosine",
+                        warmup_steps=min(50, steps // 4), checkpoint_every=max(steps // 3, 1)))
+    c.eval.num_chips = {"full": 100, "quick": 20, "smoke": 4}[variant]
+    c.eval.num_samples = {"full": 5, "quick": 3, "smoke": 2}[variant]
+    c.eval.max_test = {"full": None, "quick": 200, "smoke": 32}[variant]
+    c.eval.chunk_size = 10  # the LSTM's batched matmuls pay for vmapped chips (docs/benchmarks.md)
+    for kind in ("additive",) if variant == "quick" else ("additive", "multiplicative", "uniform"):
+        c.sweeps[kind] = sweep(kind, sigmas)
+    return c

@@ -1,0 +1,65 @@
+"""Table I, row 3: 8-bit two-layer LSTM forecasting atmospheric CO2 (Mauna Loa), RMSE; Fig. 6 sweeps.
+
+Run (paper scale; the data ship with statsmodels, nothing to download; a GPU helps the
+sweeps, a CPU manages)::
+
+    invnorm-jax train --config co2_lstm --workdir runs/co2 \\
+      && invnorm-jax sweep --config co2_lstm --workdir runs/co2
+
+Smoke (the real data, a few steps, CPU, under a minute per two methods; the numbers mean nothing)::
+
+    invnorm-jax train --config co2_lstm --smoke --workdir /tmp/co2-smoke \\
+      && invnorm-jax sweep --config co2_lstm --smoke --workdir /tmp/co2-smoke
+
+(``co2`` is the offline demo's smaller version of this task: 32 hidden
+units, 1500 steps.)
+
+Data: weekly Mauna Loa CO2 1958-2001 (statsmodels), gaps interpolated, standardized with the
+training period's statistics; windows of 52 weeks predict the next week; chronological split
+(1775 training, 457 test windows). RMSE is reported in standardized units (multiply by
+``split.std`` for ppm).
+
+Model: ``LSTMForecaster`` with 2 stacked LSTM layers of 64 units, 8-bit weights and
+activations in both projections of every cell and in the linear head, a normalization site
+on every layer's output at every step (LayerNorm for the baselines, since the paper's LSTM
+has no BatchNorm; one affine-dropout mask per sequence). Dropout rate 0.3.
+
+Recipe. The paper does not give one; chosen here: Adam, peak learning rate 3e-3 with 100
+warm-up steps then cosine decay to 0, batch 64, 200 epochs (27 steps per epoch: 5400
+steps), no weight decay, MSE loss. ``quick``: 40 epochs.
+
+Evaluation: 100 chips, T = 10 MC samples (NN: 1), all 457 test windows in one slice.
+
+Sweeps (the paper's LSTM experiments), on the 8-bit codes of every cell and of the head:
+
+* ``additive``: Gaussian variation, sigma in units of the layer's largest code magnitude.
+* ``multiplicative``: ``w * (1 + sigma * n)``.
+* ``uniform``: ``w + U(-a, a)``, a in units of the layer's largest code magnitude.
+"""
+
+from invnorm_jax.configs._common import base, check_variant, sweep
+
+TRAIN_EXAMPLES = 1775
+
+
+def get_config(variant: str = "full"):
+    c = base("co2_lstm", check_variant(variant))
+    batch = {"full": 64, "quick": 64, "smoke": 32}[variant]
+    steps_per_epoch = TRAIN_EXAMPLES // batch
+    steps = {"full": 200 * steps_per_epoch, "quick": 40 * steps_per_epoch, "smoke": 3}[variant]
+    levels = {"full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4], "quick": [0.0, 0.1, 0.3], "smoke": [0.0, 0.3]}[variant]
+    c.dataset.name = "co2"
+    c.dataset.kwargs.update(dict(window=52, horizon=1, train_fraction=0.8))
+    c.model.name = "lstm"
+    c.model.kwargs.update(dict(hidden=64, num_layers=2, bits=8))
+    c.metric = "rmse"
+    c.train.update(dict(steps=steps, batch_size=batch, learning_rate=3e-3, optimizer="adam", schedule="cosine",
+                        warmup_steps={"full": 100, "quick": 50, "smoke": 1}[variant],
+                        checkpoint_every={"full": 20 * steps_per_epoch, "quick": 10 * steps_per_epoch,
+                                          "smoke": 10}[variant]))
+    c.eval.num_chips = {"full": 100, "quick": 100, "smoke": 2}[variant]
+    c.eval.num_samples = {"full": 10, "quick": 5, "smoke": 2}[variant]
+    c.eval.max_test = {"full": None, "quick": None, "smoke": 16}[variant]
+    for kind in ("additive", "multiplicative", "uniform"):
+        c.sweeps[kind] = sweep(kind, levels)
+    return c

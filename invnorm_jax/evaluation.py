@@ -1,0 +1,81 @@
+"""One trained model on simulated chips: its fault-free metric and every fault sweep of a config.
+
+The per-chip metric is :mod:`invnorm_jax.metrics`'s: :func:`~invnorm_jax.metrics.chip_counts`
+on each slice of the test set as the chip simulator yields it, summed, then
+:func:`~invnorm_jax.metrics.metric_from_counts`. Only one slice's
+``[chips, samples, slice, ...]`` outputs are ever held, so paper-size test sets (DRIVE's full
+images, all of CIFAR-10) fit however many chips and samples are simulated.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from invnorm_jax import metrics
+from invnorm_jax.data.common import Split
+from invnorm_jax.faults import Fault
+from invnorm_jax.faults.simulate import iter_simulate_chips
+from invnorm_jax.nn import DETERMINISTIC_METHODS
+from invnorm_jax.results import Level, MethodResult
+
+#: The extras key of a :class:`~invnorm_jax.data.Split` whose bool mask selects the test
+#: positions that count (DRIVE: the field of view).
+TEST_MASK = "test_mask"
+
+
+def per_chip_metric(model, x, y, metric: str, *, mask=None, **simulate_kwargs) -> np.ndarray:
+    """Simulate chips slice by slice and reduce each slice at once: ``[chips]`` metric values.
+
+    Args:
+      model: a model with the library's call convention.
+      x, y: test inputs and labels / targets.
+      metric: a key of :data:`invnorm_jax.metrics.TASK_METRICS`.
+      mask: bool ``[N, ...]``, the positions that count (mIoU only).
+      **simulate_kwargs: :func:`invnorm_jax.faults.simulate.iter_simulate_chips`'s.
+    """
+    total = None
+    step = simulate_kwargs.get("batch_size") or len(x)
+    for start, out in iter_simulate_chips(model, x, **simulate_kwargs):
+        sl = slice(start, start + step)
+        counts = np.asarray(metrics.chip_counts(out, y[sl], metric, None if mask is None else mask[sl]), np.float64)
+        total = counts if total is None else total + counts
+    return metrics.metric_from_counts(total, metric)
+
+
+def num_samples_of(config, method: str) -> int:
+    """MC samples T of ``method``: the config's, or 1 for a method without a test-time sampler."""
+    return 1 if method in DETERMINISTIC_METHODS else int(config.eval.num_samples)
+
+
+def _fault_of(sweep, level: float = 0.0) -> Fault:
+    return Fault(sweep.kind, level, site=sweep.site, per_inference=sweep.per_inference)
+
+
+def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool = True, progress: bool = True
+                    ) -> MethodResult:
+    """Fault-free metric and (with ``sweeps``) every sweep of ``config`` for one trained model.
+
+    Every level of a sweep reuses one compiled chip simulator (the level is traced), and chip
+    ``i`` is the same chip at every level. The fault-free metric is one chip at a zero-level
+    fault with the same MC sample keys, so level 0 of a sweep reproduces it on every chip.
+    """
+    ev = config.eval
+    deterministic = method in DETERMINISTIC_METHODS
+    num_samples = num_samples_of(config, method)
+    common = dict(num_samples=num_samples, key=jax.random.key(config.seed + 1), deterministic=deterministic,
+                  batch_size=ev.batch_size, chunk_size=ev.chunk_size, mask=(split.extras or {}).get(TEST_MASK))
+    x, y, metric = split.x_test, split.y_test, config.metric
+
+    healthy = per_chip_metric(model, x, y, metric, fault=Fault("additive", 0.0), num_chips=1, **common)
+    result = MethodResult(fault_free=float(healthy[0]), num_chips=int(ev.num_chips), num_samples=num_samples)
+    for name, sweep in (config.sweeps.items() if sweeps else ()):
+        rows = []
+        for level in tqdm(sweep.levels, desc=f"{config.name}/{method}/{name}", disable=not progress, leave=False):
+            per_chip = per_chip_metric(model, x, y, metric, fault=_fault_of(sweep), level=float(level),
+                                       num_chips=int(ev.num_chips), **common)
+            rows.append(Level(level=float(level), mean=float(per_chip.mean()), std=float(per_chip.std()),
+                              chips=per_chip.tolist()))
+        result.sweeps[name] = rows
+    return result
