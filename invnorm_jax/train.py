@@ -88,12 +88,20 @@ class TrainConfig:
 
 
 def make_schedule(config: TrainConfig) -> optax.Schedule:
-    """The learning rate of every step: cosine decay to zero after ``warmup_steps``, or constant."""
+    """The learning rate of every step.
+
+    Warm-up: ``lr(s) = lr_peak * (s + 1) / (W + 1)`` for ``s < W = warmup_steps``, so the first
+    step already learns; then cosine decay from ``lr_peak`` to 0 over the remaining steps, or
+    a constant ``lr_peak``.
+    """
+    peak, warm = config.learning_rate, config.warmup_steps
     if config.schedule == "cosine":
-        return optax.warmup_cosine_decay_schedule(
-            0.0, config.learning_rate, max(config.warmup_steps, 1), max(config.steps, config.warmup_steps + 1)
-        )
-    return optax.constant_schedule(config.learning_rate)
+        main = optax.cosine_decay_schedule(peak, max(config.steps - warm, 1))
+    else:
+        main = optax.constant_schedule(peak)
+    if warm == 0:
+        return main
+    return optax.join_schedules([optax.linear_schedule(peak / (warm + 1), peak, warm), main], [warm])
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:

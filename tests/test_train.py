@@ -117,6 +117,20 @@ def test_adam_with_weight_decay_is_refused_and_the_others_honour_it():
         assert norm(decayed) < norm(plain), optimizer
 
 
+def test_warmup_starts_above_zero_and_reaches_the_peak():
+    from invnorm_jax.train import make_schedule
+
+    lr = make_schedule(TrainConfig(steps=100, learning_rate=1.0, warmup_steps=4))
+    values = [float(lr(s)) for s in range(6)]
+    np.testing.assert_allclose(values[:5], [0.2, 0.4, 0.6, 0.8, 1.0], rtol=1e-6)
+    assert values[5] < 1.0  # cosine decay after the warm-up
+    no_warmup = make_schedule(TrainConfig(steps=10, learning_rate=0.5))
+    assert float(no_warmup(0)) == pytest.approx(0.5)
+    assert float(no_warmup(10)) == pytest.approx(0.0, abs=1e-7)
+    constant = make_schedule(TrainConfig(steps=10, learning_rate=0.5, schedule="constant", warmup_steps=1))
+    assert [float(constant(s)) for s in (0, 1, 9)] == pytest.approx([0.25, 0.5, 0.5])
+
+
 def test_metrics_log_every_n_steps_without_changing_the_result(tmp_path):
     x, y = _data(64)
     every_step = train(_model(), x, y, TrainConfig(steps=7, batch_size=16, log_every=1), progress=False)
