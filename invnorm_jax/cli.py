@@ -211,12 +211,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _log_to_stderr() -> None:
+    """The library's INFO messages on stderr (absl, imported by orbax, claims the root logger)."""
+    if not any(getattr(h, "_invnorm", False) for h in log.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._invnorm = True
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def main(argv=None) -> int:
     from invnorm_jax.results import ResultsError
     from invnorm_jax.train import CheckpointError
 
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _log_to_stderr()
     debug = args.debug or os.environ.get("INVNORM_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
