@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 import invnorm_jax as inj
-from invnorm_jax.functional import mc_dropout, mc_spatial_dropout
+from invnorm_jax.functional import mc_dropout, mc_spatial_dropout, uniform_beta, uniform_gamma
 
 
 def reference_inverted_norm(x, scale, bias, num_groups=None, eps=1e-5):
@@ -189,7 +189,7 @@ def test_initializers_have_asked_moments():
     assert abs(float(layer.scale[...].mean()) - 1.0) < 5 * 0.3 / math.sqrt(n)
     assert abs(float(layer.scale[...].std()) - 0.3) < 0.01
     assert abs(float(layer.bias[...].mean())) < 5 * 0.3 / math.sqrt(n)
-    uni = inj.nn.InvertedNorm(n, init="uniform", k_gamma=2.0, k_beta=0.5, rngs=nnx.Rngs(0))
+    uni = inj.nn.InvertedNorm(n, scale_init=uniform_gamma(2.0), bias_init=uniform_beta(0.5), rngs=nnx.Rngs(0))
     g, b = np.asarray(uni.scale[...]), np.asarray(uni.bias[...])
     assert 0 <= g.min() and g.max() <= 2.0 and -0.5 <= b.min() and b.max() <= 0.5
     assert abs(g.mean() - 1.0) < 5 * (2 / math.sqrt(12)) / math.sqrt(n)

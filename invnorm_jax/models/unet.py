@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from invnorm_jax.faults.context import number_fault_sites
+from invnorm_jax.nn.keys import number_stochastic_sites
 from invnorm_jax.models.common import Call, check_method, max_pool_if_fits, upsample_nearest
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import PACT, BinaryConv, QuantConv
@@ -45,9 +46,9 @@ class ConvUnit(nnx.Module):
         self.site = norm_site(method, out_ch, norm="batch", num_groups=groups, rate=rate, rngs=rngs)
         self.act = PACT(bits=act_bits, alpha_init=PACT_ALPHA_INIT)
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         call = Call(key, train, deterministic, faults)
-        return self.act(self.site(self.conv(x, **call.at(0)), **call.at(1)), **call.at(2))
+        return self.act(self.site(self.conv(x, **call.kw), **call.kw), **call.kw)
 
 
 class UNet(nnx.Module):
@@ -104,6 +105,7 @@ class UNet(nnx.Module):
         self.up = nnx.List(up)
         self.head = QuantConv(widths[0], num_classes, (1, 1), bits=None, act_bits=None, rngs=rngs)
         self.num_fault_sites = number_fault_sites(self)
+        number_stochastic_sites(self)
 
     def _check_input(self, x: jax.Array) -> None:
         multiple = 2 ** (self.levels - 1)
@@ -113,21 +115,19 @@ class UNet(nnx.Module):
                 f"(2 ** (len(widths) - 1))."
             )
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         """Per-pixel logits ``[B, H, W, num_classes]`` of images ``[B, H, W, in_channels]``."""
         self._check_input(x)
         call = Call(key, train, deterministic, faults)
-        skips, h, index = [], x, 0
+        skips, h = [], x
         for level, pair in enumerate(self.down):
             if level > 0:
                 h = max_pool_if_fits(h, 2)
             for unit in pair:
-                h = unit(h, **call.at(index))
-                index += 1
+                h = unit(h, **call.kw)
             skips.append(h)
         for pair, skip in zip(self.up, reversed(skips[:-1])):
             h = jnp.concatenate([upsample_nearest(h, 2), skip], axis=-1)
             for unit in pair:
-                h = unit(h, **call.at(index))
-                index += 1
-        return self.head(h, **call.at(index))
+                h = unit(h, **call.kw)
+        return self.head(h, **call.kw)
