@@ -21,6 +21,7 @@ from flax import nnx
 
 from invnorm_jax.faults import models as fm
 from invnorm_jax.functional.keys import example_keys, fold_in_each
+from invnorm_jax.nn.keys import number_stochastic_sites
 
 KINDS = ("bit_flip", "additive", "multiplicative", "uniform", "stuck_at")
 SITES = ("weights", "preactivation")
@@ -156,8 +157,12 @@ def number_fault_sites(model: nnx.Module) -> int:
     """Give every faultable layer of ``model`` a distinct ``fault_id``; returns their count.
 
     The order is that of ``nnx.iter_graph`` (deterministic for a given model class and
-    config), so the numbering, and with it every chip's faults, is reproducible.
+    config), so the numbering, and with it every chip's faults, is reproducible. It also gives
+    every stochastic layer the key id of its path
+    (:func:`invnorm_jax.nn.number_stochastic_sites`): one call at the end of a model's
+    ``__init__`` numbers both kinds of site.
     """
+    number_stochastic_sites(model)
     count = 0
     for _, node in nnx.iter_graph(model):
         if isinstance(node, nnx.Module) and hasattr(node, "fault_id"):

@@ -32,7 +32,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from invnorm_jax.faults.context import number_fault_sites
-from invnorm_jax.nn.keys import number_stochastic_sites
 from invnorm_jax.models.common import Call, check_method
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import QuantDense, QuantLSTMCell
@@ -90,7 +89,6 @@ class LSTMForecaster(nnx.Module):
         self.sites = nnx.List(sites)
         self.head = QuantDense(hidden, out_features, bits=bits, act_bits=bits, rngs=rngs)
         self.num_fault_sites = number_fault_sites(self)
-        number_stochastic_sites(self)
 
     @staticmethod
     def _scan_cell(cell: QuantLSTMCell, xs: jax.Array, cell_kwargs: dict) -> jax.Array:

@@ -22,7 +22,6 @@ import jax
 from flax import nnx
 
 from invnorm_jax.faults.context import number_fault_sites
-from invnorm_jax.nn.keys import number_stochastic_sites
 from invnorm_jax.models.common import Call, check_method, global_avg_pool, max_pool_if_fits
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import QuantConv, QuantDense
@@ -83,7 +82,6 @@ class M5(nnx.Module):
         self.sites = nnx.List(sites)
         self.classifier = QuantDense(in_ch, num_classes, bits=bits, act_bits=bits, rngs=rngs)
         self.num_fault_sites = number_fault_sites(self)
-        number_stochastic_sites(self)
 
     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         """Logits ``[B, num_classes]`` of sequences ``[B, L, in_channels]``."""

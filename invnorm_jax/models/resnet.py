@@ -21,7 +21,6 @@ import jax
 from flax import nnx
 
 from invnorm_jax.faults.context import number_fault_sites
-from invnorm_jax.nn.keys import number_stochastic_sites
 from invnorm_jax.models.common import Call, check_method, global_avg_pool, hardtanh
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import BinaryConv, QuantConv, QuantDense
@@ -120,7 +119,6 @@ class BinaryResNet(nnx.Module):
         self.blocks = nnx.List(layers)
         self.classifier = QuantDense(in_ch, num_classes, bits=None, act_bits=None, rngs=rngs)
         self.num_fault_sites = number_fault_sites(self)
-        number_stochastic_sites(self)
 
     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         """Logits ``[B, num_classes]`` of images ``[B, H, W, in_channels]``."""

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from invnorm_jax.faults.context import number_fault_sites
-from invnorm_jax.nn.keys import number_stochastic_sites
 from invnorm_jax.models.common import Call, check_method, max_pool_if_fits, upsample_nearest
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import PACT, BinaryConv, QuantConv
@@ -105,7 +104,6 @@ class UNet(nnx.Module):
         self.up = nnx.List(up)
         self.head = QuantConv(widths[0], num_classes, (1, 1), bits=None, act_bits=None, rngs=rngs)
         self.num_fault_sites = number_fault_sites(self)
-        number_stochastic_sites(self)
 
     def _check_input(self, x: jax.Array) -> None:
         multiple = 2 ** (self.levels - 1)
