@@ -2,6 +2,7 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -227,3 +228,28 @@ def test_mc_dropouts_statistics(rate):
 def test_bad_input_raises_clear_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+class TestFunctionalUnderJit(chex.TestCase):
+    """The pure functions give the same numbers eagerly and under ``jit`` (chex variants)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_inverted_norm_matches_float64_reference(self):
+        rng = np.random.default_rng(0)
+        x, s, b = rng.normal(size=(3, 4, 6)), rng.normal(size=6), rng.normal(size=6)
+        f = self.variant(lambda x, s, b: inj.inverted_norm(x, s, b, num_groups=3))
+        y = f(jnp.asarray(x, jnp.float32), jnp.asarray(s, jnp.float32), jnp.asarray(b, jnp.float32))
+        chex.assert_shape(y, x.shape)
+        chex.assert_type(y, jnp.float32)
+        np.testing.assert_allclose(y, reference_inverted_norm(x, s, b, num_groups=3), rtol=1e-4, atol=1e-4)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_per_example_affine_dropout_depends_on_each_key_only(self):
+        keys = jax.random.split(jax.random.key(2), 5)
+        scale, bias = jnp.full(3, 2.0), jnp.ones(3)
+        draw = self.variant(lambda k: inj.affine_dropout(k, scale, bias, rate=0.5))
+        s_all, b_all = draw(keys)
+        chex.assert_shape([s_all, b_all], (5, 3))
+        s_two, b_two = draw(keys[3:])
+        np.testing.assert_array_equal(s_all[3:], s_two)
+        np.testing.assert_array_equal(b_all[3:], b_two)
