@@ -202,3 +202,14 @@ def test_simulate_does_not_touch_the_callers_model():
                    num_chips=2, num_samples=1, key=KEY)
     assert model.dense.fault_id == 41
     assert nnx.graphdef(model) == before
+
+
+def test_documented_example_runs(capsys):
+    import pathlib
+    import runpy
+
+    runpy.run_path(str(pathlib.Path(__file__).parents[1] / "docs" / "examples" / "any_model.py"))
+    out = capsys.readouterr().out
+    for name, shape in (("linen", "(100, 10, 8, 4)"), ("nnx", "(100, 1, 8, 4)"), ("function", "(100, 1, 8, 4)")):
+        assert f"{name}" in out and shape in out, out
+    assert "ValueError: no fault site" in out
