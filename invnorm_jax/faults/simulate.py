@@ -114,7 +114,9 @@ def _prepare_module(model: nnx.Module, fault: Fault):
     if fault.site == "weights":
         sites = [n for _, n in nnx.iter_graph(copy) if isinstance(n, nnx.Module) and hasattr(n, "fault_id")]
         reached = [n for n in sites if getattr(n, "bits", None) is not None or fault.include_full_precision]
-        if not reached:
+        # A model without parameters has nothing to fault (a stub that returns constants).
+        has_weights = bool(jax.tree.leaves(nnx.state(copy, nnx.Param)))
+        if not reached and has_weights:
             raise ValueError(
                 f"no fault site: {name} has {len(sites)} layers with deployed weights (looked for the library's "
                 "BinaryConv/BinaryDense/QuantConv/QuantDense, and quantized ones unless include_full_precision=True), "
