@@ -38,3 +38,22 @@ def check_bits(bits, name: str = "bits", low: int = 1, high: int = 16) -> None:
     """Raise unless ``bits`` is an integer in ``[low, high]``."""
     if not isinstance(bits, int) or isinstance(bits, bool) or not low <= bits <= high:
         raise ValueError(f"{name}={bits!r} is outside {low}..{high}: expected an integer bit width.")
+
+
+def check_fault_context(faults):
+    """``faults`` if it is a chip's fault context (has the site hooks), else a ``TypeError``.
+
+    The common mistake is a ``Fault`` (what to inject) where a ``FaultContext`` (one chip: the
+    fault and the chip's key) is expected; the message says how to make one.
+    """
+    if faults is None or hasattr(faults, "weights"):
+        return faults
+    if type(faults).__name__ == "Fault":
+        raise TypeError(
+            f"faults={faults!r} describes what to inject, not a chip. A layer needs one chip's faults: "
+            "faults=invnorm_jax.faults.FaultContext(fault, chip_key) with chip_key=jax.random.key(...); "
+            "for many chips use invnorm_jax.simulate_chips(model, x, fault=fault, ...)."
+        )
+    raise TypeError(
+        f"faults={faults!r} is not a fault context: expected None or invnorm_jax.faults.FaultContext(fault, chip_key)."
+    )

@@ -292,12 +292,12 @@ def test_lstm_uses_one_set_of_faulty_weights_at_every_step():
         # Reference: an explicit Python loop over time with the same cells, sites and keys.
         model = nnx.merge(graphdef, state)
         h = x
-        for i, (cell, site) in enumerate(zip(model.cells, model.sites)):
+        for cell, site in zip(model.cells, model.sites):
             carry, steps = cell.initialize_carry(x.shape[0]), []
             for t in range(x.shape[1]):
                 carry, out = cell(carry, h[:, t], faults=faults)
                 steps.append(out)
-            h = site(jnp.stack(steps, axis=1), key=jax.random.fold_in(key, 2 * i + 1))
+            h = site(jnp.stack(steps, axis=1), key=key)  # each site folds in its own path id
         return x[:, -1] + model.head(h[:, -1], faults=faults)
 
     graphdef, state = nnx.split(model)

@@ -2,6 +2,7 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from flax import nnx
 
 import invnorm_jax as inj
-from invnorm_jax.functional import mc_dropout, mc_spatial_dropout
+from invnorm_jax.functional import mc_dropout, mc_spatial_dropout, uniform_beta, uniform_gamma
 
 
 def reference_inverted_norm(x, scale, bias, num_groups=None, eps=1e-5):
@@ -189,7 +190,7 @@ def test_initializers_have_asked_moments():
     assert abs(float(layer.scale[...].mean()) - 1.0) < 5 * 0.3 / math.sqrt(n)
     assert abs(float(layer.scale[...].std()) - 0.3) < 0.01
     assert abs(float(layer.bias[...].mean())) < 5 * 0.3 / math.sqrt(n)
-    uni = inj.nn.InvertedNorm(n, init="uniform", k_gamma=2.0, k_beta=0.5, rngs=nnx.Rngs(0))
+    uni = inj.nn.InvertedNorm(n, scale_init=uniform_gamma(2.0), bias_init=uniform_beta(0.5), rngs=nnx.Rngs(0))
     g, b = np.asarray(uni.scale[...]), np.asarray(uni.bias[...])
     assert 0 <= g.min() and g.max() <= 2.0 and -0.5 <= b.min() and b.max() <= 0.5
     assert abs(g.mean() - 1.0) < 5 * (2 / math.sqrt(12)) / math.sqrt(n)
@@ -227,3 +228,28 @@ def test_mc_dropouts_statistics(rate):
 def test_bad_input_raises_clear_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+class TestFunctionalUnderJit(chex.TestCase):
+    """The pure functions give the same numbers eagerly and under ``jit`` (chex variants)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_inverted_norm_matches_float64_reference(self):
+        rng = np.random.default_rng(0)
+        x, s, b = rng.normal(size=(3, 4, 6)), rng.normal(size=6), rng.normal(size=6)
+        f = self.variant(lambda x, s, b: inj.inverted_norm(x, s, b, num_groups=3))
+        y = f(jnp.asarray(x, jnp.float32), jnp.asarray(s, jnp.float32), jnp.asarray(b, jnp.float32))
+        chex.assert_shape(y, x.shape)
+        chex.assert_type(y, jnp.float32)
+        np.testing.assert_allclose(y, reference_inverted_norm(x, s, b, num_groups=3), rtol=1e-4, atol=1e-4)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_per_example_affine_dropout_depends_on_each_key_only(self):
+        keys = jax.random.split(jax.random.key(2), 5)
+        scale, bias = jnp.full(3, 2.0), jnp.ones(3)
+        draw = self.variant(lambda k: inj.affine_dropout(k, scale, bias, rate=0.5))
+        s_all, b_all = draw(keys)
+        chex.assert_shape([s_all, b_all], (5, 3))
+        s_two, b_two = draw(keys[3:])
+        np.testing.assert_array_equal(s_all[3:], s_two)
+        np.testing.assert_array_equal(b_all[3:], b_two)

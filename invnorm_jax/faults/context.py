@@ -20,6 +20,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from invnorm_jax.faults import models as fm
+from invnorm_jax.functional.keys import example_keys, fold_in_each
+from invnorm_jax.nn.keys import number_stochastic_sites
 
 KINDS = ("bit_flip", "additive", "multiplicative", "uniform", "stuck_at")
 SITES = ("weights", "preactivation")
@@ -126,35 +128,41 @@ class FaultContext:
         """Faulty copy of the activation ``x`` ([batch, ...]) just before ``sign()``.
 
         Static faults have one draw per neuron (shape ``x.shape[1:]``) shared by every input;
-        ``per_inference`` faults draw per element from ``key`` (the layer's sample key).
+        ``per_inference`` faults draw per example from ``key`` (the forward pass's key, or one
+        key per example), folded with ``fault_id``: an example's read noise depends on its own
+        key only, never on the batch it sits in.
         """
         if self.fault.site != "preactivation":
             return x
-        fault = self.fault
-        if fault.per_inference:
+        if self.fault.per_inference:
             if key is None:
                 raise ValueError("A per_inference preactivation fault needs the layer's key=.")
-            noise_key = jax.random.fold_in(jax.random.fold_in(key, fault_id), 0x5EED)
-            shape = x.shape
-        else:
-            noise_key = self._key(fault_id)
-            shape = x.shape[1:]
+            keys = fold_in_each(fold_in_each(example_keys(key, x.shape[0]), fault_id), 0x5EED)
+            return jax.vmap(lambda k, xi: self._perturb(k, xi, xi.shape))(keys, x)
+        return self._perturb(self._key(fault_id), x, x.shape[1:])
+
+    def _perturb(self, noise_key: jax.Array, x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        """``x`` with noise of ``shape`` (broadcast over the rest) drawn from ``noise_key``."""
         # Preactivation sigma is in units of the normalized activation (unit std): no rescaling.
+        if self.fault.kind == "uniform":
+            u = jax.random.uniform(noise_key, shape, dtype=x.dtype, minval=-1.0, maxval=1.0)
+            return x + self._level * u
         n = jax.random.normal(noise_key, shape, dtype=x.dtype)
-        if fault.kind == "additive":
+        if self.fault.kind == "additive":
             return x + self._level * n
-        if fault.kind == "multiplicative":
-            return x * (1.0 + self._level * n)
-        u = jax.random.uniform(noise_key, shape, dtype=x.dtype, minval=-1.0, maxval=1.0)
-        return x + self._level * u
+        return x * (1.0 + self._level * n)
 
 
 def number_fault_sites(model: nnx.Module) -> int:
     """Give every faultable layer of ``model`` a distinct ``fault_id``; returns their count.
 
     The order is that of ``nnx.iter_graph`` (deterministic for a given model class and
-    config), so the numbering, and with it every chip's faults, is reproducible.
+    config), so the numbering, and with it every chip's faults, is reproducible. It also gives
+    every stochastic layer the key id of its path
+    (:func:`invnorm_jax.nn.number_stochastic_sites`): one call at the end of a model's
+    ``__init__`` numbers both kinds of site.
     """
+    number_stochastic_sites(model)
     count = 0
     for _, node in nnx.iter_graph(model):
         if isinstance(node, nnx.Module) and hasattr(node, "fault_id"):

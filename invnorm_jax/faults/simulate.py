@@ -12,14 +12,20 @@ matmul. Chips differ in their weights, so vmapping all of them would materialize
 ``chips x samples x batch`` activations and turn convolutions into grouped ones: they go
 through ``jax.lax.map`` in chunks of ``chunk_size`` chips (vmapped inside a chunk). With more
 than one device, the chip axis is split across devices with ``jax.shard_map``.
+
+Two kinds of model: an NNX module with the library's call convention (its layers consult a
+:class:`FaultContext`), or any pure ``apply_fn(params, x, key)`` with a parameter pytree, whose
+faulty copy :func:`~invnorm_jax.faults.inject` makes inside the mapped function.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Iterator
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +33,8 @@ from flax import nnx
 from jax.sharding import Mesh, PartitionSpec
 
 from invnorm_jax.faults.context import Fault, FaultContext, has_preactivation_sites, number_fault_sites
+from invnorm_jax.faults.inject import check_fault_for_params, inject_paths, select_paths
+from invnorm_jax.functional.keys import example_keys
 
 #: Chips vmapped per step of the chip map, by fault site. Measured on the 2-core CPU
 #: (docs/benchmarks.md, digits ResNet, 25 chips x 10 samples x 360 images, chunks 1/5/10/25):
@@ -43,14 +51,33 @@ def chip_keys(key: jax.Array, num_chips: int) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(chip_root, i))(jnp.arange(num_chips))
 
 
-def sample_keys(key: jax.Array, num_samples: int, batch_index: int = 0) -> jax.Array:
-    """MC sample keys, shared by every chip: sample ``t`` is ``fold_in(sample_root, t)``."""
+def sample_keys(key: jax.Array, num_samples: int) -> jax.Array:
+    """MC sample keys, shared by every chip: sample ``t`` is ``fold_in(sample_root, t)``.
+
+    Example ``i`` of the input (its index in the whole ``x``) then draws from
+    ``fold_in(sample_key, i)``, whatever slice it is evaluated in.
+    """
     _, sample_root = jax.random.split(key)
-    root = jax.random.fold_in(sample_root, batch_index)
-    return jax.vmap(lambda t: jax.random.fold_in(root, t))(jnp.arange(num_samples))
+    return jax.vmap(lambda t: jax.random.fold_in(sample_root, t))(jnp.arange(num_samples))
 
 
-def _check_args(model, x, fault, num_chips, num_samples, chunk_size, level, batch_size):
+def _takes_faults(model) -> bool:
+    """Whether ``model`` follows the library's call convention (a ``faults=`` keyword)."""
+    try:
+        params = inspect.signature(model.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return "faults" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+_FUNCTIONAL_HINT = (
+    "Faults reach stock nnx / linen layers through their parameters: graphdef, params = nnx.split(model); "
+    "simulate_chips(lambda p, x, key: nnx.merge(graphdef, p)(x), x, params=params, fault=fault, bits=..., "
+    "select=...) (docs/any_model.md)."
+)
+
+
+def _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size):
     if not isinstance(fault, Fault):
         raise TypeError(f"fault={fault!r} must be an invnorm_jax.faults.Fault, e.g. Fault('bit_flip', 0.1).")
     if level is not None and not isinstance(level, jax.core.Tracer):
@@ -66,30 +93,39 @@ def _check_args(model, x, fault, num_chips, num_samples, chunk_size, level, batc
         raise ValueError(f"chunk_size={chunk_size!r} must be an integer >= 1 or None (the per-site default).")
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1 or None (the whole batch at once).")
-    if fault.site == "preactivation" and not has_preactivation_sites(model):
-        raise ValueError(
-            f"site='preactivation' needs binary activations (sign()), and {type(model).__name__} has none; "
-            "use site='weights'."
-        )
     if np.ndim(x) < 1:
         raise ValueError(f"x must have a batch axis; got shape {np.shape(x)}.")
 
 
-@functools.partial(
-    jax.jit, static_argnames=("graphdef", "fault", "num_samples", "chunk_size", "deterministic", "num_devices")
-)
-def _simulate(graphdef, state, x, chips, samples, level, *, fault, num_samples, chunk_size, deterministic, num_devices):
-    del num_samples  # static only so that a new T compiles anew, as the shapes do anyway
+def _prepare_module(model: nnx.Module, fault: Fault):
+    """``(graphdef, state)`` of a numbered copy of ``model``; the caller's model is untouched."""
+    name = type(model).__name__
+    if not _takes_faults(model):
+        raise TypeError(
+            f"{name} is a plain NNX module: its __call__ takes no faults= (the library's convention is "
+            f"model(x, *, key, deterministic, faults)). {_FUNCTIONAL_HINT}"
+        )
+    copy = nnx.merge(*nnx.split(model))
+    number_fault_sites(copy)  # and the stochastic layers' key ids
+    if fault.site == "preactivation" and not has_preactivation_sites(copy):
+        raise ValueError(
+            f"site='preactivation' needs binary activations (sign()), and {name} has none; use site='weights'."
+        )
+    if fault.site == "weights":
+        sites = [n for _, n in nnx.iter_graph(copy) if isinstance(n, nnx.Module) and hasattr(n, "fault_id")]
+        reached = [n for n in sites if getattr(n, "bits", None) is not None or fault.include_full_precision]
+        # A model without parameters has nothing to fault (a stub that returns constants).
+        has_weights = bool(jax.tree.leaves(nnx.state(copy, nnx.Param)))
+        if not reached and has_weights:
+            raise ValueError(
+                f"no fault site: {name} has {len(sites)} layers with deployed weights (looked for the library's "
+                "BinaryConv/BinaryDense/QuantConv/QuantDense, and quantized ones unless include_full_precision=True), "
+                f"so every chip would be fault-free. {_FUNCTIONAL_HINT}"
+            )
+    return nnx.split(copy)
 
-    def one_chip(chip_key):
-        faults = FaultContext(fault, chip_key, level)
 
-        def one_sample(sample_key):
-            model = nnx.merge(graphdef, state)
-            return model(x, key=sample_key, deterministic=deterministic, faults=faults)
-
-        return jax.vmap(one_sample)(samples)
-
+def _map_chips(one_chip, chips, chunk_size, num_devices):
     def local_chips(keys):
         return jax.lax.map(one_chip, keys, batch_size=None if chunk_size == 1 else chunk_size)
 
@@ -101,76 +137,134 @@ def _simulate(graphdef, state, x, chips, samples, level, *, fault, num_samples, 
     )(chips)
 
 
-def simulate_chips(
-    model: nnx.Module,
-    x,
-    *,
-    fault: Fault,
-    num_chips: int = 100,
-    num_samples: int,
-    key: jax.Array,
-    chunk_size: int | None = None,
-    level=None,
-    batch_size: int | None = None,
-    deterministic: bool = False,
-    num_devices: int | None = None,
-) -> jax.Array:
+@functools.partial(
+    jax.jit, static_argnames=("graphdef", "fault", "num_samples", "chunk_size", "deterministic", "num_devices")
+)
+def _simulate(graphdef, state, x, chips, samples, start, level, *, fault, num_samples, chunk_size, deterministic,
+              num_devices):
+    del num_samples  # static only so that a new T compiles anew, as the shapes do anyway
+
+    def one_chip(chip_key):
+        faults = FaultContext(fault, chip_key, level)
+
+        def one_sample(sample_key):
+            model = nnx.merge(graphdef, state)
+            keys = example_keys(sample_key, x.shape[0], offset=start)  # by index in the whole x
+            return model(x, key=keys, deterministic=deterministic, faults=faults)
+
+        return jax.vmap(one_sample)(samples)
+
+    return _map_chips(one_chip, chips, chunk_size, num_devices)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("apply_fn", "fault", "names", "bits", "num_samples", "chunk_size", "num_devices")
+)
+def _simulate_fn(apply_fn, params, x, chips, samples, start, level, *, fault, names, bits, num_samples, chunk_size,
+                 num_devices):
+    del num_samples
+
+    def one_chip(chip_key):
+        faulty = inject_paths(params, fault, chip_key, names, bits=bits, level=level)
+
+        def one_sample(sample_key):
+            out = apply_fn(faulty, x, jax.random.fold_in(sample_key, start))
+            chex.assert_axis_dimension(out, 0, x.shape[0])
+            return out
+
+        return jax.vmap(one_sample)(samples)
+
+    return _map_chips(one_chip, chips, chunk_size, num_devices)
+
+
+def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, num_chips: int = 100,
+                   params=None, select=None, bits: int | None = None, chunk_size: int | None = None, level=None,
+                   batch_size: int | None = None, deterministic: bool | None = None,
+                   num_devices: int | None = None) -> jax.Array:
     """Outputs of ``model`` on ``num_chips`` faulty chips, ``num_samples`` MC samples each.
 
     Chip ``i`` is one realization of ``fault`` drawn from ``fold_in(chip_root, i)``: the same
     chip whether 10 or 100 are simulated, and fixed for every input and MC sample evaluated on
     it. MC sample ``t`` uses the same key on every chip, so that chips differ only by their
-    faults and a zero-level fault reproduces the fault-free outputs exactly.
+    faults and a zero-level fault reproduces the fault-free outputs exactly. A library model
+    gets one key per example, ``fold_in(sample_key_t, i)`` with ``i`` the example's index in
+    ``x``: its outputs do not depend on ``batch_size``.
 
     Args:
-      model: a model of :mod:`invnorm_jax.models` (or any NNX module with the library's call
-        convention, ``model(x, *, key, deterministic, faults)``).
+      model: either an NNX module with the library's call convention
+        ``model(x, *, key, deterministic, faults)`` (the models of :mod:`invnorm_jax.models`,
+        or yours built from :mod:`invnorm_jax.nn` layers; weight and pre-activation sites), or
+        a pure function ``apply_fn(params, x, key) -> outputs`` with ``params=`` (any JAX model:
+        linen ``model.apply``, ``nnx.merge`` of a split model; weight faults via
+        :func:`~invnorm_jax.faults.inject`). Its ``key`` is ``fold_in(sample_key_t, start)``,
+        ``start`` the index of the slice's first example, so a stochastic ``apply_fn`` sees
+        other draws when ``batch_size`` changes.
       x: inputs ``[batch, ...]``.
       fault: what to inject, e.g. ``Fault("bit_flip", 0.1)`` or
         ``Fault("additive", 0.5, site="preactivation")``.
-      num_chips: simulated chips.
       num_samples: MC samples T per chip and input.
       key: typed key; split into the chip root and the MC-sample root.
+      num_chips: simulated chips.
+      params: the parameter pytree of ``apply_fn`` (functional path only).
+      select: which leaves of ``params`` to fault (:func:`~invnorm_jax.faults.select_paths`).
+      bits: 1 or k: the stored representation for bit-level faults (functional path only).
       chunk_size: chips vmapped per step of the sequential chip map; default by site
         (:data:`DEFAULT_CHUNK`). Peak memory follows it, not ``num_chips``.
       level: overrides ``fault.level`` (a traced value is fine: one compilation per sweep).
-      batch_size: evaluate ``x`` in slices of this many inputs (one jitted call each, every chip
-        in each); MC keys are folded with the slice index.
-      deterministic: switch the samplers off (then T identical samples; use T=1).
+      batch_size: evaluate ``x`` in slices of this many inputs (one jitted call each).
+      deterministic: switch the samplers off (then use T=1); None: each layer's own setting
+        (``model.eval()``).
       num_devices: devices to spread the chips over; default all local devices (the chip
         count is padded up to a multiple of it; the padding chips are dropped).
 
     Returns:
-      ``[num_chips, num_samples, batch, ...]`` model outputs (logits for classifiers).
+      ``[num_chips, num_samples, batch, ...]`` outputs (logits for classifiers).
+
+    Raises:
+      ValueError: no fault site (zero selected leaves, or a module without library fault
+        layers), or a bad argument; TypeError: a plain NNX module without ``faults=``.
+
+    >>> apply_fn = lambda p, x, key: x @ p["w"]
+    >>> out = simulate_chips(apply_fn, jnp.ones((2, 3)), params={"w": jnp.ones((3, 4))},
+    ...                      fault=Fault("additive", 0.1), num_chips=5, num_samples=1, key=jax.random.key(0))
+    >>> out.shape
+    (5, 1, 2, 4)
     """
     outputs = [out for _, out in iter_simulate_chips(
-        model, x, fault=fault, num_chips=num_chips, num_samples=num_samples, key=key, chunk_size=chunk_size,
-        level=level, batch_size=batch_size, deterministic=deterministic, num_devices=num_devices)]
+        model, x, fault=fault, num_chips=num_chips, num_samples=num_samples, key=key, params=params,
+        select=select, bits=bits, chunk_size=chunk_size, level=level, batch_size=batch_size,
+        deterministic=deterministic, num_devices=num_devices)]
     return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=2)
 
 
-def iter_simulate_chips(
-    model: nnx.Module,
-    x,
-    *,
-    fault: Fault,
-    num_chips: int = 100,
-    num_samples: int,
-    key: jax.Array,
-    chunk_size: int | None = None,
-    level=None,
-    batch_size: int | None = None,
-    deterministic: bool = False,
-    num_devices: int | None = None,
-) -> Iterator[tuple[int, jax.Array]]:
+def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, num_chips: int = 100,
+                        params=None, select=None, bits: int | None = None, chunk_size: int | None = None,
+                        level=None, batch_size: int | None = None, deterministic: bool | None = None,
+                        num_devices: int | None = None) -> Iterator[tuple[int, jax.Array]]:
     """:func:`simulate_chips` one slice of ``x`` at a time: yields ``(start, outputs)``.
 
     ``outputs`` is ``[num_chips, num_samples, slice, ...]`` for ``x[start:start + batch_size]``,
     the same values :func:`simulate_chips` puts there. Reduce each slice as it comes (e.g. to
     per-chip counts) when every chip's outputs for the whole test set would not fit in memory.
     """
-    _check_args(model, x, fault, num_chips, num_samples, chunk_size, level, batch_size)
-    number_fault_sites(model)
+    _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size)
+    if isinstance(model, nnx.Module):
+        if params is not None or select is not None or bits is not None:
+            raise TypeError(
+                "params=/select=/bits= are for a function apply_fn(params, x, key); an NNX module with the library's "
+                f"call convention carries its own fault sites. {_FUNCTIONAL_HINT}"
+            )
+        graphdef, state = _prepare_module(model, fault)
+        run = functools.partial(_simulate, graphdef, state, deterministic=deterministic)
+    elif callable(model):
+        if params is None:
+            raise TypeError(f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
+                            "a function is called as apply_fn(params, x, key).")
+        bits = check_fault_for_params(fault, bits)
+        names = select_paths(params, select)
+        run = functools.partial(_simulate_fn, model, params, names=names, bits=bits)
+    else:
+        raise TypeError(f"model={model!r} must be an NNX module or a function apply_fn(params, x, key).")
     level = jnp.asarray(fault.level if level is None else level, jnp.float32)
     static_fault = dataclasses.replace(fault, level=0.0)
     chunk = DEFAULT_CHUNK[fault.site] if chunk_size is None else int(chunk_size)
@@ -180,13 +274,10 @@ def iter_simulate_chips(
     per_device = -(-num_chips // devices)
     chunk = min(chunk, per_device)
     chips = chip_keys(key, devices * per_device)  # chips beyond num_chips are padding, dropped below
-    graphdef, state = nnx.split(model)
+    samples = sample_keys(key, num_samples)
     x = jnp.asarray(x)
     step = x.shape[0] if batch_size is None else int(batch_size)
-    for b, start in enumerate(range(0, x.shape[0], step)):
-        out = _simulate(
-            graphdef, state, x[start : start + step], chips, sample_keys(key, num_samples, b), level,
-            fault=static_fault, num_samples=num_samples, chunk_size=chunk,
-            deterministic=deterministic, num_devices=devices,
-        )
+    for start in range(0, x.shape[0], step):
+        out = run(x[start : start + step], chips, samples, jnp.uint32(start), level, fault=static_fault,
+                  num_samples=num_samples, chunk_size=chunk, num_devices=devices)
         yield start, out[:num_chips]

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from invnorm_jax._checks import check_rate
+from invnorm_jax.functional.keys import is_key_batch
 
 
 def _dropout(key: jax.Array, x: jax.Array, rate, mask_shape) -> jax.Array:
@@ -22,14 +23,27 @@ def _dropout(key: jax.Array, x: jax.Array, rate, mask_shape) -> jax.Array:
     return jnp.where(mask, x * scale, jnp.zeros((), x.dtype))
 
 
+def _per_example(key: jax.Array, x: jax.Array, rate, mask_shape_of) -> jax.Array:
+    """Dropout of ``x`` with one key per example (``key`` ``[batch]``) or one for the batch."""
+    if not is_key_batch(key):
+        return _dropout(key, x, rate, mask_shape_of(x))
+    if key.shape[0] != x.shape[0]:
+        raise ValueError(f"key holds {key.shape[0]} per-example keys but x has {x.shape[0]} examples.")
+    # Each example alone, as a batch of one: its mask depends on its own key only.
+    one = lambda k, xi: _dropout(k, xi[None], rate, mask_shape_of(xi[None]))[0]  # noqa: E731
+    return jax.vmap(one)(key, x)
+
+
 def mc_dropout(key: jax.Array, x: jax.Array, *, rate) -> jax.Array:
     """Element-wise dropout: ``x * m / (1 - p)``, ``m ~ Bernoulli(1 - p)`` per element.
+
+    ``key`` is one typed key, or a ``[batch]`` array of keys: one per example of ``x``.
 
     >>> x = jnp.ones((2, 3))
     >>> mc_dropout(jax.random.key(0), x, rate=0.0).tolist()
     [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
-    return _dropout(key, x, rate, x.shape)
+    return _per_example(key, x, rate, lambda a: a.shape)
 
 
 def mc_spatial_dropout(key: jax.Array, x: jax.Array, *, rate) -> jax.Array:
@@ -37,9 +51,8 @@ def mc_spatial_dropout(key: jax.Array, x: jax.Array, *, rate) -> jax.Array:
 
     The mask has shape ``[batch, 1, ..., 1, channels]``: one draw per example and channel,
     shared by every spatial position, as in Spatial-SpinDrop. For ``[batch, features]`` input
-    it is element-wise dropout of whole features.
+    it is element-wise dropout of whole features. ``key``: one key, or one per example.
     """
     if x.ndim < 2:
         raise ValueError(f"x.shape={x.shape}: expected [batch, ..., channels].")
-    mask_shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
-    return _dropout(key, x, rate, mask_shape)
+    return _per_example(key, x, rate, lambda a: (a.shape[0],) + (1,) * (a.ndim - 2) + (a.shape[-1],))

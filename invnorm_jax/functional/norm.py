@@ -12,10 +12,13 @@ Both take explicit keys, and are safe under ``jit`` and ``vmap``.
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 
 from invnorm_jax._checks import check_choice, check_rate
+from invnorm_jax.functional.keys import is_key_batch
 
 MODES = ("vector", "element")
 
@@ -55,29 +58,38 @@ def _broadcast_affine(p: jax.Array, x: jax.Array) -> jax.Array:
     return p
 
 
-def normalize(y: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5) -> jax.Array:
+def _stats_dtype(dtype) -> jnp.dtype:
+    """float32 at least: bfloat16/float16 statistics lose the variance of nearby values."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def normalize(y: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5, dtype=None) -> jax.Array:
     """Zero-mean, unit-variance ``y`` per instance, or per group of channels.
 
     ``(y - mean) / sqrt(var + eps)`` with statistics over every axis but the batch axis 0
     (``num_groups=None``), or over the spatial axes and each of ``num_groups`` contiguous groups
-    of the last (channel) axis.
+    of the last (channel) axis. Statistics are computed in float32 (or wider); the result has
+    ``dtype`` (default: ``y``'s dtype).
     """
     if y.ndim < 2:
         raise ValueError(f"x.shape={y.shape}: expected at least 2 axes, [batch, ..., channels].")
     channels = y.shape[-1]
     _check_groups(num_groups, channels)
+    groups = 1 if num_groups is None else num_groups
+    # Channels split into (group, channel-in-group); per instance is the one-group case.
+    grouped = rearrange(y.astype(_stats_dtype(y.dtype)), "b ... (g c) -> b ... g c", g=groups)
+    # Per instance: every axis but the batch; per group: the spatial axes and the channels
+    # of the group, not the group axis.
     if num_groups is None:
-        axes = tuple(range(1, y.ndim))
-        grouped = y
+        axes = tuple(range(1, grouped.ndim))
     else:
-        grouped = y.reshape(y.shape[:-1] + (num_groups, channels // num_groups))
-        axes = tuple(range(1, y.ndim - 1)) + (y.ndim,)
+        axes = tuple(range(1, grouped.ndim - 2)) + (grouped.ndim - 1,)
     # Two-pass variance: E[(y-m)^2] stays accurate when |mean| >> std, unlike E[y^2]-m^2.
     mean = jnp.mean(grouped, axis=axes, keepdims=True)
     centred = grouped - mean
     var = jnp.mean(jnp.square(centred), axis=axes, keepdims=True)
-    out = centred * jax.lax.rsqrt(var + eps)
-    return out.reshape(y.shape)
+    out = rearrange(centred * jax.lax.rsqrt(var + eps), "b ... g c -> b ... (g c)")
+    return out.astype(y.dtype if dtype is None else dtype)
 
 
 def inverted_norm(
@@ -87,6 +99,7 @@ def inverted_norm(
     *,
     num_groups: int | None = None,
     eps: float = 1e-5,
+    dtype=None,
 ) -> jax.Array:
     """Inverted normalization: the affine transform first, then normalization.
 
@@ -102,9 +115,11 @@ def inverted_norm(
       bias: beta, the same shape as ``scale``.
       num_groups: None for per-instance statistics, else a divisor of ``channels``.
       eps: added to the variance.
+      dtype: dtype of the result; default ``x``'s. The affine transform and the statistics are
+        computed in float32 (or wider) whatever the input's dtype.
 
     Returns:
-      An array of ``x``'s shape and dtype.
+      An array of ``x``'s shape, in ``dtype`` (default ``x``'s dtype).
 
     >>> x = jnp.arange(6.0).reshape(1, 2, 3)
     >>> y = inverted_norm(x, jnp.ones(3), jnp.zeros(3))
@@ -115,8 +130,12 @@ def inverted_norm(
         raise ValueError(f"x.shape={x.shape}: expected at least 2 axes, [batch, ..., channels].")
     _check_affine_shapes(x.shape[-1], scale, bias, x.shape[0])
     _check_groups(num_groups, x.shape[-1])
-    y = _broadcast_affine(scale, x) * x + _broadcast_affine(bias, x)
-    return normalize(y, num_groups=num_groups, eps=eps)
+    compute = _stats_dtype(jnp.result_type(x.dtype, scale.dtype))
+    xc = x.astype(compute)
+    y = _broadcast_affine(scale.astype(compute), xc) * xc + _broadcast_affine(bias.astype(compute), xc)
+    out = normalize(y, num_groups=num_groups, eps=eps, dtype=x.dtype if dtype is None else dtype)
+    chex.assert_shape(out, x.shape)
+    return out
 
 
 def affine_dropout(
@@ -139,13 +158,15 @@ def affine_dropout(
     identity scale, a dropped beta no shift.
 
     Args:
-      key: a typed PRNG key.
+      key: a typed PRNG key, or a ``[batch]`` array of them: one independent draw per example
+        (each example's draw depends on its own key only, not on the rest of the batch).
       scale: gamma, shape ``(features,)``.
       bias: beta, the same shape.
       rate: drop probability p in [0, 1] (may be traced).
       mode: ``"vector"`` or ``"element"``.
-      batch_size: if given, independent draws per example: the results are
-        ``(batch_size, features)``, ready for :func:`inverted_norm`.
+      batch_size: if given, independent draws per example from the one ``key``: the results
+        are ``(batch_size, features)``, ready for :func:`inverted_norm`. Implied by a
+        ``[batch]`` array of keys.
 
     Returns:
       ``(scale, bias)`` after dropout.
@@ -161,6 +182,13 @@ def affine_dropout(
     _check_affine_shapes(None, scale, bias, None)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer or None.")
+    if is_key_batch(key):
+        if batch_size not in (None, key.shape[0]):
+            raise ValueError(f"batch_size={batch_size} but key holds {key.shape[0]} per-example keys.")
+        draw = lambda k: affine_dropout(k, scale, bias, rate=rate, mode=mode)  # noqa: E731
+        new_scale, new_bias = jax.vmap(draw)(key)
+        chex.assert_shape([new_scale, new_bias], (key.shape[0],) + scale.shape)
+        return new_scale, new_bias
     lead = () if batch_size is None else (batch_size,)
     mask_shape = lead + ((1,) if mode == "vector" else scale.shape)
     key_scale, key_bias = jax.random.split(key)

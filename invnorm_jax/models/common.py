@@ -1,9 +1,11 @@
 """Helpers shared by the models: key folding, pooling, activations, parameter counting.
 
 Every model follows the library's calling convention
-``model(x, *, key=None, train=False, deterministic=False, faults=None)``. The helpers here
-keep that convention in one place: :func:`fold` derives a sub-layer's key, :class:`Call`
-bundles the keyword arguments a sub-layer receives.
+``model(x, *, key=None, train=False, deterministic=None, faults=None)``. :class:`Call`
+bundles the keyword arguments every sub-layer receives: the *same* key for all of them. Each
+stochastic layer folds in its own id, the hash of its path in the model
+(:func:`invnorm_jax.nn.number_stochastic_sites`), so keys follow the structure, not a
+hand-counted position.
 """
 
 from __future__ import annotations
@@ -24,33 +26,30 @@ def check_method(method: str) -> None:
     check_choice(method, "method", METHODS)
 
 
-def fold(key: jax.Array | None, i: int) -> jax.Array | None:
-    """The key of sub-layer ``i``: ``fold_in(key, i)``, or None when the model got no key.
-
-    Passing None down (rather than failing here) lets deterministic models and
-    ``deterministic=True`` calls run key-free; a stochastic site that needs a key raises its
-    own clear error.
-    """
-    return None if key is None else jax.random.fold_in(key, i)
-
-
 @dataclasses.dataclass(frozen=True)
 class Call:
-    """The keyword arguments of one forward pass, handed to every sub-layer.
+    """The keyword arguments of one forward pass, handed unchanged to every sub-layer.
 
-    ``call.at(i)`` gives the keywords for sub-layer ``i`` of the current module: the same
-    ``train``, ``deterministic`` and ``faults``, and the key ``fold_in(key, i)``. A nested
-    module folds its own key again, so every leaf layer gets a distinct key.
+    ``call.kw`` is ``dict(key=, train=, deterministic=, faults=)``. The key is not split here:
+    the stochastic layers derive theirs from it and from their path, so inserting a layer does
+    not move anyone else's draws. ``deterministic=None`` lets each layer use its own attribute
+    (set by ``model.eval()`` / ``model.train()``).
     """
 
     key: jax.Array | None = None
     train: bool = False
-    deterministic: bool = False
+    deterministic: bool | None = None
     faults: Any = None
 
+    @property
+    def kw(self) -> dict:
+        """Keyword arguments for any sub-layer."""
+        return dict(key=self.key, train=self.train, deterministic=self.deterministic, faults=self.faults)
+
     def at(self, i: int) -> dict:
-        """Keyword arguments for sub-layer ``i``."""
-        return dict(key=fold(self.key, i), train=self.train, deterministic=self.deterministic, faults=self.faults)
+        """Deprecated: the same as :attr:`kw`; ``i`` is ignored (keys follow paths, not positions)."""
+        del i
+        return self.kw
 
 
 def hardtanh(x: jax.Array) -> jax.Array:

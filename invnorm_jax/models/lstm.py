@@ -101,13 +101,13 @@ class LSTMForecaster(nnx.Module):
         _, hs = jax.lax.scan(step, cell.initialize_carry(xs.shape[0], xs.dtype), jnp.swapaxes(xs, 0, 1))
         return jnp.swapaxes(hs, 0, 1)
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         """Forecast ``[B, out_features]`` from windows ``[B, L, in_features]``."""
         if x.ndim != 3:
             raise ValueError(f"x.shape={x.shape}: expected [batch, time, features].")
         call = Call(key, train, deterministic, faults)
         h = x
-        for i, (cell, site) in enumerate(zip(self.cells, self.sites)):
-            h = site(self._scan_cell(cell, h, call.at(2 * i)), **call.at(2 * i + 1))
-        y = self.head(h[:, -1], **call.at(2 * len(self.cells)))
+        for cell, site in zip(self.cells, self.sites):
+            h = site(self._scan_cell(cell, h, call.kw), **call.kw)
+        y = self.head(h[:, -1], **call.kw)
         return x[:, -1] + y if self.residual else y

@@ -83,11 +83,11 @@ class M5(nnx.Module):
         self.classifier = QuantDense(in_ch, num_classes, bits=bits, act_bits=bits, rngs=rngs)
         self.num_fault_sites = number_fault_sites(self)
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         """Logits ``[B, num_classes]`` of sequences ``[B, L, in_channels]``."""
         call = Call(key, train, deterministic, faults)
         h = x
-        for i, (conv, site) in enumerate(zip(self.convs, self.sites)):
-            h = site(conv(h, **call.at(2 * i)), **call.at(2 * i + 1))
+        for conv, site in zip(self.convs, self.sites):
+            h = site(conv(h, **call.kw), **call.kw)
             h = max_pool_if_fits(jax.nn.relu(h), self.pool)
-        return self.classifier(global_avg_pool(h), **call.at(2 * len(self.convs)))
+        return self.classifier(global_avg_pool(h), **call.kw)

@@ -61,13 +61,13 @@ class BasicBlock(nnx.Module):
     def _shortcut(self, x: jax.Array, call: Call) -> jax.Array:
         if self.shortcut_conv is None:
             return x
-        return self.shortcut_site(self.shortcut_conv(x, **call.at(4)), **call.at(5))
+        return self.shortcut_site(self.shortcut_conv(x, **call.kw), **call.kw)
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         call = Call(key, train, deterministic, faults)
-        out = self.site1(self.conv1(x, **call.at(0)), **call.at(1))
+        out = self.site1(self.conv1(x, **call.kw), **call.kw)
         out = hardtanh(out + self._shortcut(x, call))
-        y = self.site2(self.conv2(out, **call.at(2)), **call.at(3))
+        y = self.site2(self.conv2(out, **call.kw), **call.kw)
         return hardtanh(y + out)
 
 
@@ -120,10 +120,10 @@ class BinaryResNet(nnx.Module):
         self.classifier = QuantDense(in_ch, num_classes, bits=None, act_bits=None, rngs=rngs)
         self.num_fault_sites = number_fault_sites(self)
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         """Logits ``[B, num_classes]`` of images ``[B, H, W, in_channels]``."""
         call = Call(key, train, deterministic, faults)
-        h = hardtanh(self.stem_site(self.stem(x, **call.at(0)), **call.at(1)))
-        for i, block in enumerate(self.blocks):
-            h = block(h, **call.at(2 + i))
-        return self.classifier(global_avg_pool(h), **call.at(2 + len(self.blocks)))
+        h = hardtanh(self.stem_site(self.stem(x, **call.kw), **call.kw))
+        for block in self.blocks:
+            h = block(h, **call.kw)
+        return self.classifier(global_avg_pool(h), **call.kw)

@@ -45,9 +45,9 @@ class ConvUnit(nnx.Module):
         self.site = norm_site(method, out_ch, norm="batch", num_groups=groups, rate=rate, rngs=rngs)
         self.act = PACT(bits=act_bits, alpha_init=PACT_ALPHA_INIT)
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         call = Call(key, train, deterministic, faults)
-        return self.act(self.site(self.conv(x, **call.at(0)), **call.at(1)), **call.at(2))
+        return self.act(self.site(self.conv(x, **call.kw), **call.kw), **call.kw)
 
 
 class UNet(nnx.Module):
@@ -113,21 +113,19 @@ class UNet(nnx.Module):
                 f"(2 ** (len(widths) - 1))."
             )
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         """Per-pixel logits ``[B, H, W, num_classes]`` of images ``[B, H, W, in_channels]``."""
         self._check_input(x)
         call = Call(key, train, deterministic, faults)
-        skips, h, index = [], x, 0
+        skips, h = [], x
         for level, pair in enumerate(self.down):
             if level > 0:
                 h = max_pool_if_fits(h, 2)
             for unit in pair:
-                h = unit(h, **call.at(index))
-                index += 1
+                h = unit(h, **call.kw)
             skips.append(h)
         for pair, skip in zip(self.up, reversed(skips[:-1])):
             h = jnp.concatenate([upsample_nearest(h, 2), skip], axis=-1)
             for unit in pair:
-                h = unit(h, **call.at(index))
-                index += 1
-        return self.head(h, **call.at(index))
+                h = unit(h, **call.kw)
+        return self.head(h, **call.kw)

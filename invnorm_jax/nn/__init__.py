@@ -1,5 +1,6 @@
 """Flax NNX layers: thin shells over :mod:`invnorm_jax.functional`."""
 
+from invnorm_jax.nn.keys import number_stochastic_sites, path_id, stochastic_site_ids
 from invnorm_jax.nn.norm import (
     DETERMINISTIC_METHODS,
     METHODS,
@@ -23,6 +24,9 @@ from invnorm_jax.nn.quantized import (
 )
 
 __all__ = [
+    "number_stochastic_sites",
+    "path_id",
+    "stochastic_site_ids",
     "PACT",
     "BinaryConv",
     "BinaryDense",

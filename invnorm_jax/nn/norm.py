@@ -7,34 +7,58 @@ method, so the four methods share every other line of a model.
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.module import first_from
 
 from invnorm_jax._checks import check_choice, check_rate
 from invnorm_jax.functional import init as inits
 from invnorm_jax.functional.dropout import mc_dropout, mc_spatial_dropout
 from invnorm_jax.functional.norm import MODES, _check_groups, affine_dropout, inverted_norm, normalize
+from invnorm_jax.nn.keys import ROOT_ID, layer_keys, resolve_key, rng_stream
 
 METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed")
 #: Methods without a sampler at test time: one forward pass is their prediction (T = 1).
 DETERMINISTIC_METHODS = ("nn",)
 NORM_KINDS = ("batch", "layer", "group")
-INITS = ("normal", "uniform")
 
 
 def require_key(key, who: str) -> jax.Array:
     """The key a stochastic module needs, or a clear error saying how to call it."""
-    if key is None:
-        raise ValueError(
-            f"{who} is stochastic: call it with key=jax.random.key(...) "
-            "(one key per forward pass / MC sample), or with deterministic=True."
-        )
-    return key
+    return resolve_key(key, None, None, "dropout", who)
 
 
-class InvertedNorm(nnx.Module):
+class _Stochastic(nnx.Module):
+    """What every Bayesian sampler shares: ``deterministic``, its key id and its key source."""
+
+    def _init_stochastic(self, deterministic, rng_collection, rngs, *, only_if_named):
+        self.deterministic = deterministic
+        self.rng_collection = rng_collection
+        self.rngs = rng_stream(rngs, rng_collection, only_if_named=only_if_named)
+        self.key_id = ROOT_ID  # set from the layer's path by number_stochastic_sites
+
+    def _active(self, deterministic) -> bool:
+        return not first_from(deterministic, self.deterministic, error_msg="deterministic is None") and self.rate > 0
+
+    def _keys(self, key, rngs, batch_size: int) -> jax.Array:
+        key = resolve_key(key, rngs, self.rngs, self.rng_collection, type(self).__name__)
+        return layer_keys(key, self.key_id, batch_size)
+
+    def set_view(self, deterministic: bool | None = None):
+        """For ``nnx.view``: ``deterministic=True`` switches the sampler off."""
+        if deterministic is not None:
+            self.deterministic = deterministic
+
+
+class InvertedNorm(_Stochastic):
     """Inverted normalization with affine dropout: ``normalize(gamma * x + beta)``.
+
+    Follows ``nnx.LayerNorm``'s conventions: ``epsilon``, ``dtype`` / ``param_dtype``,
+    ``scale_init`` / ``bias_init``; statistics in float32, the output in the input's dtype
+    (or ``dtype``).
 
     Args:
       num_features: channels (last axis of the input).
@@ -42,13 +66,23 @@ class InvertedNorm(nnx.Module):
       rate: affine-dropout probability (the paper's 0.3).
       mode: ``"vector"`` (one draw per vector, the paper's) or ``"element"``.
       per_example: independent draws for every example of a batch (a chip sees one input at a
-        time); False draws once for the whole batch.
-      init: ``"normal"`` (gamma ~ N(1, sigma_gamma), beta ~ N(0, sigma_beta)) or
-        ``"uniform"`` (gamma ~ U(0, k_gamma), beta ~ U(-k_beta, k_beta)).
-      rngs: ``nnx.Rngs`` for the initial gamma and beta.
+        time); False draws once for the whole batch (from the first example's key).
+      epsilon: added to the variance.
+      dtype: dtype of the output; default the input's.
+      param_dtype: dtype of gamma and beta.
+      scale_init: initializer of gamma; default ``normal_gamma(0.3)`` (``N(1, 0.3)``), or
+        e.g. ``invnorm_jax.functional.uniform_gamma(2.0)`` (``U(0, 2)``).
+      bias_init: initializer of beta; default ``normal_beta(0.3)`` (``N(0, 0.3)``).
+      deterministic: default of the call's ``deterministic`` (``model.eval()`` sets it True).
+      rng_collection: the ``nnx.Rngs`` stream the sampler keeps if ``rngs`` names it.
+      rngs: ``nnx.Rngs`` for gamma and beta (``rngs.params()``); if it has a stream named
+        ``rng_collection`` (``nnx.Rngs(params=0, dropout=1)``), the layer keeps a fork of it
+        and draws from it when called without ``key=``.
+      eps: deprecated spelling of ``epsilon``.
 
     Call ``layer(x, key=key)`` for a stochastic pass (the Bayesian sampler, at train and test
-    time alike) or ``layer(x, deterministic=True)`` to use gamma and beta as they are.
+    time alike), ``layer(x, rngs=rngs)`` or, with a stream, ``layer(x)``; ``key`` may hold one
+    key per example. ``layer(x, deterministic=True)`` uses gamma and beta as they are.
 
     >>> layer = InvertedNorm(4, rngs=nnx.Rngs(0))
     >>> layer(jnp.ones((2, 3, 4)), key=jax.random.key(1)).shape
@@ -63,55 +97,61 @@ class InvertedNorm(nnx.Module):
         rate: float = 0.3,
         mode: str = "vector",
         per_example: bool = True,
-        init: str = "normal",
-        sigma_gamma: float = 0.3,
-        sigma_beta: float = 0.3,
-        k_gamma: float = 2.0,
-        k_beta: float = 0.5,
-        eps: float = 1e-5,
+        epsilon: float = 1e-5,
+        dtype=None,
+        param_dtype=jnp.float32,
+        scale_init=inits.normal_gamma(0.3),
+        bias_init=inits.normal_beta(0.3),
+        deterministic: bool = False,
+        rng_collection: str = "dropout",
         rngs: nnx.Rngs,
+        eps: float | None = None,
     ):
         check_rate(rate)
         check_choice(mode, "mode", MODES)
-        check_choice(init, "init", INITS)
         _check_groups(num_groups, num_features)
-        if init == "normal":
-            gamma_init, beta_init = inits.normal_gamma(sigma_gamma), inits.normal_beta(sigma_beta)
-        else:
-            gamma_init, beta_init = inits.uniform_gamma(k_gamma), inits.uniform_beta(k_beta)
+        if eps is not None:
+            warnings.warn("InvertedNorm(eps=...) is deprecated; use epsilon=, as nnx.LayerNorm.", DeprecationWarning,
+                          stacklevel=2)
+            epsilon = eps
         self.num_features = num_features
         self.num_groups = num_groups
         self.rate = rate
         self.mode = mode
         self.per_example = per_example
-        self.eps = eps
-        self.scale = nnx.Param(gamma_init(rngs.params(), (num_features,)))
-        self.bias = nnx.Param(beta_init(rngs.params(), (num_features,)))
+        self.epsilon = epsilon
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.scale = nnx.Param(scale_init(rngs.params(), (num_features,), param_dtype))
+        self.bias = nnx.Param(bias_init(rngs.params(), (num_features,), param_dtype))
+        self._init_stochastic(deterministic, rng_collection, rngs, only_if_named=True)
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, rngs=None, train=False, deterministic=None, faults=None):
         del train, faults  # identical at train and test time; no deployable weights here
         scale, bias = self.scale[...], self.bias[...]
-        if not deterministic and self.rate > 0:
-            key = require_key(key, "InvertedNorm")
-            batch = x.shape[0] if self.per_example else None
-            scale, bias = affine_dropout(key, scale, bias, rate=self.rate, mode=self.mode, batch_size=batch)
-        return inverted_norm(x, scale, bias, num_groups=self.num_groups, eps=self.eps)
+        if self._active(deterministic):
+            keys = self._keys(key, rngs, x.shape[0])
+            keys = keys if self.per_example else keys[0]
+            scale, bias = affine_dropout(keys, scale, bias, rate=self.rate, mode=self.mode)
+        return inverted_norm(x, scale, bias, num_groups=self.num_groups, eps=self.epsilon, dtype=self.dtype)
 
 
-class _MCDropoutBase(nnx.Module):
-    def __init__(self, rate: float = 0.3):
+class _MCDropoutBase(_Stochastic):
+    def __init__(self, rate: float = 0.3, *, deterministic: bool = False, rng_collection: str = "dropout",
+                 rngs: nnx.Rngs | nnx.RngStream | None = None):
         check_rate(rate)
         self.rate = rate
+        self._init_stochastic(deterministic, rng_collection, rngs, only_if_named=False)
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, rngs=None, train=False, deterministic=None, faults=None):
         del train, faults
-        if deterministic or self.rate == 0:
+        if not self._active(deterministic):
             return x
-        return self._drop(require_key(key, type(self).__name__), x, rate=self.rate)
+        return self._drop(self._keys(key, rngs, x.shape[0]), x, rate=self.rate)
 
 
 class MCDropout(_MCDropoutBase):
-    """Monte-Carlo dropout (SpinDrop): element-wise, active at test time."""
+    """Monte-Carlo dropout (SpinDrop): element-wise, active at test time, one mask per example."""
 
     _drop = staticmethod(mc_dropout)
 
@@ -144,8 +184,8 @@ class ConventionalNorm(nnx.Module):
             self.scale = nnx.Param(jnp.ones((num_features,)))
             self.bias = nnx.Param(jnp.zeros((num_features,)))
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
-        del key, deterministic, faults
+    def __call__(self, x, *, key=None, rngs=None, train=False, deterministic=None, faults=None):
+        del key, rngs, deterministic, faults
         if self.kind == "batch":
             return self.norm(x, use_running_average=not train)
         return normalize(x, num_groups=self.num_groups) * self.scale[...] + self.bias[...]
@@ -158,11 +198,11 @@ class NormSite(nnx.Module):
         self.norm = norm
         self.dropout = dropout
 
-    def __call__(self, x, *, key=None, train=False, deterministic=False, faults=None):
+    def __call__(self, x, *, key=None, rngs=None, train=False, deterministic=None, faults=None):
         y = self.norm(x, train=train)
         if self.dropout is None:
             return y
-        return self.dropout(y, key=key, train=train, deterministic=deterministic)
+        return self.dropout(y, key=key, rngs=rngs, train=train, deterministic=deterministic)
 
 
 def norm_site(

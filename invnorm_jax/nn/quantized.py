@@ -2,7 +2,7 @@
 
 Thin shells over :mod:`invnorm_jax.functional.quantize`: they hold the float latent weights
 and call the quantizers. Channels last. Every layer follows the library's calling convention
-``layer(x, *, key=None, train=False, deterministic=False, faults=None)``.
+``layer(x, *, key=None, train=False, deterministic=None, faults=None)``.
 
 Fault sites: every layer with a deployable weight representation has an int ``fault_id``
 (renumbered by ``invnorm_jax.faults.number_fault_sites``), a ``bits`` attribute (1 for binary,
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from invnorm_jax._checks import check_bits
+from invnorm_jax._checks import check_bits, check_fault_context
 from invnorm_jax.functional.quantize import (
     ede_schedule,
     fake_quant,
@@ -129,7 +129,7 @@ class _BinaryLayer(nnx.Module):
 
     def _effective_kernel(self, faults: FaultContext | None) -> jax.Array:
         codes, scale = self.deployed_weights()
-        if faults is not None:
+        if check_fault_context(faults) is not None:
             codes = faults.weights(self.fault_id, codes, bits=self.bits)
         return codes.astype(scale.dtype) * scale
 
@@ -162,7 +162,7 @@ class BinaryConv(_BinaryLayer):
         ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
         self._init_binary(ks + (in_features, out_features), binarize_input, use_bias, kernel_init, rngs)
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool = False,
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         kernel = self._effective_kernel(faults)
         x = self._binary_input(x, key, faults)
@@ -181,7 +181,7 @@ class BinaryDense(_BinaryLayer):
                  use_bias: bool = False, kernel_init=_default_kernel_init, rngs: nnx.Rngs):
         self._init_binary((in_features, out_features), binarize_input, use_bias, kernel_init, rngs)
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool = False,
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         kernel = self._effective_kernel(faults)
         x = self._binary_input(x, key, faults)
@@ -208,7 +208,7 @@ class _QuantLayer(nnx.Module):
 
     def _effective_kernel(self, faults: FaultContext | None) -> jax.Array:
         kernel = self.kernel[...]
-        if faults is None:
+        if check_fault_context(faults) is None:
             return kernel if self.bits is None else fake_quant(kernel, self.bits, axis=-1)
         codes, scale = self.deployed_weights()
         codes = faults.weights(self.fault_id, codes, bits=self.bits)
@@ -241,7 +241,7 @@ class QuantConv(_QuantLayer):
         ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
         self._init_quant(ks + (in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs)
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool = False,
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         kernel = self._effective_kernel(faults)
         return self._add_bias(_conv(self._quant_input(x), kernel, self.strides, self.padding))
@@ -260,7 +260,7 @@ class QuantDense(_QuantLayer):
                  rngs: nnx.Rngs):
         self._init_quant((in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs)
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool = False,
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         kernel = self._effective_kernel(faults)
         return self._add_bias(self._quant_input(x) @ kernel.astype(x.dtype))
@@ -299,7 +299,7 @@ class QuantLSTMCell(nnx.Module):
         zeros = jnp.zeros((batch, self.hidden_features), dtype)
         return zeros, zeros
 
-    def __call__(self, carry, x, *, key=None, train: bool = False, deterministic: bool = False,
+    def __call__(self, carry, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         c, h = carry
         z = self.input_proj(x, faults=faults) + self.recurrent_proj(h, faults=faults)
@@ -324,6 +324,6 @@ class PACT(nnx.Module):
         self.bits = bits
         self.alpha = nnx.Param(jnp.asarray(alpha_init, jnp.float32))
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool = False,
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         return pact(x, self.alpha[...], self.bits)

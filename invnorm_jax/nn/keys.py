@@ -1,0 +1,112 @@
+"""Where a stochastic layer's random numbers come from: its path in the model.
+
+Every stochastic layer (:class:`~invnorm_jax.nn.InvertedNorm`, the MC dropouts) has a static
+``key_id``; :func:`number_stochastic_sites` sets it to a hash of the layer's path in the model
+(``"blocks/0/site1"``), and the layer folds it into the key of every example. A model hands the
+*same* key to every child; no hand-counted index decides who draws what, so adding a layer
+leaves the draws of every other layer unchanged, and two layers never share a key (a hash
+collision is an error).
+
+The key itself comes, first to last, from ``key=`` (one key, or one per example; what ``vmap``
+over keys and the chip simulator use), from ``rngs=`` given to the call, or from the layer's
+own ``nnx.Rngs`` stream, as in ``nnx.Dropout``.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import jax
+from flax import nnx
+
+from invnorm_jax.functional.keys import example_keys, fold_in_each
+
+
+def path_id(path) -> int:
+    """A stable 31-bit id of a path in a model or pytree: CRC-32 of its ``/``-joined parts.
+
+    >>> path_id(("blocks", 0, "site1")) == path_id("blocks/0/site1")
+    True
+    """
+    name = path if isinstance(path, str) else "/".join(str(p) for p in path)
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+#: The id of a layer used on its own (its path is empty).
+ROOT_ID = path_id(())
+
+
+def number_stochastic_sites(model: nnx.Module) -> int:
+    """Give every stochastic layer of ``model`` the id of its path; returns how many there are.
+
+    Call it at the end of a model's ``__init__`` (the library's models do; the chip simulator
+    does it on its own copy of any model).
+
+    Raises:
+      ValueError: if two paths hash to the same id (their layers would share random draws).
+    """
+    seen: dict[int, str] = {}
+    for path, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Module) and hasattr(node, "key_id"):
+            name = "/".join(str(p) for p in path)
+            kid = path_id(name)
+            if kid in seen:
+                raise ValueError(f"stochastic layers {seen[kid]!r} and {name!r} have the same key id {kid}; rename one.")
+            seen[kid] = name
+            node.key_id = kid
+    return len(seen)
+
+
+def stochastic_site_ids(model: nnx.Module) -> dict[str, int]:
+    """``{path: key_id}`` of every stochastic layer of ``model``."""
+    return {
+        "/".join(str(p) for p in path): node.key_id
+        for path, node in nnx.iter_graph(model)
+        if isinstance(node, nnx.Module) and hasattr(node, "key_id")
+    }
+
+
+def rng_stream(rngs, collection: str, *, only_if_named: bool = False):
+    """The stream a layer keeps for itself (``nnx.Dropout``'s rule), or ``nnx.data(None)``.
+
+    ``only_if_named``: keep one only when ``rngs`` names ``collection`` explicitly; a layer that
+    also takes its parameters from ``rngs`` then adds no RNG state to models built with a bare
+    ``nnx.Rngs(seed)``.
+    """
+    if isinstance(rngs, nnx.Rngs):
+        if only_if_named and collection not in rngs:
+            return nnx.data(None)
+        return rngs[collection].fork()
+    if isinstance(rngs, nnx.RngStream):
+        return rngs.fork()
+    if rngs is None:
+        return nnx.data(None)
+    raise TypeError(f"rngs must be an nnx.Rngs, an nnx.RngStream or None, not {type(rngs).__name__}.")
+
+
+def resolve_key(key, rngs, stream, collection: str, who: str) -> jax.Array:
+    """The key of one stochastic call: ``key=``, else ``rngs=``, else the layer's stream."""
+    if key is not None:
+        return key
+    if isinstance(rngs, nnx.Rngs):
+        return rngs[collection]()
+    if isinstance(rngs, nnx.RngStream):
+        return rngs()
+    if rngs is not None:
+        return rngs
+    if stream is not None:
+        return stream()
+    raise ValueError(
+        f"{who} is stochastic: call it with key=jax.random.key(...) "
+        "(one key per forward pass / MC sample), or with deterministic=True "
+        "(or model.eval()), or give it a stream: rngs=nnx.Rngs(dropout=0)."
+    )
+
+
+def layer_keys(key: jax.Array, key_id: int, batch_size: int) -> jax.Array:
+    """Per-example keys of one layer: ``fold_in(fold_in(key, i), key_id)`` for example ``i``."""
+    return fold_in_each(example_keys(key, batch_size), key_id)
+
+
+__all__ = ["ROOT_ID", "layer_keys", "number_stochastic_sites", "path_id", "resolve_key", "rng_stream",
+           "stochastic_site_ids"]

@@ -1,0 +1,182 @@
+"""Keys by structure and NNX-native stochastic layers.
+
+Every stochastic site of every model draws from its own key; adding a layer leaves the other
+layers' draws unchanged; an example's MC draws are the same whatever the batch it is evaluated
+in; and the layers follow nnx conventions (``nnx.Rngs`` streams, ``model.eval()``, dtypes,
+agreement with ``nnx.LayerNorm`` / ``nnx.GroupNorm``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import invnorm_jax.nn.norm as norm_module
+from invnorm_jax.faults import Fault, iter_simulate_chips, number_fault_sites, simulate_chips
+from invnorm_jax.models import build_model
+from invnorm_jax.models.common import Call
+from invnorm_jax.nn import InvertedNorm, MCDropout, QuantDense, norm_site, stochastic_site_ids
+
+TINY = {
+    "resnet": (dict(in_channels=1, widths=(8, 16), blocks=(1, 1)), (3, 8, 8, 1)),
+    "m5": (dict(num_classes=10, channels=(8, 8), first_kernel=5, first_stride=1, pool=2), (3, 40, 1)),
+    "lstm": (dict(hidden=8), (3, 6, 1)),
+    "unet": (dict(widths=(8, 16)), (2, 8, 8, 1)),
+}
+
+
+@pytest.fixture
+def recorded_keys(monkeypatch):
+    """Every per-example key the samplers draw from, in call order: ``[(site, example) -> key data]``."""
+    calls = []
+    for name in ("affine_dropout", "mc_dropout", "mc_spatial_dropout"):
+        original = getattr(norm_module, name)
+
+        def wrapper(key, *args, _original=original, **kwargs):
+            calls.append(np.asarray(jax.random.key_data(key)).reshape(-1, 2))
+            return _original(key, *args, **kwargs)
+
+        monkeypatch.setattr(norm_module, name, wrapper)
+    # MCDropout keeps the functional as a class attribute.
+    monkeypatch.setattr(norm_module.MCDropout, "_drop", staticmethod(norm_module.mc_dropout))
+    monkeypatch.setattr(norm_module.MCSpatialDropout, "_drop", staticmethod(norm_module.mc_spatial_dropout))
+    return calls
+
+
+@pytest.mark.parametrize("method", ["proposed", "spindrop", "spatial_spindrop"])
+@pytest.mark.parametrize("name", list(TINY))
+def test_every_stochastic_site_draws_from_a_distinct_key(name, method, recorded_keys):
+    kwargs, shape = TINY[name]
+    model = build_model(name, method, rngs=nnx.Rngs(0), **kwargs)
+    model(jnp.ones(shape), key=jax.random.key(0))
+    sites = stochastic_site_ids(model)
+    assert len(recorded_keys) == len(sites) > 1
+    rows = np.concatenate(recorded_keys)
+    assert rows.shape[0] == len(sites) * shape[0]
+    assert len({tuple(r) for r in rows}) == rows.shape[0], "two sites or examples share a key"
+
+
+def test_adding_a_layer_leaves_the_other_draws_unchanged(recorded_keys):
+    kwargs, shape = TINY["m5"]
+    x = jnp.ones(shape)
+    build_model("m5", "proposed", rngs=nnx.Rngs(0), **kwargs)(x, key=jax.random.key(3))
+    two = list(recorded_keys)
+    recorded_keys.clear()
+    deeper = dict(kwargs, channels=(8, 8, 16))
+    build_model("m5", "proposed", rngs=nnx.Rngs(0), **deeper)(x, key=jax.random.key(3))
+    assert len(recorded_keys) == 3
+    for old, new in zip(two, recorded_keys[:2]):
+        np.testing.assert_array_equal(old, new)
+
+
+class _Net(nnx.Module):
+    """dense -> site_a -> [extra site] -> site_b; the extra one is *inserted* in the middle."""
+
+    def __init__(self, extra: bool):
+        rngs = nnx.Rngs(0)
+        self.dense = QuantDense(4, 6, rngs=rngs)
+        self.site_a = norm_site("proposed", 6, rngs=rngs)
+        self.extra = MCDropout(0.5) if extra else None
+        self.site_b = norm_site("spindrop", 6, norm="layer", rngs=rngs)
+        number_fault_sites(self)
+
+    def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
+        call = Call(key, train, deterministic, faults)
+        h = self.site_a(self.dense(x, **call.kw), **call.kw)
+        if self.extra is not None:
+            h = self.extra(h, **call.kw)
+        return self.site_b(h, **call.kw)
+
+
+def test_inserting_a_layer_between_two_others_moves_no_draw(recorded_keys):
+    x = jnp.ones((2, 4))
+    _Net(False)(x, key=jax.random.key(1))
+    without = list(recorded_keys)
+    recorded_keys.clear()
+    _Net(True)(x, key=jax.random.key(1))
+    assert len(without) == 2 and len(recorded_keys) == 3
+    np.testing.assert_array_equal(without[0], recorded_keys[0])  # site_a
+    np.testing.assert_array_equal(without[1], recorded_keys[2])  # site_b, after the inserted layer
+
+
+@pytest.mark.parametrize("name", ["m5", "resnet"])
+def test_stochastic_results_do_not_depend_on_batch_size(name):
+    kwargs, shape = TINY[name]
+    model = build_model(name, "proposed" if name == "m5" else "spindrop", rngs=nnx.Rngs(0), **kwargs)
+    x = jax.random.normal(jax.random.key(9), (9,) + shape[1:])
+    fault = Fault("additive", 0.3) if name == "m5" else Fault("additive", 0.5, site="preactivation",
+                                                                per_inference=True)
+    run = dict(fault=fault, num_chips=2, num_samples=3, key=jax.random.key(4))
+    whole = np.asarray(simulate_chips(model, x, **run))
+    assert not np.allclose(whole[:, 0], whole[:, 1]), "MC samples should differ"
+    for batch_size in (1, 7):
+        np.testing.assert_allclose(np.asarray(simulate_chips(model, x, batch_size=batch_size, **run)), whole,
+                                   rtol=1e-5, atol=1e-5)
+    pieces = {start: np.asarray(out) for start, out in iter_simulate_chips(model, x, batch_size=7, **run)}
+    assert sorted(pieces) == [0, 7]
+    np.testing.assert_allclose(np.concatenate([pieces[0], pieces[7]], axis=2), whole, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ NNX-native layers
+
+
+@pytest.mark.parametrize("groups", [None, 2])
+def test_deterministic_inverted_norm_equals_flax_norm_of_the_affine_input(groups):
+    x = jax.random.normal(jax.random.key(0), (3, 5, 4)) * 3 + 1
+    layer = InvertedNorm(4, num_groups=groups, epsilon=1e-3, rngs=nnx.Rngs(1))
+    y = layer(x, deterministic=True)
+    affine = layer.scale[...] * x + layer.bias[...]
+    if groups is None:
+        flax_norm = nnx.LayerNorm(4, epsilon=1e-3, use_scale=False, use_bias=False, reduction_axes=(1, 2),
+                                  feature_axes=-1, rngs=nnx.Rngs(0))
+    else:
+        flax_norm = nnx.GroupNorm(4, num_groups=groups, epsilon=1e-3, use_scale=False, use_bias=False,
+                                  rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(y, flax_norm(affine), rtol=1e-5, atol=1e-5)
+
+
+def test_inverted_norm_keeps_bfloat16_and_computes_statistics_in_float32():
+    x = jax.random.normal(jax.random.key(0), (2, 6, 8)) * 0.01 + 100.0  # |mean| >> std
+    layer = InvertedNorm(8, rngs=nnx.Rngs(0))
+    y16 = layer(x.astype(jnp.bfloat16), deterministic=True)
+    assert y16.dtype == jnp.bfloat16
+    y32 = layer(x.astype(jnp.bfloat16).astype(jnp.float32), deterministic=True)
+    np.testing.assert_allclose(np.asarray(y16, np.float32), y32, atol=0.05)  # one bfloat16 rounding
+    assert InvertedNorm(8, dtype=jnp.float32, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))(
+        x.astype(jnp.bfloat16), deterministic=True).dtype == jnp.float32
+
+
+def test_eps_is_a_deprecated_alias_of_epsilon():
+    with pytest.warns(DeprecationWarning, match="epsilon"):
+        layer = InvertedNorm(4, eps=0.5, rngs=nnx.Rngs(0))
+    assert layer.epsilon == 0.5
+
+
+def test_eval_and_train_switch_the_samplers():
+    model = build_model("m5", "proposed", rngs=nnx.Rngs(0), **TINY["m5"][0])
+    x = jax.random.normal(jax.random.key(1), TINY["m5"][1])
+    model.eval()
+    a, b = model(x, key=jax.random.key(1)), model(x, key=jax.random.key(2))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, model(x))  # no key needed once deterministic
+    model.train()
+    assert not np.allclose(model(x, key=jax.random.key(1)), model(x, key=jax.random.key(2)))
+    np.testing.assert_array_equal(model(x, key=jax.random.key(1), deterministic=True), a)  # the call wins
+
+
+def test_rngs_stream_as_in_nnx_dropout_and_explicit_keys_under_vmap():
+    x = jnp.ones((3, 4)) * jnp.arange(4.0)
+    layer = InvertedNorm(4, rate=0.5, rngs=nnx.Rngs(params=0, dropout=1))
+    assert not np.allclose(layer(x), layer(x)), "the stream should advance between calls"
+    with pytest.raises(ValueError, match="rngs=nnx.Rngs"):
+        InvertedNorm(4, rngs=nnx.Rngs(0))(x)  # no stream, no key: a clear error
+    drop = MCDropout(0.5, rngs=nnx.Rngs(dropout=2))
+    assert drop(x).shape == x.shape
+    np.testing.assert_array_equal(drop(x, rngs=jax.random.key(3)), drop(x, key=jax.random.key(3)))
+    keys = jax.random.split(jax.random.key(4), 5)
+    graphdef, state = nnx.split(layer)
+    batched = jax.vmap(lambda k: nnx.merge(graphdef, state)(x, key=k))(keys)
+    np.testing.assert_allclose(batched[2], layer(x, key=keys[2]), rtol=1e-6)
