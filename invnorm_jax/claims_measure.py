@@ -24,6 +24,9 @@ VERDICTS = ("holds", "holds in part", "does not hold", "not measured")
 #: by at most 1 percentage point (accuracy, mIoU) or have at most a 5 % higher RMSE.
 FAULT_FREE_TOLERANCE = {"pp": 1.0, "%": 5.0}
 CONFIDENCE = 0.95
+MIN_CHIPS = 20  # fewer chips than this: the row's note calls its interval rough
+#: The range an effect can take (pp of accuracy; % RMSE reduction): the interval is clipped to it.
+EFFECT_RANGE = {"gain": (-100.0, 100.0), "reduction": (-np.inf, 100.0)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,12 +174,19 @@ def up_to_interval(effect: np.ndarray, boot: np.ndarray) -> tuple[tuple[float, f
 
 
 def _stack(t: TaskResult, name: str, methods: list[str]) -> tuple[list[float], np.ndarray, str]:
-    """Levels common to ``methods``, values ``[method, level, chip]`` (chip-paired) and a note."""
-    by_level = {m: {r.level: r for r in t.methods[m].sweeps[name]} for m in methods}
+    """Faulty levels (> 0) common to ``methods``, values ``[method, level, chip]`` (chip-paired), a note.
+
+    Level 0 is the fault-free model (claim 10's subject): every chip is the same there, so a gain
+    at level 0 would look certain to the bootstrap over chips.
+    """
+    by_level = {m: {r.level: r for r in t.methods[m].sweeps[name] if r.level != 0} for m in methods}
     levels = [lv for lv in by_level[methods[0]] if all(lv in by_level[m] for m in methods)]
     rows = [[by_level[m][lv] for lv in levels] for m in methods]
+    if not levels:
+        return [], np.zeros((len(methods), 0, 0)), ""
     n = min(len(r.chips) for rs in rows for r in rs)
     note = "" if len(levels) == len(by_level[methods[0]]) else "only the levels common to every method; "
+    note += f"only {n} chips: a rough interval; " if 2 <= n < MIN_CHIPS else ""
     if n < 2:  # no per-chip values: the means, one "chip"
         means = np.array([[[r.mean] for r in rs] for rs in rows], float)
         return levels, means, note + "no per-chip values: no interval; "
@@ -225,6 +235,7 @@ def _sweep_rows(claim: Claim, task: str, t: TaskResult, name: str, n_boot: int, 
         interval = pct = None
         if boot is not None:
             interval, pct = up_to_interval(effect, _level_effect(claim, boot[0], _pick(boot, idx, higher)[0]))
+            interval = tuple(float(v) for v in np.clip(interval, *EFFECT_RANGE[claim.measure]))
         measured = float(effect[best])
         extra = note
         if len(members) > 1:

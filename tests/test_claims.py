@@ -52,13 +52,13 @@ def test_up_to_gain_is_the_best_levels_difference_of_chip_means():
     nn = _noisy(rng, [0.95, 0.60, 0.20], 20, 0.05)
     prop = _noisy(rng, [0.95, 0.85, 0.40], 20, 0.05)
     rows = _rows(Results(tasks={"t": _task({"nn": nn, "proposed": prop})}), 1, n_boot=200)
-    gains = [100 * (sum(prop[i]) / 20 - sum(nn[i]) / 20) for i in range(3)]
+    gains = {i: 100 * (sum(prop[i]) / 20 - sum(nn[i]) / 20) for i in (1, 2)}  # level 0 is fault-free: not a gain
+    best = max(gains, key=gains.get)
     row = _row(rows, "nn")
     assert row.headline and row.task == "t" and row.sweep == "bf" and row.unit == "pp"
-    assert row.measured == pytest.approx(max(gains))
-    assert row.best_level == LEVELS[int(np.argmax(gains))]
-    assert row.proposed_value == pytest.approx(100 * prop[int(np.argmax(gains))].mean())
-    rel = [100 * (prop[i].mean() - nn[i].mean()) / nn[i].mean() for i in range(3)]
+    assert row.measured == pytest.approx(gains[best]) and row.best_level == LEVELS[best]
+    assert row.proposed_value == pytest.approx(100 * prop[best].mean())
+    rel = [100 * (prop[i].mean() - nn[i].mean()) / nn[i].mean() for i in (1, 2)]
     assert row.relative == pytest.approx(max(rel))
 
 
@@ -69,14 +69,14 @@ def test_strongest_baseline_is_chosen_per_level():
     values = {"nn": const(0.99, 0.30, 0.10), "spindrop": const(0.90, 0.70, 0.20),
               "spatial_spindrop": const(0.80, 0.50, 0.50), "proposed": const(0.98, 0.80, 0.55)}
     rows = _rows(Results(tasks={"t": _task(values)}), 2, n_boot=100)
-    # vs the strongest per level: gains -1, +10, +5 pp -> 10 at 0.1 (SpinDrop strongest there).
+    # vs the strongest per faulty level: +10, +5 pp -> 10 at 0.1 (SpinDrop strongest there).
     strongest = _row(rows, "strongest")
     assert strongest.measured == pytest.approx(10.0) and strongest.best_level == 0.1
     assert "spindrop" in strongest.note and strongest.baseline_value == pytest.approx(70.0)
-    # vs the dropout BayNNs (stronger of the two per level): 8, 10, 5 -> 10 at 0.1.
+    # vs the dropout BayNNs (stronger of the two per level): 10, 5 -> 10 at 0.1.
     assert _row(rows, "dropout").measured == pytest.approx(10.0) and _row(rows, "dropout").headline
-    assert _row(rows, "spindrop").measured == pytest.approx(35.0)  # 8, 10, 35
-    assert _row(rows, "spatial_spindrop").measured == pytest.approx(30.0)  # 18, 30, 5
+    assert _row(rows, "spindrop").measured == pytest.approx(35.0)  # 10, 35
+    assert _row(rows, "spatial_spindrop").measured == pytest.approx(30.0)  # 30, 5
     # A claim can hold against the NN and fail against the strongest baseline.
     values["proposed"] = values["spindrop"]
     rows1 = _rows(Results(tasks={"t": _task(values)}), 1, n_boot=100)
@@ -92,14 +92,14 @@ def test_bootstrap_matches_a_plain_loop_that_recomputes_the_argmax():
     prop = _noisy(rng, [0.9, 0.7, 0.66], c, 0.1)  # levels 0.1 and 0.2 nearly tied: the argmax varies
     row = _row(_rows(Results(tasks={"t": _task({"nn": nn, "proposed": prop})}), 1, n_boot=n_boot, seed=5), "nn")
     idx = np.random.default_rng(5).integers(0, c, size=(n_boot, c))  # the draws resample_weights documents
-    gains = np.array([[100 * (prop[i, idx[b]].mean() - nn[i, idx[b]].mean()) for i in range(3)] for b in range(n_boot)])
+    gains = np.array([[100 * (prop[i, idx[b]].mean() - nn[i, idx[b]].mean()) for i in (1, 2)] for b in range(n_boot)])
     assert len(set(np.argmax(gains, axis=1))) > 1
     assert row.interval_percentile == pytest.approx(tuple(np.quantile(gains.max(axis=1), [0.025, 0.975])))
     # The band: each level's point gain +- c * its bootstrap std, c the 95 % quantile of the largest
     # standardized deviation over levels; the interval runs from the largest lower to the largest upper end.
-    point = np.array([100 * (prop[i].mean() - nn[i].mean()) for i in range(3)])
-    se = np.array([gains[:, i].std() for i in range(3)])
-    dev = [max(abs(gains[b, i] - point[i]) / se[i] for i in range(3) if se[i] > 0) for b in range(n_boot)]
+    point = np.array([100 * (prop[i].mean() - nn[i].mean()) for i in (1, 2)])
+    se = gains.std(axis=0)
+    dev = [max(abs(gains[b, j] - point[j]) / se[j] for j in (0, 1)) for b in range(n_boot)]
     crit = np.quantile(dev, 0.95)
     assert row.interval == pytest.approx((max(point - crit * se), max(point + crit * se)))
     assert row.interval[0] <= row.measured <= row.interval[1]
@@ -166,6 +166,22 @@ def test_identical_methods_give_a_zero_interval():
     assert row.measured == 0.0 and row.interval == (0.0, 0.0) and row.verdict == "does not hold"
 
 
+def test_level_zero_is_fault_free_and_not_a_gain():
+    nn = np.repeat(np.asarray([0.50, 0.40, 0.30])[:, None], 20, axis=1)  # level 0: every chip alike
+    prop = nn + np.asarray([0.30, 0.0, 0.0])[:, None]
+    row = _row(_rows(Results(tasks={"t": _task({"nn": nn, "proposed": prop})}), 1, n_boot=50), "nn")
+    assert row.measured == pytest.approx(0.0) and row.best_level != 0.0 and row.verdict == "does not hold"
+
+
+def test_interval_stays_within_what_an_effect_can_be():
+    # Gain 90 pp, bootstrap std 100 * 0.141 / sqrt(3) = 8.2 pp: 90 + 1.96 * 8.2 > 100 unclipped.
+    nn = np.asarray([[0.9, 0.9, 0.9], [0.0, 0.0, 0.3], [0.5, 0.5, 0.5]])
+    prop = np.asarray([[0.9, 0.9, 0.9], [1.0, 1.0, 1.0], [0.5, 0.5, 0.5]])
+    row = _row(_rows(Results(tasks={"t": _task({"nn": nn, "proposed": prop})}), 1, n_boot=300), "nn")
+    assert row.measured == pytest.approx(90.0) and row.interval[1] == 100.0 and row.interval[0] < 90.0
+    assert "rough" in row.note
+
+
 def test_rmse_reduction_counts_lower_as_better():
     rng = np.random.default_rng(5)
     base = {"nn": _noisy(rng, [1.0, 1.5, 2.0], 20, 0.01), "spindrop": _noisy(rng, [1.0, 1.2, 1.6], 20, 0.01)}
@@ -174,7 +190,7 @@ def test_rmse_reduction_counts_lower_as_better():
     rows = _rows(results, 6, n_boot=300)
     assert {r.baseline for r in rows} == {"nn", "spindrop", "strongest"}
     row = _row(rows, "strongest")  # strongest = the lower RMSE: SpinDrop
-    red = [100 * (1 - good[i].mean() / min(base["nn"][i].mean(), base["spindrop"][i].mean())) for i in range(3)]
+    red = [100 * (1 - good[i].mean() / min(base["nn"][i].mean(), base["spindrop"][i].mean())) for i in (1, 2)]
     assert row.headline and row.unit == "%" and row.relative is None
     assert row.measured == pytest.approx(max(red)) and row.best_level == 0.2 and row.verdict == "holds"
     bad = _noisy(rng, [1.0, 2.0, 2.5], 20, 0.01)
