@@ -1,4 +1,4 @@
-"""Every file of a run: ``results.json``, ``config.json``, ``results.csv``, ``report.md`` and plots.
+"""Every file of a run: ``results.json``, ``config.json``, ``results.csv``, ``report.md``, claims and plots.
 
 :func:`write_report` is the one place that writes a run's files; everything it renders comes
 from a :class:`invnorm_jax.results.Results` (the schema is in :mod:`invnorm_jax.results`).
@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: the CLI runs headless
 import matplotlib.pyplot as plt  # noqa: E402
 
+from invnorm_jax import claims  # noqa: E402
 from invnorm_jax import results as results_lib  # noqa: E402
 from invnorm_jax.metrics import TASK_METRICS  # noqa: E402
 from invnorm_jax.ood import SHIFTS  # noqa: E402
@@ -171,8 +172,13 @@ def write_report(results: Results, out_dir, *, name: str = "results.json") -> pa
     results_lib.save(results, out / name)
     (out / "config.json").write_text(json.dumps({task: t.config for task, t in results.tasks.items()}, indent=1))
     write_csv(results, out / name.replace(".json", ".csv"))
+    text = markdown(results, out)
+    if any(m.sweeps for t in results.tasks.values() for m in t.methods.values()) or any(
+            t.ood is not None for t in results.tasks.values()):
+        claims_md, _ = claims.write_claims(results, out)
+        text += "\n" + claims_md.read_text()
     path = out / ("report.md" if name == "results.json" else name.replace(".json", ".md"))
-    path.write_text(markdown(results, out))
+    path.write_text(text)
     return path
 
 
