@@ -268,19 +268,50 @@ def test_every_fault_site_is_reached_with_a_distinct_id(name):
     faults = RecordingFaults()
     abstract_output(model, x.shape, key=jax.random.key(0), faults=faults)  # tracing calls every hook
     assert model.num_fault_sites > 0
-    assert sorted(set(faults.weight_ids)) == list(range(model.num_fault_sites))
+    # Every site is consulted, as a weight site or a pre-activation site, never both.
+    assert not set(faults.weight_ids) & set(faults.preactivation_ids)
+    assert sorted(set(faults.weight_ids) | set(faults.preactivation_ids)) == list(range(model.num_fault_sites))
 
 
 def test_preactivation_hook_only_where_activations_are_binary():
     resnet, x = tiny("resnet", "nn")
     faults = RecordingFaults()
     abstract_output(resnet, x.shape, faults=faults)
-    # Two binary convs (sign inputs) per block, one block per stage, two stages.
+    # Two binary convs per block, one block per stage, two stages: four normalized outputs.
     assert len(set(faults.preactivation_ids)) == 4
     unet, x = tiny("unet", "nn")
     faults = RecordingFaults()
     abstract_output(unet, x.shape, faults=faults)
     assert faults.weight_ids and faults.preactivation_ids == []  # PACT activations, not sign()
+
+
+class ShiftingFaults(RecordingFaults):
+    """Adds 0.5 to every pre-activation: shows where the hook sits in the computation."""
+
+    def preactivation(self, fault_id, x, *, key=None):
+        super().preactivation(fault_id, x)
+        return x + 0.5
+
+
+@pytest.mark.parametrize("placement", ["norm_output", "sign_input"])
+def test_preactivation_placement_in_a_block(placement):
+    from invnorm_jax.models.common import hardtanh
+    from invnorm_jax.models.resnet import BasicBlock
+
+    block = BasicBlock("nn", 4, 4, 1, rate=0.3, rngs=nnx.Rngs(0), preactivation_site=placement)
+    x = jax.random.normal(jax.random.key(0), (2, 5, 5, 4))
+    faults = ShiftingFaults()
+    got = block(x, faults=faults)
+    c1 = lambda h: block.site1(block.conv1(h))  # noqa: E731  (no faults: plain convs and sites)
+    c2 = lambda h: block.site2(block.conv2(h))  # noqa: E731
+    if placement == "norm_output":  # the paper's: on the normalized output, before add and hardtanh
+        out = hardtanh(c1(x) + 0.5 + x)
+        want = hardtanh(c2(out) + 0.5 + out)
+    else:  # at sign()'s input: the conv sees sign(h + 0.5), the skip path is left alone
+        out = hardtanh(c1(x + 0.5) + x)
+        want = hardtanh(c2(out + 0.5) + out)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
+    assert len(faults.preactivation_ids) == 2
 
 
 def test_lstm_uses_one_set_of_faulty_weights_at_every_step():

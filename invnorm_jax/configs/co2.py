@@ -15,6 +15,7 @@ def get_config(variant: str = "full"):
     c = base("co2", variant)
     steps = {"full": 1500, "quick": 200, "smoke": 8}[variant]
     sigmas = {"full": [0.0, 0.1, 0.2, 0.3, 0.4], "quick": [0.0, 0.3], "smoke": [0.0, 0.3]}[variant]
+    rates = {"full": [0.0, 0.001, 0.002, 0.005, 0.01, 0.02], "quick": [0.0, 0.01], "smoke": [0.0, 0.01]}[variant]
     c.dataset.name, c.dataset.kwargs.window = "co2", 52
     c.model.name = "lstm"
     c.model.kwargs.update(dict(hidden=32, num_layers=2))
@@ -25,6 +26,8 @@ def get_config(variant: str = "full"):
     c.eval.num_samples = {"full": 5, "quick": 3, "smoke": 2}[variant]
     c.eval.max_test = {"full": None, "quick": 200, "smoke": 32}[variant]
     c.eval.chunk_size = 10  # the LSTM's batched matmuls pay for vmapped chips (docs/benchmarks.md)
-    for kind in ("additive",) if variant == "quick" else ("additive", "multiplicative", "uniform"):
+    # The paper's LSTM experiments: bit-flips, additive, multiplicative and uniform variation.
+    c.sweeps.bit_flip = sweep("bit_flip", rates)
+    for kind in ("additive", "multiplicative", "uniform"):
         c.sweeps[kind] = sweep(kind, sigmas)
     return c

@@ -32,6 +32,7 @@ Evaluation: 100 chips, T = 10 MC samples (NN: 1), all 457 test windows in one sl
 
 Sweeps (the paper's LSTM experiments), on the 8-bit codes of every cell and of the head:
 
+* ``bit_flip``: each bit of the two's-complement codes flips with probability p, 0 ... 5 %.
 * ``additive``: Gaussian variation, sigma in units of the layer's largest code magnitude.
 * ``multiplicative``: ``w * (1 + sigma * n)``.
 * ``uniform``: ``w + U(-a, a)``, a in units of the layer's largest code magnitude.
@@ -48,6 +49,8 @@ def get_config(variant: str = "full"):
     steps_per_epoch = TRAIN_EXAMPLES // batch
     steps = {"full": 200 * steps_per_epoch, "quick": 40 * steps_per_epoch, "smoke": 3}[variant]
     levels = {"full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4], "quick": [0.0, 0.1, 0.3], "smoke": [0.0, 0.3]}[variant]
+    rates = {"full": [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05], "quick": [0.0, 0.005, 0.02],
+             "smoke": [0.0, 0.01]}[variant]
     c.dataset.name = "co2"
     c.dataset.kwargs.update(dict(window=52, horizon=1, train_fraction=0.8))
     c.model.name = "lstm"
@@ -60,6 +63,7 @@ def get_config(variant: str = "full"):
     c.eval.num_chips = {"full": 100, "quick": 100, "smoke": 2}[variant]
     c.eval.num_samples = {"full": 10, "quick": 5, "smoke": 2}[variant]
     c.eval.max_test = {"full": None, "quick": None, "smoke": 16}[variant]
+    c.sweeps.bit_flip = sweep("bit_flip", rates)  # the paper's largest LSTM claim (§IV-D)
     for kind in ("additive", "multiplicative", "uniform"):
         c.sweeps[kind] = sweep(kind, levels)
     return c

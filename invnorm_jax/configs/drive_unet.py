@@ -33,8 +33,9 @@ T is 5, not 10, for memory: the sweep keeps every chip's per-sample logits of th
 set, ``100 x T x 20 x 592 x 576 x 2`` float32 = 27 GB at T = 5 (and a softmaxed copy), which
 fits a 141 GB H200 under JAX's default 75 % preallocation; T = 10 would not.
 
-Sweep (Fig. 6): ``bit_flip``: every stored ±1 weight of the binary convs flips with
-probability p, p = 0 ... 30 %.
+Sweeps (Fig. 5): ``bit_flip``: every stored ±1 weight of the binary convs flips with
+probability p, p = 0 ... 30 %; ``additive``: the stored ±1 weights get ``sigma * N(0, 1)``,
+sigma = 0 ... 1.5 (in units of the weight).
 """
 
 from invnorm_jax.configs._common import base, check_variant, sweep
@@ -69,4 +70,7 @@ def get_config(variant: str = "full"):
     c.eval.max_test = {"full": None, "quick": None, "smoke": 2}[variant]
     c.eval.batch_size = {"full": 5, "quick": 5, "smoke": None}[variant]
     c.sweeps.bit_flip = sweep("bit_flip", flips)
+    # Fig. 5: additive variation of the stored ±1 weights (sigma in units of the weight, 1).
+    c.sweeps.additive = sweep("additive", {"full": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5], "quick": [0.0, 0.5, 1.0],
+                                           "smoke": [0.0, 1.0]}[variant])
     return c

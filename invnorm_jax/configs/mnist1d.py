@@ -13,8 +13,9 @@ from invnorm_jax.configs._common import base, ood_fault, sweep
 def get_config(variant: str = "full"):
     c = base("mnist1d", variant)
     steps = {"full": 1500, "quick": 200, "smoke": 8}[variant]
-    rates = {"full": [0.0, 0.001, 0.002, 0.005, 0.01, 0.02], "quick": [0.0, 0.01], "smoke": [0.0, 0.01]}[variant]
-    sigmas = {"full": [0.0, 0.05, 0.1, 0.2, 0.3, 0.4], "quick": [0.0, 0.3], "smoke": [0.0, 0.3]}[variant]
+    # From no loss to the collapse of the NN baseline, densest where the methods part.
+    rates = {"full": [0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05], "quick": [0.0, 0.02], "smoke": [0.0, 0.01]}[variant]
+    sigmas = {"full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3], "quick": [0.0, 0.15], "smoke": [0.0, 0.3]}[variant]
     c.dataset.name = "mnist1d"
     c.model.name = "m5"
     c.model.kwargs.update(dict(num_classes=10, channels=(32, 32, 64, 64), first_kernel=5, first_stride=1, pool=2))
@@ -25,8 +26,7 @@ def get_config(variant: str = "full"):
     c.eval.max_test = {"full": 500, "quick": 300, "smoke": 32}[variant]
     # Bit-flips of the 8-bit two's-complement codes; additive variation of the codes.
     c.sweeps.bit_flip = sweep("bit_flip", rates)
-    if variant != "quick":
-        c.sweeps.additive = sweep("additive", sigmas)
+    c.sweeps.additive = sweep("additive", sigmas)
     c.ood.shifts = ("gaussian_noise",)
     c.ood.fault = ood_fault("bit_flip", 0.005)
     c.ood.num_chips = {"full": 10, "quick": 3, "smoke": 2}[variant]

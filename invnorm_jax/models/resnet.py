@@ -23,7 +23,12 @@ from flax import nnx
 from invnorm_jax.faults.context import number_fault_sites
 from invnorm_jax.models.common import Call, check_method, global_avg_pool, hardtanh
 from invnorm_jax.nn.norm import norm_site
-from invnorm_jax.nn.quantized import BinaryConv, QuantConv, QuantDense
+from invnorm_jax._checks import check_choice
+from invnorm_jax.functional.init import normal_beta, normal_gamma
+from invnorm_jax.nn.quantized import BinaryConv, PreactivationSite, QuantConv, QuantDense
+
+#: Where pre-activation variation goes in a block (docs/faults.md).
+PREACTIVATION_SITES = ("norm_output", "sign_input")
 
 
 def _full_precision_conv(in_ch: int, out_ch: int, kernel: int, stride: int, rngs: nnx.Rngs) -> QuantConv:
@@ -44,16 +49,27 @@ class BasicBlock(nnx.Module):
     The second shortcut (around ``binconv2``) is IR-Net's: every binary conv gets its own
     real-valued skip, which keeps the information the sign() throws away. ``shortcut`` is
     the identity, or a full-precision 1x1 conv + site when the shape changes.
+
+    Pre-activation faults (``preactivation_site``): ``"norm_output"`` (the paper's) perturbs
+    ``site1(...)`` and ``site2(...)`` before the residual add and the hardtanh;
+    ``"sign_input"`` perturbs the input of each binary conv's ``sign()`` instead.
     """
 
-    def __init__(self, method: str, in_ch: int, out_ch: int, stride: int, *, rate: float, rngs: nnx.Rngs):
-        self.conv1 = BinaryConv(in_ch, out_ch, (3, 3), strides=stride, rngs=rngs)
-        self.site1 = norm_site(method, out_ch, rate=rate, rngs=rngs)
-        self.conv2 = BinaryConv(out_ch, out_ch, (3, 3), rngs=rngs)
-        self.site2 = norm_site(method, out_ch, rate=rate, rngs=rngs)
+    def __init__(self, method: str, in_ch: int, out_ch: int, stride: int, *, rate: float, rngs: nnx.Rngs,
+                 preactivation_site: str = "norm_output", site_kwargs: dict | None = None):
+        check_choice(preactivation_site, "preactivation_site", PREACTIVATION_SITES)
+        at_sign = preactivation_site == "sign_input"
+        self.conv1 = BinaryConv(in_ch, out_ch, (3, 3), strides=stride, input_faults=at_sign, rngs=rngs)
+        site_kwargs = site_kwargs or {}
+        self.site1 = norm_site(method, out_ch, rate=rate, rngs=rngs, **site_kwargs)
+        self.conv2 = BinaryConv(out_ch, out_ch, (3, 3), input_faults=at_sign, rngs=rngs)
+        self.site2 = norm_site(method, out_ch, rate=rate, rngs=rngs, **site_kwargs)
+        # Only built for the paper's placement, so "sign_input" keeps the fault ids it always had.
+        self.preact1 = None if at_sign else PreactivationSite()
+        self.preact2 = None if at_sign else PreactivationSite()
         if stride != 1 or in_ch != out_ch:
             self.shortcut_conv = _full_precision_conv(in_ch, out_ch, 1, stride, rngs)
-            self.shortcut_site = norm_site(method, out_ch, rate=rate, rngs=rngs)
+            self.shortcut_site = norm_site(method, out_ch, rate=rate, rngs=rngs, **site_kwargs)
         else:
             self.shortcut_conv = None
             self.shortcut_site = None
@@ -65,10 +81,14 @@ class BasicBlock(nnx.Module):
 
     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         call = Call(key, train, deterministic, faults)
-        out = self.site1(self.conv1(x, **call.kw), **call.kw)
+        out = self._preact(self.preact1, self.site1(self.conv1(x, **call.kw), **call.kw), call)
         out = hardtanh(out + self._shortcut(x, call))
-        y = self.site2(self.conv2(out, **call.kw), **call.kw)
+        y = self._preact(self.preact2, self.site2(self.conv2(out, **call.kw), **call.kw), call)
         return hardtanh(y + out)
+
+    @staticmethod
+    def _preact(site, x, call: Call):
+        return x if site is None else site(x, **call.kw)
 
 
 class BinaryResNet(nnx.Module):
@@ -82,6 +102,11 @@ class BinaryResNet(nnx.Module):
       widths: channels of each stage.
       blocks: BasicBlocks per stage (same length as ``widths``).
       rate: dropout rate of the site (affine dropout, MC dropout or spatial dropout).
+      mode: affine dropout's ``"vector"`` (the paper's) or ``"element"`` draws (``proposed`` only).
+      init_std: std of the ``N(1, s)`` gamma and ``N(0, s)`` beta initializers (``proposed``
+        only; the paper's "variance 0.3" read as a std, 0.55 read literally).
+      preactivation_site: where pre-activation faults go: ``"norm_output"`` (the paper's,
+        before the residual add and hardtanh) or ``"sign_input"`` (see :class:`BasicBlock`).
       rngs: ``nnx.Rngs`` for the initial weights.
 
     The default (widths ``(64, 128, 256, 512)``, blocks ``(2, 2, 2, 2)``) has 11,173,962
@@ -102,6 +127,9 @@ class BinaryResNet(nnx.Module):
         widths: Sequence[int] = (64, 128, 256, 512),
         blocks: Sequence[int] = (2, 2, 2, 2),
         rate: float = 0.3,
+        mode: str = "vector",
+        init_std: float = 0.3,
+        preactivation_site: str = "norm_output",
         rngs: nnx.Rngs,
     ):
         check_method(method)
@@ -109,12 +137,14 @@ class BinaryResNet(nnx.Module):
             raise ValueError(f"widths={tuple(widths)} and blocks={tuple(blocks)} must be non-empty and equally long.")
         self.method = method
         self.stem = _full_precision_conv(in_channels, widths[0], 3, 1, rngs)
-        self.stem_site = norm_site(method, widths[0], rate=rate, rngs=rngs)
+        site_kwargs = dict(mode=mode, scale_init=normal_gamma(init_std), bias_init=normal_beta(init_std))
+        self.stem_site = norm_site(method, widths[0], rate=rate, rngs=rngs, **site_kwargs)
         layers, in_ch = [], widths[0]
         for stage, (width, count) in enumerate(zip(widths, blocks)):
             for b in range(count):
                 stride = 2 if stage > 0 and b == 0 else 1
-                layers.append(BasicBlock(method, in_ch, width, stride, rate=rate, rngs=rngs))
+                layers.append(BasicBlock(method, in_ch, width, stride, rate=rate, rngs=rngs,
+                                         preactivation_site=preactivation_site, site_kwargs=site_kwargs))
                 in_ch = width
         self.blocks = nnx.List(layers)
         self.classifier = QuantDense(in_ch, num_classes, bits=None, act_bits=None, rngs=rngs)

@@ -113,11 +113,12 @@ class _BinaryLayer(nnx.Module):
     bits = 1
     has_preactivation_site = True
 
-    def _init_binary(self, kernel_shape, binarize_input, use_bias, kernel_init, rngs):
+    def _init_binary(self, kernel_shape, binarize_input, use_bias, kernel_init, rngs, input_faults=True):
         self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((kernel_shape[-1],), jnp.float32)) if use_bias else None
         self.binarize_input = bool(binarize_input)
-        self.has_preactivation_site = self.binarize_input
+        # False where the model injects pre-activation faults elsewhere (a PreactivationSite).
+        self.has_preactivation_site = self.binarize_input and bool(input_faults)
         self.ede_progress = EDEProgress(jnp.asarray(1.0, jnp.float32))
         self.fault_id = 0
 
@@ -136,12 +137,37 @@ class _BinaryLayer(nnx.Module):
     def _binary_input(self, x, key, faults: FaultContext | None):
         if not self.binarize_input:
             return x
-        if faults is not None:
+        if faults is not None and self.has_preactivation_site:
             x = faults.preactivation(self.fault_id, x, key=key)
         return sign(x)
 
     def _add_bias(self, y):
         return y if self.bias is None else y + self.bias[...].astype(y.dtype)
+
+
+class PreactivationSite(nnx.Module):
+    """Where a binary network's pre-activation variation is injected: ``x -> faults.preactivation(x)``.
+
+    The paper injects variation "into normalized activations before applying the Sign(.)
+    function": placed right after a binary layer's normalization site, before any residual add
+    or hardtanh. The identity without a ``preactivation`` fault. (The other placement, the
+    input of ``sign()`` itself, is a binary layer's own hook: ``input_faults=True``.)
+
+    >>> site = PreactivationSite()
+    >>> site(jnp.ones((2, 3))).shape
+    (2, 3)
+    """
+
+    has_preactivation_site = True
+
+    def __init__(self):
+        self.fault_id = 0
+
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
+                 faults: FaultContext | None = None):
+        if check_fault_context(faults) is None:
+            return x
+        return faults.preactivation(self.fault_id, x, key=key)
 
 
 class BinaryConv(_BinaryLayer):
@@ -158,9 +184,10 @@ class BinaryConv(_BinaryLayer):
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
                  strides: int | Sequence[int] = 1, padding: Any = "SAME", binarize_input: bool = True,
-                 use_bias: bool = False, kernel_init=_default_kernel_init, rngs: nnx.Rngs):
+                 use_bias: bool = False, kernel_init=_default_kernel_init, input_faults: bool = True,
+                 rngs: nnx.Rngs):
         ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
-        self._init_binary(ks + (in_features, out_features), binarize_input, use_bias, kernel_init, rngs)
+        self._init_binary(ks + (in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
@@ -178,8 +205,9 @@ class BinaryDense(_BinaryLayer):
     """
 
     def __init__(self, in_features: int, out_features: int, *, binarize_input: bool = True,
-                 use_bias: bool = False, kernel_init=_default_kernel_init, rngs: nnx.Rngs):
-        self._init_binary((in_features, out_features), binarize_input, use_bias, kernel_init, rngs)
+                 use_bias: bool = False, kernel_init=_default_kernel_init, input_faults: bool = True,
+                 rngs: nnx.Rngs):
+        self._init_binary((in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
