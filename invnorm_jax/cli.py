@@ -137,6 +137,20 @@ def cmd_ood(args) -> int:
                 sweeps=False, ood=True)
 
 
+def cmd_ablate(args) -> int:
+    from invnorm_jax import ablate
+
+    start = time.time()
+    spec = args.config or args.task
+    out = pathlib.Path(args.out) if args.out else _default_out(f"ablate-{spec}")
+    result = ablate.run_ablations(spec, out, variant=_variant(args), overrides=_overrides(args),
+                                  progress=not args.no_progress)
+    print(ablate.markdown(result))
+    print(f"written: {out / 'ablation.md'}, {out / 'ablation.json'}, {out / 'ablation.png'}\n"
+          f"wall time: {(time.time() - start) / 60:.1f} min")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
     if config:
         p.add_argument("--config", required=True, metavar="NAME_OR_PATH[:VARIANT]",
@@ -190,6 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ood, config=False)
     ood.add_argument("--no-train", action="store_true", help="only load checkpoints from --workdir")
     ood.set_defaults(func=cmd_ood)
+
+    abl = sub.add_parser("ablate", help="ablations of the proposed method (mode, init, T, dropout rate, noise "
+                         "type) against the defaults, 100 chips each")
+    src = abl.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", metavar="NAME_OR_PATH[:VARIANT]", help="config name or file")
+    src.add_argument("--task", choices=DEMO_TASKS, help="an offline demo task")
+    abl.add_argument("--smoke", action="store_true", help="the config's smoke variant")
+    abl.add_argument("--quick", action="store_true", help="the config's quick variant")
+    abl.add_argument("--out", help="output folder (default runs/ablate-<name>-<time>); rerunning reuses it")
+    abl.add_argument("--chips", type=int, help="shorthand for --config.eval.num_chips")
+    abl.add_argument("--no-progress", action="store_true", help="no progress bars")
+    abl.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    abl.set_defaults(func=cmd_ablate, method=None)
     return parser
 
 

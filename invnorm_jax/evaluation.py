@@ -9,6 +9,8 @@ images, all of CIFAR-10) fit however many chips and samples are simulated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import numpy as np
 from tqdm.auto import tqdm
@@ -44,25 +46,32 @@ def per_chip_metric(model, x, y, metric: str, *, mask=None, **simulate_kwargs) -
     return metrics.metric_from_counts(total, metric)
 
 
+def is_deterministic(config, method: str) -> bool:
+    """Whether ``method`` is evaluated without its sampler: it has none, or ``eval.deterministic``."""
+    return method in DETERMINISTIC_METHODS or bool(config.eval.deterministic)
+
+
 def num_samples_of(config, method: str) -> int:
-    """MC samples T of ``method``: the config's, or 1 for a method without a test-time sampler."""
-    return 1 if method in DETERMINISTIC_METHODS else int(config.eval.num_samples)
+    """MC samples T of ``method``: the config's, or 1 when it is evaluated deterministically."""
+    return 1 if is_deterministic(config, method) else int(config.eval.num_samples)
 
 
 def _fault_of(sweep, level: float = 0.0) -> Fault:
     return Fault(sweep.kind, level, site=sweep.site, per_inference=sweep.per_inference)
 
 
-def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool = True, progress: bool = True
-                    ) -> MethodResult:
+def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | Sequence[str] = True,
+                    progress: bool = True) -> MethodResult:
     """Fault-free metric and (with ``sweeps``) every sweep of ``config`` for one trained model.
+
+    ``sweeps``: True for every sweep of the config, False for none, or the names of some.
 
     Every level of a sweep reuses one compiled chip simulator (the level is traced), and chip
     ``i`` is the same chip at every level. The fault-free metric is one chip at a zero-level
     fault with the same MC sample keys, so level 0 of a sweep reproduces it on every chip.
     """
     ev = config.eval
-    deterministic = method in DETERMINISTIC_METHODS
+    deterministic = is_deterministic(config, method)
     num_samples = num_samples_of(config, method)
     common = dict(num_samples=num_samples, key=jax.random.key(config.seed + 1), deterministic=deterministic,
                   batch_size=ev.batch_size, chunk_size=ev.chunk_size, mask=(split.extras or {}).get(TEST_MASK))
@@ -70,7 +79,9 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool = 
 
     healthy = per_chip_metric(model, x, y, metric, fault=Fault("additive", 0.0), num_chips=1, **common)
     result = MethodResult(fault_free=float(healthy[0]), num_chips=int(ev.num_chips), num_samples=num_samples)
-    for name, sweep in (config.sweeps.items() if sweeps else ()):
+    for name, sweep in config.sweeps.items():
+        if not (sweeps is True or (sweeps and name in sweeps)):
+            continue
         rows = []
         for level in tqdm(sweep.levels, desc=f"{config.name}/{method}/{name}", disable=not progress, leave=False):
             per_chip = per_chip_metric(model, x, y, metric, fault=_fault_of(sweep), level=float(level),

@@ -58,7 +58,8 @@ def train_config(config) -> TrainConfig:
 def train_method(config, method: str, split: Split, workdir, *, progress: bool = True) -> nnx.Module:
     """Train (or resume, or just load) ``method``'s model; checkpoints and config in ``workdir``."""
     config_lib.check_same_training(config, workdir)
-    config_lib.save(config, workdir)
+    if not (pathlib.Path(workdir) / "config.json").is_file():  # the config it was trained with, kept
+        config_lib.save(config, workdir)
     model = make_model(config, method)
     train(model, split.x_train, split.y_train, train_config(config), workdir=workdir,
           augment=AUGMENTATIONS[config.augment], progress=progress, description=f"{config.name}/{method}")
@@ -97,7 +98,7 @@ def task_result(config) -> TaskResult:
 
 
 def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_models: bool = True,
-             sweeps: bool = True, ood: bool = True, progress: bool = True) -> TaskResult:
+             sweeps: bool | Sequence[str] = True, ood: bool = True, progress: bool = True) -> TaskResult:
     """Train (or load) each method once, evaluate it, and run the OOD study on the same models.
 
     Args:
@@ -105,15 +106,15 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
       workdir: the task's folder; method ``m`` lives in ``workdir/m``.
       methods: a subset of the config's methods (default all).
       train_models: train (resuming where a run stopped); False only loads checkpoints.
-      sweeps: run the config's fault sweeps (False: the fault-free metric only).
+      sweeps: run the config's fault sweeps (False: the fault-free metric only; or some names).
       ood: run the OOD study when the config has one (``ood.shifts`` not empty).
       progress: progress bars.
     """
     methods = check_methods(config, methods)
     split = load_data(config)
     result = task_result(config)
-    if not sweeps:
-        result.sweeps = {}
+    if sweeps is not True:
+        result.sweeps = {n: s for n, s in result.sweeps.items() if sweeps and n in sweeps}
     models = {}
     for method in methods:
         wd = pathlib.Path(workdir) / method

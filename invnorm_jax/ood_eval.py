@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from invnorm_jax import ood
 from invnorm_jax.data.common import Split
 from invnorm_jax.faults import Fault, simulate_chips
-from invnorm_jax.nn import DETERMINISTIC_METHODS
+from invnorm_jax.evaluation import is_deterministic
 from invnorm_jax.results import OODResult, OODShift
 
 
@@ -148,7 +148,7 @@ def run_ood(config, models: dict, split: Split, *, num_samples: dict[str, int], 
         non-empty ``ood.shifts``.
       models: the trained models by method (the ones the sweeps evaluated).
       split: the task's data; ``split.mean``/``std`` are used for ``domain="raw"``.
-      num_samples: MC samples T per method (1 for a method of ``DETERMINISTIC_METHODS``).
+      num_samples: MC samples T per method (1 where :func:`~invnorm_jax.evaluation.is_deterministic`).
       progress: a progress bar over methods.
     """
     start = time.time()
@@ -166,7 +166,7 @@ def run_ood(config, models: dict, split: Split, *, num_samples: dict[str, int], 
     for method, model in tqdm(models.items(), desc=f"{config.name}/ood", disable=not progress, leave=False):
         per_shift = evaluate_shifts(
             model, split.x_test, split.y_test, stages, num_samples=num_samples[method],
-            key=jax.random.key(config.seed + 1), deterministic=method in DETERMINISTIC_METHODS,
+            key=jax.random.key(config.seed + 1), deterministic=is_deterministic(config, method),
             fault=fault, num_chips=int(s.num_chips), threshold=s.threshold, q=s.q, calibration=s.calibration,
             mean=split.mean if raw else None, std=split.std if raw else None, batch_size=config.eval.batch_size,
         )

@@ -10,6 +10,9 @@ from __future__ import annotations
 from ml_collections import ConfigDict
 
 METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed")
+#: The binary ResNet's site options, spelled out so that ablations can override them:
+#: affine-dropout draws, gamma/beta init std, where pre-activation variation goes.
+RESNET_SITE = dict(mode="vector", init_std=0.3, preactivation_site="norm_output")
 
 
 def check_variant(variant: str) -> str:
@@ -36,7 +39,9 @@ def base(name: str, variant: str) -> ConfigDict:
     c.augment = "none"                                              # invnorm_jax.data.AUGMENTATIONS
     c.train = ConfigDict(dict(steps=1000, batch_size=64, learning_rate=1e-3, optimizer="adam", schedule="cosine",
                               warmup_steps=0, weight_decay=0.0, checkpoint_every=500, log_every=50))
-    c.eval = ConfigDict(dict(num_chips=100, num_samples=10, max_test=None, batch_size=None, chunk_size=None))
+    # deterministic=True evaluates every method with its sampler off (T = 1): an ablation.
+    c.eval = ConfigDict(dict(num_chips=100, num_samples=10, max_test=None, batch_size=None, chunk_size=None,
+                             deterministic=False))
     c.sweeps = ConfigDict()
     # Out-of-distribution study (Fig. 7); no shifts: none. fault=None: healthy model only.
     c.ood = ConfigDict(dict(shifts=(), stages=ConfigDict(), fault=None, num_chips=10, threshold="mean", q=0.95,

@@ -36,7 +36,7 @@ Sweeps (Fig. 5):
   pre-activation just before ``sign()``, sigma in units of its (unit) standard deviation.
 """
 
-from invnorm_jax.configs._common import base, check_variant, ood_fault, sweep
+from invnorm_jax.configs._common import RESNET_SITE, base, check_variant, ood_fault, sweep
 
 TRAIN_EXAMPLES = 50_000
 
@@ -57,9 +57,10 @@ def get_config(variant: str = "full"):
         # narrow stages of one block: XLA compiles the training step and one chip simulator per
         # sweep and method, and the 4-stage net takes minutes of that on 2 CPU cores.
         c.dataset.kwargs.update(dict(synthetic=True, num_train=64, num_test=16))
-        c.model.kwargs.update(dict(in_channels=3, num_classes=10, widths=(8, 16), blocks=(1, 1)))
+        c.model.kwargs.update(dict(in_channels=3, num_classes=10, widths=(8, 16), blocks=(1, 1), **RESNET_SITE))
     else:
-        c.model.kwargs.update(dict(in_channels=3, num_classes=10, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2)))
+        c.model.kwargs.update(dict(in_channels=3, num_classes=10, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2),
+                                   **RESNET_SITE))
     c.augment = "crop_flip"
     c.train.update(dict(steps=steps, batch_size=batch, learning_rate=0.1, optimizer="sgd", schedule="cosine",
                         warmup_steps=0, weight_decay=1e-4,
