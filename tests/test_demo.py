@@ -62,7 +62,7 @@ def test_results_schema_and_level_zero_equals_fault_free(demo_run):
     assert results["version"] == results_lib.SCHEMA_VERSION
     assert set(results["tasks"]) == {"digits", "co2"}
     expected = {"digits": ("accuracy", True, {"bit_flip", "additive"}),
-                "co2": ("rmse", False, {"additive", "multiplicative", "uniform"})}
+                "co2": ("rmse", False, {"bit_flip", "additive", "multiplicative", "uniform"})}
     for task, (metric, higher, kinds) in expected.items():
         t = results["tasks"][task]
         assert t["metric"] == metric and t["higher_is_better"] is higher

@@ -72,12 +72,30 @@ def test_paper_scale_recipes():
     assert 0 < max(speech["sweeps"]["bit_flip"]["levels"]) <= 0.05  # 8-bit codes: far smaller rates
 
     co2 = config_lib.load_config("co2_lstm", "full")
-    assert {s["kind"] for s in co2["sweeps"].values()} == {"additive", "multiplicative", "uniform"}
+    assert {s["kind"] for s in co2["sweeps"].values()} == {"bit_flip", "additive", "multiplicative", "uniform"}
     assert co2["metric"] == "rmse"
 
     drive = config_lib.load_config("drive_unet", "full")
     assert drive["metric"] == "miou" and drive["model"]["kwargs"]["act_bits"] == 4
     assert drive["sweeps"]["bit_flip"]["kind"] == "bit_flip" and max(drive["sweeps"]["bit_flip"]["levels"]) == 0.3
+    assert drive["sweeps"]["additive"]["site"] == "weights"  # binary weights, 4-bit (not sign) activations
+    assert cifar["model"]["kwargs"]["preactivation_site"] == "norm_output"  # the paper's site
+
+
+@pytest.mark.parametrize("name", ("digits", "mnist1d", "co2", *PAPER_CONFIGS))
+def test_every_config_has_the_papers_fault_grid(name):
+    config = config_lib.load_config(name)
+    kinds = {(s.kind, s.site) for s in config.sweeps.values()}
+    model = config.model.name
+    want = {"resnet": {("bit_flip", "weights"), ("additive", "preactivation")},
+            "m5": {("bit_flip", "weights"), ("additive", "weights")},
+            "lstm": {("bit_flip", "weights"), ("additive", "weights"), ("multiplicative", "weights"),
+                     ("uniform", "weights")},
+            "unet": {("bit_flip", "weights"), ("additive", "weights")}}[model]
+    assert kinds == want
+    for sweep in config.sweeps.values():
+        levels = list(sweep.levels)
+        assert levels == sorted(levels) and levels[0] == 0.0 and len(levels) >= 5
 
 
 # --------------------------------------------------------------------------- synthetic data
