@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate them on simulated faulty in-memory-computing chips. Every subcommand takes "
         "--config.KEY=VALUE overrides (e.g. --config.eval.num_chips=7).",
     )
+    parser.add_argument("--cache-dir", help="JAX compilation cache (default runs/.jax-cache; 'none': off)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="train the 4 methods on offline data, sweep faults over 100 chips, write a report")
@@ -238,6 +239,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _compilation_cache(args) -> None:
+    """JAX's persistent compilation cache, on by default: a second run does not compile again.
+
+    ``--cache-dir`` (or ``INVNORM_CACHE_DIR``) picks the folder, ``none`` switches it off;
+    default ``runs/.jax-cache``. Safe to delete at any time.
+    """
+    folder = getattr(args, "cache_dir", None) or os.environ.get("INVNORM_CACHE_DIR") or "runs/.jax-cache"
+    if folder.lower() == "none":
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(folder).absolute()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)  # CPU compiles are short but many
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def _log_to_stderr() -> None:
     """The library's INFO messages on stderr (absl, imported by orbax, claims the root logger)."""
     if not any(getattr(h, "_invnorm", False) for h in log.handlers):
@@ -255,6 +272,7 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     _log_to_stderr()
+    _compilation_cache(args)
     debug = args.debug or os.environ.get("INVNORM_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)

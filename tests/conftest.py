@@ -11,3 +11,6 @@ import os
 _FAST_COMPILE = "--xla_backend_optimization_level=0"
 if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FAST_COMPILE).strip()
+
+# The CLI turns on JAX's persistent compilation cache under runs/; the tests stay hermetic.
+os.environ.setdefault("INVNORM_CACHE_DIR", "none")
