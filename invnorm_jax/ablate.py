@@ -49,6 +49,10 @@ def ablations_for(config) -> list[Ablation]:
             Ablation("init std 0.55", "gamma/beta init std 0.55 (the paper's 'variance 0.3' read literally)",
                      "proposed", ("model.kwargs.init_std=0.55",), True),
         ]
+    if config.model.name == "lstm":
+        rows.append(Ablation("norm on gates", "the normalization site on each gate's weighted sum (LayerNorm-LSTM "
+                             "style) instead of the hidden output", "proposed",
+                             ("model.kwargs.norm_placement=gates",), True))
     rows.append(Ablation("T=1 (deterministic)", "no MC sampling at test time: affine dropout off", "proposed",
                          ("eval.deterministic=True",), False))
     rows += [Ablation(f"T={t}", f"{t} MC samples instead of {config.eval.num_samples}", "proposed",

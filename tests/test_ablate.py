@@ -42,6 +42,7 @@ def test_rows_follow_the_config():
     assert digits["per-inference additive"].sweeps == ("additive",)
     co2 = {a.name for a in ablate.ablations_for(config_lib.load_config("co2"))}
     assert "mode=element" not in co2 and "T=10" in co2  # no ResNet sites, no pre-activation sweep
+    assert "norm on gates" in co2 and "norm on gates" not in digits
     for a in ablate.ablations_for(config_lib.load_config("digits")):  # every override is a valid config
         config_lib.load_config("digits", overrides=a.overrides)
 

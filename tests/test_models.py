@@ -314,6 +314,26 @@ def test_preactivation_placement_in_a_block(placement):
     assert len(faults.preactivation_ids) == 2
 
 
+def test_lstm_gate_site_normalizes_the_gate_sums():
+    from invnorm_jax.nn import ConventionalNorm, QuantLSTMCell
+
+    plain = QuantLSTMCell(3, 5, rngs=nnx.Rngs(0))
+    gated = QuantLSTMCell(3, 5, gate_site=ConventionalNorm(20, kind="layer", rngs=nnx.Rngs(1)), rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (4, 3))
+    carry = (jax.random.normal(jax.random.key(1), (4, 5)), jax.random.normal(jax.random.key(2), (4, 5)))
+    c, h = carry
+    z = np.asarray(plain.input_proj(x) + plain.recurrent_proj(h), np.float64)
+    z = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + 1e-5)  # LayerNorm, scale 1, bias 0
+    i, f, g, o = np.split(z, 4, axis=-1)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    c_ref = sig(f) * np.asarray(c) + sig(i) * np.tanh(g)
+    (c_got, h_got), _ = gated(carry, x)
+    np.testing.assert_allclose(np.asarray(c_got), c_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(h_got), sig(o) * np.tanh(c_ref), rtol=1e-4, atol=1e-5)
+    model = build_model("lstm", "proposed", hidden=4, norm_placement="gates", rngs=nnx.Rngs(0))
+    assert all(site is None for site in model.sites) and all(c.gate_site is not None for c in model.cells)
+
+
 def test_lstm_uses_one_set_of_faulty_weights_at_every_step():
     model, x = tiny("lstm", "proposed")
     faults, key = NegatingFaults(), jax.random.key(4)

@@ -18,7 +18,7 @@ def get_config(variant: str = "full"):
     rates = {"full": [0.0, 0.001, 0.002, 0.005, 0.01, 0.02], "quick": [0.0, 0.01], "smoke": [0.0, 0.01]}[variant]
     c.dataset.name, c.dataset.kwargs.window = "co2", 52
     c.model.name = "lstm"
-    c.model.kwargs.update(dict(hidden=32, num_layers=2))
+    c.model.kwargs.update(dict(hidden=32, num_layers=2, norm_placement="hidden"))
     c.metric = "rmse"
     c.train.update(dict(steps=steps, batch_size=64, learning_rate=3e-3, optimizer="adam", schedule="cosine",
                         warmup_steps=min(50, steps // 4), checkpoint_every=max(steps // 3, 1)))

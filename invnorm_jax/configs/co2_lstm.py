@@ -54,7 +54,7 @@ def get_config(variant: str = "full"):
     c.dataset.name = "co2"
     c.dataset.kwargs.update(dict(window=52, horizon=1, train_fraction=0.8))
     c.model.name = "lstm"
-    c.model.kwargs.update(dict(hidden=64, num_layers=2, bits=8))
+    c.model.kwargs.update(dict(hidden=64, num_layers=2, bits=8, norm_placement="hidden"))
     c.metric = "rmse"
     c.train.update(dict(steps=steps, batch_size=batch, learning_rate=3e-3, optimizer="adam", schedule="cosine",
                         warmup_steps={"full": 100, "quick": 50, "smoke": 1}[variant],

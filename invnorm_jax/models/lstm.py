@@ -31,10 +31,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from invnorm_jax._checks import check_choice
 from invnorm_jax.faults.context import number_fault_sites
 from invnorm_jax.models.common import Call, check_method
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import QuantDense, QuantLSTMCell
+
+#: Where the LSTM's normalization site sits: on the output sequence, or on the gate sums.
+NORM_PLACEMENTS = ("hidden", "gates")
 
 
 class LSTMForecaster(nnx.Module):
@@ -50,6 +54,9 @@ class LSTMForecaster(nnx.Module):
         (needs ``out_features == in_features``).
       bits: weight and activation bit width of the cells and the head (None: full precision).
       rate: dropout rate of the site.
+      norm_placement: ``"hidden"`` (a site on every layer's output sequence, as above) or
+        ``"gates"`` (a site on each cell's gate sums at every step, LayerNorm-LSTM style, and
+        none on the outputs): which one the paper's LSTM used is not stated.
       rngs: ``nnx.Rngs`` for the initial weights.
 
     >>> model = LSTMForecaster("proposed", hidden=8, rngs=nnx.Rngs(0))
@@ -68,9 +75,11 @@ class LSTMForecaster(nnx.Module):
         residual: bool = True,
         bits: int | None = 8,
         rate: float = 0.3,
+        norm_placement: str = "hidden",
         rngs: nnx.Rngs,
     ):
         check_method(method)
+        check_choice(norm_placement, "norm_placement", NORM_PLACEMENTS)
         if num_layers < 1:
             raise ValueError(f"num_layers={num_layers} must be >= 1.")
         if residual and out_features != in_features:
@@ -81,10 +90,13 @@ class LSTMForecaster(nnx.Module):
         self.method = method
         self.residual = residual
         cells, sites = [], []
+        on_gates = norm_placement == "gates"
         for layer in range(num_layers):
-            cells.append(QuantLSTMCell(in_features if layer == 0 else hidden, hidden, bits=bits, rngs=rngs))
             # The baselines' norm is LayerNorm: the paper's LSTM has no BatchNorm.
-            sites.append(norm_site(method, hidden, norm="layer", rate=rate, rngs=rngs))
+            gate_site = norm_site(method, 4 * hidden, norm="layer", rate=rate, rngs=rngs) if on_gates else None
+            cells.append(QuantLSTMCell(in_features if layer == 0 else hidden, hidden, bits=bits, gate_site=gate_site,
+                                       rngs=rngs))
+            sites.append(None if on_gates else norm_site(method, hidden, norm="layer", rate=rate, rngs=rngs))
         self.cells = nnx.List(cells)
         self.sites = nnx.List(sites)
         self.head = QuantDense(hidden, out_features, bits=bits, act_bits=bits, rngs=rngs)
@@ -108,6 +120,7 @@ class LSTMForecaster(nnx.Module):
         call = Call(key, train, deterministic, faults)
         h = x
         for cell, site in zip(self.cells, self.sites):
-            h = site(self._scan_cell(cell, h, call.kw), **call.kw)
+            h = self._scan_cell(cell, h, call.kw)
+            h = h if site is None else site(h, **call.kw)
         y = self.head(h[:, -1], **call.kw)
         return x[:, -1] + y if self.residual else y

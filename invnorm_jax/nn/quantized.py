@@ -301,6 +301,9 @@ class QuantLSTMCell(nnx.Module):
 
         c' = sigmoid(f) * c + sigmoid(i) * tanh(g),    h' = sigmoid(o) * tanh(c')
 
+    With a ``gate_site`` (a normalization site over the ``4 * hidden`` gate sums, LayerNorm-LSTM
+    style), ``z`` is normalized before the split: ``z = gate_site(W_x x + W_h h + b)``.
+
     The forget-gate bias starts at 1. The cell itself is not a fault site: its two
     projections (``input_proj``, ``recurrent_proj``) are, and as their ``fault_id`` is
     fixed, every time step of one chip sees the same faulty weights. The carry is
@@ -313,8 +316,9 @@ class QuantLSTMCell(nnx.Module):
     """
 
     def __init__(self, in_features: int, hidden_features: int, *, bits: int | None = 8,
-                 act_bits: int | None = 8, rngs: nnx.Rngs):
+                 act_bits: int | None = 8, gate_site: nnx.Module | None = None, rngs: nnx.Rngs):
         self.hidden_features = hidden_features
+        self.gate_site = gate_site
         gates = 4 * hidden_features
         self.input_proj = QuantDense(in_features, gates, bits=bits, act_bits=act_bits, rngs=rngs)
         self.recurrent_proj = QuantDense(hidden_features, gates, bits=bits, act_bits=act_bits, use_bias=False,
@@ -331,6 +335,8 @@ class QuantLSTMCell(nnx.Module):
                  faults: FaultContext | None = None):
         c, h = carry
         z = self.input_proj(x, faults=faults) + self.recurrent_proj(h, faults=faults)
+        if self.gate_site is not None:  # the same key every step: one mask per sequence
+            z = self.gate_site(z, key=key, train=train, deterministic=deterministic)
         i, f, g, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
