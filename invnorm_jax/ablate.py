@@ -11,7 +11,6 @@ realization in both): the change of the mean metric over each sweep's faulty lev
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from invnorm_jax import config as config_lib
 from invnorm_jax.experiment import run_task
-from invnorm_jax.metrics import TASK_METRICS
+from invnorm_jax.report import write_ablation
 from invnorm_jax.results import TaskResult
 
 
@@ -102,49 +101,5 @@ def run_ablations(spec: str, out, *, variant: str | None = None, overrides=(), p
                           "sweep": sweep, **compare(default, task, ablation.method, sweep)})
     result = {"task": base.name, "metric": base.metric, "variant": base.variant,
               "seconds": round(time.time() - start, 1), "rows": table}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps(result, indent=1))
-    (out / "ablation.md").write_text(markdown(result))
-    plot(result, out / "ablation.png")
+    write_ablation(result, out)
     return result
-
-
-def markdown(result: dict) -> str:
-    """Rows: ablations; cells: the default's and the variant's sweep-averaged metric, change and 95 % CI."""
-    m = TASK_METRICS[result["metric"]]
-    f = (lambda v: f"{m.scale * v:.2f}") if m.scale != 1 else (lambda v: f"{v:.4f}")
-    better = "higher" if m.higher_is_better else "lower"
-    lines = [f"## Ablations: {result['task']} ({m.unit}, mean over each sweep's faulty levels; {better} is better)",
-             "", "| ablation | method | sweep | default | ablated | change [95 % CI over chips] |",
-             "|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['ablation']} | {r['method']} | {r['sweep']} | {f(r['default'])} | {f(r['variant'])} | "
-                     f"{f(r['change'])} [{f(r['low'])}, {f(r['high'])}] |")
-    lines += ["", "Each row changes one thing against the default config (the method's own default model and "
-              f"evaluation), on the same {result['rows'][0]['num_chips'] if result['rows'] else 0} chips. "
-              f"Wall time {result['seconds'] / 60:.1f} min.", ""]
-    return "\n".join(lines)
-
-
-def plot(result: dict, path) -> None:
-    """The change of every row with its interval, one panel per sweep."""
-    from invnorm_jax.report import plt
-
-    m = TASK_METRICS[result["metric"]]
-    sweeps = sorted({r["sweep"] for r in result["rows"]})
-    fig, axes = plt.subplots(1, max(len(sweeps), 1), figsize=(5.2 * max(len(sweeps), 1), 3.6), squeeze=False)
-    for ax, sweep in zip(axes[0], sweeps):
-        rows = [r for r in result["rows"] if r["sweep"] == sweep]
-        y = np.arange(len(rows))
-        change = np.array([m.scale * r["change"] for r in rows])
-        err = np.array([[m.scale * (r["change"] - r["low"]) for r in rows], [m.scale * (r["high"] - r["change"])
-                                                                            for r in rows]])
-        ax.errorbar(change, y, xerr=err, fmt="o", color="#d62728", capsize=3)
-        ax.axvline(0, color="k", lw=0.8)
-        ax.set_yticks(y, [f"{r['ablation']} ({r['method']})" for r in rows], fontsize=8)
-        ax.set_xlabel(f"change of {m.unit} vs default")
-        ax.set_title(f"{result['task']}: {sweep}", fontsize=10)
-        ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

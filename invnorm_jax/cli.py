@@ -138,14 +138,14 @@ def cmd_ood(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from invnorm_jax import ablate
+    from invnorm_jax import ablate, report
 
     start = time.time()
     spec = args.config or args.task
     out = pathlib.Path(args.out) if args.out else _default_out(f"ablate-{spec}")
     result = ablate.run_ablations(spec, out, variant=_variant(args), overrides=_overrides(args),
                                   progress=not args.no_progress)
-    print(ablate.markdown(result))
+    print(report.ablation_markdown(result))
     print(f"written: {out / 'ablation.md'}, {out / 'ablation.json'}, {out / 'ablation.png'}\n"
           f"wall time: {(time.time() - start) / 60:.1f} min")
     return 0
