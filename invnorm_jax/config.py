@@ -38,6 +38,8 @@ REQUIRED = ("name", "dataset", "model", "metric", "methods", "rate", "augment", 
             "seed")
 #: The fields a trained checkpoint depends on; the others (evaluation, sweeps, OOD) may change.
 TRAINING_KEYS = ("dataset", "model", "rate", "augment", "train", "seed")
+#: Model options that only place fault sites (no parameters, no effect without a fault).
+EVALUATION_MODEL_KEYS = ("model.kwargs.preactivation_site",)
 
 
 class ConfigError(ValueError):
@@ -280,7 +282,8 @@ def training_differences(saved: dict, config: ml_collections.ConfigDict) -> list
     now = to_dict(config)
     a = _flatten({k: saved.get(k) for k in TRAINING_KEYS})
     b = _flatten({k: now.get(k) for k in TRAINING_KEYS})
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    keys = sorted((set(a) | set(b)) - set(EVALUATION_MODEL_KEYS))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
 
 def check_same_training(config: ml_collections.ConfigDict, workdir) -> None:

@@ -91,6 +91,8 @@ def test_training_differences_name_every_changed_training_key(tmp_path):
     assert saved["eval"]["num_chips"] == 4
     # Evaluation settings may change; training settings may not.
     config_lib.check_same_training(config_lib.load_config("digits:smoke", overrides=["eval.num_chips=9"]), tmp_path)
+    placement = config_lib.load_config("digits:smoke", overrides=["model.kwargs.preactivation_site=sign_input"])
+    config_lib.check_same_training(placement, tmp_path)  # where faults go is not training
     other = config_lib.load_config("digits:smoke", overrides=["train.steps=9", "rate=0.1"])
     with pytest.raises(ConfigError, match=r"differing keys: rate: 0.3 -> 0.1; train.steps: 8 -> 9"):
         config_lib.check_same_training(other, tmp_path)
