@@ -255,12 +255,23 @@ def _compilation_cache(args) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (a notebook or a test may swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _log_to_stderr() -> None:
     """The library's INFO messages on stderr (absl, imported by orbax, claims the root logger)."""
-    if not any(getattr(h, "_invnorm", False) for h in log.handlers):
-        handler = logging.StreamHandler()
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._invnorm = True
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False

@@ -92,7 +92,7 @@ def test_csv_has_a_row_per_level(demo_run):
 def test_rerun_reuses_checkpoints_and_gives_the_same_numbers(demo_run, tmp_path):
     before = json.loads((demo_run / "results.json").read_text())
     code = cli.main(["demo", "--smoke", "--tasks", "digits", "--methods", "proposed", "--out", str(demo_run),
-                     "--no-progress", "--no-ood"])
+                     "--no-progress", "--no-ood", "--config.eval.num_chips=3"])
     assert code == 0
     after = json.loads((demo_run / "results.json").read_text())
     a, b = (r["tasks"]["digits"]["methods"]["proposed"] for r in (after, before))
