@@ -35,7 +35,7 @@ def test_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
 
     work = tmp_path / "elsewhere"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS", "INVNORM_CACHE_DIR")}
     where = _run([str(py), "-c", "import invnorm_jax; print(invnorm_jax.__file__)"], cwd=work, env=env).stdout
     assert where.startswith(str(venv)), where  # the wheel's copy, not the source tree
     _run([str(venv / "bin" / "invnorm-jax"), "demo", "--smoke", "--tasks", "digits", "--methods", "proposed",
