@@ -122,7 +122,8 @@ def plot_task(task: str, t: TaskResult, path) -> None:
                             color=color, alpha=0.18, lw=0)
         sweep = t.sweeps[name]
         ax.set_title(f"{task}: {name.replace('_', ' ')} ({sweep.site})", fontsize=10)
-        ax.set_xlabel(LEVEL_LABELS.get(sweep.kind, "level"))
+        ax.set_xlabel("sigma (x normalized activation)" if sweep.site == "preactivation" and sweep.kind != "uniform"
+                      else LEVEL_LABELS.get(sweep.kind, "level"))
         ax.set_ylabel(_unit(t.metric))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
