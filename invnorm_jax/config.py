@@ -131,6 +131,14 @@ def _article(word: str) -> str:
     return f"an {word}" if word[0] in "aeiou" else f"a {word}"
 
 
+def _literal(text: str) -> Any:
+    """A Python literal (``7``, ``0.1``, ``(0, 0.1)``, ``None``), or else the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def _parse_value(text: str, current: Any, key: str) -> Any:
     if isinstance(current, bool):
         if text.lower() in ("true", "1", "yes"):
@@ -138,14 +146,10 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
         if text.lower() in ("false", "0", "no"):
             return False
         raise ConfigError(f"--config.{key}={text!r}: expected true or false.")
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text  # a bare word: a string
+    value = _literal(text)
     if isinstance(current, (tuple, list)):
         if isinstance(value, str):
-            value = [ast.literal_eval(v) if v.strip()[:1].isdigit() or v.strip()[:1] in "-." else v.strip()
-                     for v in value.split(",") if v.strip()]
+            value = [_literal(v.strip()) for v in value.split(",") if v.strip()]
         if not isinstance(value, (tuple, list)):
             value = [value]
         return type(current)(value)
