@@ -56,8 +56,10 @@ def num_samples_of(config, method: str) -> int:
     return 1 if is_deterministic(config, method) else int(config.eval.num_samples)
 
 
-def _fault_of(sweep, level: float = 0.0) -> Fault:
-    return Fault(sweep.kind, level, site=sweep.site, per_inference=sweep.per_inference)
+def fault_of(spec, level: float = 0.0) -> Fault:
+    """The :class:`Fault` of a config entry (a sweep, or ``ood.fault``) at ``level``."""
+    return Fault(spec["kind"], float(level), site=spec.get("site", "weights"),
+                 per_inference=spec.get("per_inference", False))
 
 
 def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | Sequence[str] = True,
@@ -84,7 +86,7 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
             continue
         rows = []
         for level in tqdm(sweep.levels, desc=f"{config.name}/{method}/{name}", disable=not progress, leave=False):
-            per_chip = per_chip_metric(model, x, y, metric, fault=_fault_of(sweep), level=float(level),
+            per_chip = per_chip_metric(model, x, y, metric, fault=fault_of(sweep), level=float(level),
                                        num_chips=int(ev.num_chips), **common)
             rows.append(Level(level=float(level), mean=float(per_chip.mean()), std=float(per_chip.std()),
                               chips=per_chip.tolist()))

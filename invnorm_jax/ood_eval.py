@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from invnorm_jax import ood
 from invnorm_jax.data.common import Split
 from invnorm_jax.faults import Fault, simulate_chips
-from invnorm_jax.evaluation import is_deterministic
+from invnorm_jax.evaluation import fault_of, is_deterministic
 from invnorm_jax.results import OODResult, OODShift
 
 
@@ -132,14 +132,6 @@ def _without_stage(row: dict) -> dict:
     return {k: v for k, v in row.items() if k != "stage"}
 
 
-def fault_of(spec) -> Fault | None:
-    """The :class:`Fault` of a config's ``ood.fault`` entry (None: healthy only)."""
-    if spec is None:
-        return None
-    return Fault(spec["kind"], float(spec["level"]), site=spec.get("site", "weights"),
-                 per_inference=spec.get("per_inference", False))
-
-
 def run_ood(config, models: dict, split: Split, *, num_samples: dict[str, int], progress: bool = True) -> OODResult:
     """The OOD study of trained ``models`` (``{method: model}``) on ``split``'s test set.
 
@@ -154,7 +146,7 @@ def run_ood(config, models: dict, split: Split, *, num_samples: dict[str, int], 
     start = time.time()
     s = config.ood
     stages = shift_stages(s)
-    fault = fault_of(s.fault)
+    fault = None if s.fault is None else fault_of(s.fault, s.fault.level)  # None: healthy only
     raw = s.domain == "raw" and split.mean is not None and split.std is not None
     result = OODResult(
         threshold=s.threshold, q=s.q if s.threshold == "quantile" else None, calibration=s.calibration,
