@@ -63,6 +63,7 @@ def get_config(variant: str = "full"):
     c.eval.num_chips = {"full": 100, "quick": 100, "smoke": 2}[variant]
     c.eval.num_samples = {"full": 10, "quick": 5, "smoke": 2}[variant]
     c.eval.max_test = {"full": None, "quick": None, "smoke": 16}[variant]
+    c.eval.chunk_size = 10  # the LSTM's batched matmuls pay for vmapped chips (docs/benchmarks.md)
     c.sweeps.bit_flip = sweep("bit_flip", rates)  # the paper's largest LSTM claim (§IV-D)
     for kind in ("additive", "multiplicative", "uniform"):
         c.sweeps[kind] = sweep(kind, levels)
