@@ -63,14 +63,20 @@ def fault_of(spec, level: float = 0.0) -> Fault:
 
 
 def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | Sequence[str] = True,
-                    progress: bool = True) -> MethodResult:
+                    progress: bool = True, reuse_fault_free: bool = True) -> MethodResult:
     """Fault-free metric and (with ``sweeps``) every sweep of ``config`` for one trained model.
 
-    ``sweeps``: True for every sweep of the config, False for none, or the names of some.
+    Args:
+      model, config, split, method: the trained model, its config, its data and its method.
+      sweeps: True for every sweep of the config, False for none, or the names of some.
+      progress: show a progress bar per sweep.
+      reuse_fault_free: level 0 of every sweep is the fault-free metric on every chip, without
+        simulating it again (False: simulate it, as a check; the values agree to float rounding).
 
     Every level of a sweep reuses one compiled chip simulator (the level is traced), and chip
     ``i`` is the same chip at every level. The fault-free metric is one chip at a zero-level
-    fault with the same MC sample keys, so level 0 of a sweep reproduces it on every chip.
+    fault with the same MC sample keys as every chip, so a zero-level fault, which is no fault,
+    reproduces it on every chip: a sweep's level 0 costs nothing.
     """
     ev = config.eval
     deterministic = is_deterministic(config, method)
@@ -86,8 +92,11 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
             continue
         rows = []
         for level in tqdm(sweep.levels, desc=f"{config.name}/{method}/{name}", disable=not progress, leave=False):
-            per_chip = per_chip_metric(model, x, y, metric, fault=fault_of(sweep), level=float(level),
-                                       num_chips=int(ev.num_chips), **common)
+            if float(level) == 0.0 and reuse_fault_free:  # no fault: every chip is the fault-free run
+                per_chip = np.full(int(ev.num_chips), healthy[0])
+            else:
+                per_chip = per_chip_metric(model, x, y, metric, fault=fault_of(sweep), level=float(level),
+                                           num_chips=int(ev.num_chips), **common)
             rows.append(Level(level=float(level), mean=float(per_chip.mean()), std=float(per_chip.std()),
                               chips=per_chip.tolist()))
         result.sweeps[name] = rows

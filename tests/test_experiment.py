@@ -70,3 +70,24 @@ def test_counts_of_slices_add_up_to_the_whole_set(outputs):
     np.testing.assert_allclose(metrics.metric_from_counts(np.asarray(whole), "accuracy"), summary["per_chip"])
     with pytest.raises(ValueError, match="metric='f1'"):
         metrics.chip_counts(flat, labels, "f1")
+
+
+@pytest.mark.parametrize("method", ["proposed", "nn"])
+def test_level_zero_reuses_the_fault_free_run_and_agrees_with_simulating_it(method):
+    from invnorm_jax.config import load_config
+    from invnorm_jax.data.common import Split
+
+    config = load_config("digits:smoke")
+    config.eval.num_chips, config.eval.num_samples = 4, 3
+    model = build_model("resnet", method, in_channels=1, num_classes=10, widths=(8, 8), blocks=(1, 1),
+                        rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 8, 8, 1)).astype(np.float32)
+    split = Split(x, np.arange(20) % 10, x, np.arange(20) % 10, num_classes=10)
+    reused = evaluation.evaluate_method(model, config, split, method, progress=False)
+    simulated = evaluation.evaluate_method(model, config, split, method, progress=False, reuse_fault_free=False)
+    for name, rows in reused.sweeps.items():
+        assert rows[0].level == 0.0 and rows[0].chips == [reused.fault_free] * 4
+        np.testing.assert_allclose(simulated.sweeps[name][0].chips, rows[0].chips, atol=1e-6)
+        for a, b in zip(rows[1:], simulated.sweeps[name][1:]):
+            assert a.chips == b.chips  # the other levels are simulated either way

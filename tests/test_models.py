@@ -355,6 +355,30 @@ def test_lstm_uses_one_set_of_faulty_weights_at_every_step():
     np.testing.assert_allclose(forward(model, x, key, faults=faults), unrolled(state, x), rtol=1e-5, atol=1e-6)
 
 
+def test_lstm_cell_scan_is_the_step_by_step_loop_on_a_faulty_chip():
+    # scan() deploys and faults both kernels once and projects every input step in one matmul;
+    # the values must be those of calling the cell step by step (gate site, affine dropout, bit-flips).
+    from invnorm_jax.faults import Fault, FaultContext
+    from invnorm_jax.nn import QuantLSTMCell, norm_site
+
+    cell = QuantLSTMCell(3, 4, gate_site=norm_site("proposed", 16, norm="layer", rngs=nnx.Rngs(1)),
+                         rngs=nnx.Rngs(0))
+    cell.input_proj.fault_id, cell.recurrent_proj.fault_id = 1, 2
+    xs = jax.random.normal(jax.random.key(0), (5, 9, 3))
+    faults, key = FaultContext(Fault("bit_flip", 0.05), jax.random.key(3)), jax.random.key(7)
+    carry, steps = cell.initialize_carry(5), []
+    for t in range(xs.shape[1]):
+        carry, h = cell(carry, xs[:, t], key=key, faults=faults)
+        steps.append(h)
+    want = np.stack([np.asarray(h) for h in steps], axis=1)
+    got = np.asarray(cell.scan(xs, key=key, faults=faults))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    clean = np.asarray(cell.scan(xs, key=key))
+    assert np.abs(clean - got).max() > 1e-3  # the faults reached the scanned cell
+    with pytest.raises(ValueError, match="batch, time, features"):
+        cell.scan(xs[0])
+
+
 # ----------------------------------------------------------------- registry
 
 

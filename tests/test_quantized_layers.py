@@ -14,9 +14,9 @@ from invnorm_jax.nn.quantized import (
     EDEProgress,
     QuantConv,
     QuantDense,
-    QuantLSTMCell,
     set_training_progress,
 )
+from invnorm_jax.nn.recurrent import QuantLSTMCell
 
 
 class RecordingFaults:

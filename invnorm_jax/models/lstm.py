@@ -21,21 +21,23 @@ model that must output the level itself extrapolates badly (test RMSE 0.27-0.38 
 deviations after 600 steps, against 0.04 for persistence) while the residual one matches
 persistence (0.038-0.041) and learns the seasonal correction on top.
 
-The time loop is a ``jax.lax.scan`` over one set of cell weights, so every step of one chip
-sees the same faulty weights (a cell's projections keep their ``fault_id``).
+The time loop is :meth:`QuantLSTMCell.scan`: a ``jax.lax.scan`` over one set of cell weights,
+deployed and faulted once per sequence, so every step of one chip sees the same faulty weights
+(a cell's projections keep their ``fault_id``).
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+import jax  # noqa: F401  (the doctests use it)
+import jax.numpy as jnp  # noqa: F401  (the doctests use it)
 from flax import nnx
 
 from invnorm_jax._checks import check_choice
 from invnorm_jax.faults.context import number_fault_sites
 from invnorm_jax.models.common import Call, check_method
 from invnorm_jax.nn.norm import norm_site
-from invnorm_jax.nn.quantized import QuantDense, QuantLSTMCell
+from invnorm_jax.nn.quantized import QuantDense
+from invnorm_jax.nn.recurrent import QuantLSTMCell
 
 #: Where the LSTM's normalization site sits: on the output sequence, or on the gate sums.
 NORM_PLACEMENTS = ("hidden", "gates")
@@ -102,17 +104,6 @@ class LSTMForecaster(nnx.Module):
         self.head = QuantDense(hidden, out_features, bits=bits, act_bits=bits, rngs=rngs)
         self.num_fault_sites = number_fault_sites(self)
 
-    @staticmethod
-    def _scan_cell(cell: QuantLSTMCell, xs: jax.Array, cell_kwargs: dict) -> jax.Array:
-        """Run ``cell`` over the time axis of ``xs`` ``[B, L, F]``; hidden states ``[B, L, H]``."""
-
-        def step(carry, x_t):
-            return cell(carry, x_t, **cell_kwargs)
-
-        # The cell is closed over, not scanned over: one set of weights serves every step.
-        _, hs = jax.lax.scan(step, cell.initialize_carry(xs.shape[0], xs.dtype), jnp.swapaxes(xs, 0, 1))
-        return jnp.swapaxes(hs, 0, 1)
-
     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         """Forecast ``[B, out_features]`` from windows ``[B, L, in_features]``."""
         if x.ndim != 3:
@@ -120,7 +111,7 @@ class LSTMForecaster(nnx.Module):
         call = Call(key, train, deterministic, faults)
         h = x
         for cell, site in zip(self.cells, self.sites):
-            h = self._scan_cell(cell, h, call.kw)
+            h = cell.scan(h, **call.kw)
             h = h if site is None else site(h, **call.kw)
         y = self.head(h[:, -1], **call.kw)
         return x[:, -1] + y if self.residual else y

@@ -20,9 +20,9 @@ from invnorm_jax.nn.quantized import (
     EDEProgress,
     QuantConv,
     QuantDense,
-    QuantLSTMCell,
     set_training_progress,
 )
+from invnorm_jax.nn.recurrent import QuantLSTMCell
 
 __all__ = [
     "number_stochastic_sites",

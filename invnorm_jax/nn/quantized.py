@@ -1,4 +1,5 @@
-"""Binary (IR-Net) and k-bit quantized layers, PACT, and a quantized LSTM cell (Flax NNX).
+"""Binary (IR-Net) and k-bit quantized layers and PACT (Flax NNX); the LSTM cell is in
+:mod:`invnorm_jax.nn.recurrent`.
 
 Thin shells over :mod:`invnorm_jax.functional.quantize`: they hold the float latent weights
 and call the quantizers. Channels last. Every layer follows the library's calling convention
@@ -42,7 +43,6 @@ __all__ = [
     "PACT",
     "QuantConv",
     "QuantDense",
-    "QuantLSTMCell",
     "set_training_progress",
 ]
 
@@ -290,57 +290,12 @@ class QuantDense(_QuantLayer):
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
-        kernel = self._effective_kernel(faults)
+        return self.project(x, self._effective_kernel(faults))
+
+    def project(self, x, kernel):
+        """``fake_quant(x) @ kernel + bias`` with a kernel already deployed (and faulted) by the
+        caller, e.g. once for every step of a recurrent loop; ``x`` is ``[rows, in_features]``."""
         return self._add_bias(self._quant_input(x) @ kernel.astype(x.dtype))
-
-
-class QuantLSTMCell(nnx.Module):
-    """LSTM cell whose input and recurrent matmuls are k-bit :class:`QuantDense` layers.
-
-    With ``z = W_x x + W_h h + b`` split into gates ``(i, f, g, o)``::
-
-        c' = sigmoid(f) * c + sigmoid(i) * tanh(g),    h' = sigmoid(o) * tanh(c')
-
-    With a ``gate_site`` (a normalization site over the ``4 * hidden`` gate sums, LayerNorm-LSTM
-    style), ``z`` is normalized before the split: ``z = gate_site(W_x x + W_h h + b)``.
-
-    The forget-gate bias starts at 1. The cell itself is not a fault site: its two
-    projections (``input_proj``, ``recurrent_proj``) are, and as their ``fault_id`` is
-    fixed, every time step of one chip sees the same faulty weights. The carry is
-    ``(c, h)``, as in ``nnx.LSTMCell``.
-
-    >>> cell = QuantLSTMCell(3, 5, rngs=nnx.Rngs(0))
-    >>> carry, h = cell(cell.initialize_carry(2), jnp.ones((2, 3)))
-    >>> h.shape
-    (2, 5)
-    """
-
-    def __init__(self, in_features: int, hidden_features: int, *, bits: int | None = 8,
-                 act_bits: int | None = 8, gate_site: nnx.Module | None = None, rngs: nnx.Rngs):
-        self.hidden_features = hidden_features
-        self.gate_site = gate_site
-        gates = 4 * hidden_features
-        self.input_proj = QuantDense(in_features, gates, bits=bits, act_bits=act_bits, rngs=rngs)
-        self.recurrent_proj = QuantDense(hidden_features, gates, bits=bits, act_bits=act_bits, use_bias=False,
-                                         kernel_init=nnx.initializers.orthogonal(), rngs=rngs)
-        bias = jnp.zeros((gates,), jnp.float32).at[hidden_features : 2 * hidden_features].set(1.0)
-        self.input_proj.bias[...] = bias
-
-    def initialize_carry(self, batch: int, dtype=jnp.float32):
-        """Zero ``(c, h)``, each ``[batch, hidden_features]``."""
-        zeros = jnp.zeros((batch, self.hidden_features), dtype)
-        return zeros, zeros
-
-    def __call__(self, carry, x, *, key=None, train: bool = False, deterministic: bool | None = None,
-                 faults: FaultContext | None = None):
-        c, h = carry
-        z = self.input_proj(x, faults=faults) + self.recurrent_proj(h, faults=faults)
-        if self.gate_site is not None:  # the same key every step: one mask per sequence
-            z = self.gate_site(z, key=key, train=train, deterministic=deterministic)
-        i, f, g, o = jnp.split(z, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return (c, h), h
 
 
 class PACT(nnx.Module):
