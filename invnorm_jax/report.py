@@ -30,7 +30,7 @@ METHOD_COLORS = {"nn": "#7f7f7f", "spindrop": "#1f77b4", "spatial_spindrop": "#2
 #: The x-axis of a sweep, by fault kind (docs/faults.md gives the units).
 LEVEL_LABELS = {"bit_flip": "bit-flip rate", "stuck_at": "stuck-cell fraction",
                 "additive": "sigma (x largest |w|)", "multiplicative": "sigma (relative)",
-                "uniform": "amplitude a (x largest |w|)"}
+                "uniform": "amplitude a (x largest |w|)", "drift": "time since programming (s)"}
 
 
 def _label(method: str) -> str:
@@ -125,6 +125,8 @@ def plot_task(task: str, t: TaskResult, path) -> None:
         ax.set_xlabel("sigma (x normalized activation)" if sweep.site == "preactivation" and sweep.kind != "uniform"
                       else LEVEL_LABELS.get(sweep.kind, "level"))
         ax.set_ylabel(_unit(t.metric))
+        if sweep.kind == "drift":  # seconds from 0 to ten years
+            ax.set_xscale("symlog", linthresh=60.0)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()

@@ -52,3 +52,13 @@ def base(name: str, variant: str) -> ConfigDict:
 
 def ood_fault(kind: str, level: float, site: str = "weights") -> ConfigDict:
     return ConfigDict(dict(kind=kind, site=site, level=float(level)))
+
+
+#: Seconds since programming of a drift sweep: none, a minute, an hour, a day, a month, a year, ten years.
+DRIFT_TIMES = (0.0, 60.0, 3600.0, 86400.0, 2.6e6, 3.15e7, 3.15e8)
+
+
+def drift_sweep(variant: str = "full") -> ConfigDict:
+    """A conductance-drift sweep (``docs/faults.md``, "Drift") over log-spaced times, in seconds."""
+    times = {"full": DRIFT_TIMES, "quick": (0.0, 86400.0, 3.15e8), "smoke": (0.0, 3.15e8)}[check_variant(variant)]
+    return sweep("drift", times)

@@ -19,11 +19,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from invnorm_jax.faults import drift as drift_lib
 from invnorm_jax.faults import models as fm
 from invnorm_jax.functional.keys import example_keys, fold_in_each
 from invnorm_jax.nn.keys import number_stochastic_sites
 
-KINDS = ("bit_flip", "additive", "multiplicative", "uniform", "stuck_at")
+KINDS = ("bit_flip", "additive", "multiplicative", "uniform", "stuck_at", "drift")
 SITES = ("weights", "preactivation")
 PREACTIVATION_KINDS = ("additive", "multiplicative", "uniform")
 
@@ -36,7 +37,8 @@ class Fault:
       kind: one of ``"bit_flip"`` (level = flip probability per stored bit), ``"additive"``
         (level = sigma in units of the layer's largest weight magnitude), ``"multiplicative"``
         (level = relative sigma), ``"uniform"`` (level = amplitude a of ``U(-a, a)``, in the
-        same units as additive), ``"stuck_at"`` (level = fraction of stuck cells).
+        same units as additive), ``"stuck_at"`` (level = fraction of stuck cells),
+        ``"drift"`` (level = seconds since programming; :mod:`invnorm_jax.faults.drift`).
       level: the strength; 0 means fault-free.
       site: ``"weights"`` (deployed binary weights / integer codes of every quantized layer) or
         ``"preactivation"`` (normalized activation before ``sign()`` in binary networks).
@@ -80,6 +82,8 @@ def _apply_kind(fault: Fault, level, key: jax.Array, w: jax.Array, *, bits: int 
         return fm.additive_variation(key, w, sigma=level)
     if fault.kind == "multiplicative":
         return fm.multiplicative_variation(key, w, sigma=level)
+    if fault.kind == "drift":  # conductance drift, PCM-like defaults (invnorm_jax.faults.drift)
+        return drift_lib.drift(key, w, t=level)
     if fault.kind == "uniform":
         # Float before abs: abs(-128) overflows in int8.
         return fm.uniform_noise(key, w, amplitude=level * jnp.max(jnp.abs(w.astype(jnp.float32))))

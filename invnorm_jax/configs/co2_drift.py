@@ -1,0 +1,22 @@
+"""The ``co2`` task with a conductance-drift sweep (seconds since programming) instead of its other sweeps.
+
+Not part of the demo: it adds a sweep of seven times to every method. Its training fields are
+those of ``co2``, so it evaluates the checkpoints ``co2`` trained::
+
+    invnorm-jax sweep --config co2_drift --workdir runs/co2 --out runs/co2-drift
+
+(``--config co2_drift:quick`` with a ``co2:quick`` workdir.) See ``docs/faults.md``, "Drift".
+"""
+
+from ml_collections import ConfigDict
+
+from invnorm_jax.configs import co2
+from invnorm_jax.configs._common import drift_sweep
+
+
+def get_config(variant: str = "full"):
+    c = co2.get_config(variant)
+    c.name = "co2_drift"
+    c.sweeps = ConfigDict(dict(drift=drift_sweep(variant)))
+    c.ood.shifts = ()
+    return c

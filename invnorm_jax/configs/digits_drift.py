@@ -1,0 +1,22 @@
+"""The ``digits`` task with a conductance-drift sweep (seconds since programming) instead of its other sweeps.
+
+Not part of the demo: it adds a sweep of seven times to every method. Its training fields are
+those of ``digits``, so it evaluates the checkpoints ``digits`` trained::
+
+    invnorm-jax sweep --config digits_drift --workdir runs/digits --out runs/digits-drift
+
+(``--config digits_drift:quick`` with a ``digits:quick`` workdir.) See ``docs/faults.md``, "Drift".
+"""
+
+from ml_collections import ConfigDict
+
+from invnorm_jax.configs import digits
+from invnorm_jax.configs._common import drift_sweep
+
+
+def get_config(variant: str = "full"):
+    c = digits.get_config(variant)
+    c.name = "digits_drift"
+    c.sweeps = ConfigDict(dict(drift=drift_sweep(variant)))
+    c.ood.shifts = ()
+    return c
