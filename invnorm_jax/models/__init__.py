@@ -30,6 +30,7 @@ from invnorm_jax.models.lstm import LSTMForecaster
 from invnorm_jax.models.m5 import M5
 from invnorm_jax.models.resnet import BasicBlock, BinaryResNet
 from invnorm_jax.models.unet import UNet
+from invnorm_jax.nn.noise_training import DEFAULT_LEVEL, DEFAULT_NOISE, enable_weight_noise
 
 MODELS: dict[str, type[nnx.Module]] = {
     "resnet": BinaryResNet,
@@ -59,9 +60,13 @@ def build_model(name: str, method: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Modu
 
     Args:
       name: ``"resnet"``, ``"m5"``, ``"lstm"``, ``"unet"``, or a preset of :data:`PRESETS`.
-      method: ``"nn"``, ``"spindrop"``, ``"spatial_spindrop"`` or ``"proposed"``.
+      method: ``"nn"``, ``"spindrop"``, ``"spatial_spindrop"``, ``"proposed"`` or
+        ``"noisy_training"`` (the ``nn`` model wrapped by
+        :class:`~invnorm_jax.nn.noise_training.NoisyTraining`: weight noise in training only).
       rngs: ``nnx.Rngs`` for the initial weights.
-      **kwargs: constructor arguments; they override a preset's.
+      **kwargs: constructor arguments; they override a preset's. ``train_noise``
+        (``"additive"``, default, or ``"multiplicative"``) and ``train_noise_level`` (default
+        0.1) set ``noisy_training``'s weight noise; the other methods ignore them.
 
     Raises:
       ValueError: for an unknown name or method; the message lists the allowed ones.
@@ -72,6 +77,10 @@ def build_model(name: str, method: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Modu
     if name not in MODELS:
         raise ValueError(f"model name={name!r} is unknown; expected one of {available_models()}.")
     check_method(method)
+    noise = {k: kwargs.pop(k) for k in ("train_noise", "train_noise_level") if k in kwargs}
+    if method == "noisy_training":  # the nn network, trained with weight noise (nn.noise_training)
+        return enable_weight_noise(MODELS[name]("nn", rngs=rngs, **kwargs), noise.get("train_noise", DEFAULT_NOISE),
+                                   noise.get("train_noise_level", DEFAULT_LEVEL))
     return MODELS[name](method, rngs=rngs, **kwargs)
 
 

@@ -20,9 +20,9 @@ from invnorm_jax.functional.dropout import mc_dropout, mc_spatial_dropout
 from invnorm_jax.functional.norm import MODES, _check_groups, affine_dropout, inverted_norm, normalize
 from invnorm_jax.nn.keys import ROOT_ID, layer_keys, resolve_key, rng_stream
 
-METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed")
+METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed", "noisy_training")
 #: Methods without a sampler at test time: one forward pass is their prediction (T = 1).
-DETERMINISTIC_METHODS = ("nn",)
+DETERMINISTIC_METHODS = ("nn", "noisy_training")
 NORM_KINDS = ("batch", "layer", "group")
 
 
@@ -223,6 +223,7 @@ def norm_site(
     ``spindrop``              conventional ``norm`` + MC dropout (``rate``)
     ``spatial_spindrop``      conventional ``norm`` + MC spatial dropout
     ``proposed``              :class:`InvertedNorm` + affine dropout (``rate``)
+    ``noisy_training``        as ``nn`` (its weight noise: ``nn.noise_training``)
     ========================  ==================================================
 
     ``norm`` is the baselines' conventional norm (``"batch"`` for CNNs, ``"layer"`` where the
@@ -233,5 +234,5 @@ def norm_site(
     if method == "proposed":
         return InvertedNorm(num_features, num_groups=num_groups, rate=rate, mode=mode, rngs=rngs, **inverted_kwargs)
     conventional = ConventionalNorm(num_features, kind=norm, num_groups=num_groups, rngs=rngs)
-    dropout = {"nn": None, "spindrop": MCDropout, "spatial_spindrop": MCSpatialDropout}[method]
+    dropout = {"nn": None, "noisy_training": None, "spindrop": MCDropout, "spatial_spindrop": MCSpatialDropout}[method]
     return NormSite(conventional, None if dropout is None else dropout(rate))

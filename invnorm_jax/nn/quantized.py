@@ -240,7 +240,9 @@ class _QuantLayer(nnx.Module):
             return kernel if self.bits is None else fake_quant(kernel, self.bits, axis=-1)
         codes, scale = self.deployed_weights()
         codes = faults.weights(self.fault_id, codes, bits=self.bits)
-        return codes.astype(kernel.dtype) * scale
+        deployed = codes.astype(kernel.dtype) * scale
+        # Integer codes carry no gradient: pass it straight through, as fake_quant (+ exact 0 forward).
+        return deployed if self.bits is None else deployed + (kernel - jax.lax.stop_gradient(kernel))
 
     def _quant_input(self, x):
         # Scale per example (axis 0), so that an example's output never depends on which
