@@ -13,12 +13,18 @@ A checkpoint that cannot be loaded raises one of three errors, each naming the c
   (the differing arrays and shapes are named; use the config it was trained with).
 * :class:`CheckpointCorruptError`: files that cannot be read (truncated, garbage): delete the
   damaged step folder to fall back to the previous checkpoint, or the whole folder.
+
+:func:`interrupts_held` makes Ctrl-C wait for the training step under way, so that the
+checkpoint saved on an interrupt never holds a half-applied update.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pathlib
+import signal
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +90,29 @@ def _uncommitted(a):
     if isinstance(a, jax.Array) and not jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
         return jnp.asarray(np.asarray(a))
     return a
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it.
+
+    An interrupt so lands between training steps (or after a save), never while the model and
+    optimizer are half-updated, and the checkpoint saved on Ctrl-C is a whole step. Outside the main thread (where Python delivers no signals) the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
 
 
 class Checkpointer:

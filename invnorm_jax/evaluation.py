@@ -101,12 +101,13 @@ class LevelCache:
 
     A file is named by a hash of everything its per-chip values depend on (:meth:`key`): the
     model's weights, the test data, the config except its sweeps, OOD study and names, the
-    fault (kind, site, per-inference) and the level. Any change, a retrained model or another
-    ``eval.num_chips``, ``eval.num_samples``, ``seed`` or fault, gives other names, so stale
-    values are never read; a level is reused whatever the other levels of its sweep are,
-    because chip ``i`` is the same chip at every level. Files are written atomically (a temporary
-    file, then ``os.replace``), so a kill leaves either the whole file or none. Delete the
-    folder to recompute everything.
+    fault (kind, site, per-inference) and the level, the versions of invnorm-jax and JAX, the
+    backend, the devices and ``XLA_FLAGS``. Any change (a retrained model, another ``eval.num_chips``,
+    ``eval.num_samples``, ``seed`` or fault) gives other names, so stale values are never
+    read; a level is reused whatever the other levels of its sweep are, because chip ``i`` is
+    the same chip at every level. Files are written atomically (a temporary file, then
+    ``os.replace``), so a kill leaves either the whole file or none. Delete the folder to
+    recompute everything.
     """
 
     def __init__(self, folder):
@@ -152,7 +153,11 @@ def cache_base(model, config, split: Split, method: str) -> dict:
     from invnorm_jax import __version__, config as config_lib
 
     conf = {k: v for k, v in config_lib.to_dict(config).items() if k not in NOT_IN_KEY}
-    return {"format": 1, "invnorm_jax": __version__, "method": method, "config": conf,
+    # Other kernels may round differently: values from another JAX, backend, device or XLA_FLAGS
+    # are not reused.
+    devices = f"{jax.local_device_count()} x {jax.devices()[0].device_kind}"
+    return {"format": 1, "invnorm_jax": __version__, "jax": jax.__version__, "backend": jax.default_backend(),
+            "devices": devices, "xla_flags": os.environ.get("XLA_FLAGS", ""), "method": method, "config": conf,
             "model": fingerprint(nnx.to_pure_dict(nnx.state(model))),
             "data": fingerprint(split.x_test, split.y_test, (split.extras or {}).get(TEST_MASK))}
 

@@ -11,14 +11,11 @@ non-finite checkpoint is written.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import pathlib
-import signal
-import threading
 import time
 from collections.abc import Callable
 
@@ -37,6 +34,7 @@ from invnorm_jax.checkpoint import (  # noqa: F401  (re-exported: train's public
     CheckpointIncompatibleError,
     Checkpointer,
     CheckpointMissingError,
+    interrupts_held,
 )
 from invnorm_jax.nn.quantized import set_training_progress  # IR-Net's EDE temperature
 
@@ -238,7 +236,7 @@ def train(
 
     try:
         for step in bar:
-            with _sigint_held():
+            with interrupts_held():
                 idx = batch_indices(len(x), config.batch_size, config.seed, step)
                 xb = x[idx] if augment is None else augment(x[idx], np.random.default_rng([config.seed, step, 7]))
                 if check and augment is not None:
@@ -255,7 +253,7 @@ def train(
                 if ckpt is not None and (step + 1) % config.checkpoint_every == 0:
                     save(step + 1)
         if ckpt is not None and ckpt.latest_step() != end:
-            with _sigint_held():
+            with interrupts_held():
                 save(end)
     except KeyboardInterrupt:
         if ckpt is not None:
@@ -271,28 +269,6 @@ def train(
             ckpt.close()
     set_training_progress(model, 1.0)
     return {"losses": reader.losses, "start_step": start, "steps": config.steps}
-
-
-@contextlib.contextmanager
-def _sigint_held():
-    """Hold Ctrl-C (SIGINT) until the block ends: an interrupt lands between steps, never mid-update.
-
-    Outside the main thread (where Python delivers no signals) the block runs as it is.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        if callable(previous):
-            previous(signal.SIGINT, None)
-        elif previous != signal.SIG_IGN:
-            raise KeyboardInterrupt
 
 
 def _check_parameters(model, step: int, reader: "_LossReader") -> None:
