@@ -10,6 +10,8 @@ The pipeline behind every ``invnorm-jax`` subcommand::
 A method's checkpoints live in ``workdir/<method>/checkpoints`` beside the ``config.json`` it
 was trained with; an interrupted run resumes there, a finished one is only loaded, and a
 config that differs in a training field (:data:`invnorm_jax.config.TRAINING_KEYS`) is refused.
+Every finished sweep level is kept in ``workdir/<method>/sweep_levels`` as it completes
+(:class:`~invnorm_jax.evaluation.LevelCache`), so an interrupted sweep resumes there too.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from flax import nnx
 from invnorm_jax import config as config_lib
 from invnorm_jax.data import AUGMENTATIONS, get_dataset
 from invnorm_jax.data.common import Split
-from invnorm_jax.evaluation import evaluate_method, num_samples_of
+from invnorm_jax.evaluation import LevelCache, evaluate_method, num_samples_of
 from invnorm_jax.metrics import TASK_METRICS
 from invnorm_jax.models import build_model
 from invnorm_jax.results import SweepInfo, TaskResult
@@ -98,7 +100,8 @@ def task_result(config) -> TaskResult:
 
 
 def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_models: bool = True,
-             sweeps: bool | Sequence[str] = True, ood: bool = True, progress: bool = True) -> TaskResult:
+             sweeps: bool | Sequence[str] = True, ood: bool = True, progress: bool = True,
+             resume_sweeps: bool = True) -> TaskResult:
     """Train (or load) each method once, evaluate it, and run the OOD study on the same models.
 
     Args:
@@ -109,6 +112,8 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
       sweeps: run the config's fault sweeps (False: the fault-free metric only; or some names).
       ood: run the OOD study when the config has one (``ood.shifts`` not empty).
       progress: progress bars.
+      resume_sweeps: keep each finished sweep level in ``workdir/<method>/sweep_levels`` and
+        reuse the ones a previous (interrupted) run of the same model and evaluation finished.
     """
     methods = check_methods(config, methods)
     split = load_data(config)
@@ -124,7 +129,8 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
         else:
             model = load_trained(config, method, wd)
         trained = time.perf_counter()
-        entry = evaluate_method(model, config, split, method, sweeps=sweeps, progress=progress)
+        cache = LevelCache(wd / "sweep_levels") if resume_sweeps else None
+        entry = evaluate_method(model, config, split, method, sweeps=sweeps, progress=progress, cache=cache)
         entry.seconds = {"train": round(trained - start, 1), "evaluate": round(time.perf_counter() - trained, 1)}
         result.methods[method] = entry
         models[method] = model

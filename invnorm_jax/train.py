@@ -3,12 +3,16 @@
 Everything a step uses is a function of ``(seed, step)``: the minibatch is the ``step``-th of
 an epoch-seeded permutation, the dropout key is ``fold_in(key, step)`` and the IR-Net EDE
 temperature follows ``step / total_steps``. A run interrupted after a checkpoint and resumed
-therefore continues exactly as the uninterrupted run would have.
+therefore ends with the same weights, bit for bit, as the uninterrupted run
+(:mod:`invnorm_jax.checkpoint`: what is saved, and the errors of a checkpoint that cannot be read).
+A loss that becomes NaN or Inf stops training with :class:`TrainingDivergedError` before any
+non-finite checkpoint is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import pathlib
@@ -19,11 +23,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm.auto import tqdm
 
+from invnorm_jax import numerics
 from invnorm_jax._checks import check_choice
+from invnorm_jax.checkpoint import (  # noqa: F401  (re-exported: train's public names)
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointIncompatibleError,
+    Checkpointer,
+    CheckpointMissingError,
+    interrupts_held,
+)
 from invnorm_jax.nn.quantized import set_training_progress  # IR-Net's EDE temperature
 
 LOSSES = ("xent", "mse", "seg_xent")
@@ -34,8 +46,13 @@ SCHEDULES = ("cosine", "constant")
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint folder that cannot be read back."""
+#: What to try when the loss stops being finite.
+DIVERGED_HINT = ("Lower train.learning_rate (or add train.warmup_steps), or check the data for NaN/Inf "
+                 "(INVNORM_CHECK_FINITE=1 names the first non-finite input or parameter).")
+
+
+class TrainingDivergedError(numerics.NonFiniteError):
+    """The training loss (or a parameter) became NaN or Inf; no checkpoint was written after it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +121,13 @@ def make_schedule(config: TrainConfig) -> optax.Schedule:
     return optax.join_schedules([optax.linear_schedule(peak / (warm + 1), peak, warm), main], [warm])
 
 
+@functools.lru_cache(maxsize=16)
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """The optax transformation of ``config``: schedule, optimizer, weight decay."""
+    """The optax transformation of ``config``: schedule, optimizer, weight decay.
+
+    One object per recipe: the optimizer is static in the jitted step, so a resumed (or
+    repeated) run with the same recipe reuses the step compiled for it.
+    """
     lr = make_schedule(config)
     if config.optimizer == "adam":
         return optax.adam(lr)
@@ -142,55 +164,6 @@ def _train_step(model, optimizer, x, y, key, *, loss_kind):
     return loss
 
 
-class Checkpointer:
-    """Orbax checkpoints of the model and optimizer state in ``workdir/checkpoints``."""
-
-    def __init__(self, workdir, max_to_keep: int = 2):
-        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
-        self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-        )
-
-    @staticmethod
-    def _tree(model, optimizer=None):
-        tree = {"model": nnx.to_pure_dict(nnx.state(model))}
-        if optimizer is not None:
-            tree["optimizer"] = nnx.to_pure_dict(nnx.state(optimizer))
-        return tree
-
-    def latest_step(self) -> int | None:
-        return self.manager.latest_step()
-
-    def save(self, step: int, model, optimizer=None) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(self._tree(model, optimizer)), force=True)
-        self.manager.wait_until_finished()
-
-    def restore(self, model, optimizer=None, step: int | None = None) -> int:
-        """Load the latest (or ``step``'s) checkpoint into ``model`` (and ``optimizer``)."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise CheckpointError(f"no checkpoint in {self.directory}: train first (invnorm-jax train ...).")
-        target = self._tree(model, optimizer)
-        # Without an optimizer, read the model's subtree only: evaluation needs no moments.
-        args = ocp.args.StandardRestore(target) if optimizer is not None else ocp.args.PyTreeRestore(
-            target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True)
-        try:
-            restored = self.manager.restore(step, args=args)
-        except Exception as err:  # orbax raises many types for a damaged folder
-            raise CheckpointError(
-                f"checkpoint {self.directory / str(step)} cannot be read ({type(err).__name__}: {err}). "
-                f"It is damaged or from another model/config: delete {self.directory} to start over, "
-                "or point --workdir at the right run."
-            ) from err
-        nnx.update(model, restored["model"])
-        if optimizer is not None:
-            nnx.update(optimizer, restored["optimizer"])
-        return step
-
-    def close(self) -> None:
-        self.manager.close()
-
-
 def train(
     model: nnx.Module,
     x: np.ndarray,
@@ -202,8 +175,14 @@ def train(
     progress: bool = True,
     description: str = "train",
     stop_after: int | None = None,
+    check_finite: bool | None = None,
 ) -> dict:
     """Train ``model`` in place on ``(x, y)``; checkpoint into and resume from ``workdir``.
+
+    Ctrl-C (SIGINT) is held until the step under way is complete, then the step reached is
+    saved and ``KeyboardInterrupt`` raised; a harder stop (SIGKILL, a crash) loses only the
+    steps since the last checkpoint. Either way the rerun ends with the same weights, bit for
+    bit, as an uninterrupted run.
 
     Args:
       model: an NNX model with the library's call convention.
@@ -214,51 +193,91 @@ def train(
       progress: show a progress bar.
       stop_after: stop (with a checkpoint) after this global step, as an interruption would;
         used to test resumption.
+      check_finite: check inputs, every step's loss and every parameter after every step for
+        NaN/Inf and name the first (slow: one device read per step); None: the
+        ``INVNORM_CHECK_FINITE`` environment variable decides (default off).
 
     Returns:
       ``{"losses": [...], "start_step": s, "steps": config.steps}`` (losses of the steps run here).
+
+    Raises:
+      TrainingDivergedError: the loss became NaN or Inf (always checked when the loss is read,
+        every ``log_every`` steps and before each checkpoint); the last checkpoint written is
+        the last good one.
+      numerics.NonFiniteError: with ``check_finite``, a non-finite input or parameter.
     """
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} examples but y has {len(y)}.")
     if len(x) < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} exceeds the {len(x)} training examples.")
+    check = numerics.check_finite_enabled(check_finite)
+    if check:
+        numerics.check_array(x, "training inputs x")
+        numerics.check_array(y, "training targets y")
     optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
     ckpt = Checkpointer(workdir) if workdir is not None else None
     start = 0
     if ckpt is not None and ckpt.latest_step() is not None:
         start = ckpt.restore(model, optimizer)
         log.info("%s: resumed from the checkpoint of step %d in %s", description, start, ckpt.directory)
+    if check:
+        numerics.check_tree(nnx.to_pure_dict(nnx.state(model)), f"{description}: the parameters "
+                            + (f"restored from step {start}" if start else "at initialization"))
     key = jax.random.key(config.seed)
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     metrics_log = MetricsLog(None if workdir is None else pathlib.Path(workdir) / "metrics.jsonl")
-    pending, losses = [], []  # device scalars not read yet; floats read
     bar = tqdm(range(start, end), desc=description, disable=not progress, initial=start, total=config.steps, leave=False)
+    reader = _LossReader(config, description, ckpt, metrics_log, bar)
+
+    def save(step: int) -> None:  # every save: losses read and finite, parameters finite
+        reader.read(step)
+        _check_parameters(model, step, reader)
+        ckpt.save(step, model, optimizer)
+
     try:
         for step in bar:
-            idx = batch_indices(len(x), config.batch_size, config.seed, step)
-            xb = x[idx] if augment is None else augment(x[idx], np.random.default_rng([config.seed, step, 7]))
-            set_training_progress(model, step / max(config.steps - 1, 1))
-            pending.append(_train_step(model, optimizer, jnp.asarray(xb), jnp.asarray(y[idx]),
-                                       jax.random.fold_in(key, step), loss_kind=config.loss))
-            if (step + 1) % config.log_every == 0 or step + 1 == end:
-                losses += _read(pending, step, metrics_log, bar)
-            if ckpt is not None and (step + 1) % config.checkpoint_every == 0:
-                ckpt.save(step + 1, model, optimizer)
+            with interrupts_held():
+                idx = batch_indices(len(x), config.batch_size, config.seed, step)
+                xb = x[idx] if augment is None else augment(x[idx], np.random.default_rng([config.seed, step, 7]))
+                if check and augment is not None:
+                    numerics.check_array(xb, f"{description}: the augmented training batch of step {step + 1}")
+                set_training_progress(model, step / max(config.steps - 1, 1))
+                reader.pending.append(_train_step(model, optimizer, jnp.asarray(xb), jnp.asarray(y[idx]),
+                                                  jax.random.fold_in(key, step), loss_kind=config.loss))
+                if check:
+                    reader.read(step + 1)  # this step's loss alone
+                    numerics.check_tree(nnx.to_pure_dict(nnx.state(model)),
+                                        f"{description}: the parameters after step {step + 1}", DIVERGED_HINT)
+                if (step + 1) % config.log_every == 0 or step + 1 == end:
+                    reader.read(step + 1)
+                if ckpt is not None and (step + 1) % config.checkpoint_every == 0:
+                    save(step + 1)
+        if ckpt is not None and ckpt.latest_step() != end:
+            with interrupts_held():
+                save(end)
     except KeyboardInterrupt:
         if ckpt is not None:
-            done = start + len(losses) + len(pending)
-            ckpt.save(done, model, optimizer)
+            done = start + len(reader.losses) + len(reader.pending)
+            if ckpt.latest_step() != done:
+                save(done)
             log.warning("interrupted: checkpoint of step %d saved in %s; rerun to resume.", done, ckpt.directory)
         raise
     finally:
         bar.close()
         metrics_log.close()
-    if ckpt is not None:
-        if ckpt.latest_step() != end:
-            ckpt.save(end, model, optimizer)
-        ckpt.close()
+        if ckpt is not None:
+            ckpt.close()
     set_training_progress(model, 1.0)
-    return {"losses": losses, "start_step": start, "steps": config.steps}
+    return {"losses": reader.losses, "start_step": start, "steps": config.steps}
+
+
+def _check_parameters(model, step: int, reader: "_LossReader") -> None:
+    """Refuse to checkpoint non-finite parameters (a NaN can reach them before any loss shows it)."""
+    bad = numerics.nonfinite_leaves(nnx.to_pure_dict(nnx.state(model)))
+    if bad:
+        raise TrainingDivergedError(
+            f"{reader.description}: training diverged: after step {step} of {reader.config.steps} the parameters "
+            f"are not finite ({'; '.join(bad[:3])}), {reader.last_finite()}; {reader.kept()} {DIVERGED_HINT}")
 
 
 class MetricsLog:
@@ -278,14 +297,44 @@ class MetricsLog:
             self.file.close()
 
 
-def _read(pending: list, step: int, metrics_log: MetricsLog, bar) -> list[float]:
-    """Read the pending losses from the device (one sync per ``log_every`` steps) and log their mean."""
-    values = [float(v) for v in jax.device_get(pending)]
-    pending.clear()
-    mean = float(np.mean(values))
-    bar.set_postfix(loss=f"{values[-1]:.4f}", refresh=False)
-    metrics_log.write(step=step + 1, loss=mean)
-    log.debug("step %d: mean loss %.5f over the last %d steps", step + 1, mean, len(values))
-    if not np.isfinite(mean):
-        log.warning("step %d: the training loss is %s", step + 1, mean)
-    return values
+class _LossReader:
+    """The losses of dispatched steps: read from the device in groups, logged, checked finite."""
+
+    def __init__(self, config: TrainConfig, description: str, ckpt, metrics_log: MetricsLog, bar):
+        self.config, self.description, self.ckpt, self.metrics_log, self.bar = config, description, ckpt, metrics_log, bar
+        self.pending: list = []  # device scalars not read yet
+        self.losses: list[float] = []  # read
+        self.last = None  # (step, loss) of the last finite loss
+
+    def read(self, step: int) -> None:
+        """Read the pending losses (steps ``step - len(pending) + 1 .. step``: one device sync)."""
+        if not self.pending:
+            return
+        values = [float(v) for v in jax.device_get(self.pending)]
+        self.pending.clear()
+        mean = float(np.mean(values))
+        self.bar.set_postfix(loss=f"{values[-1]:.4f}", refresh=False)
+        self.metrics_log.write(step=step, loss=mean)
+        log.debug("step %d: mean loss %.5f over the last %d steps", step, mean, len(values))
+        first = step - len(values) + 1
+        for i, v in enumerate(values):
+            if not np.isfinite(v):
+                self._diverged(first + i, v)
+            self.last = (first + i, v)
+        self.losses += values
+
+    def last_finite(self) -> str:
+        return ("no finite loss was read before" if self.last is None
+                else f"the last finite loss was {self.last[1]:.6g} at step {self.last[0]}")
+
+    def kept(self) -> str:
+        if self.ckpt is None:
+            return "nothing was saved (no workdir)."
+        latest = self.ckpt.latest_step()
+        return ("no checkpoint was written." if latest is None else
+                f"no checkpoint was written after it: the last good one is step {latest} in {self.ckpt.directory}.")
+
+    def _diverged(self, step: int, value: float):
+        raise TrainingDivergedError(
+            f"{self.description}: training diverged: the loss of step {step} of {self.config.steps} is {value} "
+            f"({self.last_finite()}, learning rate {self.config.learning_rate:g}); {self.kept()} {DIVERGED_HINT}")

@@ -1,0 +1,84 @@
+"""Guards against NaN and Inf: say where a non-finite value first appeared.
+
+Two kinds:
+
+* Opt-in checks (``INVNORM_CHECK_FINITE=1``, or ``check_finite=True`` where a function takes
+  it): training inputs, every parameter after every step, the loss of every step, and the
+  outputs of every evaluated chip. They read values back from the device, so they are off by
+  default; when off, not one of them runs (the jitted functions are the same either way: the
+  checks sit outside them, on the host).
+* An always-on check of the training loss, which is read every ``log_every`` steps anyway,
+  and of the parameters before a checkpoint is written (on the host, as the save reads them
+  anyway), so that a diverged run stops with a clear error and never leaves a NaN checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: The environment variable that switches the opt-in checks on (``1``, ``true``, ``yes``).
+ENV_VAR = "INVNORM_CHECK_FINITE"
+
+
+class NonFiniteError(ValueError):
+    """A NaN or Inf where numbers must be finite; the message says where and what to try."""
+
+
+def check_finite_enabled(flag: bool | None = None) -> bool:
+    """Whether the opt-in checks run: ``flag`` when given, else ``INVNORM_CHECK_FINITE``."""
+    if flag is not None:
+        return bool(flag)
+    return os.environ.get(ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def path_name(path) -> str:
+    """``"blocks/0/conv1/kernel"`` of a ``jax.tree_util`` key path."""
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+
+def describe_nonfinite(value) -> str | None:
+    """``"2 NaN, 1 Inf of 64 values, first at index (3, 1)"``, or None if every value is finite."""
+    a = np.asarray(value)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating)):
+        return None
+    bad = ~np.isfinite(a)
+    if not bad.any():
+        return None
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    return (f"{int(np.isnan(a).sum())} NaN, {int(np.isinf(a).sum())} Inf of {a.size} values, "
+            f"first at index {first}")
+
+
+def check_array(value, what: str, hint: str = "") -> None:
+    """Raise :class:`NonFiniteError` naming ``what`` if ``value`` holds a NaN or Inf."""
+    found = describe_nonfinite(value)
+    if found is not None:
+        raise NonFiniteError(f"{what}: {found}." + (f" {hint}" if hint else ""))
+
+
+def nonfinite_leaves(tree) -> list[str]:
+    """``"path: what"`` for every leaf of ``tree`` with a NaN or Inf (host-side; reads every leaf)."""
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            continue
+        found = describe_nonfinite(leaf)
+        if found is not None:
+            out.append(f"{path_name(path)} ({found})")
+    return out
+
+
+def check_tree(tree, what: str, hint: str = "") -> None:
+    """Raise :class:`NonFiniteError` naming every leaf of ``tree`` that holds a NaN or Inf."""
+    bad = nonfinite_leaves(tree)
+    if bad:
+        listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteError(f"{what}: non-finite values in {listed}." + (f" {hint}" if hint else ""))
+
+
+__all__ = ["ENV_VAR", "NonFiniteError", "check_array", "check_finite_enabled", "check_tree",
+           "describe_nonfinite", "nonfinite_leaves", "path_name"]
