@@ -199,6 +199,22 @@ def test_a_previous_run_folder_is_accepted_as_output(tmp_path):
     check_output_folder(tmp_path / "empty")
 
 
+def test_what_the_checks_refuse_they_accept_when_complete(tmp_path):
+    """Positive controls: a complete dataset folder passes the checks, an argument override is kept."""
+    from invnorm_jax import config as config_lib
+    from invnorm_jax import data
+    from invnorm_jax.testing import write_drive_folder, write_speech_commands_folder
+
+    write_drive_folder(tmp_path / "DRIVE", height=16, width=16, train_ids=("21",), test_ids=("01",))
+    data.check_dataset("drive", root=tmp_path / "DRIVE")
+    write_speech_commands_folder(tmp_path / "speech", words=("bed", "cat"), clips_per_word=3, noise=0.0, burst=False)
+    data.check_dataset("speech_commands", root=tmp_path / "speech", source="folder")
+    config = config_lib.load_config("drive_unet", overrides=[f"dataset.kwargs.root={tmp_path / 'DRIVE'}"])
+    assert config.dataset.kwargs.root == str(tmp_path / "DRIVE") and config.dataset.kwargs.channel == "green"
+    with pytest.raises(AttributeError):  # still locked: only the loader's arguments may be added
+        config.dataset.kwargs.chanel = "green"
+
+
 # ------------------------------------------------------------------------------------------- the doc's table
 
 
