@@ -7,8 +7,10 @@ subcommand takes ``--config.KEY=VALUE`` overrides (``demo``: applied to every ta
     invnorm-jax demo --quick --config.eval.num_chips=7
     invnorm-jax train --config digits:smoke --config.train.steps=20 --workdir runs/d
 
-Errors in what was asked for print one line and exit with 2; ``--debug`` (or
-``INVNORM_DEBUG=1``) shows the traceback instead.
+Errors in what was asked for (:class:`~invnorm_jax._checks.InputError` and the checkpoint and
+results errors) print one line and exit with 2, before anything is trained where they can be
+known then (:mod:`invnorm_jax.preflight`); ``--debug`` (or ``INVNORM_DEBUG=1``) shows their
+traceback instead. Any other exception is a bug: its traceback is always shown.
 """
 
 from __future__ import annotations
@@ -21,8 +23,16 @@ import pathlib
 import sys
 import time
 
+from invnorm_jax.preflight import ArgumentParser, check_output_folder, check_run, count, one_line
+
 DEMO_TASKS = ("digits", "mnist1d", "co2")
 log = logging.getLogger("invnorm_jax")
+
+
+def _train_hint(args) -> str:
+    """The command that trains what ``args`` asks to load."""
+    variant = f" --{_variant(args)}" if _variant(args) else ""
+    return f"invnorm-jax train --config {args.config or getattr(args, 'task', None)}{variant}"
 
 
 def _default_out(prefix: str) -> pathlib.Path:
@@ -90,7 +100,10 @@ def _load(args, spec: str):
 def cmd_demo(args) -> int:
     out = pathlib.Path(args.out) if args.out else _default_out("demo")
     configs = {task: _load(args, task) for task in args.tasks}  # every config validated before any training
-    return _run(args, configs, out, {task: out / task for task in configs}, ood=not args.no_ood)
+    workdirs = {task: out / task for task in configs}
+    check_output_folder(out)
+    check_run(configs, workdirs, args.method, trained=False)
+    return _run(args, configs, out, workdirs, ood=not args.no_ood)
 
 
 def _workdir(args, config) -> pathlib.Path:
@@ -102,6 +115,8 @@ def cmd_train(args) -> int:
 
     config = _load(args, args.config)
     workdir = _workdir(args, config)
+    check_output_folder(workdir, "--workdir")
+    check_run({config.name: config}, {config.name: workdir}, args.method, trained=False)
     methods = experiment.check_methods(config, args.method)
     split = experiment.load_data(config)
     for method in methods:
@@ -110,9 +125,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _check_trained(args, config, workdir) -> None:
+    if args.out and pathlib.Path(args.out) != workdir:
+        check_output_folder(args.out)
+    check_run({config.name: config}, {config.name: workdir}, args.method, trained=True, train_hint=_train_hint(args))
+
+
 def cmd_sweep(args) -> int:
     config = _load(args, args.config)
     workdir = _workdir(args, config)
+    _check_trained(args, config, workdir)
     return _run(args, {config.name: config}, args.out or workdir, {config.name: workdir}, train_models=False,
                 ood=False)
 
@@ -120,19 +142,30 @@ def cmd_sweep(args) -> int:
 def cmd_evaluate(args) -> int:
     config = _load(args, args.config)
     workdir = _workdir(args, config)
+    _check_trained(args, config, workdir)
     return _run(args, {config.name: config}, args.out or workdir, {config.name: workdir}, train_models=False,
                 sweeps=False, ood=False, name="evaluate.json")
 
 
 def cmd_ood(args) -> int:
     from invnorm_jax.config import ConfigError
+    from invnorm_jax.metrics import TASK_METRICS
 
     config = _load(args, args.config or args.task)
+    if not config.ood.shifts and not TASK_METRICS[config.metric].classification:
+        raise ConfigError(f"config {config.name!r} has no OOD study: OOD detection needs a classifier, and "
+                          f"{config.name!r} is a regression task (metric={config.metric!r}); use a classification "
+                          "task, e.g. --task digits or --task mnist1d.")
     if not config.ood.shifts:
         raise ConfigError(f"config {config.name!r} has no OOD study (ood.shifts is empty): give shifts, e.g. "
                           "--config.ood.shifts=rotation,uniform_noise, or a config that has one.")
     out = pathlib.Path(args.out) if args.out else _default_out(f"ood-{config.name}")
     workdir = pathlib.Path(args.workdir) if args.workdir else out
+    check_output_folder(out)
+    if workdir != out:
+        check_output_folder(workdir, "--workdir")
+    check_run({config.name: config}, {config.name: workdir}, args.method, trained=args.no_train,
+              train_hint=_train_hint(args))
     return _run(args, {config.name: config}, out, {config.name: workdir}, train_models=not args.no_train,
                 sweeps=False, ood=True)
 
@@ -143,6 +176,9 @@ def cmd_ablate(args) -> int:
     start = time.time()
     spec = args.config or args.task
     out = pathlib.Path(args.out) if args.out else _default_out(f"ablate-{spec}")
+    config = _load(args, spec)
+    check_output_folder(out)
+    check_run({config.name: config}, {config.name: out / "default"}, None, trained=False)
     result = ablate.run_ablations(spec, out, variant=_variant(args), overrides=_overrides(args),
                                   progress=not args.no_progress)
     print(report.ablation_markdown(result))
@@ -160,14 +196,14 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
     p.add_argument("--method", nargs="+", help="methods to run (default: all of the config's)")
     p.add_argument("--workdir", help="folder of checkpoints (default runs/<name>-<variant>)")
     p.add_argument("--out", help="results folder (default: the workdir)")
-    p.add_argument("--chips", type=int, help="shorthand for --config.eval.num_chips")
-    p.add_argument("--samples", type=int, help="shorthand for --config.eval.num_samples")
+    p.add_argument("--chips", type=count, help="shorthand for --config.eval.num_chips")
+    p.add_argument("--samples", type=count, help="shorthand for --config.eval.num_samples")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="invnorm-jax",
         description="Inverted normalization with stochastic affine transformations: train Bayesian NNs and "
         "evaluate them on simulated faulty in-memory-computing chips. Every subcommand takes "
@@ -182,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", help="output folder (default runs/demo-<time>); rerunning resumes / reuses it")
     demo.add_argument("--tasks", nargs="+", default=list(DEMO_TASKS), choices=DEMO_TASKS, help="offline tasks")
     demo.add_argument("--methods", "--method", dest="method", nargs="+", help="methods (default all four)")
-    demo.add_argument("--chips", type=int, help="shorthand for --config.eval.num_chips (default 100)")
-    demo.add_argument("--samples", type=int, help="shorthand for --config.eval.num_samples")
+    demo.add_argument("--chips", type=count, help="shorthand for --config.eval.num_chips (default 100)")
+    demo.add_argument("--samples", type=count, help="shorthand for --config.eval.num_samples")
     demo.add_argument("--no-ood", action="store_true", help="skip the out-of-distribution studies")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -214,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("--smoke", action="store_true", help="the config's smoke variant")
     abl.add_argument("--quick", action="store_true", help="the config's quick variant")
     abl.add_argument("--out", help="output folder (default runs/ablate-<name>-<time>); rerunning reuses it")
-    abl.add_argument("--chips", type=int, help="shorthand for --config.eval.num_chips")
+    abl.add_argument("--chips", type=count, help="shorthand for --config.eval.num_chips")
     abl.add_argument("--no-progress", action="store_true", help="no progress bars")
     abl.add_argument("--debug", action="store_true", help="show the traceback of an error")
     abl.set_defaults(func=cmd_ablate, method=None)
@@ -278,21 +314,33 @@ def _log_to_stderr() -> None:
 
 
 def main(argv=None) -> int:
+    """Run ``invnorm-jax``; returns the exit status (2: an error in what was asked for)."""
+    from invnorm_jax._checks import InputError
     from invnorm_jax.results import ResultsError
     from invnorm_jax.train import CheckpointError
 
-    args = parse_args(argv)
-    _log_to_stderr()
-    _compilation_cache(args)
-    debug = args.debug or os.environ.get("INVNORM_DEBUG", "") not in ("", "0")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("INVNORM_DEBUG", "") not in ("", "0")
+    prog = "invnorm-jax"
     try:
+        args = parse_args(argv)
+        prog = f"invnorm-jax {args.command}"
+        _log_to_stderr()
+        _compilation_cache(args)
         return args.func(args)
-    except (FileNotFoundError, ValueError, CheckpointError, ResultsError) as err:
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
+        return 130
+    except (InputError, CheckpointError, ResultsError, OSError) as err:
         if debug:
             raise
-        # Bad input is the user's to fix: say what, without a traceback.
-        print(f"invnorm-jax {args.command}: error: {err}\n(run with --debug for the traceback)", file=sys.stderr)
+        # Bad input is the user's to fix: say what, in one line, without a traceback.
+        print(f"{getattr(err, 'prog', prog)}: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except Exception as err:
+        print(f"{prog}: unexpected {type(err).__name__}, traceback below: a bug in invnorm-jax (please report it) "
+              "unless its message names an input to fix.", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

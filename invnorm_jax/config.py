@@ -26,10 +26,13 @@ import importlib
 import importlib.util
 import json
 import pathlib
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
+
+from invnorm_jax._checks import InputError
 
 CONFIG_PACKAGE = "invnorm_jax.configs"
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
@@ -42,7 +45,7 @@ TRAINING_KEYS = ("dataset", "model", "rate", "augment", "train", "seed")
 EVALUATION_MODEL_KEYS = ("model.kwargs.preactivation_site",)
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A config file, variant or override that cannot be used; the message says how to fix it."""
 
 
@@ -63,6 +66,8 @@ def _import_config_module(spec: str):
             module_spec.loader.exec_module(module)
         except SyntaxError as err:
             raise ConfigError(f"config file {path} has a syntax error on line {err.lineno}: {err.msg}.") from None
+        except Exception as err:
+            raise _file_error(path, "importing it", err) from err
         return module, str(path)
     if spec not in available_configs():
         close = difflib.get_close_matches(spec, available_configs(), n=1)
@@ -70,6 +75,15 @@ def _import_config_module(spec: str):
         raise ConfigError(f"config {spec!r} not found: give a path to a .py file with get_config(), or one of "
                           f"{available_configs()}.{hint}")
     return importlib.import_module(f"{CONFIG_PACKAGE}.{spec}"), spec
+
+
+def _file_error(path: pathlib.Path, doing: str, err: Exception) -> ConfigError:
+    """A user's config file that raised: where (its line) and what, in one line."""
+    lines = [f.lineno for f in traceback.extract_tb(err.__traceback__)
+             if pathlib.Path(f.filename).resolve() == path.resolve()]
+    where = f" on line {lines[-1]}" if lines else ""
+    return ConfigError(f"config file {path} raised {type(err).__name__}{where} while {doing}: {err} "
+                       "(--debug shows the traceback).")
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -102,9 +116,15 @@ def load_config(spec: str, variant: str | None = None, overrides: Sequence[str] 
     if variant not in VARIANTS:
         raise ConfigError(f"variant={variant!r} is unknown; expected one of {VARIANTS}.")
     module, source = _import_config_module(name)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"{source} has no get_config(variant) function.")
-    config = module.get_config(variant)
+    if not callable(getattr(module, "get_config", None)):
+        raise ConfigError(f"config {source} has no get_config(variant) function: define one that returns an "
+                          "ml_collections.ConfigDict (see invnorm_jax/configs/digits.py).")
+    try:
+        config = module.get_config(variant)
+    except Exception as err:
+        if source in available_configs():  # a shipped config that raises is a bug: keep the traceback
+            raise
+        raise _file_error(pathlib.Path(source), f"running get_config({variant!r})", err) from err
     if not isinstance(config, ml_collections.ConfigDict):
         config = ml_collections.ConfigDict(config)
     config.unlock()
@@ -163,16 +183,42 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
     return value
 
 
+def _argument_keys(config: ml_collections.ConfigDict) -> list[str]:
+    """``dataset.kwargs.ARG`` / ``model.kwargs.ARG`` for every argument of the loader and the model."""
+    from invnorm_jax.config_checks import KWARGS_GROUPS, kwargs_parameters
+
+    return [f"{g}.{a}" for g in KWARGS_GROUPS for a in (kwargs_parameters(config, g) or ())]
+
+
+def _open_key(config: ml_collections.ConfigDict, parts: list[str], i: int) -> bool:
+    """Whether ``parts[i]`` may be added: an argument of the loader / model a ``*.kwargs`` group feeds."""
+    from invnorm_jax.config_checks import KWARGS_GROUPS, kwargs_parameters
+
+    group = ".".join(parts[:i])
+    if i != len(parts) - 1 or group not in KWARGS_GROUPS:
+        return False
+    allowed = kwargs_parameters(config, group)
+    return allowed is None or parts[i] in allowed
+
+
 def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
-    """Apply one ``"a.b.c=value"`` override to ``config`` in place (unknown keys refused)."""
+    """Apply one ``"a.b.c=value"`` override to ``config`` in place (unknown keys refused).
+
+    ``dataset.kwargs`` and ``model.kwargs`` also take the other arguments of the dataset loader
+    and of the model (e.g. ``dataset.kwargs.root=/data/DRIVE``).
+    """
     key, sep, text = item.partition("=")
     key = key.strip().removeprefix("--config.").removeprefix("config.")
     if not sep or not key:
         raise ConfigError(f"override {item!r} must look like --config.KEY=VALUE, e.g. --config.eval.num_chips=7.")
     node, parts = config, key.split(".")
     for i, part in enumerate(parts):
+        if isinstance(node, ml_collections.ConfigDict) and part not in node and _open_key(config, parts, i):
+            with node.unlocked():  # a new argument of the dataset loader / model, checked by validate()
+                node[part] = _literal(text)
+            return
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            valid = _flat_keys(config)
+            valid = _flat_keys(config) + _argument_keys(config)
             close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {sorted(valid)}"
             raise ConfigError(f"--config.{key}: the config {config.get('name', '?')!r} has no key {key!r}{hint}")
@@ -190,70 +236,13 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Check every stage's needs before anything runs; errors name the key and the fix."""
-    from invnorm_jax import ood as ood_lib
-    from invnorm_jax.data import DATASETS, AUGMENTATIONS
-    from invnorm_jax.faults import Fault
-    from invnorm_jax.metrics import TASK_METRICS
-    from invnorm_jax.models import MODELS
-    from invnorm_jax.nn import METHODS
-    from invnorm_jax.train import TrainConfig
+    """Check every stage's needs before anything runs; errors name the key and the fix.
 
-    name = config.get("name", "?")
-    missing = [k for k in REQUIRED if k not in config]
-    if missing:
-        raise ConfigError(f"config {name!r} lacks the keys {missing}; every config needs {list(REQUIRED)}.")
+    See :func:`invnorm_jax.config_checks.validate_config`.
+    """
+    from invnorm_jax.config_checks import validate_config
 
-    def choice(value, key, allowed):
-        if value not in allowed:
-            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"config {name!r}: {key}={value!r} is unknown{hint}; expected one of {tuple(allowed)}.")
-
-    choice(config.metric, "metric", tuple(TASK_METRICS))
-    choice(config.dataset.name, "dataset.name", tuple(DATASETS))
-    choice(config.model.name, "model.name", tuple(MODELS))
-    choice(config.augment, "augment", tuple(AUGMENTATIONS))
-    if not config.methods:
-        raise ConfigError(f"config {name!r}: methods is empty; give at least one of {METHODS}.")
-    for method in config.methods:
-        choice(method, "methods", METHODS)
-    if not 0.0 <= float(config.rate) < 1.0:
-        raise ConfigError(f"config {name!r}: rate={config.rate!r} must be in [0, 1).")
-    try:
-        TrainConfig(**config.train.to_dict())
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"config {name!r}: train: {err}") from None
-    ev = config.eval
-    for key in ("num_chips", "num_samples"):
-        if not isinstance(ev[key], int) or ev[key] < 1:
-            raise ConfigError(f"config {name!r}: eval.{key}={ev[key]!r} must be an integer >= 1.")
-    for key in ("max_test", "batch_size", "chunk_size"):
-        if ev.get(key) is not None and (not isinstance(ev[key], int) or ev[key] < 1):
-            raise ConfigError(f"config {name!r}: eval.{key}={ev[key]!r} must be an integer >= 1 or None.")
-    for sweep_name, sweep in config.sweeps.items():
-        levels = list(sweep.levels)
-        if not levels:
-            raise ConfigError(f"config {name!r}: sweeps.{sweep_name}.levels is empty.")
-        try:
-            Fault(sweep.kind, max(levels), site=sweep.site)
-            Fault(sweep.kind, min(levels), site=sweep.site)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"config {name!r}: sweeps.{sweep_name}: {err}") from None
-    if config.ood.shifts:
-        if not TASK_METRICS[config.metric].classification:
-            raise ConfigError(f"config {name!r}: OOD detection needs a classifier, and metric={config.metric!r} is "
-                              "a regression metric; set --config.ood.shifts=() to run without it.")
-        for shift in config.ood.shifts:
-            choice(shift, "ood.shifts", tuple(ood_lib.SHIFTS))
-        choice(config.ood.calibration, "ood.calibration", ("chip", "healthy"))
-        choice(config.ood.domain, "ood.domain", ("raw", "model"))
-        try:
-            ood_lib.nll_threshold([0.0], config.ood.threshold, q=config.ood.q)
-            if config.ood.fault is not None:
-                Fault(config.ood.fault.kind, config.ood.fault.level, site=config.ood.fault.site)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"config {name!r}: ood: {err}") from None
+    validate_config(config)
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict:

@@ -24,7 +24,9 @@ from invnorm_jax.data.drive import (
 from invnorm_jax.data.embedded import (
     fill_missing_linear, load_co2, load_digits, load_mnist1d, make_windows,
 )
-from invnorm_jax.data.registry import AUGMENTATIONS, DATASETS, get_dataset
+from invnorm_jax.data.registry import (
+    AUGMENTATIONS, DATASETS, check_dataset, check_dataset_kwargs, dataset_parameters, get_dataset,
+)
 from invnorm_jax.data.speech_commands import (
     SPEECH_COMMANDS_URL, WORDS as SPEECH_COMMANDS_WORDS, default_speech_root, fix_length,
     index_speech_folder, load_speech_commands, read_wav,
@@ -38,5 +40,5 @@ __all__ = [
     "load_digits", "load_drive", "load_mnist1d", "load_speech_commands", "make_windows",
     "normalize_cifar", "normalize_in_fov", "pad_to_multiple", "random_crop_flip",
     "random_patches", "read_drive_split", "read_wav", "standardize", "subsample_per_class",
-    "AUGMENTATIONS",
+    "AUGMENTATIONS", "check_dataset", "check_dataset_kwargs", "dataset_parameters",
 ]

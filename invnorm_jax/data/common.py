@@ -15,14 +15,16 @@ from typing import Any
 
 import numpy as np
 
+from invnorm_jax._checks import ArgumentError, InputError
+
 #: Environment variable naming the folder that holds manually downloaded datasets.
 DATA_DIR_ENV = "INVNORM_DATA_DIR"
 
 SeedLike = int | Sequence[int] | np.random.SeedSequence | None
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset is not present locally; the message says how to get it.
+class DatasetNotFoundError(InputError, FileNotFoundError):
+    """A dataset is not present locally, or only in part; the message says how to get it.
 
     The library never downloads anything itself (the machines it is tested on
     have no network), so every loader of a non-embedded dataset raises this
@@ -146,9 +148,9 @@ def batches(
     """
     n = len(x)
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise ArgumentError(f"batch_size={batch_size!r} must be an integer >= 1.")
     if y is not None and len(y) != n:
-        raise ValueError(f"x has {n} examples but y has {len(y)}")
+        raise ArgumentError(f"x has {n} examples but y has {len(y)}: they must have the same length.")
     rng = np.random.default_rng(seed)
     order = rng.permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last else n

@@ -20,6 +20,7 @@ import pathlib
 
 import numpy as np
 
+from invnorm_jax._checks import ArgumentError
 from invnorm_jax.data.common import DatasetNotFoundError, Split, default_data_root
 
 DRIVE_URL = "https://drive.grand-challenge.org/"
@@ -37,14 +38,47 @@ def default_drive_root() -> pathlib.Path:
     return default_data_root() / "DRIVE"
 
 
-def _layout_error(root: pathlib.Path, detail: str) -> DatasetNotFoundError:
-    lines = [f"  {root}/{split}/{sub}/<id>{suffix}"
-             for split, parts in _LAYOUT.items() for sub, suffix in parts]
+def _layout_error(root: pathlib.Path, detail: str, *, found: bool = False) -> DatasetNotFoundError:
+    what = f"DRIVE at {root} is incomplete" if found else f"DRIVE not found at {root}"
     return DatasetNotFoundError(
-        f"DRIVE not found at {root} ({detail}).\nExpected layout:\n" + "\n".join(lines)
-        + f"\nDownload DRIVE from {DRIVE_URL} (registration needed), unzip it and pass "
-        f"root=... (or put it at {default_drive_root()} / set INVNORM_DATA_DIR)."
+        f"{what} ({detail}). Expected layout: {root}/training/images/<id>_training.tif, "
+        f"{root}/training/1st_manual/<id>_manual1.gif and {root}/training/mask/<id>_training_mask.gif for every "
+        f"training image, the same under {root}/test/ with <id>_test.tif and <id>_test_mask.gif. Download DRIVE "
+        f"from {DRIVE_URL} (registration needed) and unzip it there, or pass root=... (command line: "
+        f"--config.dataset.kwargs.root=...) or set INVNORM_DATA_DIR (its DRIVE folder is used)."
     )
+
+
+def drive_files(root: str | os.PathLike, split: str) -> list[tuple[str, pathlib.Path, pathlib.Path, pathlib.Path]]:
+    """``(id, image, annotation, FOV mask)`` paths of every image of one split, each checked to exist.
+
+    Raises:
+      DatasetNotFoundError: the split has no images, or an image lacks its annotation or mask.
+    """
+    root = pathlib.Path(root).expanduser()
+    (img_dir, img_sfx), (lab_dir, lab_sfx), (fov_dir, fov_sfx) = _LAYOUT[split]
+    paths = sorted((root / split / img_dir).glob(f"*{img_sfx}"))
+    if not paths:
+        raise _layout_error(root, f"no {split}/{img_dir}/*{img_sfx} files", found=root.is_dir())
+    files = []
+    for path in paths:
+        ident = path.name[: -len(img_sfx)]
+        lab_path = root / split / lab_dir / f"{ident}{lab_sfx}"
+        fov_path = root / split / fov_dir / f"{ident}{fov_sfx}"
+        for needed in (lab_path, fov_path):
+            if not needed.is_file():
+                raise _layout_error(root, f"missing {needed}", found=True)
+        files.append((ident, path, lab_path, fov_path))
+    return files
+
+
+def check_drive_folder(root: str | os.PathLike | None = None) -> None:
+    """Check, without reading an image, that ``root`` holds both splits of DRIVE (every companion file)."""
+    root = pathlib.Path(root).expanduser() if root is not None else default_drive_root()
+    if not root.is_dir():
+        raise _layout_error(root, "no such folder")
+    for split in _LAYOUT:
+        drive_files(root, split)
 
 
 def _read_binary(path: pathlib.Path) -> np.ndarray:
@@ -92,20 +126,9 @@ def read_drive_split(
       DatasetNotFoundError: a folder or a companion file is missing.
     """
     if channel not in ("green", "gray"):
-        raise ValueError(f"channel must be 'green' or 'gray', got {channel!r}")
-    root = pathlib.Path(root).expanduser()
-    (img_dir, img_sfx), (lab_dir, lab_sfx), (fov_dir, fov_sfx) = _LAYOUT[split]
-    paths = sorted((root / split / img_dir).glob(f"*{img_sfx}"))
-    if not paths:
-        raise _layout_error(root, f"no {split}/{img_dir}/*{img_sfx} files")
+        raise ArgumentError(f"channel={channel!r} is not allowed; expected 'green' or 'gray'.")
     images, labels, fovs, ids = [], [], [], []
-    for path in paths:
-        ident = path.name[: -len(img_sfx)]
-        lab_path = root / split / lab_dir / f"{ident}{lab_sfx}"
-        fov_path = root / split / fov_dir / f"{ident}{fov_sfx}"
-        for needed in (lab_path, fov_path):
-            if not needed.is_file():
-                raise _layout_error(root, f"missing {needed}")
+    for ident, path, lab_path, fov_path in drive_files(root, split):
         fov = _read_binary(fov_path)
         images.append(normalize_in_fov(_read_channel(path, channel), fov))
         labels.append(_read_binary(lab_path).astype(np.int32))
@@ -148,7 +171,7 @@ def random_patches(
     """
     n, h, w = labels.shape
     if patch_size > min(h, w):
-        raise ValueError(f"patch_size {patch_size} larger than the images ({h}x{w})")
+        raise ArgumentError(f"patch_size={patch_size} is larger than the images ({h}x{w}): use at most {min(h, w)}.")
     rng = np.random.default_rng(seed)
     valid = np.zeros((n, h, w), bool)
     # A top-left corner is valid when the patch fits and, with a FOV, its centre is inside it.
@@ -201,8 +224,7 @@ def load_drive(
       DatasetNotFoundError: the folder or a file of the layout is missing.
     """
     root = pathlib.Path(root).expanduser() if root is not None else default_drive_root()
-    if not root.is_dir():
-        raise _layout_error(root, "no such folder")
+    check_drive_folder(root)
     tr_x, tr_y, tr_fov, tr_ids = read_drive_split(root, "training", channel=channel)
     te_x, te_y, te_fov, te_ids = read_drive_split(root, "test", channel=channel)
     x_p, y_p, coords = random_patches(

@@ -14,6 +14,8 @@ import random
 
 import numpy as np
 
+from invnorm_jax._checks import ArgumentError
+
 from invnorm_jax.data.common import Split, standardize
 
 #: Size of the digits test split: the demo evaluates exactly 360 test images.
@@ -135,7 +137,8 @@ def make_windows(series: np.ndarray, window: int, horizon: int = 1) -> tuple[np.
     """
     n = len(series) - window - horizon + 1
     if n <= 0:
-        raise ValueError(f"series of length {len(series)} too short for window {window}")
+        raise ArgumentError(f"window={window} (horizon={horizon}) is too long for a series of length {len(series)}: "
+                            f"use a window below {len(series) - horizon + 1}.")
     idx = np.arange(n)[:, None] + np.arange(window)[None, :]
     inputs = series[idx][..., None].astype(np.float32)
     targets = series[np.arange(n) + window + horizon - 1][:, None].astype(np.float32)

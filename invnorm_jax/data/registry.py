@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import pathlib
 from collections.abc import Callable
 
+from invnorm_jax._checks import ArgumentError
 from invnorm_jax.data.cifar10 import load_cifar10, random_crop_flip
-from invnorm_jax.data.common import Split
-from invnorm_jax.data.drive import load_drive
+from invnorm_jax.data.common import DatasetNotFoundError, Split
+from invnorm_jax.data.drive import check_drive_folder, load_drive
 from invnorm_jax.data.embedded import load_co2, load_digits, load_mnist1d
-from invnorm_jax.data.speech_commands import load_speech_commands
+from invnorm_jax.data.speech_commands import default_speech_root, index_speech_folder, load_speech_commands
+from invnorm_jax.data.tfds_sources import not_prepared_message, tfds_data_dir
 
 #: Every dataset the library knows, by the name configs use.
 DATASETS: dict[str, Callable[..., Split]] = {
@@ -29,6 +34,60 @@ AUGMENTATIONS: dict[str, Callable | None] = {
 }
 
 
+def _unknown(name: str) -> ArgumentError:
+    close = difflib.get_close_matches(str(name), list(DATASETS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ArgumentError(f"unknown dataset {name!r}{hint}; known datasets: {', '.join(sorted(DATASETS))}")
+
+
+def dataset_parameters(name: str, *, synthetic: bool = False) -> tuple[str, ...]:
+    """The keyword arguments ``get_dataset(name, synthetic=synthetic, ...)`` accepts."""
+    if name not in DATASETS:
+        raise _unknown(name)
+    functions = [DATASETS[name]]
+    if synthetic:
+        from invnorm_jax.testing.synthetic_data import SYNTHETIC_DATASETS
+
+        functions += [SYNTHETIC_DATASETS[name]] if name in SYNTHETIC_DATASETS else []
+    return tuple(dict.fromkeys(
+        p.name for f in functions for p in inspect.signature(f).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)))
+
+
+def check_dataset_kwargs(name: str, kwargs: dict, *, synthetic: bool = False) -> None:
+    """Raise unless every key of ``kwargs`` is an argument of dataset ``name``'s loader."""
+    allowed = dataset_parameters(name, synthetic=synthetic)
+    for key in kwargs:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ArgumentError(f"dataset {name!r} takes no argument {key!r}{hint}; its arguments: "
+                                f"{', '.join(allowed)}.")
+
+
+def check_dataset(name: str, *, synthetic: bool = False, **kwargs) -> None:
+    """Check, without loading it, that ``get_dataset(name, synthetic=synthetic, **kwargs)`` can work.
+
+    The arguments must be the loader's, and a dataset read from a local folder must be there
+    (every file of DRIVE's layout, Speech Commands' word folders and lists, a prepared TFDS
+    CIFAR-10 folder). Cheap: it lists folders and reads no image or clip.
+
+    Raises:
+      ArgumentError: unknown dataset or argument. DatasetNotFoundError: the data is missing.
+    """
+    check_dataset_kwargs(name, kwargs, synthetic=synthetic)
+    if synthetic:
+        return
+    if name == "drive":
+        check_drive_folder(kwargs.get("root"))
+    elif name == "speech_commands" and kwargs.get("source", "auto") in ("folder", "auto"):
+        root = pathlib.Path(kwargs["root"]).expanduser() if kwargs.get("root") else default_speech_root()
+        if kwargs.get("source") == "folder" or root.is_dir():  # auto without the folder: TFDS
+            index_speech_folder(root)
+    elif name == "cifar10" and not (tfds_data_dir(kwargs.get("data_dir")) / "cifar10").is_dir():
+        raise DatasetNotFoundError(not_prepared_message("cifar10", kwargs.get("data_dir")))
+
+
 def get_dataset(name: str, *, synthetic: bool = False, **kwargs) -> Split:
     """Loads a dataset by name.
 
@@ -46,22 +105,17 @@ def get_dataset(name: str, *, synthetic: bool = False, **kwargs) -> Split:
       The loader's `Split`.
 
     Raises:
-      ValueError: unknown name (the message lists the known ones), or
+      ValueError: unknown name or argument (the message lists the known ones), or
         `synthetic=True` for a dataset without a synthetic stand-in.
 
     >>> get_dataset("digits").x_test.shape
     (360, 8, 8, 1)
     """
+    if name not in DATASETS:
+        raise _unknown(name)
     if synthetic:
-        if name not in DATASETS:
-            raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
         from invnorm_jax.testing import get_synthetic  # fixtures, loaded only when asked for
 
         return get_synthetic(name, **kwargs)
-    try:
-        loader = DATASETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
-        ) from None
-    return loader(**kwargs)
+    check_dataset_kwargs(name, kwargs)
+    return DATASETS[name](**kwargs)

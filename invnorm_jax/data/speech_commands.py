@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 
+from invnorm_jax._checks import ArgumentError
 from invnorm_jax.data.common import (
     DatasetNotFoundError, Split, default_data_root, subsample_per_class,
 )
@@ -91,15 +92,14 @@ def fix_length(
     return np.pad(audio, (0, n - len(audio)))
 
 
-def _missing_folder_error(root: pathlib.Path, detail: str) -> DatasetNotFoundError:
+def _missing_folder_error(root: pathlib.Path, detail: str, *, found: bool = False) -> DatasetNotFoundError:
+    what = f"Speech Commands v0.02 at {root} is incomplete" if found else f"Speech Commands v0.02 not found at {root}"
     return DatasetNotFoundError(
-        f"Speech Commands v0.02 not found at {root} ({detail}).\n"
-        f"Expected: {root}/<word>/*.wav for each word, plus {root}/validation_list.txt "
-        f"and {root}/testing_list.txt.\nDownload {SPEECH_COMMANDS_URL} yourself "
-        f"(about 2.3 GB) and extract it there:\n"
-        f"    mkdir -p {root} && tar -xzf speech_commands_v0.02.tar.gz -C {root}\n"
-        f"or pass root=... or set INVNORM_DATA_DIR. (Alternatively source='tfds' gives a "
-        f"12-class variant; it needs TensorFlow: {TF_EXTRA_HINT}.)"
+        f"{what} ({detail}). Expected {root}/<word>/*.wav for each word, plus {root}/validation_list.txt and "
+        f"{root}/testing_list.txt. Download {SPEECH_COMMANDS_URL} yourself (about 2.3 GB) and extract it there "
+        f"(mkdir -p {root} && tar -xzf speech_commands_v0.02.tar.gz -C {root}), or pass root=... (command line: "
+        f"--config.dataset.kwargs.root=...) or set INVNORM_DATA_DIR. (source='tfds' gives a 12-class variant "
+        f"instead; it needs TensorFlow: {TF_EXTRA_HINT}.)"
     )
 
 
@@ -123,11 +123,17 @@ def index_speech_folder(root: pathlib.Path) -> dict[str, list[tuple[str, int]]]:
     lists = {}
     for split, fname in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
         if not (root / fname).is_file():
-            raise _missing_folder_error(root, f"{fname} is missing")
+            raise _missing_folder_error(root, f"{fname} is missing", found=True)
         lists[split] = set((root / fname).read_text().split())
+        # A clip listed but absent: the archive was extracted in part (or a word deleted).
+        missing = sorted(rel for rel in lists[split] if not (root / rel).is_file())
+        if missing:
+            raise _missing_folder_error(
+                root, f"{len(missing)} clips listed in {fname} are missing, e.g. {missing[0]}; extract the archive "
+                "again, or delete the lines of the words you removed", found=True)
     words = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
     if not words:
-        raise _missing_folder_error(root, "no word folders")
+        raise _missing_folder_error(root, "no word folders", found=True)
     index: dict = {"words": words, "train": [], "validation": [], "test": []}
     for label, word in enumerate(words):
         for wav in sorted((root / word).glob("*.wav")):
@@ -225,7 +231,7 @@ def load_speech_commands(
     if source == "tfds":
         return _load_from_tfds(data_dir, sample_rate, max_per_class, seed)
     if source != "auto":
-        raise ValueError(f"source must be 'auto', 'folder' or 'tfds', got {source!r}")
+        raise ArgumentError(f"source={source!r} is not allowed; expected 'auto', 'folder' or 'tfds'.")
     if root.is_dir():
         return _load_from_folder(root, sample_rate, max_per_class, seed)
     try:

@@ -14,6 +14,7 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from invnorm_jax._checks import MissingDependencyError
 from invnorm_jax.data.common import DatasetNotFoundError
 
 TF_EXTRA_HINT = 'pip install "invnorm-jax[tf]"'
@@ -45,13 +46,14 @@ def not_prepared_message(name: str, data_dir: str | os.PathLike | None, reason: 
     """Error text naming the searched folder and the prepare command."""
     where = tfds_data_dir(data_dir) / name
     text = (
-        f"TFDS dataset {name!r} is not prepared (in ArrayRecord format) under {where}.\n"
+        f"TFDS dataset {name!r} is not prepared (in ArrayRecord format) under {where}. "
         f"On a machine with network access, install the TensorFlow extra "
-        f"({TF_EXTRA_HINT}) and run:\n    {prepare_command(name, data_dir)}\n"
+        f"({TF_EXTRA_HINT}) and run: {prepare_command(name, data_dir)}, "
         f"then copy the prepared folder to {where} on this machine "
         f"(or point data_dir=... / $TFDS_DATA_DIR at its parent)."
     )
-    return text + (f"\nTFDS said: {reason}" if reason else "")
+    reason = " ".join(reason.split())  # one line
+    return text + (f" TFDS said: {reason}" if reason else "")
 
 
 def open_data_sources(
@@ -75,14 +77,14 @@ def open_data_sources(
       which returns a dict of numpy features.
 
     Raises:
-      ImportError: the dataset's features need TensorFlow and it is missing.
+      MissingDependencyError: (an ImportError) the dataset's features need TensorFlow and it is missing.
       DatasetNotFoundError: the dataset is not prepared in `data_dir`.
     """
     import tensorflow_datasets as tfds
 
     if needs_tensorflow and importlib.util.find_spec("tensorflow") is None:
         # Checked up front: TFDS would otherwise print a long banner before failing.
-        raise ImportError(
+        raise MissingDependencyError(
             f"TFDS dataset {name!r} needs TensorFlow to decode its features: {TF_EXTRA_HINT}."
         )
     kwargs = {} if data_dir is None else {"data_dir": str(data_dir)}
@@ -91,7 +93,7 @@ def open_data_sources(
         try:
             sources[split] = tfds.data_source(name, split=split, download=False, **kwargs)
         except ImportError as err:
-            raise ImportError(
+            raise MissingDependencyError(
                 f"TFDS dataset {name!r} needs TensorFlow to decode its features: "
                 f"{TF_EXTRA_HINT}. ({err})"
             ) from err

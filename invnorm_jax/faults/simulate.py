@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, PartitionSpec
 
+from invnorm_jax._checks import ArgumentError, ArgumentTypeError, check_key, check_positive_int, describe
 from invnorm_jax.faults.context import Fault, FaultContext, has_preactivation_sites, number_fault_sites
 from invnorm_jax.faults.inject import check_fault_for_params, inject_paths, select_paths
 from invnorm_jax.functional.keys import example_keys
@@ -77,38 +78,42 @@ _FUNCTIONAL_HINT = (
 )
 
 
-def _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size):
+def _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size, key):
     if not isinstance(fault, Fault):
-        raise TypeError(f"fault={fault!r} must be an invnorm_jax.faults.Fault, e.g. Fault('bit_flip', 0.1).")
+        raise ArgumentTypeError(f"fault={describe(fault)} must be an invnorm_jax.faults.Fault, e.g. "
+                                "Fault('bit_flip', 0.1).")
     if level is not None and not isinstance(level, jax.core.Tracer):
         # The override skips Fault's own checks: run them on the concrete level.
         try:
             dataclasses.replace(fault, level=float(level))
         except ValueError as err:
-            raise ValueError(f"level={level!r} is out of range for kind={fault.kind!r}: {err}") from None
+            raise ArgumentError(f"level={level!r} is out of range (it overrides fault.level): {err}") from None
     for name, value in (("num_chips", num_chips), ("num_samples", num_samples)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name}={value!r} must be an integer >= 1.")
+        check_positive_int(value, name)
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
-        raise ValueError(f"chunk_size={chunk_size!r} must be an integer >= 1 or None (the per-site default).")
+        raise ArgumentError(f"chunk_size={chunk_size!r} must be an integer >= 1 or None (the per-site default).")
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1 or None (the whole batch at once).")
-    if np.ndim(x) < 1:
-        raise ValueError(f"x must have a batch axis; got shape {np.shape(x)}.")
+        raise ArgumentError(f"batch_size={batch_size!r} must be an integer >= 1 or None (the whole batch at once).")
+    check_key(key)
+    if not hasattr(x, "shape"):
+        x = np.asarray(x)
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ArgumentError(f"x.shape={tuple(x.shape)}: expected a batch of at least one input, [batch, ...] "
+                            "(a single input is x[None]).")
 
 
 def _prepare_module(model: nnx.Module, fault: Fault):
     """``(graphdef, state)`` of a numbered copy of ``model``; the caller's model is untouched."""
     name = type(model).__name__
     if not _takes_faults(model):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{name} is a plain NNX module: its __call__ takes no faults= (the library's convention is "
             f"model(x, *, key, deterministic, faults)). {_FUNCTIONAL_HINT}"
         )
     copy = nnx.merge(*nnx.split(model))
     number_fault_sites(copy)  # and the stochastic layers' key ids
     if fault.site == "preactivation" and not has_preactivation_sites(copy):
-        raise ValueError(
+        raise ArgumentError(
             f"site='preactivation' needs binary activations (sign()), and {name} has none; use site='weights'."
         )
     if fault.site == "weights":
@@ -117,7 +122,7 @@ def _prepare_module(model: nnx.Module, fault: Fault):
         # A model without parameters has nothing to fault (a stub that returns constants).
         has_weights = bool(jax.tree.leaves(nnx.state(copy, nnx.Param)))
         if not reached and has_weights:
-            raise ValueError(
+            raise ArgumentError(
                 f"no fault site: {name} has {len(sites)} layers with deployed weights (looked for the library's "
                 "BinaryConv/BinaryDense/QuantConv/QuantDense, and quantized ones unless include_full_precision=True), "
                 f"so every chip would be fault-free. {_FUNCTIONAL_HINT}"
@@ -247,10 +252,10 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     the same values :func:`simulate_chips` puts there. Reduce each slice as it comes (e.g. to
     per-chip counts) when every chip's outputs for the whole test set would not fit in memory.
     """
-    _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size)
+    _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size, key)
     if isinstance(model, nnx.Module):
         if params is not None or select is not None or bits is not None:
-            raise TypeError(
+            raise ArgumentTypeError(
                 "params=/select=/bits= are for a function apply_fn(params, x, key); an NNX module with the library's "
                 f"call convention carries its own fault sites. {_FUNCTIONAL_HINT}"
             )
@@ -258,19 +263,21 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
         run = functools.partial(_simulate, graphdef, state, deterministic=deterministic)
     elif callable(model):
         if params is None:
-            raise TypeError(f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
+            raise ArgumentTypeError(f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
                             "a function is called as apply_fn(params, x, key).")
         bits = check_fault_for_params(fault, bits)
         names = select_paths(params, select)
         run = functools.partial(_simulate_fn, model, params, names=names, bits=bits)
     else:
-        raise TypeError(f"model={model!r} must be an NNX module or a function apply_fn(params, x, key).")
+        raise ArgumentTypeError(f"model={describe(model)} must be an NNX module or a function "
+                                "apply_fn(params, x, key).")
     level = jnp.asarray(fault.level if level is None else level, jnp.float32)
     static_fault = dataclasses.replace(fault, level=0.0)
     chunk = DEFAULT_CHUNK[fault.site] if chunk_size is None else int(chunk_size)
     devices = jax.local_device_count() if num_devices is None else int(num_devices)
     if not 1 <= devices <= jax.local_device_count():
-        raise ValueError(f"num_devices={num_devices} must be in 1..{jax.local_device_count()}.")
+        raise ArgumentError(f"num_devices={num_devices} must be in 1..{jax.local_device_count()} (the local "
+                            "devices).")
     per_device = -(-num_chips // devices)
     chunk = min(chunk, per_device)
     chips = chip_keys(key, devices * per_device)  # chips beyond num_chips are padding, dropped below

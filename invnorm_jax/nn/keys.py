@@ -19,6 +19,7 @@ import zlib
 import jax
 from flax import nnx
 
+from invnorm_jax._checks import ArgumentError, ArgumentTypeError, check_key
 from invnorm_jax.functional.keys import example_keys, fold_in_each
 
 
@@ -81,22 +82,22 @@ def rng_stream(rngs, collection: str, *, only_if_named: bool = False):
         return rngs.fork()
     if rngs is None:
         return nnx.data(None)
-    raise TypeError(f"rngs must be an nnx.Rngs, an nnx.RngStream or None, not {type(rngs).__name__}.")
+    raise ArgumentTypeError(f"rngs must be an nnx.Rngs, an nnx.RngStream or None, not {type(rngs).__name__}.")
 
 
 def resolve_key(key, rngs, stream, collection: str, who: str) -> jax.Array:
     """The key of one stochastic call: ``key=``, else ``rngs=``, else the layer's stream."""
     if key is not None:
-        return key
+        return check_key(key)
     if isinstance(rngs, nnx.Rngs):
         return rngs[collection]()
     if isinstance(rngs, nnx.RngStream):
         return rngs()
     if rngs is not None:
-        return rngs
+        return check_key(rngs, "rngs")
     if stream is not None:
         return stream()
-    raise ValueError(
+    raise ArgumentError(
         f"{who} is stochastic: call it with key=jax.random.key(...) "
         "(one key per forward pass / MC sample), or with deterministic=True "
         "(or model.eval()), or give it a stream: rngs=nnx.Rngs(dropout=0)."

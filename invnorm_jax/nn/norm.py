@@ -14,7 +14,9 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.module import first_from
 
-from invnorm_jax._checks import check_choice, check_rate
+from invnorm_jax._checks import (
+    ArgumentError, check_channels, check_choice, check_float_input, check_positive_int, check_rate,
+)
 from invnorm_jax.functional import init as inits
 from invnorm_jax.functional.dropout import mc_dropout, mc_spatial_dropout
 from invnorm_jax.functional.norm import MODES, _check_groups, affine_dropout, inverted_norm, normalize
@@ -29,6 +31,11 @@ NORM_KINDS = ("batch", "layer", "group")
 def require_key(key, who: str) -> jax.Array:
     """The key a stochastic module needs, or a clear error saying how to call it."""
     return resolve_key(key, None, None, "dropout", who)
+
+
+def _check_input(x, num_features: int, who: str) -> None:
+    check_float_input(x, who)
+    check_channels(x, num_features, who, size_name="num_features")
 
 
 class _Stochastic(nnx.Module):
@@ -107,6 +114,7 @@ class InvertedNorm(_Stochastic):
         rngs: nnx.Rngs,
         eps: float | None = None,
     ):
+        check_positive_int(num_features, "num_features")
         check_rate(rate)
         check_choice(mode, "mode", MODES)
         _check_groups(num_groups, num_features)
@@ -128,6 +136,7 @@ class InvertedNorm(_Stochastic):
 
     def __call__(self, x, *, key=None, rngs=None, train=False, deterministic=None, faults=None):
         del train, faults  # identical at train and test time; no deployable weights here
+        _check_input(x, self.num_features, type(self).__name__)
         scale, bias = self.scale[...], self.bias[...]
         if self._active(deterministic):
             keys = self._keys(key, rngs, x.shape[0])
@@ -171,12 +180,14 @@ class ConventionalNorm(nnx.Module):
     """
 
     def __init__(self, num_features: int, *, kind: str = "batch", num_groups: int | None = None, rngs: nnx.Rngs):
+        check_positive_int(num_features, "num_features")
         check_choice(kind, "norm", NORM_KINDS)
         self.kind = kind
+        self.num_features = num_features
         self.num_groups = num_groups if kind == "group" else None
         if kind == "group":
             if num_groups is None:
-                raise ValueError("norm='group' needs num_groups=, a divisor of the channels.")
+                raise ArgumentError("norm='group' needs num_groups=, a divisor of the channels.")
             _check_groups(num_groups, num_features)
         if kind == "batch":
             self.norm = nnx.BatchNorm(num_features, momentum=0.9, epsilon=1e-5, rngs=rngs)
@@ -186,6 +197,7 @@ class ConventionalNorm(nnx.Module):
 
     def __call__(self, x, *, key=None, rngs=None, train=False, deterministic=None, faults=None):
         del key, rngs, deterministic, faults
+        _check_input(x, self.num_features, type(self).__name__)
         if self.kind == "batch":
             return self.norm(x, use_running_average=not train)
         return normalize(x, num_groups=self.num_groups) * self.scale[...] + self.bias[...]

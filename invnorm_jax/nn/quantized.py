@@ -23,7 +23,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from invnorm_jax._checks import check_bits, check_fault_context
+from invnorm_jax._checks import (
+    ArgumentError, check_bits, check_channels, check_fault_context, check_float_input, check_positive_int,
+)
 from invnorm_jax.functional.quantize import (
     ede_schedule,
     fake_quant,
@@ -79,7 +81,8 @@ def _conv_geometry(kernel_size, strides, padding):
     """Normalize ``kernel_size`` (int = 1-D, as in flax), ``strides`` and ``padding``."""
     ks = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
     if not 1 <= len(ks) <= len(_SPATIAL):
-        raise ValueError(f"kernel_size={kernel_size!r}: expected 1 to {len(_SPATIAL)} spatial dims.")
+        raise ArgumentError(f"kernel_size={kernel_size!r}: expected 1 to {len(_SPATIAL)} spatial dims, e.g. 3 (1-D) "
+                            "or (3, 3) (2-D).")
     nd = len(ks)
     st = (strides,) * nd if isinstance(strides, int) else tuple(strides)
     if isinstance(padding, str):
@@ -91,18 +94,29 @@ def _conv_geometry(kernel_size, strides, padding):
     return ks, st, pad
 
 
-def _conv(x: jax.Array, kernel: jax.Array, strides, padding) -> jax.Array:
-    """Channels-last convolution of ``x`` ``[batch, *spatial, in]`` with ``[*k, in, out]``."""
-    nd = kernel.ndim - 2
+def _check_input(x, kernel_shape, who: str, *, conv: bool) -> None:
+    """A layer's input: floating point, the kernel's rank (convs) and its ``in_features`` last."""
+    check_float_input(x, who)
+    nd = len(kernel_shape) - 2
     # Exactly one batch axis: with several allowed, a 1-D kernel (int kernel_size) would
     # silently treat the rows of an image as a batch of sequences. vmap adds batch axes.
-    if x.ndim != nd + 2:
-        raise ValueError(
-            f"Input of shape {x.shape} does not fit a {nd}-D kernel: expected [batch, "
+    if conv and x.ndim != nd + 2:
+        raise ArgumentError(
+            f"{who}: input of shape {tuple(x.shape)} does not fit a {nd}-D kernel: expected [batch, "
             f"{nd} spatial dims, channels]. An int kernel_size means 1-D; pass a tuple such "
             "as (3, 3) for 2-D."
         )
-    sp = _SPATIAL[-nd:]
+    check_channels(x, kernel_shape[-2], who)
+
+
+def _check_sizes(in_features, out_features) -> None:
+    check_positive_int(in_features, "in_features")
+    check_positive_int(out_features, "out_features")
+
+
+def _conv(x: jax.Array, kernel: jax.Array, strides, padding) -> jax.Array:
+    """Channels-last convolution of ``x`` ``[batch, *spatial, in]`` with ``[*k, in, out]``."""
+    sp = _SPATIAL[-(kernel.ndim - 2):]
     dn = ("N" + sp + "C", sp + "IO", "N" + sp + "C")
     return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), strides, padding, dimension_numbers=dn)
 
@@ -186,11 +200,13 @@ class BinaryConv(_BinaryLayer):
                  strides: int | Sequence[int] = 1, padding: Any = "SAME", binarize_input: bool = True,
                  use_bias: bool = False, kernel_init=_default_kernel_init, input_faults: bool = True,
                  rngs: nnx.Rngs):
+        _check_sizes(in_features, out_features)
         ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
         self._init_binary(ks + (in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
+        _check_input(x, self.kernel.shape, type(self).__name__, conv=True)
         kernel = self._effective_kernel(faults)
         x = self._binary_input(x, key, faults)
         return self._add_bias(_conv(x, kernel, self.strides, self.padding))
@@ -207,10 +223,12 @@ class BinaryDense(_BinaryLayer):
     def __init__(self, in_features: int, out_features: int, *, binarize_input: bool = True,
                  use_bias: bool = False, kernel_init=_default_kernel_init, input_faults: bool = True,
                  rngs: nnx.Rngs):
+        _check_sizes(in_features, out_features)
         self._init_binary((in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
+        _check_input(x, self.kernel.shape, type(self).__name__, conv=False)
         kernel = self._effective_kernel(faults)
         x = self._binary_input(x, key, faults)
         return self._add_bias(x @ kernel.astype(x.dtype))
@@ -268,11 +286,13 @@ class QuantConv(_QuantLayer):
                  bits: int | None = 8, act_bits: int | None = 8, strides: int | Sequence[int] = 1,
                  padding: Any = "SAME", use_bias: bool = True, kernel_init=_default_kernel_init,
                  rngs: nnx.Rngs):
+        _check_sizes(in_features, out_features)
         ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
         self._init_quant(ks + (in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
+        _check_input(x, self.kernel.shape, type(self).__name__, conv=True)
         kernel = self._effective_kernel(faults)
         return self._add_bias(_conv(self._quant_input(x), kernel, self.strides, self.padding))
 
@@ -288,10 +308,12 @@ class QuantDense(_QuantLayer):
     def __init__(self, in_features: int, out_features: int, *, bits: int | None = 8,
                  act_bits: int | None = 8, use_bias: bool = True, kernel_init=_default_kernel_init,
                  rngs: nnx.Rngs):
+        _check_sizes(in_features, out_features)
         self._init_quant((in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
+        _check_input(x, self.kernel.shape, type(self).__name__, conv=False)
         return self.project(x, self._effective_kernel(faults))
 
     def project(self, x, kernel):

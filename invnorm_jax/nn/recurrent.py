@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from invnorm_jax._checks import ArgumentError, check_channels, check_float_input, check_positive_int
 from invnorm_jax.nn.quantized import QuantDense
 
 if TYPE_CHECKING:  # the type only: nn must not pull in the fault models at import time
@@ -40,6 +41,8 @@ class QuantLSTMCell(nnx.Module):
 
     def __init__(self, in_features: int, hidden_features: int, *, bits: int | None = 8,
                  act_bits: int | None = 8, gate_site: nnx.Module | None = None, rngs: nnx.Rngs):
+        check_positive_int(in_features, "in_features")
+        check_positive_int(hidden_features, "hidden_features")
         self.hidden_features = hidden_features
         self.gate_site = gate_site
         gates = 4 * hidden_features
@@ -82,8 +85,12 @@ class QuantLSTMCell(nnx.Module):
         >>> cell.scan(jnp.ones((2, 7, 1))).shape
         (2, 7, 4)
         """
+        check_float_input(xs, "QuantLSTMCell.scan")
         if xs.ndim != 3:
-            raise ValueError(f"xs.shape={xs.shape}: expected [batch, time, features].")
+            raise ArgumentError(f"QuantLSTMCell.scan: xs.shape={tuple(xs.shape)}: expected [batch, time, features]; "
+                                "a single sequence is xs[None], a univariate series xs[..., None].")
+        check_channels(xs, self.input_proj.kernel.shape[0], "QuantLSTMCell.scan", axis_name="features",
+                       name="xs")
         w_x = self.input_proj._effective_kernel(faults)
         w_h = self.recurrent_proj._effective_kernel(faults)
 
