@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from invnorm_jax._checks import check_bits
+from invnorm_jax.functional.stats import standardize
 
 __all__ = [
     "ede_schedule",
@@ -29,6 +30,11 @@ __all__ = [
     "quantize_symmetric",
     "sign",
 ]
+
+
+def _compute_dtype(dtype) -> jnp.dtype:
+    """float32 at least: bfloat16 cannot hold a 16-bit code, nor centre weights accurately."""
+    return jnp.promote_types(dtype, jnp.float32)
 
 
 def _reduce_axes(ndim: int, keep_axis: int | None) -> tuple[int, ...]:
@@ -110,18 +116,16 @@ def libra_pb(w: jax.Array, axis: int = -1) -> jax.Array:
     channel, the last axis of a ``[..., in, out]`` kernel). ``std`` is the population
     standard deviation (IR-Net's reference code uses the unbiased one; the difference is a
     factor ``sqrt(n / (n - 1))`` that ``sign`` ignores and the power-of-two scale absorbs).
-    A constant channel (std 0) becomes all zeros, not NaN.
+    A constant channel (std 0) becomes exactly zero, not NaN or rounding noise. Statistics
+    are computed in float32 (or wider) and scaled by a power of two before squaring, so
+    weights of any finite magnitude (1e-30, 1e30) standardize alike; the result has ``w``'s
+    dtype.
 
     >>> w_std = libra_pb(jnp.array([[1.0, 0.0], [3.0, 0.0]]))
     >>> w_std[:, 0]
     Array([-1.,  1.], dtype=float32)
     """
-    axes = _reduce_axes(w.ndim, axis)
-    centred = w - jnp.mean(w, axis=axes, keepdims=True)
-    var = jnp.mean(centred**2, axis=axes, keepdims=True)
-    # Double-where: sqrt's gradient at 0 is infinite, so never evaluate it there.
-    safe_var = jnp.where(var > 0, var, 1.0)
-    return jnp.where(var > 0, centred / jnp.sqrt(safe_var), 0.0)
+    return standardize(w.astype(_compute_dtype(w.dtype)), _reduce_axes(w.ndim, axis), 0.0).astype(w.dtype)
 
 
 def irnet_binarize_weights(w: jax.Array, t=10.0, *, axis: int = -1):
