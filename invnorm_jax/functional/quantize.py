@@ -172,7 +172,9 @@ def quantize_symmetric(x: jax.Array, bits: int, axis: int | None = None):
     ``axis`` (statistics over every other axis; keepdims, so ``codes * scale`` broadcasts);
     ``codes = clip(round(x / scale), -2**(bits-1), 2**(bits-1) - 1)`` as int32. An all-zero
     slice gets ``scale = 1`` so that nothing divides by zero. No gradient: see
-    :func:`fake_quant`.
+    :func:`fake_quant`. ``scale`` has ``x``'s dtype (rounded up where that dtype is narrower
+    than float32); the codes are computed in float32, so a bfloat16 input gets codes of the
+    full range, each within half a step of it.
 
     Raises:
       ValueError: if ``bits`` is not an int in 2..16 (one signed bit has no magnitude).
@@ -183,10 +185,15 @@ def quantize_symmetric(x: jax.Array, bits: int, axis: int | None = None):
     """
     check_bits(bits, low=2)
     qmax = 2 ** (bits - 1) - 1
-    absmax = jnp.max(jnp.abs(x), axis=_reduce_axes(x.ndim, axis), keepdims=True)
-    absmax = jax.lax.stop_gradient(absmax)
-    scale = jnp.where(absmax > 0, absmax / qmax, 1.0).astype(x.dtype)
-    codes = jnp.clip(jnp.round(x / scale), -qmax - 1, qmax).astype(jnp.int32)
+    compute = _compute_dtype(x.dtype)
+    xc = x.astype(compute)
+    absmax = jax.lax.stop_gradient(jnp.max(jnp.abs(xc), axis=_reduce_axes(x.ndim, axis), keepdims=True))
+    exact = jnp.where(absmax > 0, absmax / qmax, 1.0)
+    # The scale is returned in x's dtype; where that rounds it down, take the next value up,
+    # so that max|x| / scale <= qmax still holds and nothing is clipped.
+    scale = exact.astype(x.dtype)
+    scale = jnp.where(scale.astype(compute) < exact, jnp.nextafter(scale, jnp.asarray(jnp.inf, x.dtype)), scale)
+    codes = jnp.clip(jnp.round(xc / scale.astype(compute)), -qmax - 1, qmax).astype(jnp.int32)
     return codes, scale
 
 
@@ -197,7 +204,9 @@ def fake_quant(x: jax.Array, bits: int, *, axis: int | None = None, scale=None) 
     with a given ``scale``, ``clip(round(x / scale), -2**(bits-1), 2**(bits-1)-1) * scale``.
     Backward ``dL/dx = dL/dy * 1{x inside the clip range}``; with the dynamic scale every
     element is inside by construction, so the gradient is the identity. The scale gets no
-    gradient.
+    gradient. Codes and their product with the scale are computed in float32 (or wider) and
+    rounded once to ``x``'s dtype, so that with a fixed scale, quantizing the result again
+    changes nothing wherever that dtype resolves the grid (bfloat16: up to 8 bits).
 
     Raises:
       ValueError: if ``bits`` is not an int in 2..16.
@@ -206,15 +215,18 @@ def fake_quant(x: jax.Array, bits: int, *, axis: int | None = None, scale=None) 
     Array([0., 0., 1.], dtype=float32)
     """
     check_bits(bits, low=2)
+    compute = _compute_dtype(x.dtype)
     if scale is None:
         codes, scale = quantize_symmetric(x, bits, axis=axis)
         inside = jnp.ones_like(x)
     else:
         qmax = 2 ** (bits - 1) - 1
         scale = jax.lax.stop_gradient(jnp.asarray(scale, dtype=x.dtype))
-        codes = jnp.clip(jnp.round(x / scale), -qmax - 1, qmax)
+        codes = jnp.clip(jnp.round(x.astype(compute) / scale.astype(compute)), -qmax - 1, qmax)
         inside = ((x >= (-qmax - 1) * scale) & (x <= qmax * scale)).astype(x.dtype)
-    y = codes.astype(x.dtype) * scale
+    # One rounding to x's dtype, of the exact grid value: bfloat16 holds neither a 16-bit code
+    # nor, in general, the product of a code and a scale.
+    y = (codes.astype(compute) * scale.astype(compute)).astype(x.dtype)
     # (x - sg(x)) is exactly zero forward, so y keeps the quantized value bit for bit.
     return jax.lax.stop_gradient(y) + (x - jax.lax.stop_gradient(x)) * inside
 
