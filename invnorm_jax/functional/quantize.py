@@ -237,7 +237,8 @@ def fake_quant(x: jax.Array, bits: int, *, axis: int | None = None, scale=None) 
 def pact(x: jax.Array, alpha, bits: int) -> jax.Array:
     """PACT activation: clip to ``[0, alpha]`` and quantize to ``2**bits`` unsigned levels.
 
-    ``y = clip(x, 0, alpha)``, ``y_q = round(y * (2**bits - 1) / alpha) * alpha / (2**bits - 1)``.
+    ``y = clip(x, 0, alpha)``, ``y_q = round(y * (2**bits - 1) / alpha) * alpha / (2**bits - 1)``,
+    never above ``alpha`` (whatever the rounding of the step).
 
     Gradients follow the PACT paper (Choi et al., 2018, eq. 3), with the quantization
     treated as straight-through: ``dy_q/dx = 1{0 <= x < alpha}`` and
@@ -258,5 +259,6 @@ def pact(x: jax.Array, alpha, bits: int) -> jax.Array:
     y = jnp.where(x < 0, jnp.zeros_like(x), jnp.where(x < alpha, x, alpha))
     levels = 2**bits - 1
     step = jax.lax.stop_gradient(alpha / levels)
-    y_q = jnp.round(y / step) * step
+    # levels * fl(alpha / levels) can round to just above alpha: the top level is alpha itself.
+    y_q = jnp.minimum(jnp.round(y / step) * step, alpha)
     return jax.lax.stop_gradient(y_q) + (y - jax.lax.stop_gradient(y))
