@@ -148,13 +148,14 @@ class FaultContext:
     def _perturb(self, noise_key: jax.Array, x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
         """``x`` with noise of ``shape`` (broadcast over the rest) drawn from ``noise_key``."""
         # Preactivation sigma is in units of the normalized activation (unit std): no rescaling.
+        # x's dtype is kept: a sweep's level is a float32 array, which would promote bfloat16.
         if self.fault.kind == "uniform":
             u = jax.random.uniform(noise_key, shape, dtype=x.dtype, minval=-1.0, maxval=1.0)
-            return x + self._level * u
+            return (x + self._level * u).astype(x.dtype)
         n = jax.random.normal(noise_key, shape, dtype=x.dtype)
         if self.fault.kind == "additive":
-            return x + self._level * n
-        return x * (1.0 + self._level * n)
+            return (x + self._level * n).astype(x.dtype)
+        return (x * (1.0 + self._level * n)).astype(x.dtype)
 
 
 def number_fault_sites(model: nnx.Module) -> int:

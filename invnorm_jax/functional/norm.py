@@ -19,6 +19,7 @@ from einops import rearrange
 
 from invnorm_jax._checks import check_choice, check_rate
 from invnorm_jax.functional.keys import is_key_batch
+from invnorm_jax.functional.stats import standardize
 
 MODES = ("vector", "element")
 
@@ -70,6 +71,10 @@ def normalize(y: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5,
     (``num_groups=None``), or over the spatial axes and each of ``num_groups`` contiguous groups
     of the last (channel) axis. Statistics are computed in float32 (or wider); the result has
     ``dtype`` (default: ``y``'s dtype).
+
+    Defined at every finite magnitude: an instance (group) that is constant normalizes to
+    exactly 0, and one of magnitude 1e30 or 1e-30 to what float64 would give (scaled by a power
+    of two before squaring; see :mod:`invnorm_jax.functional.stats`).
     """
     if y.ndim < 2:
         raise ValueError(f"x.shape={y.shape}: expected at least 2 axes, [batch, ..., channels].")
@@ -84,11 +89,9 @@ def normalize(y: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5,
         axes = tuple(range(1, grouped.ndim))
     else:
         axes = tuple(range(1, grouped.ndim - 2)) + (grouped.ndim - 1,)
-    # Two-pass variance: E[(y-m)^2] stays accurate when |mean| >> std, unlike E[y^2]-m^2.
-    mean = jnp.mean(grouped, axis=axes, keepdims=True)
-    centred = grouped - mean
-    var = jnp.mean(jnp.square(centred), axis=axes, keepdims=True)
-    out = rearrange(centred * jax.lax.rsqrt(var + eps), "b ... g c -> b ... (g c)")
+    # Two-pass variance: E[(y-m)^2] stays accurate when |mean| >> std, unlike E[y^2]-m^2;
+    # squared after an exact power-of-two rescale, so that 1e30 does not overflow.
+    out = rearrange(standardize(grouped, axes, eps), "b ... g c -> b ... (g c)")
     return out.astype(y.dtype if dtype is None else dtype)
 
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from invnorm_jax._checks import check_bits
+from invnorm_jax.functional.stats import standardize
 
 __all__ = [
     "ede_schedule",
@@ -29,6 +30,11 @@ __all__ = [
     "quantize_symmetric",
     "sign",
 ]
+
+
+def _compute_dtype(dtype) -> jnp.dtype:
+    """float32 at least: bfloat16 cannot hold a 16-bit code, nor centre weights accurately."""
+    return jnp.promote_types(dtype, jnp.float32)
 
 
 def _reduce_axes(ndim: int, keep_axis: int | None) -> tuple[int, ...]:
@@ -110,18 +116,16 @@ def libra_pb(w: jax.Array, axis: int = -1) -> jax.Array:
     channel, the last axis of a ``[..., in, out]`` kernel). ``std`` is the population
     standard deviation (IR-Net's reference code uses the unbiased one; the difference is a
     factor ``sqrt(n / (n - 1))`` that ``sign`` ignores and the power-of-two scale absorbs).
-    A constant channel (std 0) becomes all zeros, not NaN.
+    A constant channel (std 0) becomes exactly zero, not NaN or rounding noise. Statistics
+    are computed in float32 (or wider) and scaled by a power of two before squaring, so
+    weights of any finite magnitude (1e-30, 1e30) standardize alike; the result has ``w``'s
+    dtype.
 
     >>> w_std = libra_pb(jnp.array([[1.0, 0.0], [3.0, 0.0]]))
     >>> w_std[:, 0]
     Array([-1.,  1.], dtype=float32)
     """
-    axes = _reduce_axes(w.ndim, axis)
-    centred = w - jnp.mean(w, axis=axes, keepdims=True)
-    var = jnp.mean(centred**2, axis=axes, keepdims=True)
-    # Double-where: sqrt's gradient at 0 is infinite, so never evaluate it there.
-    safe_var = jnp.where(var > 0, var, 1.0)
-    return jnp.where(var > 0, centred / jnp.sqrt(safe_var), 0.0)
+    return standardize(w.astype(_compute_dtype(w.dtype)), _reduce_axes(w.ndim, axis), 0.0).astype(w.dtype)
 
 
 def irnet_binarize_weights(w: jax.Array, t=10.0, *, axis: int = -1):
@@ -168,7 +172,9 @@ def quantize_symmetric(x: jax.Array, bits: int, axis: int | None = None):
     ``axis`` (statistics over every other axis; keepdims, so ``codes * scale`` broadcasts);
     ``codes = clip(round(x / scale), -2**(bits-1), 2**(bits-1) - 1)`` as int32. An all-zero
     slice gets ``scale = 1`` so that nothing divides by zero. No gradient: see
-    :func:`fake_quant`.
+    :func:`fake_quant`. ``scale`` has ``x``'s dtype (rounded up where that dtype is narrower
+    than float32); the codes are computed in float32, so a bfloat16 input gets codes of the
+    full range, each within half a step of it.
 
     Raises:
       ValueError: if ``bits`` is not an int in 2..16 (one signed bit has no magnitude).
@@ -179,10 +185,15 @@ def quantize_symmetric(x: jax.Array, bits: int, axis: int | None = None):
     """
     check_bits(bits, low=2)
     qmax = 2 ** (bits - 1) - 1
-    absmax = jnp.max(jnp.abs(x), axis=_reduce_axes(x.ndim, axis), keepdims=True)
-    absmax = jax.lax.stop_gradient(absmax)
-    scale = jnp.where(absmax > 0, absmax / qmax, 1.0).astype(x.dtype)
-    codes = jnp.clip(jnp.round(x / scale), -qmax - 1, qmax).astype(jnp.int32)
+    compute = _compute_dtype(x.dtype)
+    xc = x.astype(compute)
+    absmax = jax.lax.stop_gradient(jnp.max(jnp.abs(xc), axis=_reduce_axes(x.ndim, axis), keepdims=True))
+    exact = jnp.where(absmax > 0, absmax / qmax, 1.0)
+    # The scale is returned in x's dtype; where that rounds it down, take the next value up,
+    # so that max|x| / scale <= qmax still holds and nothing is clipped.
+    scale = exact.astype(x.dtype)
+    scale = jnp.where(scale.astype(compute) < exact, jnp.nextafter(scale, jnp.asarray(jnp.inf, x.dtype)), scale)
+    codes = jnp.clip(jnp.round(xc / scale.astype(compute)), -qmax - 1, qmax).astype(jnp.int32)
     return codes, scale
 
 
@@ -193,7 +204,9 @@ def fake_quant(x: jax.Array, bits: int, *, axis: int | None = None, scale=None) 
     with a given ``scale``, ``clip(round(x / scale), -2**(bits-1), 2**(bits-1)-1) * scale``.
     Backward ``dL/dx = dL/dy * 1{x inside the clip range}``; with the dynamic scale every
     element is inside by construction, so the gradient is the identity. The scale gets no
-    gradient.
+    gradient. Codes and their product with the scale are computed in float32 (or wider) and
+    rounded once to ``x``'s dtype, so that with a fixed scale, quantizing the result again
+    changes nothing wherever that dtype resolves the grid (bfloat16: up to 8 bits).
 
     Raises:
       ValueError: if ``bits`` is not an int in 2..16.
@@ -202,15 +215,18 @@ def fake_quant(x: jax.Array, bits: int, *, axis: int | None = None, scale=None) 
     Array([0., 0., 1.], dtype=float32)
     """
     check_bits(bits, low=2)
+    compute = _compute_dtype(x.dtype)
     if scale is None:
         codes, scale = quantize_symmetric(x, bits, axis=axis)
         inside = jnp.ones_like(x)
     else:
         qmax = 2 ** (bits - 1) - 1
         scale = jax.lax.stop_gradient(jnp.asarray(scale, dtype=x.dtype))
-        codes = jnp.clip(jnp.round(x / scale), -qmax - 1, qmax)
+        codes = jnp.clip(jnp.round(x.astype(compute) / scale.astype(compute)), -qmax - 1, qmax)
         inside = ((x >= (-qmax - 1) * scale) & (x <= qmax * scale)).astype(x.dtype)
-    y = codes.astype(x.dtype) * scale
+    # One rounding to x's dtype, of the exact grid value: bfloat16 holds neither a 16-bit code
+    # nor, in general, the product of a code and a scale.
+    y = (codes.astype(compute) * scale.astype(compute)).astype(x.dtype)
     # (x - sg(x)) is exactly zero forward, so y keeps the quantized value bit for bit.
     return jax.lax.stop_gradient(y) + (x - jax.lax.stop_gradient(x)) * inside
 
@@ -221,7 +237,8 @@ def fake_quant(x: jax.Array, bits: int, *, axis: int | None = None, scale=None) 
 def pact(x: jax.Array, alpha, bits: int) -> jax.Array:
     """PACT activation: clip to ``[0, alpha]`` and quantize to ``2**bits`` unsigned levels.
 
-    ``y = clip(x, 0, alpha)``, ``y_q = round(y * (2**bits - 1) / alpha) * alpha / (2**bits - 1)``.
+    ``y = clip(x, 0, alpha)``, ``y_q = round(y * (2**bits - 1) / alpha) * alpha / (2**bits - 1)``,
+    never above ``alpha`` (whatever the rounding of the step).
 
     Gradients follow the PACT paper (Choi et al., 2018, eq. 3), with the quantization
     treated as straight-through: ``dy_q/dx = 1{0 <= x < alpha}`` and
@@ -242,5 +259,6 @@ def pact(x: jax.Array, alpha, bits: int) -> jax.Array:
     y = jnp.where(x < 0, jnp.zeros_like(x), jnp.where(x < alpha, x, alpha))
     levels = 2**bits - 1
     step = jax.lax.stop_gradient(alpha / levels)
-    y_q = jnp.round(y / step) * step
+    # levels * fl(alpha / levels) can round to just above alpha: the top level is alpha itself.
+    y_q = jnp.minimum(jnp.round(y / step) * step, alpha)
     return jax.lax.stop_gradient(y_q) + (y - jax.lax.stop_gradient(y))
