@@ -3,7 +3,9 @@
 :func:`evaluate_claims` measures every claim of :data:`CLAIMS` on a
 :class:`~invnorm_jax.results.Results` (the statistics live in :mod:`invnorm_jax.claims_measure`);
 :func:`claims_markdown` and :func:`claims_json` render the rows; :func:`write_claims` writes both
-files. docs/claims.md says how each claim is measured, the interval and the verdict rules.
+files. docs/claims.md says how each claim is measured, the interval and the verdict rules. A run
+with the method ``noisy_training`` also gets a section comparing it with the proposed method
+(:mod:`invnorm_jax.claims_noisy`; not a paper claim); a run without it gets exactly the claims.
 
 >>> rows = evaluate_claims(results)                                   # doctest: +SKIP
 >>> md_path, json_path = write_claims(results, "runs/demo")           # doctest: +SKIP
@@ -20,6 +22,7 @@ from invnorm_jax.claims_measure import (  # noqa: F401  (re-exported: the public
     BASELINES, CLAIMS, CONFIDENCE, FAULT_FREE_TOLERANCE, VERDICTS, Claim, ClaimRow, evaluate_claims,
     resample_weights, up_to_interval, verdict,
 )
+from invnorm_jax.claims_noisy import ComparisonRow, comparison_json, comparison_markdown, evaluate_noisy_training
 from invnorm_jax.results import Results
 
 CLAIMS_VERSION = 1
@@ -123,8 +126,11 @@ def _table(rows: list[ClaimRow]) -> str:
     return "\n".join(lines)
 
 
-def claims_markdown(rows: list[ClaimRow]) -> str:
+def claims_markdown(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) -> str:
     """The claims report: a plain-language summary, then a table per claim group.
+
+    ``comparison``: rows of :func:`~invnorm_jax.claims_noisy.evaluate_noisy_training`, a last
+    section of their own (none: no section).
 
     >>> md = claims_markdown([ClaimRow(7, None, None, None, 51.84, None, "%")])
     >>> "51.84 %" in md and "not measured" in md
@@ -139,6 +145,8 @@ def claims_markdown(rows: list[ClaimRow]) -> str:
         mine = [r for r in rows if _BY_ID[r.claim].group == group]
         if mine:
             lines += [f"## {group}", "", _table(mine), ""]
+    if comparison:
+        lines += [comparison_markdown(list(comparison))]
     return "\n".join(lines)
 
 
@@ -146,8 +154,10 @@ def _plain(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def claims_json(rows: list[ClaimRow]) -> dict:
+def claims_json(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) -> dict:
     """The JSON-ready claims report: ``version``, the claims, every row and the verdict per claim.
+
+    With ``comparison`` rows (:mod:`invnorm_jax.claims_noisy`) also ``"noisy_training"``: their list.
 
     >>> d = claims_json([ClaimRow(7, None, None, None, 51.84, None, "%")])
     >>> d["version"], d["verdicts"]
@@ -160,8 +170,11 @@ def claims_json(rows: list[ClaimRow]) -> dict:
             d[k] = None if d[k] is None else [_plain(float(v)) for v in d[k]]
         out_rows.append(d)
     claims = [dict(dataclasses.asdict(c), unit=c.unit) for c in CLAIMS]
-    return {"version": CLAIMS_VERSION, "confidence": CONFIDENCE, "fault_free_tolerance": dict(FAULT_FREE_TOLERANCE),
-            "claims": claims, "rows": out_rows, "verdicts": {str(k): v for k, v in claim_verdicts(rows).items()}}
+    out = {"version": CLAIMS_VERSION, "confidence": CONFIDENCE, "fault_free_tolerance": dict(FAULT_FREE_TOLERANCE),
+           "claims": claims, "rows": out_rows, "verdicts": {str(k): v for k, v in claim_verdicts(rows).items()}}
+    if comparison:
+        out["noisy_training"] = comparison_json(list(comparison))
+    return out
 
 
 def rows_from_json(d: dict) -> list[ClaimRow]:
@@ -178,6 +191,8 @@ def rows_from_json(d: dict) -> list[ClaimRow]:
 def write_claims(results: Results, out_dir, *, n_boot: int = 2000, seed: int = 0) -> tuple[pathlib.Path, pathlib.Path]:
     """Measure every claim on ``results`` and write ``claims.md`` and ``claims.json`` into ``out_dir``.
 
+    With ``noisy_training`` in a task, both files also hold its comparison with the proposed method.
+
     >>> import tempfile
     >>> md, js = write_claims(Results(), tempfile.mkdtemp())
     >>> md.name, js.name, json.loads(js.read_text())["verdicts"]["1"]
@@ -186,7 +201,8 @@ def write_claims(results: Results, out_dir, *, n_boot: int = 2000, seed: int = 0
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = evaluate_claims(results, n_boot=n_boot, seed=seed)
+    comparison = evaluate_noisy_training(results, n_boot=n_boot, seed=seed)
     md, js = out / "claims.md", out / "claims.json"
-    md.write_text(claims_markdown(rows))
-    js.write_text(json.dumps(claims_json(rows), indent=1))
+    md.write_text(claims_markdown(rows, comparison))
+    js.write_text(json.dumps(claims_json(rows, comparison), indent=1))
     return md, js

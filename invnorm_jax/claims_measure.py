@@ -261,7 +261,7 @@ def _ood_rows(claim: Claim, task: str, t: TaskResult) -> list[ClaimRow]:
         return []
     best = max(shifted, key=lambda i: rates[PROPOSED][i])
     measured = 100.0 * rates[PROPOSED][best]
-    rivals = {m: 100.0 * max(r[i] for i in shifted) for m, r in rates.items() if m != PROPOSED}
+    rivals = {m: 100.0 * max(r[i] for i in shifted) for m, r in rates.items() if m in BASELINES}  # the paper's
     rival = max(rivals, key=rivals.get) if rivals else None
     note = (f"healthy model, one value per stage: no interval; at the largest stage ({shift.stages[-1]:g}): "
             f"{100.0 * rates[PROPOSED][-1]:.2f} %")

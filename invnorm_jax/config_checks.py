@@ -54,6 +54,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     """Check every stage's needs before anything runs; errors name the key and the fix."""
     from invnorm_jax import ood as ood_lib
     from invnorm_jax.data import DATASETS, AUGMENTATIONS
+    from invnorm_jax.evaluation import fault_of
     from invnorm_jax.faults import Fault
     from invnorm_jax.metrics import TASK_METRICS
     from invnorm_jax.models import MODELS
@@ -101,9 +102,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         if bad:
             raise ConfigError(f"config {name!r}: sweeps.{sweep_name}.levels holds {bad[0]!r}: expected numbers, "
                               f"e.g. --config.sweeps.{sweep_name}.levels=0,0.1,0.2.")
-        try:
-            Fault(sweep.kind, max(levels), site=sweep.site)
-            Fault(sweep.kind, min(levels), site=sweep.site)
+        try:  # fault_of: every key of the sweep (site, per_inference, drift parameters) is checked
+            fault_of(sweep, max(levels)), fault_of(sweep, min(levels))
         except (TypeError, ValueError) as err:
             raise ConfigError(f"config {name!r}: sweeps.{sweep_name}: {err}") from None
     if config.ood.shifts:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from invnorm_jax import metrics, numerics
 from invnorm_jax.data.common import Split
 from invnorm_jax.faults import Fault
+from invnorm_jax.faults import drift as drift_lib
 from invnorm_jax.faults.simulate import iter_simulate_chips
 from invnorm_jax.nn import DETERMINISTIC_METHODS
 from invnorm_jax.results import Level, MethodResult
@@ -173,9 +174,16 @@ def num_samples_of(config, method: str) -> int:
 
 
 def fault_of(spec, level: float = 0.0) -> Fault:
-    """The :class:`Fault` of a config entry (a sweep, or ``ood.fault``) at ``level``."""
+    """The :class:`Fault` of a config entry (a sweep, or ``ood.fault``) at ``level``.
+
+    A ``drift`` key (None, or a mapping of a ``preset`` and :class:`~invnorm_jax.faults.drift.DriftModel`
+    fields) sets a drift fault's parameters (:func:`invnorm_jax.faults.drift.drift_model`).
+    """
+    drift = spec.get("drift")
+    if drift is not None and hasattr(drift, "to_dict"):  # a ConfigDict
+        drift = drift.to_dict()
     return Fault(spec["kind"], float(level), site=spec.get("site", "weights"),
-                 per_inference=spec.get("per_inference", False))
+                 per_inference=spec.get("per_inference", False), drift=drift_lib.drift_model(drift))
 
 
 def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | Sequence[str] = True,

@@ -25,8 +25,10 @@ from invnorm_jax.metrics import TASK_METRICS  # noqa: E402
 from invnorm_jax.ood import SHIFTS  # noqa: E402
 from invnorm_jax.results import OODResult, Results, TaskResult  # noqa: E402
 
-METHOD_LABELS = {"nn": "NN", "spindrop": "SpinDrop", "spatial_spindrop": "Spatial-SpinDrop", "proposed": "Proposed"}
-METHOD_COLORS = {"nn": "#7f7f7f", "spindrop": "#1f77b4", "spatial_spindrop": "#2ca02c", "proposed": "#d62728"}
+METHOD_LABELS = {"nn": "NN", "spindrop": "SpinDrop", "spatial_spindrop": "Spatial-SpinDrop", "proposed": "Proposed",
+                 "noisy_training": "Noisy training"}
+METHOD_COLORS = {"nn": "#7f7f7f", "spindrop": "#1f77b4", "spatial_spindrop": "#2ca02c", "proposed": "#d62728",
+                 "noisy_training": "#ff7f0e"}
 #: The x-axis of a sweep, by fault kind (docs/faults.md gives the units).
 LEVEL_LABELS = {"bit_flip": "bit-flip rate", "stuck_at": "stuck-cell fraction",
                 "additive": "sigma (x largest |w|)", "multiplicative": "sigma (relative)",
@@ -35,6 +37,13 @@ LEVEL_LABELS = {"bit_flip": "bit-flip rate", "stuck_at": "stuck-cell fraction",
 
 def _label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
+
+
+def _colors(methods) -> dict[str, str | None]:
+    """Each method's colour: its own, else one of matplotlib's cycle that no method owns."""
+    cycle = [matplotlib.colors.to_hex(c) for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]]
+    spare = iter(c for c in cycle if c not in METHOD_COLORS.values())
+    return {m: METHOD_COLORS.get(m) or next(spare, None) for m in methods}
 
 
 def _fmt(value: float, metric: str) -> str:
@@ -110,14 +119,14 @@ def plot_task(task: str, t: TaskResult, path) -> None:
     """Fig.-5/6 style: metric against fault level, a line per method, a ±1 std band."""
     names = list(t.sweeps)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    scale = TASK_METRICS[t.metric].scale
+    scale, colors = TASK_METRICS[t.metric].scale, _colors(t.methods)
     for ax, name in zip(axes[0], names):
         for method, m in t.methods.items():
             rows = m.sweeps[name]
             x = [r.level for r in rows]
             mean, std = [scale * r.mean for r in rows], [scale * r.std for r in rows]
-            color = METHOD_COLORS.get(method)
-            ax.plot(x, mean, "o-", ms=3, color=color, label=_label(method))
+            (line,) = ax.plot(x, mean, "o-", ms=3, color=colors[method], label=_label(method))
+            color = line.get_color()  # the band matches its line
             ax.fill_between(x, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
                             color=color, alpha=0.18, lw=0)
         sweep = t.sweeps[name]
@@ -134,6 +143,13 @@ def plot_task(task: str, t: TaskResult, path) -> None:
     plt.close(fig)
 
 
+def _deterministic(results: Results) -> str:
+    """Which methods run one deterministic pass, as the header says it."""
+    from invnorm_jax.nn import DETERMINISTIC_METHODS
+    names = [_label(m) for m in _methods(results) if m in DETERMINISTIC_METHODS] or ["NN"]
+    return f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} deterministic: 1 sample"
+
+
 def _sizes(results: Results) -> str:
     return ", ".join(f"{task}: {max(m.num_chips for m in t.methods.values())} chips x "
                      f"{max(m.num_samples for m in t.methods.values())} MC samples"
@@ -145,7 +161,7 @@ def markdown(results: Results, out) -> str:
     s = results.settings
     wall = f", wall time {s['wall_seconds'] / 60:.1f} min" if "wall_seconds" in s else ""
     lines = ["# invnorm-jax results", "",
-             f"{_sizes(results)} (NN is deterministic: 1 sample); variant `{s.get('variant', 'full')}`{wall}.", ""]
+             f"{_sizes(results)} ({_deterministic(results)}); variant `{s.get('variant', 'full')}`{wall}.", ""]
     if any(t.methods for t in results.tasks.values()):
         lines += ["## Fault-free (Table I style)", "", table1(results), ""]
     for task, t in results.tasks.items():
@@ -318,14 +334,14 @@ def plot_ood(task: str, o: OODResult, path) -> None:
     panels = (("accuracy", "accuracy %", 100), ("nll", "NLL (nats)", 1), ("detection_rate", "detection rate %", 100))
     fig, axes = plt.subplots(len(panels), len(shifts), figsize=(4.4 * len(shifts), 2.8 * len(panels)), squeeze=False)
     for col, shift in enumerate(shifts):
-        entry = o.shifts[shift]
+        entry, colors = o.shifts[shift], _colors(o.shifts[shift].methods)
         for row, (key, unit, scale) in enumerate(panels):
             ax = axes[row][col]
             for m, rows in entry.methods.items():
                 for kind, style in (("healthy", "o-"), ("faulty", "s--")):
                     if kind in rows:
                         ax.plot(entry.stages, [scale * r[key] for r in rows[kind]], style, ms=3,
-                                color=METHOD_COLORS.get(m), label=_label(m) + ("" if kind == "healthy" else " (faulty)"),
+                                color=colors[m], label=_label(m) + ("" if kind == "healthy" else " (faulty)"),
                                 alpha=1.0 if kind == "healthy" else 0.8)
             ax.set_xlabel(SHIFTS[shift].axis_label if shift in SHIFTS else f"{shift} strength")
             ax.set_ylabel(unit)

@@ -21,9 +21,19 @@ def check_variant(variant: str) -> str:
     return variant
 
 
-def sweep(kind: str, levels, *, site: str = "weights", per_inference: bool = False) -> ConfigDict:
-    """One fault sweep: ``kind`` at ``site`` for every level of ``levels`` (the first should be 0)."""
-    return ConfigDict(dict(kind=kind, site=site, levels=tuple(float(v) for v in levels), per_inference=per_inference))
+def sweep(kind: str, levels, *, site: str = "weights", per_inference: bool = False, drift=None) -> ConfigDict:
+    """One fault sweep: ``kind`` at ``site`` for every level of ``levels`` (the first should be 0).
+
+    A ``drift`` sweep also has the key ``drift``: its parameters, None for the PCM defaults or a
+    dict of a ``preset`` (``"pcm"``, ``"rram"``) and fields of
+    :class:`invnorm_jax.faults.drift.DriftModel`, e.g. ``dict(preset="rram", compensate=True)``.
+    """
+    entry = dict(kind=kind, site=site, levels=tuple(float(v) for v in levels), per_inference=per_inference)
+    if kind == "drift":
+        entry["drift"] = None if drift is None else ConfigDict(dict(drift))
+    elif drift is not None:
+        raise ValueError(f"sweep(kind={kind!r}, drift=...): drift parameters apply to kind='drift' only.")
+    return ConfigDict(entry)
 
 
 def base(name: str, variant: str) -> ConfigDict:
@@ -58,7 +68,10 @@ def ood_fault(kind: str, level: float, site: str = "weights") -> ConfigDict:
 DRIFT_TIMES = (0.0, 60.0, 3600.0, 86400.0, 2.6e6, 3.15e7, 3.15e8)
 
 
-def drift_sweep(variant: str = "full") -> ConfigDict:
-    """A conductance-drift sweep (``docs/faults.md``, "Drift") over log-spaced times, in seconds."""
+def drift_sweep(variant: str = "full", **drift) -> ConfigDict:
+    """A conductance-drift sweep (``docs/faults.md``, "Drift") over log-spaced times, in seconds.
+
+    ``drift``: the sweep's drift parameters (``preset=``, fields of ``DriftModel``); none: PCM.
+    """
     times = {"full": DRIFT_TIMES, "quick": (0.0, 86400.0, 3.15e8), "smoke": (0.0, 3.15e8)}[check_variant(variant)]
-    return sweep("drift", times)
+    return sweep("drift", times, drift=drift or None)

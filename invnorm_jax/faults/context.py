@@ -47,6 +47,9 @@ class Fault:
       include_full_precision: also fault the full-precision layers (first conv, classifier,
         1x1 shortcuts), which IMC designs usually keep off the crossbar.
       stuck_high: for ``stuck_at``, the share of stuck cells stuck at the high state.
+      drift: for ``drift``, its parameters (a frozen :class:`~invnorm_jax.faults.drift.DriftModel`,
+        e.g. ``drift.RRAM`` or ``drift.drift_model(dict(preset="rram", compensate=True))``);
+        None: the PCM defaults (``drift.PCM``).
     """
 
     kind: str
@@ -55,6 +58,7 @@ class Fault:
     per_inference: bool = False
     include_full_precision: bool = False
     stuck_high: float = 0.5
+    drift: drift_lib.DriftModel | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -75,6 +79,13 @@ class Fault:
             raise ValueError("per_inference=True applies to site='preactivation' only.")
         if not 0.0 <= float(self.stuck_high) <= 1.0:
             raise ValueError(f"stuck_high={self.stuck_high} must be in [0, 1].")
+        # Drift parameters (optional; a static jit argument, so a hashable frozen dataclass).
+        if self.drift is not None:
+            if not isinstance(self.drift, drift_lib.DriftModel):
+                raise TypeError(f"Fault drift={self.drift!r} must be a DriftModel or None; build one from a "
+                                "mapping with invnorm_jax.faults.drift.drift_model(dict(preset='rram', ...)).")
+            if self.kind != "drift":
+                raise ValueError(f"Fault drift=... applies to kind='drift' only, not kind={self.kind!r}.")
 
 
 def _apply_kind(fault: Fault, level, key: jax.Array, w: jax.Array, *, bits: int | None) -> jax.Array:
@@ -82,8 +93,8 @@ def _apply_kind(fault: Fault, level, key: jax.Array, w: jax.Array, *, bits: int 
         return fm.additive_variation(key, w, sigma=level)
     if fault.kind == "multiplicative":
         return fm.multiplicative_variation(key, w, sigma=level)
-    if fault.kind == "drift":  # conductance drift, PCM-like defaults (invnorm_jax.faults.drift)
-        return drift_lib.drift(key, w, t=level)
+    if fault.kind == "drift":  # conductance drift (invnorm_jax.faults.drift), PCM-like by default
+        return drift_lib.drift(key, w, t=level, model=drift_lib.PCM if fault.drift is None else fault.drift)
     if fault.kind == "uniform":
         # Float before abs: abs(-128) overflows in int8.
         return fm.uniform_noise(key, w, amplitude=level * jnp.max(jnp.abs(w.astype(jnp.float32))))

@@ -40,19 +40,23 @@ Typical published values:
 * RRAM: ``nu`` about 0.005 to 0.01 (an order of magnitude below PCM).
 
 The defaults (:data:`PCM`) are a PCM-like model: ``nu ~ N(0.05, 0.02)``, ``t0 = 20 s``, no read
-noise, no compensation. :data:`RRAM` is the weak-drift preset.
+noise, no compensation. :data:`RRAM` is the weak-drift preset. :func:`drift_model` builds a
+:class:`DriftModel` from a config entry (a preset name and field overrides).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from invnorm_jax.faults.models import _check_level, _float_dtype
 
-__all__ = ["PCM", "RRAM", "DriftModel", "drift", "drift_factor_log"]
+__all__ = ["PCM", "PRESETS", "RRAM", "DriftModel", "drift", "drift_factor_log", "drift_model"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +79,16 @@ class DriftModel:
     compensate: bool = False
 
     def __post_init__(self):
+        # Plain Python numbers: a DriftModel is part of a static jit argument (a Fault), so it
+        # must hash, and it is written into sweep cache keys (JSON).
+        for name in ("nu_mean", "nu_std", "t0", "read_noise"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"DriftModel {name}={value!r} must be a number.")
+            object.__setattr__(self, name, float(value))
+        if not isinstance(self.compensate, (bool, np.bool_)):
+            raise TypeError(f"DriftModel compensate={self.compensate!r} must be True or False.")
+        object.__setattr__(self, "compensate", bool(self.compensate))
         for name in ("nu_mean", "nu_std", "read_noise"):
             _check_level(name, getattr(self, name), 0.0)
         if not float(self.t0) > 0.0:
@@ -85,6 +99,44 @@ class DriftModel:
 PCM = DriftModel()
 #: RRAM-like drift: an exponent ten times smaller.
 RRAM = DriftModel(nu_mean=0.005, nu_std=0.002)
+#: The presets a config names with ``preset=``.
+PRESETS = {"pcm": PCM, "rram": RRAM}
+
+
+def drift_model(spec) -> DriftModel | None:
+    """The :class:`DriftModel` of a config entry, e.g. a sweep's ``drift`` key.
+
+    Args:
+      spec: None (the fault's default, :data:`PCM`), a :class:`DriftModel`, or a mapping with an
+        optional ``preset`` (a key of :data:`PRESETS`, default ``"pcm"``) and any fields of
+        :class:`DriftModel`, which override the preset's, e.g.
+        ``dict(preset="rram", compensate=True)``.
+
+    Returns:
+      None for None, else the model.
+
+    Raises:
+      ValueError / TypeError: an unknown preset or field, or a value out of range, named.
+
+    >>> drift_model(dict(preset="rram", compensate=True)) == DriftModel(0.005, 0.002, compensate=True)
+    True
+    """
+    if spec is None or isinstance(spec, DriftModel):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"drift={spec!r} must be a mapping of DriftModel fields (e.g. dict(preset='rram', "
+                        "compensate=True)), a DriftModel or None.")
+    spec = dict(spec)
+    preset = spec.pop("preset", "pcm")
+    if preset not in PRESETS:
+        raise ValueError(f"drift preset={preset!r} is unknown; expected one of {tuple(PRESETS)}.")
+    fields = tuple(f.name for f in dataclasses.fields(DriftModel))
+    for key in spec:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"drift has no parameter {key!r}{hint}; expected 'preset' and any of {fields}.")
+    return dataclasses.replace(PRESETS[preset], **spec)
 
 
 def drift_factor_log(t, t0) -> jax.Array:
