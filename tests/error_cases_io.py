@@ -12,7 +12,7 @@ from flax import nnx
 
 from error_cases import Case, tiny_dense
 from invnorm_jax import config as config_lib
-from invnorm_jax import data, nn, results
+from invnorm_jax import data, experiment, nn, results
 from invnorm_jax._checks import ArgumentError
 from invnorm_jax.config import ConfigError
 from invnorm_jax.data import DatasetNotFoundError
@@ -178,6 +178,9 @@ CASES = [
          r"metric='f1' is unknown; expected one of \('accuracy', 'rmse', 'miou'\)"),
     Case("ovr-method", "--config.methods=nn,bnn", _load("digits", "methods=nn,bnn"), ConfigError,
          r"methods='bnn' is unknown \(did you mean 'nn'\?\)"),
+    Case("cfg-methods", "experiment.check_methods(load_config('digits'), ['bayes'])",
+         lambda ctx: experiment.check_methods(config_lib.load_config("digits"), ["bayes"]), ConfigError,
+         r"methods \['bayes'\] are not among the methods of config 'digits', \('nn', .*\): pick from those"),
     Case("ovr-level", "--config.sweeps.bit_flip.levels=0,1.5", _load("digits", "sweeps.bit_flip.levels=0,1.5"),
          ConfigError, r"sweeps.bit_flip: Fault level=1.5 is a probability"),
     Case("ovr-level-type", "--config.sweeps.bit_flip.levels=0,high",
