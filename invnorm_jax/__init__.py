@@ -7,15 +7,53 @@ in-memory-computing chips and still say how unsure they are.
 >>> import invnorm_jax as inj
 >>> y = inj.inverted_norm(x, scale, bias)                       # doctest: +SKIP
 >>> scale, bias = inj.affine_dropout(key, scale, bias, rate=0.3) # doctest: +SKIP
+
+Every error in what a caller asked for (an argument, a config, a dataset folder, a checkpoint,
+a results file) is an :class:`InputError` (``except inj.InputError``); each is also the builtin
+one would expect (``ArgumentError`` is a ``ValueError``, ``DatasetNotFoundError`` a
+``FileNotFoundError``). docs/errors.md lists them with their messages.
 """
 
 from invnorm_jax import faults, functional, metrics, models, nn
+from invnorm_jax._checks import ArgumentError, ArgumentTypeError, InputError, MissingDependencyError
+from invnorm_jax.config import ConfigError
+from invnorm_jax.data import DatasetNotFoundError
 from invnorm_jax.faults import Fault, simulate_chips
 from invnorm_jax.functional import affine_dropout, inverted_norm
+from invnorm_jax.preflight import UsageError
+from invnorm_jax.results import ResultsError
 
 __version__ = "0.1.0"
 
+#: Errors of the input family defined where importing them costs more (orbax, optax): loaded on first use.
+_LAZY_ERRORS = {
+    "CheckpointError": "invnorm_jax.checkpoint",
+    "CheckpointMissingError": "invnorm_jax.checkpoint",
+    "CheckpointIncompatibleError": "invnorm_jax.checkpoint",
+    "CheckpointCorruptError": "invnorm_jax.checkpoint",
+    "TrainingDivergedError": "invnorm_jax.train",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY_ERRORS:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY_ERRORS[name]), name)
+    raise AttributeError(f"module 'invnorm_jax' has no attribute {name!r}")
+
+
 __all__ = [
+    # errors in the input: every one is an InputError (the command line prints it on one line)
+    "InputError",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "MissingDependencyError",
+    "ConfigError",
+    "DatasetNotFoundError",
+    "UsageError",
+    "ResultsError",
+    *_LAZY_ERRORS,
     "Fault",
     "affine_dropout",
     "faults",

@@ -32,6 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from invnorm_jax._checks import InputError
 from invnorm_jax.numerics import path_name
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,12 @@ UNFINISHED_SUFFIX = ".orbax-checkpoint-tmp"
 MAX_LISTED = 4
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint folder that cannot be read back; the message says why and what to do."""
+class CheckpointError(InputError, RuntimeError):
+    """A checkpoint folder that cannot be read back; the message says why and what to do.
+
+    An :class:`~invnorm_jax._checks.InputError`: the folder is the user's to fix (train first,
+    use the config it was trained with, delete a damaged save), so the command line prints it on one line.
+    """
 
 
 class CheckpointMissingError(CheckpointError):
@@ -93,6 +98,37 @@ def _uncommitted(a):
 
 
 @contextlib.contextmanager
+def _orbax_log_held(pass_on: bool = True):
+    """Hold orbax's log records (absl's logger) while checkpoints are read.
+
+    Reading a damaged checkpoint makes orbax log an error before it raises (or, when it lists
+    the steps, instead of raising); the :class:`CheckpointCorruptError` raised for it names the
+    cause and the fix, so the held records go to this module's DEBUG log only, unless the block
+    succeeds and ``pass_on`` is set: then they are passed on as they were.
+    """
+    absl_log = logging.getLogger("absl")
+    held = []
+
+    def hold(record):
+        held.append(record)
+        return False
+
+    absl_log.addFilter(hold)
+    try:
+        yield
+    except BaseException:
+        pass_on = False
+        raise
+    finally:
+        absl_log.removeFilter(hold)
+        for record in held:
+            if pass_on:
+                absl_log.handle(record)
+            else:
+                log.debug("orbax, while reading checkpoints: %s", record.getMessage())
+
+
+@contextlib.contextmanager
 def interrupts_held():
     """Hold Ctrl-C (SIGINT) until the block ends, then deliver it.
 
@@ -121,9 +157,12 @@ class Checkpointer:
     def __init__(self, workdir, max_to_keep: int = 2):
         self.workdir = pathlib.Path(workdir).absolute()
         self.directory = self.workdir / "checkpoints"
-        self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-        )
+        # create=False: a restore (evaluate, sweep) leaves no empty folder behind; a save makes its step folder.
+        # Listing the steps reads each one's metadata: a damaged one is reported by restore(), not logged here.
+        with _orbax_log_held(pass_on=False):
+            self.manager = ocp.CheckpointManager(
+                self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False)
+            )
 
     @staticmethod
     def _tree(model, optimizer=None):
@@ -148,6 +187,7 @@ class Checkpointer:
         return sorted(steps)
 
     def save(self, step: int, model, optimizer=None) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.manager.save(step, args=ocp.args.StandardSave(self._tree(model, optimizer)), force=True)
         self.manager.wait_until_finished()
 
@@ -214,11 +254,20 @@ class Checkpointer:
           CheckpointMissingError, CheckpointIncompatibleError, CheckpointCorruptError: see the
           module docstring; each message names the folder and the fix.
         """
-        step = self._pick_step(step)
-        target = self._tree(model, optimizer)
-        self._check_compatible(step, target)
+        with _orbax_log_held():
+            step = self._pick_step(step)
+            target = self._tree(model, optimizer)
+            self._check_compatible(step, target)
+            restored = self._read(step, target, optimizer is not None)
+        restored = jax.tree.map(_uncommitted, restored)
+        nnx.update(model, restored["model"])
+        if optimizer is not None:
+            nnx.update(optimizer, restored["optimizer"])
+        return step
+
+    def _read(self, step: int, target: dict, with_optimizer: bool) -> dict:
         try:
-            if optimizer is not None:
+            if with_optimizer:
                 restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
             else:  # the model's subtree only (evaluation needs no moments), whatever this manager saved
                 with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as reader:
@@ -227,11 +276,7 @@ class Checkpointer:
                         partial_restore=True))
         except Exception as err:  # orbax raises many types for a damaged folder
             raise self._damaged(step, err) from err
-        restored = jax.tree.map(_uncommitted, restored)
-        nnx.update(model, restored["model"])
-        if optimizer is not None:
-            nnx.update(optimizer, restored["optimizer"])
-        return step
+        return restored
 
     def close(self) -> None:
         self.manager.close()

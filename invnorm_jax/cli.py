@@ -7,8 +7,8 @@ subcommand takes ``--config.KEY=VALUE`` overrides (``demo``: applied to every ta
     invnorm-jax demo --quick --config.eval.num_chips=7
     invnorm-jax train --config digits:smoke --config.train.steps=20 --workdir runs/d
 
-Errors in what was asked for (:class:`~invnorm_jax._checks.InputError` and the checkpoint and
-results errors) print one line and exit with 2, before anything is trained where they can be
+Errors in what was asked for (:class:`~invnorm_jax._checks.InputError`: among them the
+checkpoint, results and diverged-training errors) print one line and exit with 2, before anything is trained where they can be
 known then (:mod:`invnorm_jax.preflight`); ``--debug`` (or ``INVNORM_DEBUG=1``) shows their
 traceback instead. Any other exception is a bug: its traceback is always shown.
 """
@@ -316,8 +316,6 @@ def _log_to_stderr() -> None:
 def main(argv=None) -> int:
     """Run ``invnorm-jax``; returns the exit status (2: an error in what was asked for)."""
     from invnorm_jax._checks import InputError
-    from invnorm_jax.results import ResultsError
-    from invnorm_jax.train import CheckpointError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("INVNORM_DEBUG", "") not in ("", "0")
@@ -331,7 +329,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
         return 130
-    except (InputError, CheckpointError, ResultsError, OSError) as err:
+    except (InputError, OSError) as err:
         if debug:
             raise
         # Bad input is the user's to fix: say what, in one line, without a traceback.

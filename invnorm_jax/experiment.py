@@ -85,8 +85,8 @@ def check_methods(config, methods: Sequence[str] | None) -> tuple[str, ...]:
     methods = tuple(methods or config.methods)
     unknown = [m for m in methods if m not in config.methods]
     if unknown:
-        raise config_lib.ConfigError(f"methods {unknown} are not in config {config.name!r}'s methods "
-                                     f"{tuple(config.methods)}; pick from those or set --config.methods.")
+        raise config_lib.ConfigError(f"methods {unknown} are not among the methods of config {config.name!r}, "
+                                     f"{tuple(config.methods)}: pick from those or set --config.methods.")
     return methods
 
 

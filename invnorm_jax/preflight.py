@@ -119,12 +119,12 @@ def check_run(configs: Mapping, workdirs: Mapping, methods: Sequence[str] | None
 
     Raises:
       ConfigError: an unknown method, a model that cannot be built, checkpoints of another config.
-      DatasetNotFoundError: a dataset folder missing or incomplete. CheckpointError: no checkpoint.
+      DatasetNotFoundError: a dataset folder missing or incomplete. CheckpointMissingError: no checkpoint.
     """
     from invnorm_jax import config as config_lib
     from invnorm_jax.data import check_dataset
     from invnorm_jax.experiment import check_methods
-    from invnorm_jax.train import CheckpointError
+    from invnorm_jax.checkpoint import CheckpointMissingError
 
     for task, config in configs.items():
         _check_method_names(config, methods)
@@ -134,7 +134,7 @@ def check_run(configs: Mapping, workdirs: Mapping, methods: Sequence[str] | None
             workdir = pathlib.Path(workdirs[task]) / method
             config_lib.check_same_training(config, workdir)
             if trained and not has_checkpoint(workdir):
-                raise CheckpointError(f"no checkpoint in {workdir / 'checkpoints'}: train first ({train_hint} "
-                                      f"--workdir {workdirs[task]}, with the same overrides), or point --workdir at "
-                                      "a trained run.")
+                raise CheckpointMissingError(f"no checkpoint in {workdir / 'checkpoints'}: train first ({train_hint} "
+                                             f"--workdir {workdirs[task]}, with the same overrides), or point "
+                                             "--workdir at a trained run.")
             check_model(config, method)

@@ -27,14 +27,16 @@ import json
 import pathlib
 from typing import Any
 
+from invnorm_jax._checks import InputError
+
 SCHEMA_VERSION = 2
 #: Keys of one OOD row (a stage of a shift, healthy or one faulty-chip summary).
 OOD_ROW_KEYS = ("accuracy", "nll", "entropy", "mutual_information", "ece", "detection_rate", "auroc_nll",
                 "auroc_entropy", "nll_threshold")
 
 
-class ResultsError(ValueError):
-    """A results file that this version of invnorm-jax cannot read; the message says why."""
+class ResultsError(InputError, ValueError):
+    """A results file that this version of invnorm-jax cannot read; the message says why (an input error)."""
 
 
 @dataclasses.dataclass

@@ -27,7 +27,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from invnorm_jax import numerics
-from invnorm_jax._checks import check_choice
+from invnorm_jax._checks import ArgumentError, InputError, check_choice
 from invnorm_jax.checkpoint import (  # noqa: F401  (re-exported: train's public names)
     CheckpointCorruptError,
     CheckpointError,
@@ -51,8 +51,12 @@ DIVERGED_HINT = ("Lower train.learning_rate (or add train.warmup_steps), or chec
                  "(INVNORM_CHECK_FINITE=1 names the first non-finite input or parameter).")
 
 
-class TrainingDivergedError(numerics.NonFiniteError):
-    """The training loss (or a parameter) became NaN or Inf; no checkpoint was written after it."""
+class TrainingDivergedError(InputError, numerics.NonFiniteError):
+    """The training loss (or a parameter) became NaN or Inf; no checkpoint was written after it.
+
+    An :class:`~invnorm_jax._checks.InputError`: the fix is in the recipe or the data (the
+    message says what to try), so the command line prints it on one line, not as a bug.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,14 +98,14 @@ class TrainConfig:
         check_choice(self.schedule, "schedule", SCHEDULES)
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be >= 1.")
+                raise ArgumentError(f"{name}={getattr(self, name)!r} must be >= 1.")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate!r} must be > 0.")
+            raise ArgumentError(f"learning_rate={self.learning_rate!r} must be > 0.")
         if self.warmup_steps < 0 or self.weight_decay < 0:
-            raise ValueError(f"warmup_steps={self.warmup_steps!r} and weight_decay={self.weight_decay!r} must be >= 0.")
+            raise ArgumentError(f"warmup_steps={self.warmup_steps!r} and weight_decay={self.weight_decay!r} must be >= 0.")
         if self.optimizer == "adam" and self.weight_decay:
-            raise ValueError(f"weight_decay={self.weight_decay!r} would be ignored by optimizer='adam': use "
-                             "optimizer='adamw' (decoupled weight decay) or weight_decay=0.")
+            raise ArgumentError(f"weight_decay={self.weight_decay!r} would be ignored by optimizer='adam': use "
+                                "optimizer='adamw' (decoupled weight decay) or weight_decay=0.")
 
 
 def make_schedule(config: TrainConfig) -> optax.Schedule:
@@ -201,20 +205,24 @@ def train(
       ``{"losses": [...], "start_step": s, "steps": config.steps}`` (losses of the steps run here).
 
     Raises:
+      ArgumentError: ``x`` and ``y`` of different lengths, or a batch larger than the training set.
       TrainingDivergedError: the loss became NaN or Inf (always checked when the loss is read,
         every ``log_every`` steps and before each checkpoint); the last checkpoint written is
         the last good one.
       numerics.NonFiniteError: with ``check_finite``, a non-finite input or parameter.
     """
     if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} examples but y has {len(y)}.")
+        raise ArgumentError(f"{description}: x has {len(x)} examples but y has {len(y)}: give one target per example.")
     if len(x) < config.batch_size:
-        raise ValueError(f"batch_size={config.batch_size} exceeds the {len(x)} training examples.")
+        raise ArgumentError(f"{description}: batch_size={config.batch_size} exceeds the {len(x)} training examples: use "
+                            f"batch_size <= {len(x)} (--config.train.batch_size={min(64, len(x))}).")
     check = numerics.check_finite_enabled(check_finite)
     if check:
         numerics.check_array(x, "training inputs x")
         numerics.check_array(y, "training targets y")
     optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
+    if workdir is not None:
+        pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)  # metrics.jsonl; the checkpoints make their own
     ckpt = Checkpointer(workdir) if workdir is not None else None
     start = 0
     if ckpt is not None and ckpt.latest_step() is not None:

@@ -7,18 +7,25 @@ from __future__ import annotations
 import json
 import pathlib
 
+import numpy as np
 from flax import nnx
 
 from error_cases import Case, tiny_dense
 from invnorm_jax import config as config_lib
-from invnorm_jax import data, nn, results
+from invnorm_jax import data, experiment, nn, results
 from invnorm_jax._checks import ArgumentError
 from invnorm_jax.config import ConfigError
 from invnorm_jax.data import DatasetNotFoundError
 from invnorm_jax.preflight import UsageError
 from invnorm_jax.results import ResultsError
 from invnorm_jax.testing import write_drive_folder, write_speech_commands_folder
-from invnorm_jax.train import Checkpointer, CheckpointError, TrainConfig
+from invnorm_jax.checkpoint import (
+    UNFINISHED_SUFFIX,
+    CheckpointCorruptError,
+    CheckpointIncompatibleError,
+    CheckpointMissingError,
+)
+from invnorm_jax.train import Checkpointer, TrainConfig, train
 
 # ------------------------------------------------------------------------------------------- helpers
 
@@ -64,6 +71,30 @@ def _checkpoint(ctx, *, damaged: bool) -> pathlib.Path:
         ckpt.save(3, nn.QuantDense(3, 2, rngs=nnx.Rngs(0)))
         ckpt.close()
     return workdir
+
+
+class Renamed(nnx.Module):
+    """``tiny_dense``'s shapes under other names: a checkpoint of it must not load into a QuantDense."""
+
+    def __init__(self):
+        self.inner = nn.QuantDense(4, 2, rngs=nnx.Rngs(0))
+
+
+def _saved(ctx, model) -> pathlib.Path:
+    ckpt = Checkpointer(ctx.tmp / "run")
+    ckpt.save(3, model)
+    ckpt.close()
+    return ctx.tmp / "run"
+
+
+def _unfinished(ctx) -> pathlib.Path:
+    (ctx.tmp / "run" / "checkpoints" / f"4{UNFINISHED_SUFFIX}").mkdir(parents=True)
+    return ctx.tmp / "run"
+
+
+def _train_tiny(n: int, batch_size: int) -> None:
+    x, y = np.ones((n, 4), np.float32), np.zeros(n, np.int32)
+    train(tiny_dense(), x, y, TrainConfig(steps=1, batch_size=batch_size), progress=False)
 
 
 def _restore(workdir, model) -> None:
@@ -147,6 +178,9 @@ CASES = [
          r"metric='f1' is unknown; expected one of \('accuracy', 'rmse', 'miou'\)"),
     Case("ovr-method", "--config.methods=nn,bnn", _load("digits", "methods=nn,bnn"), ConfigError,
          r"methods='bnn' is unknown \(did you mean 'nn'\?\)"),
+    Case("cfg-methods", "experiment.check_methods(load_config('digits'), ['bayes'])",
+         lambda ctx: experiment.check_methods(config_lib.load_config("digits"), ["bayes"]), ConfigError,
+         r"methods \['bayes'\] are not among the methods of config 'digits', \('nn', .*\): pick from those"),
     Case("ovr-level", "--config.sweeps.bit_flip.levels=0,1.5", _load("digits", "sweeps.bit_flip.levels=0,1.5"),
          ConfigError, r"sweeps.bit_flip: Fault level=1.5 is a probability"),
     Case("ovr-level-type", "--config.sweeps.bit_flip.levels=0,high",
@@ -162,6 +196,15 @@ CASES = [
          r"no key 'dataset.kwargs.chanel'; did you mean 'dataset.kwargs.channel'\?"),
     Case("train-loss", "TrainConfig(loss='hinge')", lambda ctx: TrainConfig(loss="hinge"), ArgumentError,
          r"loss='hinge' is not allowed; expected one of \('xent', 'mse', 'seg_xent'\)"),
+    Case("train-steps", "TrainConfig(steps=0)", lambda ctx: TrainConfig(steps=0), ArgumentError,
+         r"steps=0 must be >= 1"),
+    Case("train-batch", "train(model, x[10], y[10], TrainConfig(batch_size=64))",
+         lambda ctx: _train_tiny(10, 64), ArgumentError,
+         r"train: batch_size=64 exceeds the 10 training examples: use batch_size <= 10 \(--config.train.batch_size=10\)"),
+    Case("train-lengths", "train(model, x[10], y[9], config)",
+         lambda ctx: train(tiny_dense(), np.ones((10, 4), np.float32), np.zeros(9, np.int32),
+                           TrainConfig(steps=1, batch_size=2), progress=False), ArgumentError,
+         r"train: x has 10 examples but y has 9: give one target per example"),
     # datasets
     Case("data-unknown", "get_dataset('digit')", lambda ctx: data.get_dataset("digit"), ArgumentError,
          r"unknown dataset 'digit' \(did you mean 'digits'\?\); known datasets: cifar10, co2"),
@@ -185,14 +228,22 @@ CASES = [
          r"TFDS dataset 'cifar10' is not prepared \(in ArrayRecord format\) under .*download_and_prepare"),
     # checkpoints and results
     Case("ckpt-none", "Checkpointer('/data/run').restore(model), nothing saved",
-         lambda ctx: _restore(ctx.tmp / "run", tiny_dense()), CheckpointError,
+         lambda ctx: _restore(ctx.tmp / "run", tiny_dense()), CheckpointMissingError,
          r"no checkpoint in .*run/checkpoints: train first"),
+    Case("ckpt-unfinished", "Checkpointer('/data/run').restore(model), only a save interrupted while writing",
+         lambda ctx: _restore(_unfinished(ctx), tiny_dense()), CheckpointMissingError,
+         r"no checkpoint in .*run/checkpoints \(only the unfinished save of step 4, interrupted while writing\)"),
     Case("ckpt-damaged", "Checkpointer('/data/run').restore(model), a damaged step folder",
-         lambda ctx: _restore(_checkpoint(ctx, damaged=True), tiny_dense()), CheckpointError,
-         r"checkpoint .*checkpoints/5 cannot be read .* It is damaged or from another model/config: delete"),
-    Case("ckpt-other-model", "Checkpointer('/data/run').restore(model), saved from another shape",
-         lambda ctx: _restore(_checkpoint(ctx, damaged=False), tiny_dense()), CheckpointError,
-         r"checkpoint .*checkpoints/3 cannot be read \(ValueError: .*\(3, 2\)"),
+         lambda ctx: _restore(_checkpoint(ctx, damaged=True), tiny_dense()), CheckpointCorruptError,
+         r"checkpoint .*checkpoints/\d+ cannot be read: its files are damaged .* delete"),
+    Case("ckpt-other-shape", "Checkpointer('/data/run').restore(model), saved from another shape",
+         lambda ctx: _restore(_checkpoint(ctx, damaged=False), tiny_dense()), CheckpointIncompatibleError,
+         r"checkpoints/3 does not fit the model being restored: the model differs.* model/kernel is float32\[3, 2\] "
+         r"in the checkpoint but float32\[4, 2\] now"),
+    Case("ckpt-other-names", "Checkpointer('/data/run').restore(model), saved from layers of other names",
+         lambda ctx: _restore(_saved(ctx, Renamed()), tiny_dense()), CheckpointIncompatibleError,
+         r"checkpoints/3 does not fit the model being restored: the model differs.* model/inner/kernel is in the "
+         r"checkpoint but not in the model built now"),
     Case("results-version", "results.load('/data'), schema version 1",
          lambda ctx: _results(ctx, json.dumps({"version": 1, "tasks": {}})), ResultsError,
          r"has results schema version 1, and this invnorm-jax reads version \d+: re-run the sweep"),
@@ -244,7 +295,7 @@ CASES = [
          lambda ctx: ["demo", "--out", _foreign(ctx) + "/notes.txt"], UsageError,
          r"--out .*notes.txt is a file: give a folder", cli=True),
     Case("cli-untrained", "invnorm-jax sweep --config digits:smoke --workdir /data/empty",
-         lambda ctx: ["sweep", "--config", "digits:smoke", "--workdir", str(ctx.tmp / "empty")], CheckpointError,
+         lambda ctx: ["sweep", "--config", "digits:smoke", "--workdir", str(ctx.tmp / "empty")], CheckpointMissingError,
          r"no checkpoint in .*empty/nn/checkpoints: train first \(invnorm-jax train --config digits:smoke", cli=True),
     Case("cli-other-config", "invnorm-jax sweep --config digits:smoke --workdir /data/runs (trained with seed 1)",
          lambda ctx: ["sweep", "--config", "digits:smoke", "--workdir", str(_trained_with(ctx, "digits:smoke",
@@ -254,5 +305,10 @@ CASES = [
     Case("cli-damaged-checkpoint", "invnorm-jax evaluate --config digits:smoke --method proposed (damaged checkpoint)",
          lambda ctx: ["evaluate", "--config", "digits:smoke", "--method", "proposed", "--no-progress", *TINY_RESNET,
                       "--workdir", str(_trained_with(ctx, "digits:smoke", *TINY, damaged_checkpoint="proposed"))],
-         CheckpointError, r"checkpoint .*proposed/checkpoints/5 cannot be read", cli=True, preflight=False),
+         CheckpointCorruptError, r"checkpoint .*proposed/checkpoints/5 cannot be read", cli=True, preflight=False),
+    Case("cli-batch-size", "invnorm-jax train --config digits:smoke --config.train.batch_size=100000",
+         lambda ctx: ["train", "--config", "digits:smoke", "--config.train.batch_size=100000", "--method", "nn",
+                      "--no-progress", *TINY_RESNET, "--workdir", str(ctx.tmp / "w")], ArgumentError,
+         r"digits/nn: batch_size=100000 exceeds the \d+ training examples: use batch_size <= \d+", cli=True,
+         preflight=False),
 ]

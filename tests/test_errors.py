@@ -251,3 +251,40 @@ def write_doc() -> None:
 
 if __name__ == "__main__":
     write_doc() if "--write" in sys.argv else print(tables())
+
+
+# ------------------------------------------------------------------------------------------- the input family
+
+
+def test_the_library_errors_of_the_table_are_public_input_errors():
+    import invnorm_jax
+
+    builtin = {ValueError, TypeError}
+    for case in CASES:
+        if case.error not in builtin:
+            assert getattr(invnorm_jax, case.error.__name__) is case.error, case.id
+            assert issubclass(case.error, invnorm_jax.InputError), case.id
+    for name in ("CheckpointError", "TrainingDivergedError", "ResultsError", "UsageError"):
+        assert name in invnorm_jax.__all__ and issubclass(getattr(invnorm_jax, name), invnorm_jax.InputError)
+
+
+@pytest.mark.parametrize("error", ["diverged", "checkpoint", "results"])
+def test_user_facing_library_errors_are_one_line_not_a_bug(error, monkeypatch, tmp_path):
+    """Raised where the CLI cannot check beforehand (mid-training, mid-restore): still the user's to fix."""
+    from invnorm_jax.checkpoint import CheckpointIncompatibleError
+    from invnorm_jax.results import ResultsError
+    from invnorm_jax.train import TrainingDivergedError
+
+    monkeypatch.chdir(tmp_path)
+    raised = {"diverged": TrainingDivergedError("digits/nn: training diverged: the loss of step 3 is nan.\nLower it."),
+              "checkpoint": CheckpointIncompatibleError("checkpoint x does not fit the model being restored."),
+              "results": ResultsError("results.json lacks 'tasks'.")}[error]
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(experiment, "train_method", fail)
+    code, err = run_cli(["train", "--config", "digits:smoke", "--workdir", str(tmp_path / "w"), "--no-progress",
+                         "--method", "nn"])
+    assert code == 2 and "Traceback" not in err and "bug" not in err, err
+    assert err.strip().splitlines()[-1] == "invnorm-jax train: error: " + " ".join(str(raised).split("\n"))

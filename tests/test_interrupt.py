@@ -461,3 +461,43 @@ def test_same_seed_gives_bit_identical_results(tmp_path):
         losses = [[r["loss"] for r in map(json.loads, (out / "digits" / method / "metrics.jsonl").read_text()
                                           .splitlines())] for out in runs]
         assert losses[0] == losses[1]
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_a_damaged_checkpoint_is_one_error_not_also_an_orbax_log(tmp_path, finished_run):
+    import orbax.checkpoint as ocp
+
+    workdir = _damaged_copy(finished_run, tmp_path / "run", "garbage")
+    absl_log, seen = logging.getLogger("absl"), _Records()
+    absl_log.addHandler(seen)
+    try:
+        # Control: orbax itself logs an error for this folder when it lists the steps.
+        ocp.CheckpointManager(workdir / "checkpoints", options=ocp.CheckpointManagerOptions(create=False)).close()
+        assert any("_CHECKPOINT_METADATA" in r.getMessage() for r in seen.records)
+        seen.records.clear()
+        with pytest.raises(CheckpointCorruptError, match="damaged"):
+            Checkpointer(workdir).restore(_model())
+        assert seen.records == []
+    finally:
+        absl_log.removeHandler(seen)
+
+
+def test_restoring_creates_no_folder(tmp_path):
+    workdir = tmp_path / "never_trained"
+    ckpt = Checkpointer(workdir)
+    assert ckpt.latest_step() is None
+    with pytest.raises(CheckpointMissingError):
+        ckpt.restore(_model())
+    ckpt.close()
+    assert not workdir.exists()
+    x, y = _data()
+    train(_model(), x, y, CONFIG, workdir=workdir, progress=False, stop_after=2)  # training still makes it
+    assert Checkpointer(workdir).latest_step() == 2 and (workdir / "metrics.jsonl").is_file()
