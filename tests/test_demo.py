@@ -10,7 +10,7 @@ import pytest
 
 from invnorm_jax import cli
 from invnorm_jax import results as results_lib
-from invnorm_jax.nn import METHODS
+from invnorm_jax.configs._common import METHODS  # the configs' default methods: what the demo trains
 
 pytestmark = pytest.mark.slow
 
