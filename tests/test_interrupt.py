@@ -78,7 +78,15 @@ def straight():
     return model
 
 
-def test_ctrl_c_mid_step_saves_that_step_and_resumes_bit_identical(tmp_path, straight):
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test, whatever ran before it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_mid_step_saves_that_step_and_resumes_bit_identical(tmp_path, straight, default_sigint):
     x, y = _data()
 
     def interrupt_at_step_5(batch, rng):  # a real SIGINT, delivered while step 5 (index 4) is being built
