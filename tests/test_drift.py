@@ -163,6 +163,7 @@ def test_fault_kind_drift_is_a_weights_fault():
                                                                      t=YEAR)))
 
 
+@pytest.mark.slow  # about 10 s: two compiled chip simulations
 def test_drift_on_chips_grows_with_time():
     model = build_model("digits", "nn", rngs=nnx.Rngs(0))
     model.eval()

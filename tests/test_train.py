@@ -103,6 +103,7 @@ def test_batch_larger_than_data_is_refused():
         train(_model(), x, y, TrainConfig(steps=1, batch_size=16), progress=False)
 
 
+@pytest.mark.slow  # about 13 s: four short trainings
 def test_adam_with_weight_decay_is_refused_and_the_others_honour_it():
     with pytest.raises(ValueError, match=r"ignored by optimizer='adam'.*adamw"):
         TrainConfig(optimizer="adam", weight_decay=1e-4)
