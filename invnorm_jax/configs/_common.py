@@ -75,3 +75,12 @@ def drift_sweep(variant: str = "full", **drift) -> ConfigDict:
     """
     times = {"full": DRIFT_TIMES, "quick": (0.0, 86400.0, 3.15e8), "smoke": (0.0, 3.15e8)}[check_variant(variant)]
     return sweep("drift", times, drift=drift or None)
+
+
+def drift_only(task: ConfigDict, variant: str = "full") -> ConfigDict:
+    """``task`` renamed ``<name>_drift``, with the drift sweep instead of its sweeps and no OOD
+    study; its training fields stay the task's, so it evaluates the task's checkpoints."""
+    task.name = f"{task.name}_drift"
+    task.sweeps = ConfigDict({"drift": drift_sweep(variant)})
+    task.ood.shifts = ()
+    return task

@@ -8,15 +8,9 @@ those of ``co2``, so it evaluates the checkpoints ``co2`` trained::
 (``--config co2_drift:quick`` with a ``co2:quick`` workdir.) See ``docs/faults.md``, "Drift".
 """
 
-from ml_collections import ConfigDict
-
 from invnorm_jax.configs import co2
-from invnorm_jax.configs._common import drift_sweep
+from invnorm_jax.configs._common import drift_only
 
 
 def get_config(variant: str = "full"):
-    c = co2.get_config(variant)
-    c.name = "co2_drift"
-    c.sweeps = ConfigDict(dict(drift=drift_sweep(variant)))
-    c.ood.shifts = ()
-    return c
+    return drift_only(co2.get_config(variant), variant)

@@ -8,15 +8,9 @@ those of ``digits``, so it evaluates the checkpoints ``digits`` trained::
 (``--config digits_drift:quick`` with a ``digits:quick`` workdir.) See ``docs/faults.md``, "Drift".
 """
 
-from ml_collections import ConfigDict
-
 from invnorm_jax.configs import digits
-from invnorm_jax.configs._common import drift_sweep
+from invnorm_jax.configs._common import drift_only
 
 
 def get_config(variant: str = "full"):
-    c = digits.get_config(variant)
-    c.name = "digits_drift"
-    c.sweeps = ConfigDict(dict(drift=drift_sweep(variant)))
-    c.ood.shifts = ()
-    return c
+    return drift_only(digits.get_config(variant), variant)

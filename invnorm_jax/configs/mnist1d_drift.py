@@ -8,15 +8,9 @@ those of ``mnist1d``, so it evaluates the checkpoints ``mnist1d`` trained::
 (``--config mnist1d_drift:quick`` with a ``mnist1d:quick`` workdir.) See ``docs/faults.md``, "Drift".
 """
 
-from ml_collections import ConfigDict
-
 from invnorm_jax.configs import mnist1d
-from invnorm_jax.configs._common import drift_sweep
+from invnorm_jax.configs._common import drift_only
 
 
 def get_config(variant: str = "full"):
-    c = mnist1d.get_config(variant)
-    c.name = "mnist1d_drift"
-    c.sweeps = ConfigDict(dict(drift=drift_sweep(variant)))
-    c.ood.shifts = ()
-    return c
+    return drift_only(mnist1d.get_config(variant), variant)
