@@ -90,11 +90,23 @@ def check_methods(config, methods: Sequence[str] | None) -> tuple[str, ...]:
     return methods
 
 
+def _sweep_info(spec) -> SweepInfo:
+    """A config's sweep entry as recorded in ``results.json``; a drift sweep with its resolved parameters."""
+    drift = None
+    if spec.kind == "drift":
+        from invnorm_jax.faults import drift as drift_lib
+
+        params = spec.get("drift")
+        params = params.to_dict() if hasattr(params, "to_dict") else params
+        drift = dataclasses.asdict(drift_lib.drift_model(params) or drift_lib.PCM)
+    return SweepInfo(kind=spec.kind, site=spec.site, per_inference=spec.per_inference, drift=drift)
+
+
 def task_result(config) -> TaskResult:
     """An empty :class:`TaskResult` of ``config``: metric, direction, sweeps, the config itself."""
     return TaskResult(
         metric=config.metric, higher_is_better=TASK_METRICS[config.metric].higher_is_better,
-        sweeps={n: SweepInfo(kind=s.kind, site=s.site, per_inference=s.per_inference) for n, s in config.sweeps.items()},
+        sweeps={n: _sweep_info(s) for n, s in config.sweeps.items()},
         config=config_lib.to_dict(config),
     )
 

@@ -51,11 +51,16 @@ class Level:
 
 @dataclasses.dataclass
 class SweepInfo:
-    """What a sweep injects: the fault ``kind`` at ``site`` (``per_inference``: redrawn per input)."""
+    """What a sweep injects: the fault ``kind`` at ``site`` (``per_inference``: redrawn per input).
+
+    ``drift``: a drift sweep's parameters (the fields of
+    :class:`~invnorm_jax.faults.drift.DriftModel`), None for other kinds.
+    """
 
     kind: str
     site: str
     per_inference: bool = False
+    drift: dict | None = None
 
 
 @dataclasses.dataclass

@@ -186,7 +186,9 @@ def test_drift_configs_reuse_the_tasks_checkpoints(task):
         base = config_lib.load_config(task, variant)
         c = config_lib.load_config(f"{task}_drift", variant)
         assert "drift" not in base.sweeps  # the demo does not pay for it
-        assert list(c.sweeps) == ["drift"] and c.sweeps.drift.kind == "drift"
+        assert list(c.sweeps) == ["drift", "drift_compensated"]
+        assert c.sweeps.drift.kind == c.sweeps.drift_compensated.kind == "drift"
+        assert c.sweeps.drift.drift is None and c.sweeps.drift_compensated.drift.compensate is True
         levels = c.sweeps.drift.levels
         assert levels[0] == 0.0 and list(levels) == sorted(levels) and levels[-1] >= 3.15e8
         assert config_lib.training_differences(config_lib.to_dict(base), c) == []

@@ -78,9 +78,11 @@ def drift_sweep(variant: str = "full", **drift) -> ConfigDict:
 
 
 def drift_only(task: ConfigDict, variant: str = "full") -> ConfigDict:
-    """``task`` renamed ``<name>_drift``, with the drift sweep instead of its sweeps and no OOD
-    study; its training fields stay the task's, so it evaluates the task's checkpoints."""
+    """``task`` renamed ``<name>_drift``, with two drift sweeps (PCM defaults, without and with
+    global drift compensation) instead of its sweeps and no OOD study; its training fields stay
+    the task's, so it evaluates the task's checkpoints."""
     task.name = f"{task.name}_drift"
-    task.sweeps = ConfigDict({"drift": drift_sweep(variant)})
+    task.sweeps = ConfigDict({"drift": drift_sweep(variant),
+                              "drift_compensated": drift_sweep(variant, compensate=True)})
     task.ood.shifts = ()
     return task
