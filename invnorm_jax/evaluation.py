@@ -186,6 +186,24 @@ def fault_of(spec, level: float = 0.0) -> Fault:
                  per_inference=spec.get("per_inference", False), drift=drift_lib.drift_model(drift))
 
 
+def healthy_fault(config) -> Fault:
+    """The fault of a config's fault-free runs: its first sweep's (or OOD fault's) kind at level 0.
+
+    A zero-level fault is no fault (every kind, both sites), so the fault-free metric is exact;
+    taking a sweep's kind lets the fault-free run, that sweep and the OOD study share one
+    compiled chip simulator (:mod:`invnorm_jax.faults.simulate`).
+    """
+    for spec in (*config.sweeps.values(), *([config.ood.fault] if config.ood.get("fault") else [])):
+        return fault_of(spec, 0.0)
+    return Fault("additive", 0.0)
+
+
+def healthy_chips(config) -> int:
+    """Chips of a fault-free run: one, or the config's chunk (every chip is the same fault-free chip,
+    and a run of one chunk reuses the sweeps' compiled step instead of compiling its own)."""
+    return min(int(config.eval.chunk_size or 1), int(config.eval.num_chips))
+
+
 def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | Sequence[str] = True,
                     progress: bool = True, reuse_fault_free: bool = True, cache: LevelCache | None = None,
                     check_finite: bool | None = None) -> MethodResult:
@@ -205,7 +223,8 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
     Every level of a sweep reuses one compiled chip simulator (the level is traced), and chip
     ``i`` is the same chip at every level. The fault-free metric is one chip at a zero-level
     fault with the same MC sample keys as every chip, so a zero-level fault, which is no fault,
-    reproduces it on every chip: a sweep's level 0 costs nothing.
+    reproduces it on every chip: a sweep's level 0 costs nothing. The fault-free run is a sweep's
+    fault at level 0 (:func:`healthy_fault`), so it compiles nothing of its own.
     """
     ev = config.eval
     deterministic = is_deterministic(config, method)
@@ -226,7 +245,8 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
         return values
 
     healthy = cached("the fault-free run", lambda where: per_chip_metric(
-        model, x, y, metric, fault=Fault("additive", 0.0), num_chips=1, where=where, **common), fault_free=True)
+        model, x, y, metric, fault=healthy_fault(config), num_chips=healthy_chips(config), where=where,
+        **common)[:1], fault_free=True)
     result = MethodResult(fault_free=float(healthy[0]), num_chips=int(ev.num_chips), num_samples=num_samples)
     for name, sweep in config.sweeps.items():
         if not (sweeps is True or (sweeps and name in sweeps)):

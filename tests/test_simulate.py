@@ -274,13 +274,93 @@ def test_zero_level_is_fault_free(which, fault, request):
     assert not np.allclose(faulty[0], clean), "a nonzero level should change the outputs"
 
 
+class _CountCompiles:
+    """Counts the chip simulator's step compilations while active (JAX's own monitoring event;
+    small eager ops such as making n chip keys compile too, and are not counted)."""
+
+    def __enter__(self):
+        from jax._src import dispatch
+
+        self.count, self._event = 0, dispatch.BACKEND_COMPILE_EVENT
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def _listen(self, event, duration, fun_name="", **kwargs):
+        self.count += event == self._event and "chip_step" in fun_name
+
+    def __exit__(self, *exc):
+        from jax._src import monitoring
+
+        monitoring.unregister_event_duration_listener(self._listen)
+
+
 def test_traced_level_one_compilation_per_sweep(bnn, images, bnn_weights):
-    size = simulate_module._simulate._cache_size()
-    zero = simulate(bnn, images, WEIGHTS, level=0.0)
-    high = simulate(bnn, images, WEIGHTS, level=jnp.float32(0.3))
-    assert simulate_module._simulate._cache_size() == size, "a new level recompiled the simulation"
+    with _CountCompiles() as compiles:
+        zero = simulate(bnn, images, WEIGHTS, level=0.0)
+        high = simulate(bnn, images, WEIGHTS, level=jnp.float32(0.3))
+    assert compiles.count == 0, "a new level recompiled the simulation"
     assert not np.allclose(zero, bnn_weights) and not np.allclose(high, bnn_weights)
     np.testing.assert_allclose(zero[0], fault_free(bnn, images), **TOL)
+
+
+def test_one_compilation_for_any_chip_count_and_any_number_of_slices(bnn, images, bnn_weights):
+    """A fault-free chip, 13 chips, and twice the inputs in slices of the same shape: no new step."""
+    twice = jnp.concatenate([images, images[::-1]])
+    with _CountCompiles() as compiles:
+        one = simulate(bnn, images, WEIGHTS, num_chips=1, level=0.0)
+        more = simulate(bnn, images, WEIGHTS, num_chips=CHIPS + 3)
+        sliced = simulate(bnn, twice, WEIGHTS, batch_size=len(images))
+    assert compiles.count == 0, f"{compiles.count} compilations; the chip loop's step should be reused"
+    np.testing.assert_array_equal(more[:CHIPS], bnn_weights)  # chip i is chip i
+    np.testing.assert_allclose(one[0], fault_free(bnn, images), **TOL)
+    np.testing.assert_array_equal(sliced[:, :, : len(images)], bnn_weights)
+    assert sliced.shape == (CHIPS, SAMPLES, 2 * len(images), 3)
+
+
+def test_last_slice_is_padded_not_recompiled(bnn, images, bnn_weights):
+    """Slices of 3 of 4 inputs: the last slice (1 input) is padded to 3, one compilation for both,
+    and the outputs equal the whole batch's."""
+    with _CountCompiles() as compiles:
+        sliced = simulate(bnn, images, WEIGHTS, batch_size=3)
+    assert compiles.count == 1, f"{compiles.count} compilations for two slices of one shape"
+    np.testing.assert_allclose(sliced, bnn_weights, **TOL)
+
+
+@pytest.mark.parametrize("per_chip, budget, chips, want", [
+    (10, 1000, 100, 100),   # 100 fit: one step
+    (40, 1000, 100, 25),    # 25 fit: four steps of 25
+    (30, 1000, 100, 25),    # 33 fit: four steps of 25, not 33 + 33 + 33 + 1 padded to 33
+    (16, 1024, 100, 50),    # 64 fit: two steps of 50
+    (5000, 1000, 100, 1),   # not even one fits: one at a time
+    (1, 10**9, 1000, 125),  # at most MAX_ACCELERATOR_CHUNK (128): 8 steps of 125
+])
+def test_chunk_for_budget(per_chip, budget, chips, want):
+    got = simulate_module.chunk_for_budget(per_chip, budget, chips)
+    assert got == want
+    steps = -(-chips // got)
+    assert got <= max(1, budget // per_chip)  # never over the budget (but at least one chip)
+    assert steps * got - chips < steps  # the chips are spread evenly: under one padding chip per step
+
+
+def test_accelerator_chunk_follows_the_device_memory(bnn, images, bnn_weights, monkeypatch):
+    """Off the CPU the chunk comes from the compiled step's memory and the device's free memory;
+    the outputs do not depend on it."""
+
+    class Device:
+        def __init__(self, limit):
+            self.limit = limit
+
+        def memory_stats(self):
+            return {"bytes_limit": self.limit, "bytes_in_use": 0}
+
+    chosen = []
+    real = simulate_module.chunk_for_budget
+    monkeypatch.setattr(simulate_module.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(simulate_module, "chunk_for_budget", lambda *a, **k: chosen.append(real(*a, **k)) or chosen[-1])
+    for limit in (1, 1 << 40):
+        monkeypatch.setattr(simulate_module.jax, "local_devices", lambda limit=limit: [Device(limit)])
+        np.testing.assert_allclose(simulate(bnn, images, WEIGHTS), bnn_weights, **TOL)
+    assert chosen == [1, CHIPS], chosen  # no room: one chip per step; room: every chip in one step
 
 
 # --------------------------------------------------------------------------- bad input

@@ -5,13 +5,20 @@
     outputs[chip, sample, batch, ...] =
       jit( map_chips( vmap_samples( forward(faulty_weights(chip_key), x, sample_key) ) ) )
 
-One jitted call evaluates every chip and every MC sample. The faulty weights are made inside
-the mapped function from the chip's key (never as Python-side copies of the model); the MC
-samples share a chip's weights, so their ``vmap`` folds into the batch of every conv and
-matmul. Chips differ in their weights, so vmapping all of them would materialize
-``chips x samples x batch`` activations and turn convolutions into grouped ones: they go
-through ``jax.lax.map`` in chunks of ``chunk_size`` chips (vmapped inside a chunk). With more
-than one device, the chip axis is split across devices with ``jax.shard_map``.
+One compiled step evaluates ``chunk_size`` chips (vmapped) with every MC sample; a Python
+loop runs it over the chips, asynchronously. The faulty weights are made inside the step
+from the chip's key (never as Python-side copies of the model); the MC samples share a chip's
+weights, so their ``vmap`` folds into the batch of every conv and matmul. Chips differ in
+their weights, so vmapping many of them materializes ``chips x samples x batch`` activations
+and turns convolutions into grouped ones: on a CPU one chip per step is fastest
+(:data:`DEFAULT_CHUNK`); on a GPU or TPU as many as fit a memory budget (:func:`chunk_for_budget`).
+With more than one device, each step's chips are split across devices with ``jax.shard_map``.
+
+The compiled step depends on the model, the fault's kind and site, ``num_samples``, the chunk
+and the shape of one slice of ``x``, and on nothing else: not on the level (traced), the
+number of chips (a multiple of the chunk, the padding chips dropped) or the number of inputs
+(slices of ``batch_size``, the last one padded). A fault-free run, every level of a sweep
+and an OOD study on the same slice shape share one compilation.
 
 Two kinds of model: an NNX module with the library's call convention (its layers consult a
 :class:`FaultContext`), or any pure ``apply_fn(params, x, key)`` with a parameter pytree, whose
@@ -37,13 +44,48 @@ from invnorm_jax.faults.context import Fault, FaultContext, has_preactivation_si
 from invnorm_jax.faults.inject import check_fault_for_params, inject_paths, select_paths
 from invnorm_jax.functional.keys import example_keys
 
-#: Chips vmapped per step of the chip map, by fault site. Measured on the 2-core CPU
+#: Chips vmapped per step of the chip loop on a CPU, by fault site. Measured on the 2-core CPU
 #: (docs/benchmarks.md, digits ResNet, 25 chips x 10 samples x 360 images, chunks 1/5/10/25):
-#: a sequential map (1) was fastest at both sites. Weight faults give every chip its own
+#: one chip per step was fastest at both sites. Weight faults give every chip its own
 #: weights, so vmapped chips turn every conv into a grouped one (4x slower at chunk 5);
 #: pre-activation faults keep the weights shared, yet a bigger batch still lost (1.5x slower
 #: at chunk 5), and peak memory grows by about 80 MiB per chip of the chunk.
 DEFAULT_CHUNK = {"weights": 1, "preactivation": 1}
+#: On a GPU or TPU one small chip does not fill the device: as many chips per step as fit
+#: this share of the device's free memory (``INVNORM_CHIP_MEMORY``, a fraction, overrides it),
+#: at most :data:`MAX_ACCELERATOR_CHUNK`.
+ACCELERATOR_MEMORY_SHARE = 0.5
+MAX_ACCELERATOR_CHUNK = 128
+
+
+def chunk_for_budget(per_chip_bytes: int, budget_bytes: int, chips_per_device: int,
+                     max_chunk: int = MAX_ACCELERATOR_CHUNK) -> int:
+    """Chips per step on an accelerator: as many as ``budget_bytes`` holds, balanced over the steps.
+
+    >>> chunk_for_budget(10 << 20, 1 << 30, 100)   # 102 chips fit: one step of 100
+    100
+    >>> chunk_for_budget(40 << 20, 1 << 30, 100)   # 25 fit: 4 steps of 25
+    25
+    >>> chunk_for_budget(16 << 20, 1 << 30, 100)   # 64 fit: 2 steps of 50 (not 64 + 36 padded to 64)
+    50
+    """
+    fit = max(1, min(max_chunk, chips_per_device, int(budget_bytes // max(int(per_chip_bytes), 1))))
+    steps = -(-chips_per_device // fit)
+    return -(-chips_per_device // steps)
+
+
+def _accelerator_chunk(step, args: tuple, chips_per_device: int) -> int:
+    """:func:`chunk_for_budget` from the compiled one-chip step's memory and the device's free memory."""
+    import os
+
+    share = float(os.environ.get("INVNORM_CHIP_MEMORY", ACCELERATOR_MEMORY_SHARE))
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return min(chips_per_device, 8)  # the backend does not say: a modest vmap
+    free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    mem = step.lower(*args).compile().memory_analysis()
+    per_chip = mem.temp_size_in_bytes + mem.output_size_in_bytes if mem is not None else 64 << 20
+    return chunk_for_budget(per_chip, share * free, chips_per_device)
 
 
 def chip_keys(key: jax.Array, num_chips: int) -> jax.Array:
@@ -131,8 +173,9 @@ def _prepare_module(model: nnx.Module, fault: Fault):
 
 
 def _map_chips(one_chip, chips, chunk_size, num_devices):
+    """``one_chip`` over one step's ``chips``: ``num_devices x chunk_size`` keys, vmapped per device."""
     def local_chips(keys):
-        return jax.lax.map(one_chip, keys, batch_size=None if chunk_size == 1 else chunk_size)
+        return jax.vmap(one_chip)(keys) if chunk_size > 1 else one_chip(keys[0])[None]
 
     if num_devices == 1:
         return local_chips(chips)
@@ -142,44 +185,50 @@ def _map_chips(one_chip, chips, chunk_size, num_devices):
     )(chips)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("graphdef", "fault", "num_samples", "chunk_size", "deterministic", "num_devices")
-)
-def _simulate(graphdef, state, x, chips, samples, start, level, *, fault, num_samples, chunk_size, deterministic,
-              num_devices):
-    del num_samples  # static only so that a new T compiles anew, as the shapes do anyway
+@functools.lru_cache(maxsize=64)
+def _module_step(graphdef, treedef, fault, chunk_size, deterministic, num_devices):
+    """The jitted step of a library module: made once per static setting, so that a call in the
+    chip loop passes only arrays (no graphdef hashing per chip)."""
 
-    def one_chip(chip_key):
-        faults = FaultContext(fault, chip_key, level)
+    def chip_step(leaves, x, chips, samples, start, level):
+        state = jax.tree.unflatten(treedef, leaves)
+        chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
 
-        def one_sample(sample_key):
-            model = nnx.merge(graphdef, state)
-            keys = example_keys(sample_key, x.shape[0], offset=start)  # by index in the whole x
-            return model(x, key=keys, deterministic=deterministic, faults=faults)
+        def one_chip(chip_key):
+            faults = FaultContext(fault, chip_key, level)
 
-        return jax.vmap(one_sample)(samples)
+            def one_sample(sample_key):
+                model = nnx.merge(graphdef, state)
+                keys = example_keys(sample_key, x.shape[0], offset=start)  # by index in the whole x
+                return model(x, key=keys, deterministic=deterministic, faults=faults)
 
-    return _map_chips(one_chip, chips, chunk_size, num_devices)
+            return jax.vmap(one_sample)(samples)
+
+        return _map_chips(one_chip, chips, chunk_size, num_devices)
+
+    return jax.jit(chip_step)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("apply_fn", "fault", "names", "bits", "num_samples", "chunk_size", "num_devices")
-)
-def _simulate_fn(apply_fn, params, x, chips, samples, start, level, *, fault, names, bits, num_samples, chunk_size,
-                 num_devices):
-    del num_samples
+@functools.lru_cache(maxsize=64)
+def _function_step(apply_fn, names, bits, fault, chunk_size, num_devices):
+    """The jitted step of a function ``apply_fn(params, x, key)`` (as :func:`_module_step`)."""
 
-    def one_chip(chip_key):
-        faulty = inject_paths(params, fault, chip_key, names, bits=bits, level=level)
+    def chip_step(params, x, chips, samples, start, level):
+        chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
 
-        def one_sample(sample_key):
-            out = apply_fn(faulty, x, jax.random.fold_in(sample_key, start))
-            chex.assert_axis_dimension(out, 0, x.shape[0])
-            return out
+        def one_chip(chip_key):
+            faulty = inject_paths(params, fault, chip_key, names, bits=bits, level=level)
 
-        return jax.vmap(one_sample)(samples)
+            def one_sample(sample_key):
+                out = apply_fn(faulty, x, jax.random.fold_in(sample_key, start))
+                chex.assert_axis_dimension(out, 0, x.shape[0])
+                return out
 
-    return _map_chips(one_chip, chips, chunk_size, num_devices)
+            return jax.vmap(one_sample)(samples)
+
+        return _map_chips(one_chip, chips, chunk_size, num_devices)
+
+    return jax.jit(chip_step)
 
 
 def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, num_chips: int = 100,
@@ -213,10 +262,13 @@ def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, 
       params: the parameter pytree of ``apply_fn`` (functional path only).
       select: which leaves of ``params`` to fault (:func:`~invnorm_jax.faults.select_paths`).
       bits: 1 or k: the stored representation for bit-level faults (functional path only).
-      chunk_size: chips vmapped per step of the sequential chip map; default by site
-        (:data:`DEFAULT_CHUNK`). Peak memory follows it, not ``num_chips``.
+      chunk_size: chips vmapped per step of the chip loop; default by backend: on a CPU by
+        site (:data:`DEFAULT_CHUNK`), on a GPU/TPU as many as fit half the free device memory
+        (:func:`chunk_for_budget`; ``INVNORM_CHIP_MEMORY`` sets the share). Peak memory follows
+        it, not ``num_chips``.
       level: overrides ``fault.level`` (a traced value is fine: one compilation per sweep).
-      batch_size: evaluate ``x`` in slices of this many inputs (one jitted call each).
+      batch_size: evaluate ``x`` in slices of this many inputs (the last one padded to the
+        same shape, so that every slice runs the same compiled step).
       deterministic: switch the samplers off (then use T=1); None: each layer's own setting
         (``model.eval()``).
       num_devices: devices to spread the chips over; default all local devices (the chip
@@ -260,31 +312,52 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
                 f"call convention carries its own fault sites. {_FUNCTIONAL_HINT}"
             )
         graphdef, state = _prepare_module(model, fault)
-        run = functools.partial(_simulate, graphdef, state, deterministic=deterministic)
+        leaves, treedef = jax.tree.flatten(state)
+        arrays = leaves
+        make_step = functools.partial(_module_step, graphdef, treedef)
+        statics = dict(deterministic=deterministic)
     elif callable(model):
         if params is None:
             raise ArgumentTypeError(f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
                             "a function is called as apply_fn(params, x, key).")
         bits = check_fault_for_params(fault, bits)
         names = select_paths(params, select)
-        run = functools.partial(_simulate_fn, model, params, names=names, bits=bits)
+        arrays = params
+        make_step = functools.partial(_function_step, model, names, bits)
+        statics = {}
     else:
         raise ArgumentTypeError(f"model={describe(model)} must be an NNX module or a function "
                                 "apply_fn(params, x, key).")
     level = jnp.asarray(fault.level if level is None else level, jnp.float32)
     static_fault = dataclasses.replace(fault, level=0.0)
-    chunk = DEFAULT_CHUNK[fault.site] if chunk_size is None else int(chunk_size)
     devices = jax.local_device_count() if num_devices is None else int(num_devices)
     if not 1 <= devices <= jax.local_device_count():
         raise ArgumentError(f"num_devices={num_devices} must be in 1..{jax.local_device_count()} (the local "
                             "devices).")
     per_device = -(-num_chips // devices)
-    chunk = min(chunk, per_device)
-    chips = chip_keys(key, devices * per_device)  # chips beyond num_chips are padding, dropped below
     samples = sample_keys(key, num_samples)
     x = jnp.asarray(x)
-    step = x.shape[0] if batch_size is None else int(batch_size)
-    for start in range(0, x.shape[0], step):
-        out = run(x[start : start + step], chips, samples, jnp.uint32(start), level, fault=static_fault,
-                  num_samples=num_samples, chunk_size=chunk, num_devices=devices)
-        yield start, out[:num_chips]
+    size = x.shape[0] if batch_size is None else min(int(batch_size), x.shape[0])
+    if chunk_size is not None:
+        chunk = int(chunk_size)
+    elif jax.default_backend() == "cpu":
+        chunk = DEFAULT_CHUNK[fault.site]
+    else:
+        one = make_step(static_fault, 1, num_devices=devices, **statics)
+        one_chip = np.asarray(jax.random.key_data(chip_keys(key, devices)))
+        chunk = _accelerator_chunk(one, (arrays, x[:size], one_chip, samples, np.uint32(0), level), per_device)
+    chunk = min(chunk, per_device)
+    per_step = devices * chunk
+    steps = -(-num_chips // per_step)
+    # Chips beyond num_chips are padding, dropped below. Their key data is sliced on the host:
+    # a slice of a device array would be one more dispatched op per step.
+    chips = np.asarray(jax.random.key_data(chip_keys(key, steps * per_step)))
+    run = make_step(static_fault, chunk, num_devices=devices, **statics)
+    for start in range(0, x.shape[0], size):
+        xs = x[start : start + size]
+        if xs.shape[0] < size:  # the last slice, padded: every slice has one shape, one compilation
+            xs = jnp.concatenate([xs, jnp.broadcast_to(xs[-1:], (size - xs.shape[0], *xs.shape[1:]))])
+        outs = [run(arrays, xs, chips[i * per_step : (i + 1) * per_step], samples, np.uint32(start), level)
+                for i in range(steps)]
+        out = outs[0] if steps == 1 else jnp.concatenate(outs)
+        yield start, out[:num_chips, :, : min(size, x.shape[0] - start)]
