@@ -25,7 +25,11 @@ ENV_VAR = "INVNORM_CHECK_FINITE"
 
 
 class NonFiniteError(ValueError):
-    """A NaN or Inf where numbers must be finite; the message says where and what to try."""
+    """A NaN or Inf where numbers must be finite; the message says where and what to try.
+
+    >>> issubclass(NonFiniteError, ValueError)
+    True
+    """
 
 
 def check_finite_enabled(flag: bool | None = None) -> bool:

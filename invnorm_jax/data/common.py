@@ -29,6 +29,9 @@ class DatasetNotFoundError(InputError, FileNotFoundError):
     The library never downloads anything itself (the machines it is tested on
     have no network), so every loader of a non-embedded dataset raises this
     error with the exact download/prepare instructions and the path it searched.
+
+    >>> issubclass(DatasetNotFoundError, FileNotFoundError)
+    True
     """
 
 
