@@ -176,6 +176,14 @@ def quantize_symmetric(x: jax.Array, bits: int, axis: int | None = None):
     than float32); the codes are computed in float32, so a bfloat16 input gets codes of the
     full range, each within half a step of it.
 
+    Args:
+      x: the array to quantize.
+      bits: the code width k, a static int in 2..16.
+      axis: None for one scale per tensor, else the axis that gets one scale per slice.
+
+    Returns:
+      ``(codes, scale)``: int32 codes and the scale, ``codes * scale ~= x``.
+
     Raises:
       ValueError: if ``bits`` is not an int in 2..16 (one signed bit has no magnitude).
 
@@ -207,6 +215,15 @@ def fake_quant(x: jax.Array, bits: int, *, axis: int | None = None, scale=None) 
     gradient. Codes and their product with the scale are computed in float32 (or wider) and
     rounded once to ``x``'s dtype, so that with a fixed scale, quantizing the result again
     changes nothing wherever that dtype resolves the grid (bfloat16: up to 8 bits).
+
+    Args:
+      x: the array to quantize.
+      bits: the code width k, a static int in 2..16.
+      axis: with the dynamic scale, None for one scale per tensor or the axis of per-slice scales.
+      scale: a fixed scale (broadcast to ``x``), or None for the dynamic absmax scale.
+
+    Returns:
+      An array like ``x`` holding values of the k-bit grid.
 
     Raises:
       ValueError: if ``bits`` is not an int in 2..16.
@@ -246,6 +263,14 @@ def pact(x: jax.Array, alpha, bits: int) -> jax.Array:
     setting the step size (``(y_q - y) / alpha`` inside the range); so do we, which keeps
     ``alpha``'s gradient exactly the clipped mass. ``alpha`` may be a scalar or broadcast
     per channel; its gradient is summed over the broadcast axes.
+
+    Args:
+      x: the activation.
+      alpha: the clipping level, > 0 (a learned parameter; scalar or per channel).
+      bits: the number of bits, a static int in 1..16.
+
+    Returns:
+      An array like ``x`` with values in ``{0, alpha / (2**bits - 1), ..., alpha}``.
 
     Raises:
       ValueError: if ``bits`` is not an int in 1..16.
