@@ -73,6 +73,7 @@ class DriftModel:
 
     Raises:
       ValueError: a parameter out of its range.
+      TypeError: a parameter that is not a number (``compensate``: not a bool).
 
     >>> RRAM.nu_mean, PCM.nu_mean > RRAM.nu_mean
     (0.005, True)
