@@ -230,8 +230,14 @@ def write_drive_folder(
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     written = write_drive_folder(tmp, height=32, width=40, train_ids=("21",), test_ids=("01",))
     ...     files = sorted(str(p.relative_to(tmp)) for p in pathlib.Path(tmp).rglob("*.*"))
-    >>> files
-    ['test/1st_manual/01_manual1.gif', 'test/images/01_test.tif', 'test/mask/01_test_mask.gif', 'training/1st_manual/21_manual1.gif', 'training/images/21_training.tif', 'training/mask/21_training_mask.gif']
+    >>> for name in files:
+    ...     print(name)
+    test/1st_manual/01_manual1.gif
+    test/images/01_test.tif
+    test/mask/01_test_mask.gif
+    training/1st_manual/21_manual1.gif
+    training/images/21_training.tif
+    training/mask/21_training_mask.gif
     >>> written["fov"].shape, sorted(written["labels"])
     ((32, 40), ['01', '21'])
     """
