@@ -106,11 +106,10 @@ class InvertedNorm(_Stochastic):
     >>> layer = InvertedNorm(4, rngs=nnx.Rngs(0))
     >>> layer(jnp.ones((2, 3, 4)), key=jax.random.key(1)).shape
     (2, 3, 4)
-    >>> import numpy as np
     >>> x = jax.random.normal(jax.random.key(2), (2, 3, 4))
     >>> y = layer(x, deterministic=True)
-    >>> np.round(np.asarray(y.mean(axis=(1, 2)), np.float64), 4).tolist()  # zero mean per instance
-    [0.0, 0.0]
+    >>> bool(jnp.allclose(y.mean(axis=(1, 2)), 0.0, atol=1e-5)), bool(jnp.allclose(y.std(axis=(1, 2)), 1.0, atol=1e-3))
+    (True, True)
     """
 
     def __init__(
