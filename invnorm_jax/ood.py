@@ -180,6 +180,17 @@ def nll_threshold(nll_in_dist, kind: str = "mean", *, q: float = 0.95) -> float:
     ``kind="quantile"``: the ``q``-quantile, so about ``1 - q`` of in-distribution inputs are
     flagged. Computed in float64 so identical NLLs give a threshold equal to them.
 
+    Args:
+      nll_in_dist: per-input NLL of in-distribution inputs, ``[N]``.
+      kind: ``"mean"`` or ``"quantile"``.
+      q: the quantile for ``kind="quantile"``, in ``[0, 1]``.
+
+    Returns:
+      The threshold ``tau`` as a float.
+
+    Raises:
+      ValueError: an unknown ``kind`` or ``q`` outside ``[0, 1]``.
+
     >>> nll_threshold([1.0, 2.0, 3.0])
     2.0
     """
@@ -196,6 +207,13 @@ def nll_threshold(nll_in_dist, kind: str = "mean", *, q: float = 0.95) -> float:
 def detection_rate(nll_shifted, threshold: float) -> float:
     """Share of shifted inputs flagged as OOD: :math:`\\frac1N\\sum_i [\\mathrm{NLL}_i > \\tau]`.
 
+    Args:
+      nll_shifted: per-input NLL of the shifted inputs, ``[N]``.
+      threshold: ``tau``, e.g. from :func:`nll_threshold`.
+
+    Returns:
+      The share in ``[0, 1]``.
+
     >>> detection_rate([0.5, 1.5, 2.5, 3.5], 2.0)
     0.5
     """
@@ -211,6 +229,13 @@ def auroc(scores_in, scores_out) -> float:
     .. math:: \\mathrm{AUROC} = \\frac{U}{n_\\text{in} n_\\text{out}}
               = P(s_\\text{out} > s_\\text{in}) + \\tfrac12 P(s_\\text{out} = s_\\text{in}),
               \\quad U = \\sum_{j \\in \\text{out}} r_j - \\frac{n_\\text{out}(n_\\text{out} + 1)}{2}
+
+    Args:
+      scores_in: scores of in-distribution inputs, ``[N_in]``.
+      scores_out: scores of shifted (OOD) inputs, ``[N_out]``.
+
+    Returns:
+      The AUROC in ``[0, 1]``; 0.5 when the scores do not separate the two sets.
 
     >>> auroc([0.1, 0.2], [0.3, 0.2])
     0.875
@@ -264,6 +289,15 @@ def block_scores(outputs, labels, num_blocks: int, *, from_logits: bool = True) 
     The inputs are ``num_blocks`` sets of ``N`` (e.g. the stages of every shift, stacked);
     ``labels`` ``[N]`` are the same for every block.
 
+    Args:
+      outputs: ``[chips, T, num_blocks * N, K]`` logits (or probabilities).
+      labels: ``[N]`` int labels, shared by every block.
+      num_blocks: how many sets of ``N`` inputs ``outputs`` holds.
+      from_logits: False if ``outputs`` are probabilities already.
+
+    Returns:
+      ``scores[chip][block]``, each a :class:`Scores`.
+
     >>> logits = np.zeros((3, 2, 2 * 10, 10))  # 3 chips, T=2, two blocks of 10 inputs, 10 classes
     >>> table = block_scores(logits, np.zeros(10, int), num_blocks=2)
     >>> len(table), len(table[0]), table[0][1].nll.shape, round(float(table[0][1].nll[0]), 4)  # NLL = log 10
@@ -293,6 +327,10 @@ def stage_row(ref: Scores, shifted: Scores, tau: float) -> dict:
     .. math:: \\mathrm{DR} = \\frac1N\\sum_i [\\mathrm{NLL}_i > \\tau], \\qquad
               \\mathrm{AUROC} = P(s_\\text{shifted} > s_\\text{ref}) + \\tfrac12 P(s_\\text{shifted} = s_\\text{ref})
 
+    Returns:
+      ``{"accuracy", "nll", "entropy", "mutual_information", "ece", "detection_rate",
+      "auroc_nll", "auroc_entropy", "nll_threshold"}``, every value a float.
+
     >>> zero = np.zeros(2)
     >>> ref = Scores(1.0, 0.0, np.array([0.1, 0.2]), zero, zero)
     >>> shifted = Scores(0.5, 0.1, np.array([0.3, 2.0]), zero, zero)
@@ -315,6 +353,17 @@ def stage_row(ref: Scores, shifted: Scores, tau: float) -> dict:
 
 def shift_metrics(probs_in, probs_out, labels_in, labels_out, *, threshold: str = "mean", q: float = 0.95) -> dict:
     """One stage's metrics from per-sample probabilities ``[T, N, K]`` of unshifted and shifted inputs.
+
+    Args:
+      probs_in: ``[T, N_in, K]`` per-sample probabilities of the unshifted inputs.
+      probs_out: ``[T, N_out, K]`` of the shifted inputs.
+      labels_in: ``[N_in]`` labels.
+      labels_out: ``[N_out]`` labels.
+      threshold: ``kind`` of :func:`nll_threshold`.
+      q: its quantile.
+
+    Returns:
+      The row of :func:`stage_row`.
 
     >>> p_in = np.array([[[0.9, 0.1], [0.8, 0.2]]])            # T=1, 2 inputs
     >>> p_out = np.array([[[0.5, 0.5], [0.95, 0.05], [0.1, 0.9]]])

@@ -89,6 +89,11 @@ def check_dataset(name: str, *, synthetic: bool = False, **kwargs) -> None:
     (every file of DRIVE's layout, Speech Commands' word folders and lists, a prepared TFDS
     CIFAR-10 folder). Cheap: it lists folders and reads no image or clip.
 
+    Args:
+      name: a registered dataset name.
+      synthetic: check for the synthetic stand-in (arguments only; nothing to find on disk).
+      **kwargs: the loader's arguments.
+
     Raises:
       ArgumentError: unknown dataset or argument.
       DatasetNotFoundError: the data is missing.

@@ -199,6 +199,12 @@ def number_fault_sites(model: nnx.Module) -> int:
     (:func:`invnorm_jax.nn.number_stochastic_sites`): one call at the end of a model's
     ``__init__`` numbers both kinds of site.
 
+    Args:
+      model: an NNX module; its faultable layers are those with a ``fault_id`` attribute.
+
+    Returns:
+      The number of fault sites.
+
     >>> from invnorm_jax import nn as inn
     >>> class Tiny(nnx.Module):
     ...     def __init__(self, rngs):

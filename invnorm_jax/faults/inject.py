@@ -175,6 +175,17 @@ def inject_paths(params, fault: Fault, chip_key: jax.Array, names: Sequence[str]
     Each leaf draws from ``fold_in(chip_key, path_id(name))``, so a leaf's faults depend on its
     name, not on which other leaves are faulted.
 
+    Args:
+      params: any pytree of arrays.
+      fault: what to inject.
+      chip_key: the chip's key.
+      names: the exact paths (:func:`path_name`) of the leaves to fault.
+      bits: 1 or k, the stored representation for bit-level faults; None otherwise.
+      level: overrides ``fault.level`` (may be traced).
+
+    Returns:
+      A pytree like ``params``.
+
     >>> params = {"a": jnp.ones(2), "b": jnp.ones(2)}
     >>> faulty = inject_paths(params, Fault("bit_flip", 1.0), jax.random.key(0), ["b"], bits=1)
     >>> faulty["a"].tolist(), faulty["b"].tolist()

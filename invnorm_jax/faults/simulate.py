@@ -261,6 +261,13 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     the same values :func:`simulate_chips` puts there. Reduce each slice as it comes (e.g. to
     per-chip counts) when every chip's outputs for the whole test set would not fit in memory.
 
+    Args:
+      model, x, fault, ...: as for :func:`simulate_chips`; ``batch_size`` sets the slices
+        (default: all of ``x`` at once).
+
+    Yields:
+      ``(start, outputs)`` per slice, in order.
+
     >>> apply_fn = lambda p, x, key: x @ p["w"]
     >>> for start, out in iter_simulate_chips(apply_fn, jnp.ones((4, 3)), params={"w": jnp.ones((3, 2))},
     ...                                       fault=Fault("additive", 0.1), num_chips=4, num_samples=1,

@@ -55,6 +55,12 @@ def sign(x: jax.Array) -> jax.Array:
     Forward ``sign(x) = +1 if x >= 0 else -1`` (zero maps to +1 so every code is a valid
     bit); backward ``dL/dx = dL/dy * 1{|x| <= 1}``.
 
+    Args:
+      x: any float array.
+
+    Returns:
+      ``±1`` in ``x``'s dtype.
+
     >>> sign(jnp.array([-0.5, 0.0, 2.0]))
     Array([-1.,  1.,  1.], dtype=float32)
     """
@@ -80,6 +86,12 @@ def ede_schedule(progress) -> tuple[jax.Array, jax.Array]:
 
     ``t = 10 ** (-3 + 4 * progress)`` (1e-3 at the start, 10 at the end) and
     ``k = max(1 / t, 1)``. ``progress`` is clipped to ``[0, 1]`` and may be traced.
+
+    Args:
+      progress: the share of training done, 0 to 1.
+
+    Returns:
+      ``(t, k)``, float32 scalars.
 
     >>> t, k = ede_schedule(1.0)
     >>> float(t), float(k)
@@ -120,6 +132,13 @@ def libra_pb(w: jax.Array, axis: int = -1) -> jax.Array:
     are computed in float32 (or wider) and scaled by a power of two before squaring, so
     weights of any finite magnitude (1e-30, 1e30) standardize alike; the result has ``w``'s
     dtype.
+
+    Args:
+      w: the latent kernel ``[..., in, out]``.
+      axis: the output-channel axis.
+
+    Returns:
+      The standardized kernel, in ``w``'s dtype.
 
     >>> w_std = libra_pb(jnp.array([[1.0, 0.0], [3.0, 0.0]]))
     >>> w_std[:, 0]

@@ -106,6 +106,16 @@ def rng_stream(rngs, collection: str, *, only_if_named: bool = False):
 def resolve_key(key, rngs, stream, collection: str, who: str) -> jax.Array:
     """The key of one stochastic call: ``key=``, else ``rngs=``, else the layer's stream.
 
+    Args:
+      key: the call's ``key=``, or None.
+      rngs: the call's ``rngs=`` (an ``nnx.Rngs``, ``nnx.RngStream`` or key), or None.
+      stream: the layer's own stream (from :func:`rng_stream`), or None.
+      collection: the stream name to draw from an ``nnx.Rngs``.
+      who: the layer's name, for the error message.
+
+    Returns:
+      One typed key.
+
     Raises:
       ArgumentError: none of the three is given; the message says how to call the layer.
 

@@ -306,6 +306,19 @@ def norm_site(
     paper's model has no BatchNorm, ``"group"``); the inverted norm is per instance unless
     ``num_groups`` is given (it is then GroupNorm-style for every method).
 
+    Args:
+      method: ``"nn"``, ``"spindrop"``, ``"spatial_spindrop"``, ``"proposed"`` or ``"noisy_training"``.
+      num_features: channels of the preceding layer's output.
+      norm: the baselines' norm, ``"batch"``, ``"layer"`` or ``"group"``.
+      num_groups: groups of channels (GroupNorm-style), or None.
+      rate: the dropout / affine-dropout probability.
+      mode: affine dropout's ``"vector"`` or ``"element"`` (``proposed`` only).
+      rngs: ``nnx.Rngs`` for the parameters.
+      **inverted_kwargs: more :class:`InvertedNorm` arguments (``proposed`` only).
+
+    Returns:
+      An :class:`InvertedNorm` (``proposed``) or a :class:`NormSite`.
+
     Raises:
       ArgumentError: an unknown ``method`` or ``norm``.
 

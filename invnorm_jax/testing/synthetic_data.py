@@ -167,6 +167,17 @@ def synthetic_speech_commands(
     Labels are the indices of the sorted ``words``: with the default, the real 35-word label
     space. ``loader_kwargs`` go to `load_speech_commands` (e.g. ``sample_rate``).
 
+    Args:
+      words: the words (one pitch each).
+      clips_per_word: clips per word, all splits together.
+      num_validation: validation clips per word.
+      num_test: test clips per word.
+      seed: seed of the clips and of the loader.
+      **loader_kwargs: arguments of `load_speech_commands`.
+
+    Returns:
+      The `Split` of `load_speech_commands`, with ``extras["synthetic"] = True``.
+
     >>> split = synthetic_speech_commands(words=("yes", "no"), clips_per_word=3, sample_rate=4000)
     >>> split.x_train.shape, split.class_names, split.extras["synthetic"]
     ((2, 4000, 1), ('no', 'yes'), True)
@@ -223,6 +234,14 @@ def write_drive_folder(
     tree. The green channel carries the vessels (dark, as in real fundus images) on an uneven
     illumination plus noise; the red channel is bright and flat, so ``channel="gray"`` differs
     from ``"green"``.
+
+    Args:
+      root: folder to write (created).
+      height: image height.
+      width: image width.
+      train_ids: image ids of the training split.
+      test_ids: image ids of the test split.
+      seed: seed of everything random.
 
     Returns:
       ``{"fov": bool [H, W], "labels": {image id: bool [H, W]}}`` as written.
@@ -281,6 +300,17 @@ def synthetic_drive(
 
     ``loader_kwargs`` go to `load_drive` (``patch_size`` must fit the images, e.g. 32 for
     the default 64x64; ``num_patches``, ``pad_multiple``...).
+
+    Args:
+      height: image height.
+      width: image width.
+      num_train: training images, 1..20.
+      num_test: test images, 1..20.
+      seed: seed of the images and of the patch sampling.
+      **loader_kwargs: arguments of `load_drive`.
+
+    Returns:
+      The `Split` of `load_drive`, with ``extras["synthetic"] = True``.
 
     Raises:
       ValueError: ``num_train`` or ``num_test`` outside 1..20.
