@@ -43,6 +43,7 @@ __all__ = [
     "BinaryDense",
     "EDEProgress",
     "PACT",
+    "PreactivationSite",
     "QuantConv",
     "QuantDense",
     "set_training_progress",
