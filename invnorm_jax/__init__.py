@@ -4,9 +4,14 @@ Bayesian neural networks whose normalization applies the affine transform before
 and randomly drops gamma to one and beta to zero, so that they stay accurate on faulty
 in-memory-computing chips and still say how unsure they are.
 
+>>> import jax, jax.numpy as jnp
 >>> import invnorm_jax as inj
->>> y = inj.inverted_norm(x, scale, bias)                       # doctest: +SKIP
->>> scale, bias = inj.affine_dropout(key, scale, bias, rate=0.3) # doctest: +SKIP
+>>> x = jax.random.normal(jax.random.key(0), (2, 5, 4))              # [batch, ..., channels]
+>>> scale, bias = inj.affine_dropout(jax.random.key(1), jnp.full(4, 1.5), jnp.full(4, 0.2),
+...                                  rate=0.3, batch_size=2)          # one draw per example
+>>> y = inj.inverted_norm(x, scale, bias)                             # normalize(gamma * x + beta)
+>>> y.shape, scale.shape, sorted(set(scale.ravel().tolist())) <= [1.0, 1.5]
+((2, 5, 4), (2, 4), True)
 
 Every error in what a caller asked for (an argument, a config, a dataset folder, a checkpoint,
 a results file) is an :class:`InputError` (``except inj.InputError``); each is also the builtin

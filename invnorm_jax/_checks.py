@@ -17,19 +17,44 @@ import numpy as np
 
 
 class InputError(Exception):
-    """Base of every error in the input (an argument, a config, a file): the message says how to fix it."""
+    """Base of every error in the input (an argument, a config, a file): the message says how to fix it.
+
+    >>> import invnorm_jax as inj
+    >>> all(issubclass(e, inj.InputError) for e in (inj.ArgumentError, inj.ConfigError, inj.DatasetNotFoundError))
+    True
+    """
 
 
 class ArgumentError(InputError, ValueError):
-    """An argument with a value out of range, an unknown name or the wrong shape."""
+    """An argument with a value out of range, an unknown name or the wrong shape; also a ``ValueError``.
+
+    >>> try:
+    ...     check_rate(1.5)
+    ... except ArgumentError as err:
+    ...     print(err)
+    rate=1.5 is outside [0, 1]: expected a probability, e.g. rate=0.3.
+    """
 
 
 class ArgumentTypeError(InputError, TypeError):
-    """An argument of the wrong type or dtype."""
+    """An argument of the wrong type or dtype; also a ``TypeError``.
+
+    >>> try:
+    ...     check_float_input([1.0, 2.0], "inverted_norm")
+    ... except TypeError as err:
+    ...     print(type(err).__name__, "-", err)
+    ArgumentTypeError - inverted_norm: x=... is not an array: pass a jax or numpy array.
+    """
 
 
 class MissingDependencyError(InputError, ImportError):
-    """An optional package that the asked-for feature needs is not installed; the message says what to install."""
+    """An optional package that the asked-for feature needs is not installed; the message says what to install.
+
+    Also an ``ImportError``, so ``except ImportError`` around an optional import catches it.
+
+    >>> issubclass(MissingDependencyError, ImportError)
+    True
+    """
 
 
 def is_concrete(value) -> bool:

@@ -48,19 +48,35 @@ class CheckpointError(InputError, RuntimeError):
 
     An :class:`~invnorm_jax._checks.InputError`: the folder is the user's to fix (train first,
     use the config it was trained with, delete a damaged save), so the command line prints it on one line.
+
+    >>> [issubclass(e, CheckpointError) for e in (CheckpointMissingError, CheckpointCorruptError,
+    ...                                           CheckpointIncompatibleError)]
+    [True, True, True]
     """
 
 
 class CheckpointMissingError(CheckpointError):
-    """No complete checkpoint where one was expected."""
+    """No complete checkpoint where one was expected.
+
+    >>> issubclass(CheckpointMissingError, CheckpointError) and issubclass(CheckpointMissingError, InputError)
+    True
+    """
 
 
 class CheckpointCorruptError(CheckpointError):
-    """A checkpoint whose files are damaged (truncated, overwritten, partly deleted)."""
+    """A checkpoint whose files are damaged (truncated, overwritten, partly deleted).
+
+    >>> issubclass(CheckpointCorruptError, CheckpointError) and issubclass(CheckpointCorruptError, InputError)
+    True
+    """
 
 
 class CheckpointIncompatibleError(CheckpointError):
-    """A readable checkpoint of another model or optimizer than the one restored into."""
+    """A readable checkpoint of another model or optimizer than the one restored into.
+
+    >>> issubclass(CheckpointIncompatibleError, CheckpointError) and issubclass(CheckpointIncompatibleError, InputError)
+    True
+    """
 
 
 def _flat(tree) -> dict[str, tuple[tuple[int, ...], str]]:

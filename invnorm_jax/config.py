@@ -46,7 +46,14 @@ EVALUATION_MODEL_KEYS = ("model.kwargs.preactivation_site",)
 
 
 class ConfigError(InputError, ValueError):
-    """A config file, variant or override that cannot be used; the message says how to fix it."""
+    """A config file, variant or override that cannot be used; the message says how to fix it.
+
+    >>> try:
+    ...     load_config("digits", variant="huge")
+    ... except ConfigError as err:
+    ...     print(err)
+    variant='huge' is unknown; expected one of ...
+    """
 
 
 def available_configs() -> list[str]:

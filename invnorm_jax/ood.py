@@ -119,7 +119,12 @@ def gaussian_noise_shift(key_or_seed, x, strength: float, *, clip: tuple[float, 
 
 @dataclasses.dataclass(frozen=True)
 class Shift:
-    """A registered distribution shift: ``shift(key_or_seed, x, level)`` and its default stages."""
+    """A registered distribution shift: ``shift(key_or_seed, x, level)`` and its default stages.
+
+    >>> shift = Shift(lambda key, x, level: x + level, stages=(0.0, 0.5))
+    >>> shift(0, np.zeros(2), 0.5).tolist(), shift.axis_label
+    ([0.5, 0.5], 'strength')
+    """
 
     fn: Callable[[Any, Any, float], Any]
     stages: tuple[float, ...]
@@ -175,6 +180,17 @@ def nll_threshold(nll_in_dist, kind: str = "mean", *, q: float = 0.95) -> float:
     ``kind="quantile"``: the ``q``-quantile, so about ``1 - q`` of in-distribution inputs are
     flagged. Computed in float64 so identical NLLs give a threshold equal to them.
 
+    Args:
+      nll_in_dist: per-input NLL of in-distribution inputs, ``[N]``.
+      kind: ``"mean"`` or ``"quantile"``.
+      q: the quantile for ``kind="quantile"``, in ``[0, 1]``.
+
+    Returns:
+      The threshold ``tau`` as a float.
+
+    Raises:
+      ValueError: an unknown ``kind`` or ``q`` outside ``[0, 1]``.
+
     >>> nll_threshold([1.0, 2.0, 3.0])
     2.0
     """
@@ -191,6 +207,13 @@ def nll_threshold(nll_in_dist, kind: str = "mean", *, q: float = 0.95) -> float:
 def detection_rate(nll_shifted, threshold: float) -> float:
     """Share of shifted inputs flagged as OOD: :math:`\\frac1N\\sum_i [\\mathrm{NLL}_i > \\tau]`.
 
+    Args:
+      nll_shifted: per-input NLL of the shifted inputs, ``[N]``.
+      threshold: ``tau``, e.g. from :func:`nll_threshold`.
+
+    Returns:
+      The share in ``[0, 1]``.
+
     >>> detection_rate([0.5, 1.5, 2.5, 3.5], 2.0)
     0.5
     """
@@ -206,6 +229,13 @@ def auroc(scores_in, scores_out) -> float:
     .. math:: \\mathrm{AUROC} = \\frac{U}{n_\\text{in} n_\\text{out}}
               = P(s_\\text{out} > s_\\text{in}) + \\tfrac12 P(s_\\text{out} = s_\\text{in}),
               \\quad U = \\sum_{j \\in \\text{out}} r_j - \\frac{n_\\text{out}(n_\\text{out} + 1)}{2}
+
+    Args:
+      scores_in: scores of in-distribution inputs, ``[N_in]``.
+      scores_out: scores of shifted (OOD) inputs, ``[N_out]``.
+
+    Returns:
+      The AUROC in ``[0, 1]``; 0.5 when the scores do not separate the two sets.
 
     >>> auroc([0.1, 0.2], [0.3, 0.2])
     0.875
@@ -224,7 +254,14 @@ def auroc(scores_in, scores_out) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-    """One chip's MC-averaged prediction on one set of inputs: summaries and per-input scores."""
+    """One chip's MC-averaged prediction on one set of inputs: summaries and per-input scores.
+
+    ``nll``, ``entropy`` and ``mutual_information`` are ``[N]``, one per input; see :func:`scores`.
+
+    >>> s = Scores(accuracy=1.0, ece=0.0, nll=np.zeros(2), entropy=np.zeros(2), mutual_information=np.zeros(2))
+    >>> s.accuracy, s.nll.shape
+    (1.0, (2,))
+    """
 
     accuracy: float
     ece: float
@@ -251,6 +288,20 @@ def block_scores(outputs, labels, num_blocks: int, *, from_logits: bool = True) 
 
     The inputs are ``num_blocks`` sets of ``N`` (e.g. the stages of every shift, stacked);
     ``labels`` ``[N]`` are the same for every block.
+
+    Args:
+      outputs: ``[chips, T, num_blocks * N, K]`` logits (or probabilities).
+      labels: ``[N]`` int labels, shared by every block.
+      num_blocks: how many sets of ``N`` inputs ``outputs`` holds.
+      from_logits: False if ``outputs`` are probabilities already.
+
+    Returns:
+      ``scores[chip][block]``, each a :class:`Scores`.
+
+    >>> logits = np.zeros((3, 2, 2 * 10, 10))  # 3 chips, T=2, two blocks of 10 inputs, 10 classes
+    >>> table = block_scores(logits, np.zeros(10, int), num_blocks=2)
+    >>> len(table), len(table[0]), table[0][1].nll.shape, round(float(table[0][1].nll[0]), 4)  # NLL = log 10
+    (3, 2, (10,), 2.3026)
     """
     c, t, mn, k = outputs.shape
     shaped = jnp.reshape(jnp.asarray(outputs, jnp.float32), (c, t, num_blocks, mn // num_blocks, k))
@@ -260,7 +311,13 @@ def block_scores(outputs, labels, num_blocks: int, *, from_logits: bool = True) 
 
 
 def scores(probs_samples, labels) -> Scores:
-    """:class:`Scores` of per-sample probabilities ``[T, N, K]`` against ``labels`` ``[N]``."""
+    """:class:`Scores` of per-sample probabilities ``[T, N, K]`` against ``labels`` ``[N]``.
+
+    >>> p = np.array([[[0.9, 0.1], [0.2, 0.8]], [[0.7, 0.3], [0.4, 0.6]]])  # T=2 samples, 2 inputs
+    >>> s = scores(p, [0, 0])
+    >>> s.accuracy, np.round(s.nll.astype(np.float64), 4).tolist()  # -log of the mean probability of the label
+    (0.5, [0.2231, 1.204])
+    """
     return block_scores(jnp.asarray(probs_samples)[None], labels, 1, from_logits=False)[0][0]
 
 
@@ -269,6 +326,17 @@ def stage_row(ref: Scores, shifted: Scores, tau: float) -> dict:
 
     .. math:: \\mathrm{DR} = \\frac1N\\sum_i [\\mathrm{NLL}_i > \\tau], \\qquad
               \\mathrm{AUROC} = P(s_\\text{shifted} > s_\\text{ref}) + \\tfrac12 P(s_\\text{shifted} = s_\\text{ref})
+
+    Returns:
+      ``{"accuracy", "nll", "entropy", "mutual_information", "ece", "detection_rate",
+      "auroc_nll", "auroc_entropy", "nll_threshold"}``, every value a float.
+
+    >>> zero = np.zeros(2)
+    >>> ref = Scores(1.0, 0.0, np.array([0.1, 0.2]), zero, zero)
+    >>> shifted = Scores(0.5, 0.1, np.array([0.3, 2.0]), zero, zero)
+    >>> row = stage_row(ref, shifted, tau=1.0)
+    >>> row["detection_rate"], row["auroc_nll"], round(row["nll"], 2)
+    (0.5, 1.0, 1.15)
     """
     return {
         "accuracy": shifted.accuracy,
@@ -286,6 +354,17 @@ def stage_row(ref: Scores, shifted: Scores, tau: float) -> dict:
 def shift_metrics(probs_in, probs_out, labels_in, labels_out, *, threshold: str = "mean", q: float = 0.95) -> dict:
     """One stage's metrics from per-sample probabilities ``[T, N, K]`` of unshifted and shifted inputs.
 
+    Args:
+      probs_in: ``[T, N_in, K]`` per-sample probabilities of the unshifted inputs.
+      probs_out: ``[T, N_out, K]`` of the shifted inputs.
+      labels_in: ``[N_in]`` labels.
+      labels_out: ``[N_out]`` labels.
+      threshold: ``kind`` of :func:`nll_threshold`.
+      q: its quantile.
+
+    Returns:
+      The row of :func:`stage_row`.
+
     >>> p_in = np.array([[[0.9, 0.1], [0.8, 0.2]]])            # T=1, 2 inputs
     >>> p_out = np.array([[[0.5, 0.5], [0.95, 0.05], [0.1, 0.9]]])
     >>> row = shift_metrics(p_in, p_out, [0, 0], [0, 0, 0])
@@ -297,7 +376,11 @@ def shift_metrics(probs_in, probs_out, labels_in, labels_out, *, threshold: str 
 
 
 def summarize_chips(per_chip: list[dict]) -> dict:
-    """Mean over chips of every key of the rows, and ``<key>_std`` (population std)."""
+    """Mean over chips of every key of the rows, and ``<key>_std`` (population std).
+
+    >>> summarize_chips([{"accuracy": 0.75}, {"accuracy": 0.25}])
+    {'accuracy': 0.5, 'accuracy_std': 0.25}
+    """
     row = {}
     for k in per_chip[0]:
         v = np.array([r[k] for r in per_chip], np.float64)

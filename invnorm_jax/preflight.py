@@ -20,7 +20,18 @@ RUN_FILES = ("config.json", "results.json", "evaluate.json", "ablation.json")
 
 
 class UsageError(InputError, ValueError):
-    """A command line that cannot run as given: a flag's value, an output folder of other files."""
+    """A command line that cannot run as given: a flag's value, an output folder of other files.
+
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     (pathlib.Path(tmp) / "notes.txt").write_text("mine")
+    ...     try:
+    ...         check_output_folder(tmp)
+    ...     except UsageError as err:
+    ...         print(str(err).replace(tmp, "<tmp>"))
+    4
+    --out <tmp> already holds other files (notes.txt) and is not an invnorm-jax run: ...
+    """
 
 
 class ArgumentParser(argparse.ArgumentParser):

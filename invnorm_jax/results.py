@@ -36,7 +36,14 @@ OOD_ROW_KEYS = ("accuracy", "nll", "entropy", "mutual_information", "ece", "dete
 
 
 class ResultsError(InputError, ValueError):
-    """A results file that this version of invnorm-jax cannot read; the message says why (an input error)."""
+    """A results file that this version of invnorm-jax cannot read; the message says why (an input error).
+
+    >>> try:
+    ...     from_dict({"version": 1, "tasks": {}})
+    ... except ResultsError as err:
+    ...     print(err)
+    results has results schema version 1, and this invnorm-jax reads version ...
+    """
 
 
 @dataclasses.dataclass

@@ -56,6 +56,9 @@ class TrainingDivergedError(InputError, numerics.NonFiniteError):
 
     An :class:`~invnorm_jax._checks.InputError`: the fix is in the recipe or the data (the
     message says what to try), so the command line prints it on one line, not as a bug.
+
+    >>> issubclass(TrainingDivergedError, InputError) and issubclass(TrainingDivergedError, ValueError)
+    True
     """
 
 

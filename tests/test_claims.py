@@ -4,13 +4,12 @@ Every expectation is computed here by hand (plain loops and numpy means) from sy
 whose per-chip values are known, not by calling the code under test a second way.
 """
 
-import doctest
 import json
 
 import numpy as np
 import pytest
 
-from invnorm_jax import claims, claims_measure
+from invnorm_jax import claims
 from invnorm_jax.results import Level, MethodResult, OODResult, OODShift, Results, SweepInfo, TaskResult
 
 LEVELS = (0.0, 0.1, 0.2)
@@ -281,8 +280,3 @@ def test_markdown_names_every_claims_paper_value_and_the_summary():
         assert value in md
     assert "Of 10 claims:" in md and "not measured in this run" in md
     assert md.count("| claim | paper |") == 5  # one table per group
-
-
-def test_doctests():
-    for module in (claims, claims_measure):
-        assert doctest.testmod(module).failed == 0

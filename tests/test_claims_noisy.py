@@ -4,7 +4,6 @@ Expectations are computed here by hand (numpy means over the known per-chip valu
 claims are checked to be untouched by a fifth method by comparing with the same run without it.
 """
 
-import doctest
 import json
 
 import matplotlib.pyplot as plt
@@ -164,7 +163,3 @@ def test_report_of_five_methods(tmp_path, monkeypatch):
     assert "NN and Noisy training are deterministic: 1 sample" in text
     assert "(not a paper claim)" in text and (tmp_path / "run" / "digits_ood.png").is_file()
     assert "NN is deterministic: 1 sample" in report.markdown(_results(), tmp_path)
-
-
-def test_doctests():
-    assert doctest.testmod(claims_noisy).failed == 0

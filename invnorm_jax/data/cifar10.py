@@ -23,7 +23,12 @@ CIFAR10_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
 
 
 def normalize_cifar(images: np.ndarray) -> np.ndarray:
-    """uint8 `[N, 32, 32, 3]` -> float32 `(x / 255 - mean) / std` per channel."""
+    """uint8 `[N, 32, 32, 3]` -> float32 `(x / 255 - mean) / std` per channel.
+
+    >>> x = normalize_cifar(np.full((1, 32, 32, 3), 255, np.uint8))
+    >>> x.dtype, np.round(x[0, 0, 0].astype(np.float64), 2).tolist()  # (1 - mean) / std
+    (dtype('float32'), [2.06, 2.13, 2.12])
+    """
     return ((images.astype(np.float32) / 255.0 - CIFAR10_MEAN) / CIFAR10_STD).astype(np.float32)
 
 
@@ -55,6 +60,14 @@ def load_cifar10(
     Raises:
       DatasetNotFoundError: CIFAR-10 is not prepared; the message gives the
         command to prepare it and the folder searched.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as empty:
+    ...     try:
+    ...         load_cifar10(empty)
+    ...     except FileNotFoundError as err:
+    ...         print(type(err).__name__, "- pip install", str(err).split("pip install ")[1].split(")")[0])
+    DatasetNotFoundError - pip install "invnorm-jax[tf]"
     """
     sources = open_data_sources("cifar10", [train_split, test_split], data_dir)
     x_tr, y_tr = _records_to_arrays(read_records(sources[train_split]))
@@ -84,6 +97,11 @@ def random_crop_flip(
 
     Returns:
       An array of the same shape and dtype.
+
+    >>> images = np.ones((2, 4, 4, 1), np.float32)
+    >>> out = random_crop_flip(images, np.random.default_rng(0), padding=1)
+    >>> out.shape, bool(out.max() == 1.0), bool(np.isin(out, [0.0, 1.0]).all())  # pixels or zero padding
+    ((2, 4, 4, 1), True, True)
     """
     b, h, w, _ = images.shape
     padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
@@ -124,6 +142,12 @@ def cifar10_batches(
 
     Returns:
       An iterator of `(x_batch, y_batch)`.
+
+    >>> x, y = np.zeros((10, 32, 32, 3), np.float32), np.arange(10)
+    >>> [len(yb) for _, yb in cifar10_batches(x, y, 4)]  # training: the incomplete batch is dropped
+    [4, 4]
+    >>> [yb.tolist() for _, yb in cifar10_batches(x, y, 4, train=False)]  # evaluation: in order, all kept
+    [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     """
     rng_seed: SeedLike = (seed, epoch)
     return batches(

@@ -29,6 +29,9 @@ class DatasetNotFoundError(InputError, FileNotFoundError):
     The library never downloads anything itself (the machines it is tested on
     have no network), so every loader of a non-embedded dataset raises this
     error with the exact download/prepare instructions and the path it searched.
+
+    >>> issubclass(DatasetNotFoundError, FileNotFoundError)
+    True
     """
 
 
@@ -52,6 +55,11 @@ class Split:
       mean: statistic subtracted during standardization (from training data).
       std: statistic divided by during standardization (from training data).
       extras: dataset-specific arrays (FOV masks, dates, patch coordinates...).
+
+    >>> split = Split(np.zeros((4, 2), np.float32), np.zeros(4, np.int32), np.zeros((2, 2), np.float32),
+    ...               np.zeros(2, np.int32), num_classes=2, mean=10.0, std=2.0)
+    >>> split.x_val is None, split.destandardize(np.array([1.0])).tolist()
+    (True, [12.0])
     """
 
     x_train: np.ndarray
@@ -88,6 +96,11 @@ def default_data_root() -> pathlib.Path:
 
     Returns:
       `$INVNORM_DATA_DIR` when set, else `~/invnorm_data`.
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {DATA_DIR_ENV: "/data/sets"}):
+    ...     print(default_data_root())
+    /data/sets
     """
     env = os.environ.get(DATA_DIR_ENV)
     return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / "invnorm_data"
@@ -108,6 +121,10 @@ def standardize(
 
     Returns:
       `([train, *others] standardized as float32, mean, std)`.
+
+    >>> (train, test), mean, std = standardize(np.array([1.0, 3.0]), np.array([5.0]))
+    >>> train.tolist(), test.tolist(), mean, std
+    ([-1.0, 1.0], [3.0], 2.0, 1.0)
     """
     mean = float(np.mean(train))
     std = float(np.std(train))
@@ -144,7 +161,13 @@ def batches(
       `(x_batch, y_batch)` tuples (`y_batch` is None when `y` is None).
 
     Raises:
-      ValueError: on a non-positive batch size or mismatched lengths.
+      ArgumentError: on a non-positive batch size or mismatched lengths.
+
+    >>> x, y = np.arange(5), np.arange(5) * 10
+    >>> [(xb.tolist(), yb.tolist()) for xb, yb in batches(x, y, 2, shuffle=False)]
+    [([0, 1], [0, 10]), ([2, 3], [20, 30]), ([4], [40])]
+    >>> sorted(np.concatenate([xb for xb, _ in batches(x, None, 2, seed=0)]).tolist())  # shuffled: every example once
+    [0, 1, 2, 3, 4]
     """
     n = len(x)
     if batch_size <= 0:
@@ -177,6 +200,10 @@ def subsample_per_class(
 
     Returns:
       Sorted int64 indices into `labels`.
+
+    >>> labels = np.array([0, 0, 0, 1, 1, 2])
+    >>> np.bincount(labels[subsample_per_class(labels, 2, seed=0)]).tolist()
+    [2, 2, 1]
     """
     if max_per_class is None:
         return np.arange(len(labels))

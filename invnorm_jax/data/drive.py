@@ -34,7 +34,13 @@ _LAYOUT = {
 
 
 def default_drive_root() -> pathlib.Path:
-    """`<data root>/DRIVE` (data root: `$INVNORM_DATA_DIR` or `~/invnorm_data`)."""
+    """`<data root>/DRIVE` (data root: `$INVNORM_DATA_DIR` or `~/invnorm_data`).
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"INVNORM_DATA_DIR": "/data/sets"}):
+    ...     print(default_drive_root())
+    /data/sets/DRIVE
+    """
     return default_data_root() / "DRIVE"
 
 
@@ -102,6 +108,10 @@ def normalize_in_fov(image: np.ndarray, fov: np.ndarray) -> np.ndarray:
 
     Statistics come from inside the FOV because the black surround would
     otherwise dominate them and differ between cameras.
+
+    >>> image = np.array([[0.0, 1.0, 3.0]])
+    >>> normalize_in_fov(image, np.array([[False, True, True]])).tolist()  # mean 2, std 1 inside the FOV
+    [[0.0, -1.0, 1.0]]
     """
     values = image[fov] if fov.any() else image.ravel()
     out = (image - values.mean()) / max(float(values.std()), 1e-6)
@@ -124,6 +134,14 @@ def read_drive_split(
 
     Raises:
       DatasetNotFoundError: a folder or a companion file is missing.
+
+    >>> import tempfile
+    >>> from invnorm_jax.testing import write_drive_folder
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     _ = write_drive_folder(root, height=24, width=20, test_ids=("01", "02", "03"))
+    ...     images, labels, fov, ids = read_drive_split(root, "test")
+    >>> images.shape, labels.shape, fov.dtype, ids
+    ((3, 24, 20, 1), (3, 24, 20), dtype('bool'), ['01', '02', '03'])
     """
     if channel not in ("green", "gray"):
         raise ArgumentError(f"channel={channel!r} is not allowed; expected 'green' or 'gray'.")
@@ -138,7 +156,11 @@ def read_drive_split(
 
 
 def pad_to_multiple(array: np.ndarray, multiple: int, axes: tuple[int, int] = (1, 2)) -> np.ndarray:
-    """Zero-pads (bottom/right) the two spatial `axes` up to a multiple of `multiple`."""
+    """Zero-pads (bottom/right) the two spatial `axes` up to a multiple of `multiple`.
+
+    >>> pad_to_multiple(np.ones((1, 5, 8, 1)), 4).shape
+    (1, 8, 8, 1)
+    """
     widths = [(0, 0)] * array.ndim
     for ax in axes:
         widths[ax] = (0, -array.shape[ax] % multiple)
@@ -168,6 +190,15 @@ def random_patches(
     Returns:
       `(x [num_patches, P, P, C], y [num_patches, P, P], coords [num_patches, 3])`
       where `coords[k] = (image index, top, left)`.
+
+    Raises:
+      ArgumentError: patches larger than the images.
+
+    >>> images = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6, 1)
+    >>> x, y, coords = random_patches(images, np.zeros((2, 6, 6), np.int32), 3, 5)
+    >>> (n, top, left) = coords[0]
+    >>> x.shape, y.shape, bool(np.array_equal(x[0], images[n, top:top + 3, left:left + 3]))
+    ((5, 3, 3, 1), (5, 3, 3), True)
     """
     n, h, w = labels.shape
     if patch_size > min(h, w):
@@ -222,6 +253,14 @@ def load_drive(
 
     Raises:
       DatasetNotFoundError: the folder or a file of the layout is missing.
+
+    >>> import tempfile
+    >>> from invnorm_jax.testing import write_drive_folder
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     _ = write_drive_folder(root, height=30, width=30)
+    ...     split = load_drive(root, patch_size=16, num_patches=8, pad_multiple=16)
+    >>> split.x_train.shape, split.x_test.shape, split.extras["image_shape"], split.num_classes
+    ((8, 16, 16, 1), (2, 32, 32, 1), (30, 30), 2)
     """
     root = pathlib.Path(root).expanduser() if root is not None else default_drive_root()
     check_drive_folder(root)

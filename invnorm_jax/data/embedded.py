@@ -78,6 +78,10 @@ def load_mnist1d(seed: int = 42, num_samples: int = 5000) -> Split:
 
     Returns:
       A `Split` with `x_*` float32 `[N, 40, 1]`, `y_*` int32 `[N]`, 10 classes.
+
+    >>> split = load_mnist1d(num_samples=200)
+    >>> split.x_train.shape, split.x_test.shape, split.num_classes
+    ((160, 40, 1), (40, 40, 1), 10)
     """
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -112,6 +116,9 @@ def fill_missing_linear(values: np.ndarray) -> np.ndarray:
 
     Returns:
       A float64 copy without NaNs.
+
+    >>> fill_missing_linear(np.array([np.nan, 1.0, np.nan, np.nan, 4.0])).tolist()
+    [1.0, 1.0, 2.0, 3.0, 4.0]
     """
     values = np.asarray(values, dtype=np.float64)
     missing = np.isnan(values)
@@ -134,6 +141,13 @@ def make_windows(series: np.ndarray, window: int, horizon: int = 1) -> tuple[np.
 
     Returns:
       `(inputs [N, L, 1], targets [N, 1])`, float32, `N = len - L - horizon + 1`.
+
+    Raises:
+      ArgumentError: a window (plus horizon) as long as the series.
+
+    >>> inputs, targets = make_windows(np.arange(6.0), window=3)
+    >>> inputs[..., 0].tolist(), targets[:, 0].tolist()
+    ([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0], [2.0, 3.0, 4.0]], [3.0, 4.0, 5.0])
     """
     n = len(series) - window - horizon + 1
     if n <= 0:
@@ -170,6 +184,10 @@ def load_co2(
       `num_classes=None`, the `mean`/`std` in ppm (see `Split.destandardize`),
       and `extras` holding `series_ppm` (filled, unstandardized),
       `dates` (all weeks) and `target_dates_train` / `target_dates_test`.
+
+    >>> split = load_co2()
+    >>> split.x_train.shape, split.x_test.shape, round(split.mean, 2)  # mean of the training weeks, in ppm
+    ((1775, 52, 1), (457, 52, 1), 333.46)
     """
     import statsmodels.api as sm
 

@@ -41,7 +41,14 @@ def _unknown(name: str) -> ArgumentError:
 
 
 def dataset_parameters(name: str, *, synthetic: bool = False) -> tuple[str, ...]:
-    """The keyword arguments ``get_dataset(name, synthetic=synthetic, ...)`` accepts."""
+    """The keyword arguments ``get_dataset(name, synthetic=synthetic, ...)`` accepts.
+
+    Raises:
+      ArgumentError: an unknown dataset.
+
+    >>> dataset_parameters("co2")
+    ('window', 'horizon', 'train_fraction')
+    """
     if name not in DATASETS:
         raise _unknown(name)
     functions = [DATASETS[name]]
@@ -55,7 +62,17 @@ def dataset_parameters(name: str, *, synthetic: bool = False) -> tuple[str, ...]
 
 
 def check_dataset_kwargs(name: str, kwargs: dict, *, synthetic: bool = False) -> None:
-    """Raise unless every key of ``kwargs`` is an argument of dataset ``name``'s loader."""
+    """Raise unless every key of ``kwargs`` is an argument of dataset ``name``'s loader.
+
+    Raises:
+      ArgumentError: an unknown dataset or argument; the message suggests the closest one.
+
+    >>> try:
+    ...     check_dataset_kwargs("co2", {"windows": 26})
+    ... except ValueError as err:
+    ...     print(err)
+    dataset 'co2' takes no argument 'windows' (did you mean 'window'?); its arguments: window, horizon, train_fraction.
+    """
     allowed = dataset_parameters(name, synthetic=synthetic)
     for key in kwargs:
         if key not in allowed:
@@ -72,8 +89,21 @@ def check_dataset(name: str, *, synthetic: bool = False, **kwargs) -> None:
     (every file of DRIVE's layout, Speech Commands' word folders and lists, a prepared TFDS
     CIFAR-10 folder). Cheap: it lists folders and reads no image or clip.
 
+    Args:
+      name: a registered dataset name.
+      synthetic: check for the synthetic stand-in (arguments only; nothing to find on disk).
+      **kwargs: the loader's arguments.
+
     Raises:
-      ArgumentError: unknown dataset or argument. DatasetNotFoundError: the data is missing.
+      ArgumentError: unknown dataset or argument.
+      DatasetNotFoundError: the data is missing.
+
+    >>> check_dataset("digits")  # embedded: always there
+    >>> try:
+    ...     check_dataset("drive", root="/nonexistent/DRIVE")
+    ... except FileNotFoundError as err:
+    ...     print(type(err).__name__)
+    DatasetNotFoundError
     """
     check_dataset_kwargs(name, kwargs, synthetic=synthetic)
     if synthetic:

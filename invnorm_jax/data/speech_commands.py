@@ -43,7 +43,13 @@ WORDS = tuple(sorted(
 
 
 def default_speech_root() -> pathlib.Path:
-    """`<data root>/speech_commands_v0.02` (data root: `$INVNORM_DATA_DIR` or `~/invnorm_data`)."""
+    """`<data root>/speech_commands_v0.02` (data root: `$INVNORM_DATA_DIR` or `~/invnorm_data`).
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"INVNORM_DATA_DIR": "/data/sets"}):
+    ...     print(default_speech_root())
+    /data/sets/speech_commands_v0.02
+    """
     return default_data_root() / FOLDER_NAME
 
 
@@ -53,6 +59,14 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     Returns:
       `(samples [T], sample_rate)`: the argument order of `fix_length`, so
       `fix_length(*read_wav(path))` gives a model-ready clip.
+
+    >>> import pathlib, tempfile
+    >>> from invnorm_jax.testing import write_sine_wav
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_sine_wav(pathlib.Path(tmp) / "a.wav", 440.0, rate=8000, seconds=0.5, amplitude=0.5)
+    ...     samples, rate = read_wav(pathlib.Path(tmp) / "a.wav")
+    >>> samples.shape, rate, round(float(samples.max()), 2)
+    ((4000,), 8000, 0.5)
     """
     from scipy.io import wavfile
 
@@ -81,6 +95,11 @@ def fix_length(
 
     Returns:
       float32 `[round(target_rate * seconds)]`.
+
+    >>> fix_length(np.ones(16000), 16000, target_rate=8000).shape  # resampled: half the samples
+    (8000,)
+    >>> fix_length(np.ones(3), 4, target_rate=4, seconds=1.5).tolist()  # zero-padded at the end
+    [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
     """
     from scipy.signal import resample_poly
 
@@ -117,6 +136,14 @@ def index_speech_folder(root: pathlib.Path) -> dict[str, list[tuple[str, int]]]:
 
     Raises:
       DatasetNotFoundError: folder or list files missing.
+
+    >>> import tempfile
+    >>> from invnorm_jax.testing import write_speech_commands_folder
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = write_speech_commands_folder(tmp, words=("yes", "no"), clips_per_word=3, rate=8000)
+    ...     index = index_speech_folder(pathlib.Path(tmp))
+    >>> index["words"], [len(index[s]) for s in ("train", "validation", "test")]
+    (['no', 'yes'], [2, 2, 2])
     """
     if not root.is_dir():
         raise _missing_folder_error(root, "no such folder")
@@ -224,6 +251,14 @@ def load_speech_commands(
     Raises:
       DatasetNotFoundError: no usable source; the message says what to download.
       ValueError: unknown `source`.
+
+    >>> import tempfile
+    >>> from invnorm_jax.testing import write_speech_commands_folder
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = write_speech_commands_folder(tmp, words=("yes", "no"), clips_per_word=3, rate=8000)
+    ...     split = load_speech_commands(tmp, source="folder", sample_rate=4000)
+    >>> split.x_train.shape, split.x_val.shape, split.class_names
+    ((2, 4000, 1), (2, 4000, 1), ('no', 'yes'))
     """
     root = pathlib.Path(root).expanduser() if root is not None else default_speech_root()
     if source == "folder":

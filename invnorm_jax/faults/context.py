@@ -50,6 +50,19 @@ class Fault:
       drift: for ``drift``, its parameters (a frozen :class:`~invnorm_jax.faults.drift.DriftModel`,
         e.g. ``drift.RRAM`` or ``drift.drift_model(dict(preset="rram", compensate=True))``);
         None: the PCM defaults (``drift.PCM``).
+
+    Raises:
+      ValueError: an unknown kind or site, a negative level, a probability above 1, or a
+        kind not defined at the site.
+      TypeError: ``drift`` not a :class:`~invnorm_jax.faults.drift.DriftModel`.
+
+    >>> Fault("bit_flip", 0.1).site
+    'weights'
+    >>> try:
+    ...     Fault("bit_flip", 0.1, site="preactivation")
+    ... except ValueError as err:
+    ...     print(err)
+    Fault kind='bit_flip' is not defined at site='preactivation'; expected one of ('additive', 'multiplicative', 'uniform').
     """
 
     kind: str
@@ -114,6 +127,14 @@ class FaultContext:
 
     ``level`` overrides ``fault.level`` and may be a traced scalar, so that one compiled
     simulation serves every level of a sweep.
+
+    >>> chip = FaultContext(Fault("bit_flip", 1.0), jax.random.key(0))
+    >>> chip.weights(0, jnp.ones(3), bits=1).tolist()  # every sign flips
+    [-1.0, -1.0, -1.0]
+    >>> chip.weights(0, jnp.ones(3), bits=None).tolist()  # full precision: left alone by default
+    [1.0, 1.0, 1.0]
+    >>> chip.preactivation(0, jnp.ones((1, 3))).tolist()  # not this fault's site
+    [[1.0, 1.0, 1.0]]
     """
 
     fault: Fault
@@ -177,6 +198,21 @@ def number_fault_sites(model: nnx.Module) -> int:
     every stochastic layer the key id of its path
     (:func:`invnorm_jax.nn.number_stochastic_sites`): one call at the end of a model's
     ``__init__`` numbers both kinds of site.
+
+    Args:
+      model: an NNX module; its faultable layers are those with a ``fault_id`` attribute.
+
+    Returns:
+      The number of fault sites.
+
+    >>> from invnorm_jax import nn as inn
+    >>> class Tiny(nnx.Module):
+    ...     def __init__(self, rngs):
+    ...         self.first = inn.BinaryDense(4, 4, rngs=rngs)
+    ...         self.second = inn.BinaryDense(4, 2, rngs=rngs)
+    >>> model = Tiny(nnx.Rngs(0))
+    >>> number_fault_sites(model), model.first.fault_id, model.second.fault_id
+    (2, 0, 1)
     """
     number_stochastic_sites(model)
     count = 0
@@ -188,7 +224,13 @@ def number_fault_sites(model: nnx.Module) -> int:
 
 
 def has_preactivation_sites(model: Any) -> bool:
-    """Whether ``model`` has binary activations (the ``preactivation`` fault site)."""
+    """Whether ``model`` has binary activations (the ``preactivation`` fault site).
+
+    >>> from invnorm_jax import nn as inn
+    >>> rngs = nnx.Rngs(0)
+    >>> has_preactivation_sites(inn.BinaryDense(4, 2, rngs=rngs)), has_preactivation_sites(nnx.Linear(4, 2, rngs=rngs))
+    (True, False)
+    """
     return any(
         getattr(node, "has_preactivation_site", False)
         for _, node in nnx.iter_graph(model)

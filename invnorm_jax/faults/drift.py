@@ -70,6 +70,15 @@ class DriftModel:
       read_noise: relative read-noise coefficient ``r`` (dimensionless), ``>= 0``; its std is
         ``r * sqrt(log(t / t0))`` of the drifted magnitude. 0: off.
       compensate: apply global drift compensation (one scalar per layer).
+
+    Raises:
+      ValueError: a parameter out of its range.
+      TypeError: a parameter that is not a number (``compensate``: not a bool).
+
+    >>> RRAM.nu_mean, PCM.nu_mean > RRAM.nu_mean
+    (0.005, True)
+    >>> DriftModel(nu_mean=0.1, compensate=True).t0
+    20.0
     """
 
     nu_mean: float = 0.05
@@ -141,7 +150,11 @@ def drift_model(spec) -> DriftModel | None:
 
 def drift_factor_log(t, t0) -> jax.Array:
     """``log(max(t, t0) / t0)``: 0 for every ``t <= t0``, so that no time before the verify
-    read drifts (and ``t = 0`` is exactly the identity)."""
+    read drifts (and ``t = 0`` is exactly the identity).
+
+    >>> [round(float(v), 4) for v in drift_factor_log(jnp.array([0.0, 20.0, 200.0]), 20.0)]
+    [0.0, 0.0, 2.3026]
+    """
     t = jnp.asarray(t, dtype=jnp.result_type(float))
     return jnp.log(jnp.maximum(t, t0) / t0)
 

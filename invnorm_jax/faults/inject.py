@@ -30,7 +30,12 @@ BIT_KINDS = ("bit_flip", "stuck_at")
 
 
 def path_name(path) -> str:
-    """``"params/Dense_0/kernel"`` for a ``jax.tree_util`` key path (nnx's ``.value`` dropped)."""
+    """``"params/Dense_0/kernel"`` for a ``jax.tree_util`` key path (nnx's ``.value`` dropped).
+
+    >>> tree = {"params": {"Dense_0": {"kernel": 1.0}}, "layers": [2.0]}
+    >>> [path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    ['layers/0', 'params/Dense_0/kernel']
+    """
     parts = []
     for entry in path:
         for attr in ("key", "name", "idx"):
@@ -165,7 +170,27 @@ def inject(params, fault: Fault, chip_key: jax.Array, *, select: Select = None, 
 
 def inject_paths(params, fault: Fault, chip_key: jax.Array, names: Sequence[str], *, bits: int | None,
                  level=None):
-    """:func:`inject` on the leaves named in ``names`` (exact paths; no checks)."""
+    """:func:`inject` on the leaves named in ``names`` (exact paths; no checks).
+
+    Each leaf draws from ``fold_in(chip_key, path_id(name))``, so a leaf's faults depend on its
+    name, not on which other leaves are faulted.
+
+    Args:
+      params: any pytree of arrays.
+      fault: what to inject.
+      chip_key: the chip's key.
+      names: the exact paths (:func:`path_name`) of the leaves to fault.
+      bits: 1 or k, the stored representation for bit-level faults; None otherwise.
+      level: overrides ``fault.level`` (may be traced).
+
+    Returns:
+      A pytree like ``params``.
+
+    >>> params = {"a": jnp.ones(2), "b": jnp.ones(2)}
+    >>> faulty = inject_paths(params, Fault("bit_flip", 1.0), jax.random.key(0), ["b"], bits=1)
+    >>> faulty["a"].tolist(), faulty["b"].tolist()
+    ([1.0, 1.0], [-1.0, -1.0])
+    """
     level = fault.level if level is None else level
     wanted = set(names)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)

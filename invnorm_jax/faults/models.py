@@ -62,6 +62,9 @@ def additive_variation(key: jax.Array, w: jax.Array, *, sigma) -> jax.Array:
     Returns:
       A float array of ``w``'s shape (``w``'s dtype if it is float, else the default float).
 
+    Raises:
+      ValueError: a concrete sigma below 0 (or NaN).
+
     >>> w = jnp.array([1.0, -1.0, 1.0])
     >>> bool(jnp.all(additive_variation(jax.random.key(0), w, sigma=0.0) == w))
     True
@@ -85,6 +88,9 @@ def multiplicative_variation(key: jax.Array, w: jax.Array, *, sigma) -> jax.Arra
 
     Returns:
       A float array of ``w``'s shape.
+
+    Raises:
+      ValueError: a concrete sigma below 0 (or NaN).
 
     >>> w = jnp.array([2.0, -3.0])
     >>> multiplicative_variation(jax.random.key(0), w, sigma=0.0).tolist()
@@ -111,6 +117,9 @@ def uniform_noise(key: jax.Array, w: jax.Array, *, amplitude) -> jax.Array:
 
     Returns:
       A float array of ``w``'s shape.
+
+    Raises:
+      ValueError: a concrete amplitude below 0 (or NaN).
 
     >>> w = jnp.ones(4)
     >>> u = uniform_noise(jax.random.key(0), w, amplitude=0.1)
@@ -161,6 +170,9 @@ def bit_flip(key: jax.Array, codes: jax.Array, *, rate, bits: int) -> jax.Array:
     Returns:
       Valid codes of the same shape and dtype as ``codes``.
 
+    Raises:
+      ValueError: a concrete probability outside ``[0, 1]``, or ``bits`` outside 1..16.
+
     >>> c = jnp.zeros(3, jnp.int8)
     >>> bit_flip(jax.random.key(0), c, rate=1.0, bits=8).tolist()   # every bit: 0 -> 0b11111111
     [-1, -1, -1]
@@ -196,6 +208,9 @@ def stuck_at(key: jax.Array, codes: jax.Array, *, rate, bits: int, high_fraction
 
     Returns:
       Valid codes of the same shape and dtype as ``codes``.
+
+    Raises:
+      ValueError: a concrete probability outside ``[0, 1]``, or ``bits`` outside 1..16.
 
     >>> w = -jnp.ones(4)
     >>> stuck_at(jax.random.key(0), w, rate=1.0, bits=1, high_fraction=1.0).tolist()

@@ -89,7 +89,13 @@ def _accelerator_chunk(step, args: tuple, chips_per_device: int) -> int:
 
 
 def chip_keys(key: jax.Array, num_chips: int) -> jax.Array:
-    """Keys of chips ``0..num_chips-1``: chip ``i`` is ``fold_in(chip_root, i)``."""
+    """Keys of chips ``0..num_chips-1``: chip ``i`` is ``fold_in(chip_root, i)``.
+
+    >>> key = jax.random.key(0)
+    >>> same = jax.random.key_data(chip_keys(key, 10)[7]) == jax.random.key_data(chip_keys(key, 100)[7])
+    >>> bool(same.all())  # chip 7 is the same chip whether 10 or 100 are simulated
+    True
+    """
     chip_root, _ = jax.random.split(key)
     return jax.vmap(lambda i: jax.random.fold_in(chip_root, i))(jnp.arange(num_chips))
 
@@ -99,6 +105,9 @@ def sample_keys(key: jax.Array, num_samples: int) -> jax.Array:
 
     Example ``i`` of the input (its index in the whole ``x``) then draws from
     ``fold_in(sample_key, i)``, whatever slice it is evaluated in.
+
+    >>> sample_keys(jax.random.key(0), 4).shape
+    (4,)
     """
     _, sample_root = jax.random.split(key)
     return jax.vmap(lambda t: jax.random.fold_in(sample_root, t))(jnp.arange(num_samples))
@@ -303,6 +312,21 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     ``outputs`` is ``[num_chips, num_samples, slice, ...]`` for ``x[start:start + batch_size]``,
     the same values :func:`simulate_chips` puts there. Reduce each slice as it comes (e.g. to
     per-chip counts) when every chip's outputs for the whole test set would not fit in memory.
+
+    Args:
+      model, x, fault, ...: as for :func:`simulate_chips`; ``batch_size`` sets the slices
+        (default: all of ``x`` at once).
+
+    Yields:
+      ``(start, outputs)`` per slice, in order.
+
+    >>> apply_fn = lambda p, x, key: x @ p["w"]
+    >>> for start, out in iter_simulate_chips(apply_fn, jnp.ones((4, 3)), params={"w": jnp.ones((3, 2))},
+    ...                                       fault=Fault("additive", 0.1), num_chips=4, num_samples=1,
+    ...                                       key=jax.random.key(0), batch_size=2):
+    ...     print(start, out.shape)
+    0 (4, 1, 2, 2)
+    2 (4, 1, 2, 2)
     """
     _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size, key)
     if isinstance(model, nnx.Module):

@@ -35,13 +35,28 @@ def _per_example(key: jax.Array, x: jax.Array, rate, mask_shape_of) -> jax.Array
 
 
 def mc_dropout(key: jax.Array, x: jax.Array, *, rate) -> jax.Array:
-    """Element-wise dropout: ``x * m / (1 - p)``, ``m ~ Bernoulli(1 - p)`` per element.
+    """Element-wise dropout (SpinDrop's sampler), active at test time.
 
-    ``key`` is one typed key, or a ``[batch]`` array of keys: one per example of ``x``.
+    .. math:: y = x \\odot m / (1 - p), \\quad m_j \\sim \\mathrm{Bernoulli}(1 - p) \\text{ per element}
+
+    Args:
+      key: one typed key, or a ``[batch]`` array of keys: one per example of ``x``.
+      x: the input, ``[batch, ...]``.
+      rate: the drop probability ``p`` in ``[0, 1]``.
+
+    Returns:
+      An array like ``x``: each element zero or ``x / (1 - p)``.
+
+    Raises:
+      ArgumentError: ``rate`` outside ``[0, 1]``.
+      ValueError: a key array whose length is not the batch size.
 
     >>> x = jnp.ones((2, 3))
     >>> mc_dropout(jax.random.key(0), x, rate=0.0).tolist()
     [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    >>> y = mc_dropout(jax.random.key(0), jnp.ones((1, 1000)), rate=0.5)
+    >>> sorted(set(y.ravel().tolist()))  # dropped, or kept and scaled by 1/(1 - p)
+    [0.0, 2.0]
     """
     return _per_example(key, x, rate, lambda a: a.shape)
 
@@ -49,9 +64,27 @@ def mc_dropout(key: jax.Array, x: jax.Array, *, rate) -> jax.Array:
 def mc_spatial_dropout(key: jax.Array, x: jax.Array, *, rate) -> jax.Array:
     """Spatial dropout: whole channels (feature maps) are dropped, per example.
 
+    .. math:: y_{b,\\ldots,c} = x_{b,\\ldots,c} \\, m_{b,c} / (1 - p), \\quad m_{b,c} \\sim \\mathrm{Bernoulli}(1 - p)
+
     The mask has shape ``[batch, 1, ..., 1, channels]``: one draw per example and channel,
     shared by every spatial position, as in Spatial-SpinDrop. For ``[batch, features]`` input
-    it is element-wise dropout of whole features. ``key``: one key, or one per example.
+    it is element-wise dropout of whole features.
+
+    Args:
+      key: one typed key, or a ``[batch]`` array of keys: one per example of ``x``.
+      x: the input, ``[batch, ..., channels]`` (at least 2-D).
+      rate: the drop probability ``p`` in ``[0, 1]``.
+
+    Returns:
+      An array like ``x``.
+
+    Raises:
+      ValueError: ``x`` with fewer than two axes.
+
+    >>> y = mc_spatial_dropout(jax.random.key(0), jnp.ones((2, 4, 4, 8)), rate=0.5)
+    >>> # every feature map is all zero or all 2: one draw per example and channel
+    >>> bool(jnp.all(y.min(axis=(1, 2)) == y.max(axis=(1, 2))))
+    True
     """
     if x.ndim < 2:
         raise ValueError(f"x.shape={x.shape}: expected [batch, ..., channels].")

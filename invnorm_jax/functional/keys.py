@@ -15,7 +15,11 @@ import jax.numpy as jnp
 
 
 def is_key_batch(key: jax.Array) -> bool:
-    """Whether ``key`` holds one key per example (typed ``[batch]`` or raw ``[batch, 2]``)."""
+    """Whether ``key`` holds one key per example (typed ``[batch]`` or raw ``[batch, 2]``).
+
+    >>> is_key_batch(jax.random.key(0)), is_key_batch(jax.random.split(jax.random.key(0), 4))
+    (False, True)
+    """
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key.ndim == 1
     return key.ndim == 2
@@ -52,7 +56,14 @@ def example_keys(key: jax.Array, batch_size: int, *, offset=0) -> jax.Array:
 
 
 def fold_in_each(keys: jax.Array, data) -> jax.Array:
-    """``fold_in(k, data)`` for one key or for every key of a ``[batch]`` array."""
+    """``fold_in(k, data)`` for one key or for every key of a ``[batch]`` array.
+
+    >>> keys = jax.random.split(jax.random.key(0), 3)
+    >>> folded = fold_in_each(keys, 7)
+    >>> same = jax.random.key_data(folded[1]) == jax.random.key_data(jax.random.fold_in(keys[1], 7))
+    >>> folded.shape, bool(same.all())
+    ((3,), True)
+    """
     if is_key_batch(keys):
         return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
     return jax.random.fold_in(keys, data)

@@ -75,6 +75,15 @@ def normalize(y: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5,
     Defined at every finite magnitude: an instance (group) that is constant normalizes to
     exactly 0, and one of magnitude 1e30 or 1e-30 to what float64 would give (scaled by a power
     of two before squaring; see :mod:`invnorm_jax.functional.stats`).
+
+    Raises:
+      ValueError: ``y`` with fewer than two axes, or ``num_groups`` not dividing the channels.
+
+    >>> y = normalize(jnp.arange(8.0).reshape(1, 2, 4), num_groups=2)
+    >>> import numpy as np
+    >>> # group 0 holds channels 0-1 at both positions (0, 1, 4, 5): mean 2.5, std 2.06
+    >>> np.round(np.asarray(y, np.float64), 3).tolist()
+    [[[-1.213, -0.728, -1.213, -0.728], [0.728, 1.213, 0.728, 1.213]]]
     """
     if y.ndim < 2:
         raise ValueError(f"x.shape={y.shape}: expected at least 2 axes, [batch, ..., channels].")
@@ -123,6 +132,10 @@ def inverted_norm(
 
     Returns:
       An array of ``x``'s shape, in ``dtype`` (default ``x``'s dtype).
+
+    Raises:
+      ValueError: ``x`` with fewer than two axes, ``scale``/``bias`` of the wrong shape, or
+        ``num_groups`` not dividing the channels.
 
     >>> x = jnp.arange(6.0).reshape(1, 2, 3)
     >>> y = inverted_norm(x, jnp.ones(3), jnp.zeros(3))
@@ -173,6 +186,11 @@ def affine_dropout(
 
     Returns:
       ``(scale, bias)`` after dropout.
+
+    Raises:
+      ArgumentError: ``rate`` outside ``[0, 1]`` or an unknown ``mode``.
+      ValueError: ``scale`` not 1-D, ``bias`` of another shape, or a ``batch_size`` that
+        disagrees with the number of keys.
 
     >>> s, b = affine_dropout(jax.random.key(0), jnp.full(4, 2.0), jnp.ones(4), rate=1.0)
     >>> s.tolist(), b.tolist()

@@ -55,6 +55,12 @@ def sign(x: jax.Array) -> jax.Array:
     Forward ``sign(x) = +1 if x >= 0 else -1`` (zero maps to +1 so every code is a valid
     bit); backward ``dL/dx = dL/dy * 1{|x| <= 1}``.
 
+    Args:
+      x: any float array.
+
+    Returns:
+      ``±1`` in ``x``'s dtype.
+
     >>> sign(jnp.array([-0.5, 0.0, 2.0]))
     Array([-1.,  1.,  1.], dtype=float32)
     """
@@ -80,6 +86,12 @@ def ede_schedule(progress) -> tuple[jax.Array, jax.Array]:
 
     ``t = 10 ** (-3 + 4 * progress)`` (1e-3 at the start, 10 at the end) and
     ``k = max(1 / t, 1)``. ``progress`` is clipped to ``[0, 1]`` and may be traced.
+
+    Args:
+      progress: the share of training done, 0 to 1.
+
+    Returns:
+      ``(t, k)``, float32 scalars.
 
     >>> t, k = ede_schedule(1.0)
     >>> float(t), float(k)
@@ -120,6 +132,13 @@ def libra_pb(w: jax.Array, axis: int = -1) -> jax.Array:
     are computed in float32 (or wider) and scaled by a power of two before squaring, so
     weights of any finite magnitude (1e-30, 1e30) standardize alike; the result has ``w``'s
     dtype.
+
+    Args:
+      w: the latent kernel ``[..., in, out]``.
+      axis: the output-channel axis.
+
+    Returns:
+      The standardized kernel, in ``w``'s dtype.
 
     >>> w_std = libra_pb(jnp.array([[1.0, 0.0], [3.0, 0.0]]))
     >>> w_std[:, 0]
@@ -176,6 +195,14 @@ def quantize_symmetric(x: jax.Array, bits: int, axis: int | None = None):
     than float32); the codes are computed in float32, so a bfloat16 input gets codes of the
     full range, each within half a step of it.
 
+    Args:
+      x: the array to quantize.
+      bits: the code width k, a static int in 2..16.
+      axis: None for one scale per tensor, else the axis that gets one scale per slice.
+
+    Returns:
+      ``(codes, scale)``: int32 codes and the scale, ``codes * scale ~= x``.
+
     Raises:
       ValueError: if ``bits`` is not an int in 2..16 (one signed bit has no magnitude).
 
@@ -207,6 +234,15 @@ def fake_quant(x: jax.Array, bits: int, *, axis: int | None = None, scale=None) 
     gradient. Codes and their product with the scale are computed in float32 (or wider) and
     rounded once to ``x``'s dtype, so that with a fixed scale, quantizing the result again
     changes nothing wherever that dtype resolves the grid (bfloat16: up to 8 bits).
+
+    Args:
+      x: the array to quantize.
+      bits: the code width k, a static int in 2..16.
+      axis: with the dynamic scale, None for one scale per tensor or the axis of per-slice scales.
+      scale: a fixed scale (broadcast to ``x``), or None for the dynamic absmax scale.
+
+    Returns:
+      An array like ``x`` holding values of the k-bit grid.
 
     Raises:
       ValueError: if ``bits`` is not an int in 2..16.
@@ -246,6 +282,14 @@ def pact(x: jax.Array, alpha, bits: int) -> jax.Array:
     setting the step size (``(y_q - y) / alpha`` inside the range); so do we, which keeps
     ``alpha``'s gradient exactly the clipped mass. ``alpha`` may be a scalar or broadcast
     per channel; its gradient is summed over the broadcast axes.
+
+    Args:
+      x: the activation.
+      alpha: the clipping level, > 0 (a learned parameter; scalar or per channel).
+      bits: the number of bits, a static int in 1..16.
+
+    Returns:
+      An array like ``x`` with values in ``{0, alpha / (2**bits - 1), ..., alpha}``.
 
     Raises:
       ValueError: if ``bits`` is not an int in 1..16.

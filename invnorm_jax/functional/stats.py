@@ -24,6 +24,9 @@ def centre(y: jax.Array, axes: tuple[int, ...]) -> jax.Array:
 
     Each slice is shifted by its first element first (which also keeps the mean accurate when
     ``|mean| >> std``). The shift cancels in the result, so it carries no gradient.
+
+    >>> centre(jnp.full((1, 3), 0.1), (1,)).tolist()  # the float mean of three 0.1s is not 0.1
+    [[0.0, 0.0, 0.0]]
     """
     first = y[tuple(slice(0, 1) if a in axes else slice(None) for a in range(y.ndim))]
     shifted = y - jax.lax.stop_gradient(first)
@@ -38,6 +41,10 @@ def power_of_two_rescale(centred: jax.Array, axes: tuple[int, ...]) -> tuple[jax
     A standardization ``c / sqrt(mean(c**2) + eps)`` equals ``r / sqrt(mean(r**2) + eps f**2)``
     with ``r = c f``, and the scaling is exact, so callers lose nothing; ``f`` is a constant
     of the slice (no gradient), which is exact for the same reason.
+
+    >>> scaled, f = power_of_two_rescale(jnp.array([[3e20, -1e20]]), (1,))
+    >>> scaled.tolist(), bool(jnp.all(scaled / f == jnp.array([[3e20, -1e20]])))
+    ([[1.0164..., -0.3388...]], True)
     """
     top = jax.lax.stop_gradient(jnp.max(jnp.abs(centred), axis=axes, keepdims=True))
     info = jnp.finfo(top.dtype)
@@ -58,6 +65,11 @@ def standardize(y: jax.Array, axes: tuple[int, ...], eps) -> jax.Array:
 
     A constant slice gives exactly 0, also with ``eps = 0`` (never 0/0, and a finite gradient).
     ``y`` must be float32 or float64: cast narrower dtypes first.
+
+    >>> import numpy as np
+    >>> y = standardize(jnp.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]), (1,), 0.0)
+    >>> np.round(np.asarray(y, np.float64), 4).tolist()
+    [[-1.2247, 0.0, 1.2247], [0.0, 0.0, 0.0]]
     """
     scaled, factor = power_of_two_rescale(centre(y, axes), axes)
     # (eps f) f, not eps f**2: f**2 overflows for tiny slices, and 0 * inf would be NaN.

@@ -16,7 +16,10 @@ unet       :class:`UNet`            binary / 4-bit PACT U-Net, segmentation
 :data:`PRESETS` are the small configurations of the offline demo (each trains in seconds on
 a laptop CPU): ``digits`` (8x8 images), ``mnist1d`` (length-40 sequences) and ``co2``.
 
->>> model = build_model("digits", "proposed", rngs=nnx.Rngs(0))   # doctest: +SKIP
+>>> model = build_model("co2", "proposed", rngs=nnx.Rngs(0))   # the LSTM preset: [B, 52, 1] -> [B, 1]
+>>> type(model).__name__
+'LSTMForecaster'
+
 """
 
 from __future__ import annotations
@@ -51,7 +54,11 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def available_models() -> tuple[str, ...]:
-    """Every name :func:`build_model` accepts: the models, then the presets."""
+    """Every name :func:`build_model` accepts: the models, then the presets.
+
+    >>> available_models()
+    ('resnet', 'm5', 'lstm', 'unet', 'digits', 'mnist1d', 'co2')
+    """
     return tuple(MODELS) + tuple(PRESETS)
 
 
@@ -68,8 +75,20 @@ def build_model(name: str, method: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Modu
         (``"additive"``, default, or ``"multiplicative"``) and ``train_noise_level`` (default
         0.1) set ``noisy_training``'s weight noise; the other methods ignore them.
 
+    Returns:
+      The model, an ``nnx.Module`` with the library's call convention and numbered fault sites.
+
     Raises:
       ValueError: for an unknown name or method; the message lists the allowed ones.
+
+    >>> model = build_model("co2", "spindrop", rngs=nnx.Rngs(0), hidden=8, num_layers=1)
+    >>> type(model).__name__, count_params(model) < count_params(build_model("co2", "spindrop", rngs=nnx.Rngs(0)))
+    ('LSTMForecaster', True)
+    >>> try:
+    ...     build_model("vgg", "proposed", rngs=nnx.Rngs(0))
+    ... except ValueError as err:
+    ...     print(err)
+    model name='vgg' is unknown; expected one of ('resnet', 'm5', 'lstm', 'unet', 'digits', 'mnist1d', 'co2').
     """
     if name in PRESETS:
         name, defaults = PRESETS[name]

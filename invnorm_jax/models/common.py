@@ -85,5 +85,11 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
 
 def count_params(model: nnx.Module) -> int:
     """Number of trainable scalars (``nnx.Param``) of ``model``; BatchNorm statistics and
-    EDE progress are not parameters and are not counted."""
+    EDE progress are not parameters and are not counted.
+
+    >>> count_params(nnx.Linear(3, 2, rngs=nnx.Rngs(0)))  # a 3x2 kernel and 2 biases
+    8
+    >>> count_params(nnx.BatchNorm(4, rngs=nnx.Rngs(0)))  # scale and bias; not the running mean and var
+    8
+    """
     return sum(int(p.size) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -53,6 +53,10 @@ class BasicBlock(nnx.Module):
     Pre-activation faults (``preactivation_site``): ``"norm_output"`` (the paper's) perturbs
     ``site1(...)`` and ``site2(...)`` before the residual add and the hardtanh;
     ``"sign_input"`` perturbs the input of each binary conv's ``sign()`` instead.
+
+    >>> block = BasicBlock("proposed", 4, 8, 2, rate=0.3, rngs=nnx.Rngs(0))
+    >>> block(jax.numpy.ones((1, 6, 6, 4)), key=jax.random.key(0)).shape  # stride 2, 4 -> 8 channels
+    (1, 3, 3, 8)
     """
 
     def __init__(self, method: str, in_ch: int, out_ch: int, stride: int, *, rate: float, rngs: nnx.Rngs,

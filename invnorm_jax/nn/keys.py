@@ -45,6 +45,11 @@ def number_stochastic_sites(model: nnx.Module) -> int:
 
     Raises:
       ValueError: if two paths hash to the same id (their layers would share random draws).
+
+    >>> from invnorm_jax.nn.norm import MCDropout
+    >>> model = nnx.List([MCDropout(0.3), MCDropout(0.3)])
+    >>> number_stochastic_sites(model), model[1].key_id == path_id("1")
+    (2, True)
     """
     seen: dict[int, str] = {}
     for path, node in nnx.iter_graph(model):
@@ -59,7 +64,14 @@ def number_stochastic_sites(model: nnx.Module) -> int:
 
 
 def stochastic_site_ids(model: nnx.Module) -> dict[str, int]:
-    """``{path: key_id}`` of every stochastic layer of ``model``."""
+    """``{path: key_id}`` of every stochastic layer of ``model``.
+
+    >>> from invnorm_jax.nn.norm import MCDropout
+    >>> model = nnx.List([nnx.Linear(2, 2, rngs=nnx.Rngs(0)), MCDropout(0.3)])
+    >>> _ = number_stochastic_sites(model)
+    >>> stochastic_site_ids(model) == {"1": path_id("1")}
+    True
+    """
     return {
         "/".join(str(p) for p in path): node.key_id
         for path, node in nnx.iter_graph(model)
@@ -73,6 +85,12 @@ def rng_stream(rngs, collection: str, *, only_if_named: bool = False):
     ``only_if_named``: keep one only when ``rngs`` names ``collection`` explicitly; a layer that
     also takes its parameters from ``rngs`` then adds no RNG state to models built with a bare
     ``nnx.Rngs(seed)``.
+
+    Raises:
+      ArgumentTypeError: ``rngs`` of another type.
+
+    >>> type(rng_stream(nnx.Rngs(dropout=0), "dropout")).__name__
+    'RngStream'
     """
     if isinstance(rngs, nnx.Rngs):
         if only_if_named and collection not in rngs:
@@ -86,7 +104,30 @@ def rng_stream(rngs, collection: str, *, only_if_named: bool = False):
 
 
 def resolve_key(key, rngs, stream, collection: str, who: str) -> jax.Array:
-    """The key of one stochastic call: ``key=``, else ``rngs=``, else the layer's stream."""
+    """The key of one stochastic call: ``key=``, else ``rngs=``, else the layer's stream.
+
+    Args:
+      key: the call's ``key=``, or None.
+      rngs: the call's ``rngs=`` (an ``nnx.Rngs``, ``nnx.RngStream`` or key), or None.
+      stream: the layer's own stream (from :func:`rng_stream`), or None.
+      collection: the stream name to draw from an ``nnx.Rngs``.
+      who: the layer's name, for the error message.
+
+    Returns:
+      One typed key.
+
+    Raises:
+      ArgumentError: none of the three is given; the message says how to call the layer.
+
+    >>> key = jax.random.key(0)
+    >>> resolve_key(key, None, None, "dropout", "MCDropout") is key
+    True
+    >>> try:
+    ...     resolve_key(None, None, None, "dropout", "MCDropout")
+    ... except ValueError as err:
+    ...     print(err)
+    MCDropout is stochastic: call it with key=jax.random.key(...) ...
+    """
     if key is not None:
         return check_key(key)
     if isinstance(rngs, nnx.Rngs):
@@ -105,7 +146,14 @@ def resolve_key(key, rngs, stream, collection: str, who: str) -> jax.Array:
 
 
 def layer_keys(key: jax.Array, key_id: int, batch_size: int) -> jax.Array:
-    """Per-example keys of one layer: ``fold_in(fold_in(key, i), key_id)`` for example ``i``."""
+    """Per-example keys of one layer: ``fold_in(fold_in(key, i), key_id)`` for example ``i``.
+
+    >>> key = jax.random.key(0)
+    >>> keys = layer_keys(key, 7, 3)
+    >>> expected = jax.random.fold_in(jax.random.fold_in(key, 2), 7)
+    >>> keys.shape, bool((jax.random.key_data(keys[2]) == jax.random.key_data(expected)).all())
+    ((3,), True)
+    """
     return fold_in_each(example_keys(key, batch_size), key_id)
 
 

@@ -62,6 +62,18 @@ class TrainingNoise:
         multiplicative).
       key: the step's key; layer ``i`` draws from ``fold_in(key, i)``.
       include_full_precision: also perturb the full-precision layers (``bits=None``).
+
+    .. math:: w' = w + \\sigma \\max_j |w_j| \\, n \\;\\text{(additive)}, \\qquad
+              w' = w (1 + \\sigma n) \\;\\text{(multiplicative)}, \\qquad n \\sim \\mathcal{N}(0, 1)
+
+    with the gradient of ``w'`` passed straight through to ``w``.
+
+    >>> noise = TrainingNoise("multiplicative", 0.0, jax.random.key(0))
+    >>> noise.weights(0, jnp.array([1.0, -1.0]), bits=1).tolist()  # sigma 0: the weights themselves
+    [1.0, -1.0]
+    >>> noisy = TrainingNoise("additive", 0.1, jax.random.key(0)).weights(0, jnp.ones(1000), bits=1)
+    >>> round(float(noisy.std()), 1)
+    0.1
     """
 
     kind: str
@@ -101,6 +113,24 @@ class NoisyTraining(nnx.Module):
       kind: ``"additive"`` (default) or ``"multiplicative"``.
       level: the noise sigma (default 0.1).
       include_full_precision: also perturb the full-precision layers.
+
+    Raises:
+      ValueError: an unknown ``kind`` or a negative ``level``; at call time, ``train=True``
+        without ``key=``.
+
+    A model with the library's call convention and one weight site (a layer's id 0):
+
+    >>> class Scale(nnx.Module):
+    ...     def __init__(self):
+    ...         self.w = nnx.Param(jnp.ones(3))
+    ...     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
+    ...         return x * (self.w[...] if faults is None else faults.weights(0, self.w[...], bits=8))
+    >>> wrapped = NoisyTraining(Scale(), level=0.1)
+    >>> x = jnp.ones((1, 3))
+    >>> wrapped(x).tolist()  # evaluation: the model itself
+    [[1.0, 1.0, 1.0]]
+    >>> bool(jnp.all(wrapped(x, key=jax.random.key(0), train=True) == 1.0))  # training: noisy weights
+    False
     """
 
     def __init__(self, model: nnx.Module, *, kind: str = DEFAULT_NOISE, level: float = DEFAULT_LEVEL,
@@ -124,5 +154,10 @@ class NoisyTraining(nnx.Module):
 
 def enable_weight_noise(model: nnx.Module, kind: str = DEFAULT_NOISE, level: float = DEFAULT_LEVEL, *,
                         include_full_precision: bool = False) -> NoisyTraining:
-    """``model`` wrapped to train with weight noise ``kind`` at ``level`` (see :class:`NoisyTraining`)."""
+    """``model`` wrapped to train with weight noise ``kind`` at ``level`` (see :class:`NoisyTraining`).
+
+    >>> wrapped = enable_weight_noise(nnx.Linear(4, 2, rngs=nnx.Rngs(0)), "multiplicative", 0.2)
+    >>> type(wrapped).__name__, wrapped.kind, wrapped.level
+    ('NoisyTraining', 'multiplicative', 0.2)
+    """
     return NoisyTraining(model, kind=kind, level=level, include_full_precision=include_full_precision)

@@ -63,6 +63,14 @@ class _Stochastic(nnx.Module):
 class InvertedNorm(_Stochastic):
     """Inverted normalization with affine dropout: ``normalize(gamma * x + beta)``.
 
+    .. math:: y = \\frac{\\tilde\\gamma x + \\tilde\\beta - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}}, \\quad
+              \\tilde\\gamma = m_\\gamma \\gamma + (1 - m_\\gamma), \\quad \\tilde\\beta = m_\\beta \\beta,
+              \\quad m \\sim \\mathrm{Bernoulli}(1 - p)
+
+    with ``mu``, ``sigma^2`` the statistics of ``gamma~ x + beta~`` per instance (or group),
+    and ``m = 1`` (no dropout) when deterministic. See
+    :func:`~invnorm_jax.functional.inverted_norm` and :func:`~invnorm_jax.functional.affine_dropout`.
+
     Follows ``nnx.LayerNorm``'s conventions: ``epsilon``, ``dtype`` / ``param_dtype``,
     ``scale_init`` / ``bias_init``; statistics in float32, the output in the input's dtype
     (or ``dtype``).
@@ -91,9 +99,17 @@ class InvertedNorm(_Stochastic):
     time alike), ``layer(x, rngs=rngs)`` or, with a stream, ``layer(x)``; ``key`` may hold one
     key per example. ``layer(x, deterministic=True)`` uses gamma and beta as they are.
 
+    Raises:
+      ArgumentError: a bad ``num_features``, ``rate``, ``mode`` or ``num_groups``; at call
+        time, a stochastic pass without ``key=``, ``rngs=`` or a stream.
+
     >>> layer = InvertedNorm(4, rngs=nnx.Rngs(0))
     >>> layer(jnp.ones((2, 3, 4)), key=jax.random.key(1)).shape
     (2, 3, 4)
+    >>> x = jax.random.normal(jax.random.key(2), (2, 3, 4))
+    >>> y = layer(x, deterministic=True)
+    >>> bool(jnp.allclose(y.mean(axis=(1, 2)), 0.0, atol=1e-5)), bool(jnp.allclose(y.std(axis=(1, 2)), 1.0, atol=1e-3))
+    (True, True)
     """
 
     def __init__(
@@ -160,13 +176,39 @@ class _MCDropoutBase(_Stochastic):
 
 
 class MCDropout(_MCDropoutBase):
-    """Monte-Carlo dropout (SpinDrop): element-wise, active at test time, one mask per example."""
+    """Monte-Carlo dropout (SpinDrop): element-wise, active at test time, one mask per example.
+
+    .. math:: y = x \\odot m / (1 - p), \\quad m_j \\sim \\mathrm{Bernoulli}(1 - p)
+
+    (:func:`~invnorm_jax.functional.mc_dropout`).
+
+    Args:
+      rate: the drop probability ``p``.
+      deterministic: default of the call's ``deterministic`` (True: the identity).
+      rng_collection: the ``nnx.Rngs`` stream the layer keeps.
+      rngs: an ``nnx.Rngs`` or ``nnx.RngStream`` the layer keeps a fork of, or None (then call
+        it with ``key=``).
+
+    >>> drop = MCDropout(0.5)
+    >>> y = drop(jnp.ones((1, 8)), key=jax.random.key(0))
+    >>> sorted(set(y.ravel().tolist())), drop(jnp.ones((1, 2)), deterministic=True).tolist()
+    ([0.0, 2.0], [[1.0, 1.0]])
+    """
 
     _drop = staticmethod(mc_dropout)
 
 
 class MCSpatialDropout(_MCDropoutBase):
-    """Monte-Carlo spatial dropout (Spatial-SpinDrop): whole channels, active at test time."""
+    """Monte-Carlo spatial dropout (Spatial-SpinDrop): whole channels, active at test time.
+
+    .. math:: y_{b,\\ldots,c} = x_{b,\\ldots,c} \\, m_{b,c} / (1 - p), \\quad m_{b,c} \\sim \\mathrm{Bernoulli}(1 - p)
+
+    (:func:`~invnorm_jax.functional.mc_spatial_dropout`). Arguments as :class:`MCDropout`.
+
+    >>> y = MCSpatialDropout(0.5)(jnp.ones((2, 4, 4, 3)), key=jax.random.key(0))
+    >>> bool(jnp.all(y.min(axis=(1, 2)) == y.max(axis=(1, 2))))  # each feature map kept or dropped whole
+    True
+    """
 
     _drop = staticmethod(mc_spatial_dropout)
 
@@ -177,6 +219,23 @@ class ConventionalNorm(nnx.Module):
     BatchNorm uses batch statistics when ``train=True`` and running averages otherwise.
     LayerNorm normalizes per instance over every non-batch axis (like the inverted norm's
     default), GroupNorm over the spatial axes and groups of channels.
+
+    .. math:: y = \\gamma \\, \\frac{x - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}} + \\beta
+
+    Args:
+      num_features: channels (last axis of the input).
+      kind: ``"batch"``, ``"layer"`` or ``"group"``.
+      num_groups: for ``"group"``, a divisor of ``num_features``.
+      rngs: ``nnx.Rngs`` (BatchNorm's).
+
+    Raises:
+      ArgumentError: an unknown ``kind``, or ``"group"`` without a valid ``num_groups``.
+
+    >>> import numpy as np
+    >>> norm = ConventionalNorm(3, kind="layer", rngs=nnx.Rngs(0))
+    >>> y = norm(jnp.array([[1.0, 2.0, 3.0]]))
+    >>> np.round(np.asarray(y, np.float64), 4).tolist()
+    [[-1.2247, 0.0, 1.2247]]
     """
 
     def __init__(self, num_features: int, *, kind: str = "batch", num_groups: int | None = None, rngs: nnx.Rngs):
@@ -204,7 +263,12 @@ class ConventionalNorm(nnx.Module):
 
 
 class NormSite(nnx.Module):
-    """A conventional norm followed by an optional MC dropout: the baselines' site."""
+    """A conventional norm followed by an optional MC dropout: the baselines' site.
+
+    >>> site = NormSite(ConventionalNorm(3, kind="layer", rngs=nnx.Rngs(0)), MCDropout(0.3))
+    >>> site(jnp.ones((2, 3)), key=jax.random.key(0)).shape
+    (2, 3)
+    """
 
     def __init__(self, norm: ConventionalNorm, dropout: nnx.Module | None):
         self.norm = norm
@@ -241,6 +305,28 @@ def norm_site(
     ``norm`` is the baselines' conventional norm (``"batch"`` for CNNs, ``"layer"`` where the
     paper's model has no BatchNorm, ``"group"``); the inverted norm is per instance unless
     ``num_groups`` is given (it is then GroupNorm-style for every method).
+
+    Args:
+      method: ``"nn"``, ``"spindrop"``, ``"spatial_spindrop"``, ``"proposed"`` or ``"noisy_training"``.
+      num_features: channels of the preceding layer's output.
+      norm: the baselines' norm, ``"batch"``, ``"layer"`` or ``"group"``.
+      num_groups: groups of channels (GroupNorm-style), or None.
+      rate: the dropout / affine-dropout probability.
+      mode: affine dropout's ``"vector"`` or ``"element"`` (``proposed`` only).
+      rngs: ``nnx.Rngs`` for the parameters.
+      **inverted_kwargs: more :class:`InvertedNorm` arguments (``proposed`` only).
+
+    Returns:
+      An :class:`InvertedNorm` (``proposed``) or a :class:`NormSite`.
+
+    Raises:
+      ArgumentError: an unknown ``method`` or ``norm``.
+
+    >>> rngs = nnx.Rngs(0)
+    >>> [type(norm_site(m, 8, norm="layer", rngs=rngs)).__name__ for m in ("nn", "spindrop", "proposed")]
+    ['NormSite', 'NormSite', 'InvertedNorm']
+    >>> type(norm_site("spatial_spindrop", 8, rngs=rngs).dropout).__name__
+    'MCSpatialDropout'
     """
     check_choice(method, "method", METHODS)
     if method == "proposed":

@@ -43,6 +43,7 @@ __all__ = [
     "BinaryDense",
     "EDEProgress",
     "PACT",
+    "PreactivationSite",
     "QuantConv",
     "QuantDense",
     "set_training_progress",
@@ -53,7 +54,11 @@ _SPATIAL = "DHW"  # lax dimension-number letters for up to 3 spatial axes
 
 
 class EDEProgress(nnx.Variable):
-    """Training progress in ``[0, 1]`` that sets IR-Net's EDE temperature (not trained)."""
+    """Training progress in ``[0, 1]`` that sets IR-Net's EDE temperature (not trained).
+
+    >>> isinstance(EDEProgress(0.5), nnx.Param)  # a variable of its own kind: no optimizer updates it
+    False
+    """
 
 
 def set_training_progress(model: nnx.Module, progress) -> int:
@@ -61,6 +66,12 @@ def set_training_progress(model: nnx.Module, progress) -> int:
 
     ``progress`` (0 = start, 1 = end of training; may be traced) sets ``(t, k)`` through
     :func:`~invnorm_jax.functional.quantize.ede_schedule`. Returns how many layers were set.
+
+    >>> model = nnx.List([BinaryDense(4, 4, rngs=nnx.Rngs(0)), BinaryDense(4, 2, rngs=nnx.Rngs(1))])
+    >>> set_training_progress(model, 0.25), float(model[1].ede_progress[...])
+    (2, 0.25)
+    >>> set_training_progress(model, -3.0), float(model[1].ede_progress[...])  # clipped to [0, 1]
+    (2, 0.0)
     """
     value = jnp.clip(jnp.asarray(progress, dtype=jnp.float32), 0.0, 1.0)
     count = 0
