@@ -50,7 +50,7 @@ def _executed_small(path, tmp_root) -> nbformat.NotebookNode:
         nb = nbformat.read(path, as_version=4)
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("INVNORM_NB_SMALL", "1")
-            mp.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+            mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
             mp.setenv("INVNORM_DEMO_OUT", str(tmp_root / "demo"))  # a fresh demo run, never a stale folder
             mp.delenv("INVNORM_RESULTS", raising=False)
             try:
