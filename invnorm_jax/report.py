@@ -15,9 +15,7 @@ import pathlib
 import numpy as np
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only: the CLI runs headless
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # no pyplot: the backend (a notebook's inline one) is left alone
 
 from invnorm_jax import claims  # noqa: E402
 from invnorm_jax import results as results_lib  # noqa: E402
@@ -41,7 +39,7 @@ def _label(method: str) -> str:
 
 def _colors(methods) -> dict[str, str | None]:
     """Each method's colour: its own, else one of matplotlib's cycle that no method owns."""
-    cycle = [matplotlib.colors.to_hex(c) for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]]
+    cycle = [matplotlib.colors.to_hex(c) for c in matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]]
     spare = iter(c for c in cycle if c not in METHOD_COLORS.values())
     return {m: METHOD_COLORS.get(m) or next(spare, None) for m in methods}
 
@@ -115,10 +113,14 @@ def verdicts(results: Results) -> list[str]:
     return out
 
 
-def plot_task(task: str, t: TaskResult, path) -> None:
-    """Fig.-5/6 style: metric against fault level, a line per method, a ±1 std band."""
+def plot_task(task: str, t: TaskResult, path) -> Figure:
+    """Fig.-5/6 style: metric against fault level, a line per method, a ±1 std band.
+
+    Written to ``path``; the figure is returned too (a notebook cell shows it).
+    """
     names = list(t.sweeps)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(names), 3.4))
+    axes = fig.subplots(1, len(names), squeeze=False)
     scale, colors = TASK_METRICS[t.metric].scale, _colors(t.methods)
     for ax, name in zip(axes[0], names):
         for method, m in t.methods.items():
@@ -140,7 +142,7 @@ def plot_task(task: str, t: TaskResult, path) -> None:
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def _deterministic(results: Results) -> str:
@@ -232,11 +234,12 @@ def ablation_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_ablation(result: dict, path) -> None:
+def plot_ablation(result: dict, path) -> Figure:
     """The change of every ablation row with its interval, one panel per sweep."""
     m = TASK_METRICS[result["metric"]]
     sweeps = sorted({r["sweep"] for r in result["rows"]})
-    fig, axes = plt.subplots(1, max(len(sweeps), 1), figsize=(5.2 * max(len(sweeps), 1), 3.6), squeeze=False)
+    fig = Figure(figsize=(5.2 * max(len(sweeps), 1), 3.6))
+    axes = fig.subplots(1, max(len(sweeps), 1), squeeze=False)
     for ax, sweep in zip(axes[0], sweeps):
         rows = [r for r in result["rows"] if r["sweep"] == sweep]
         y = np.arange(len(rows))
@@ -251,7 +254,7 @@ def plot_ablation(result: dict, path) -> None:
         ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 # ------------------------------------------------------------------------------ OOD
@@ -328,11 +331,12 @@ def ood_markdown(task: str, o: OODResult, plot: str) -> str:
     return "\n".join(lines)
 
 
-def plot_ood(task: str, o: OODResult, path) -> None:
+def plot_ood(task: str, o: OODResult, path) -> Figure:
     """Fig.-7 style: accuracy, NLL and detection rate against stage; healthy solid, faulty dashed."""
     shifts = list(o.shifts)
     panels = (("accuracy", "accuracy %", 100), ("nll", "NLL (nats)", 1), ("detection_rate", "detection rate %", 100))
-    fig, axes = plt.subplots(len(panels), len(shifts), figsize=(4.4 * len(shifts), 2.8 * len(panels)), squeeze=False)
+    fig = Figure(figsize=(4.4 * len(shifts), 2.8 * len(panels)))
+    axes = fig.subplots(len(panels), len(shifts), squeeze=False)
     for col, shift in enumerate(shifts):
         entry, colors = o.shifts[shift], _colors(o.shifts[shift].methods)
         for row, (key, unit, scale) in enumerate(panels):
@@ -351,4 +355,4 @@ def plot_ood(task: str, o: OODResult, path) -> None:
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig

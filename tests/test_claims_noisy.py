@@ -6,7 +6,6 @@ claims are checked to be untouched by a fifth method by comparing with the same 
 
 import json
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
@@ -137,13 +136,10 @@ def test_identical_methods_are_no_difference_and_the_band_is_the_claims_band():
     assert "only 12 chips" in row.note
 
 
-def test_report_of_five_methods(tmp_path, monkeypatch):
+def test_report_of_five_methods(tmp_path):
     r = _results(STRONG)
     r.tasks["digits"].methods["unnamed"] = r.tasks["digits"].methods["nn"]  # a method with no colour of its own
-    figures = []
-    monkeypatch.setattr(report.plt, "close", lambda fig: figures.append(fig))
-    report.plot_task("digits", r.tasks["digits"], tmp_path / "d.png")
-    (fig,) = figures
+    fig = report.plot_task("digits", r.tasks["digits"], tmp_path / "d.png")
     ax = fig.axes[0]
     labels = [line.get_label() for line in ax.lines]
     assert labels == [report.METHOD_LABELS.get(m, m) for m in r.tasks["digits"].methods]
@@ -153,8 +149,6 @@ def test_report_of_five_methods(tmp_path, monkeypatch):
     assert colors[4] == to_rgba(report.METHOD_COLORS["noisy_training"])
     for line, band in zip(ax.lines, ax.collections):  # each band the colour of its line
         assert to_rgba(band.get_facecolor()[0], 1.0) == to_rgba(line.get_color(), 1.0)
-    plt.close("all")
-    monkeypatch.undo()
     del r.tasks["digits"].methods["unnamed"]
     assert "| Noisy training |" in report.table1(r)
     assert report.robustness_table(r.tasks["digits"], "bf").splitlines()[0].count("|") == 7  # level + 5 methods
@@ -163,3 +157,13 @@ def test_report_of_five_methods(tmp_path, monkeypatch):
     assert "NN and Noisy training are deterministic: 1 sample" in text
     assert "(not a paper claim)" in text and (tmp_path / "run" / "digits_ood.png").is_file()
     assert "NN is deterministic: 1 sample" in report.markdown(_results(), tmp_path)
+
+
+def test_importing_the_report_leaves_the_plotting_backend_alone():
+    """A notebook's inline backend survives ``import invnorm_jax.report`` (its plots use no pyplot)."""
+    import subprocess
+    import sys
+
+    code = "import matplotlib; matplotlib.use('svg'); import invnorm_jax.report; print(matplotlib.get_backend())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "svg"
