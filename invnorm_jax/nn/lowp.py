@@ -143,7 +143,10 @@ def binary_product(op: Callable, x: jax.Array, codes: jax.Array, scale: jax.Arra
       value bit for bit.
     """
     def float_path(x, codes, scale):
-        return op(x, (codes.astype(scale.dtype) * scale).astype(x.dtype), None)
+        # conv(x, codes) * scale, not conv(x, codes * scale): the same value bit for bit (scale is
+        # a power of two), and the same graph after the conv as the low-precision paths, so that
+        # XLA fuses what follows alike (it otherwise reorders a later reduction: ulps differ).
+        return op(x, codes.astype(x.dtype), None) * jnp.reshape(scale, (-1,)).astype(x.dtype)
 
     if mode == "float32":
         return float_path(x, codes, scale)
