@@ -4,6 +4,7 @@ Run (about 5 minutes on a quiet 2-core CPU; results in docs/lowp.md)::
 
     python experiments/benchmarks/lowp.py            # ResNet-18 at CIFAR shape and the digits model
     python experiments/benchmarks/lowp.py --quick    # a smoke run of the script
+    python experiments/benchmarks/lowp.py --shapes   # one binary conv per shape: the auto rule's data
 
 What it measures, all in one process (ratios are fair, absolute rates depend on the load):
 
@@ -135,35 +136,70 @@ def layer_rows(quick: bool) -> list[dict]:
                  pct_of_own_ceiling=100 * flops / seconds[mode] / 1e9 / ceil[mode]) for mode in ("float32", "int8")]
 
 
+#: (batch, size, C_in, C_out, stride) of the 3x3 binary convs behind the auto rule: ResNet-18's
+#: (batch 2 samples x 32 images) and the digits model's (batch 2 x 360).
+SHAPES = [(64, 32, 64, 64, 1), (64, 32, 64, 128, 2), (64, 16, 128, 128, 1), (64, 8, 256, 256, 1),
+          (64, 4, 512, 512, 1), (720, 8, 16, 16, 1), (720, 8, 16, 32, 2), (720, 4, 32, 32, 1)]
+
+
+def shape_rows() -> list[dict]:
+    """One ``BinaryConv`` per shape of :data:`SHAPES` in each mode, taking turns: GOP/s."""
+    out = []
+    for batch, size, cin, cout, stride in SHAPES:
+        x = jnp.asarray(np.random.default_rng(2).standard_normal((batch, size, size, cin)), jnp.float32)
+        runs = {}
+        for mode in MODES:
+            graphdef, state = nnx.split(BinaryConv(cin, cout, (3, 3), strides=stride, compute=mode, rngs=nnx.Rngs(0)))
+            fn = jax.jit(lambda s, x, g=graphdef: nnx.merge(g, s)(x))
+            fn(state, x).block_until_ready()
+            runs[mode] = (lambda fn=fn, s=state: fn(s, x).block_until_ready())
+        seconds = interleaved_medians(runs, REPEATS)
+        flops = 2.0 * batch * (-(-size // stride)) ** 2 * 9 * cin * cout
+        out.append(dict(table="shapes", shape=f"[{batch},{size},{size},{cin}]->{cout}/s{stride}", reduction=9 * cin,
+                        auto=auto_compute(9 * cin), **{f"{m}_gops": flops / seconds[m] / 1e9 for m in MODES}))
+    return out
+
+
 def rows(quick: bool) -> list[dict]:
     """Every row of the benchmark: simulate_chips per workload and mode, then the binary layers."""
     return [*simulate_rows("resnet18", quick), *simulate_rows("digits", quick), *layer_rows(quick)]
 
 
 def format_table(table: list[dict]) -> str:
-    lines = [f"{'workload':9s} {'mode':9s} {'c x s x img':>13s} {'s/run':>7s} {'compile s':>9s} {'img/s':>8s} "
-             f"{'vs f32':>6s} {'GOP/s':>6s} {'int8 ceil':>9s} {'auto':>13s} identical"]
-    for r in (r for r in table if r["table"] == "simulate"):
+    sim, layers = ([r for r in table if r["table"] == t] for t in ("simulate", "binary layers"))
+    lines = []
+    if sim:
+        lines += [f"{'workload':9s} {'mode':9s} {'c x s x img':>13s} {'s/run':>7s} {'compile s':>9s} {'img/s':>8s} "
+                  f"{'vs f32':>6s} {'GOP/s':>6s} {'int8 ceil':>9s} {'auto':>13s} identical"]
+    for r in sim:
         lines.append(f"{r['workload']:9s} {r['mode']:9s} {r['chips']:>4d}x{r['samples']:>2d}x{r['images']:>4d} "
                      f"{r['seconds']:7.2f} {r['compile_s']:9.1f} {r['img_per_s']:8.0f} {r['speedup']:5.2f}x "
                      f"{r['gops']:6.1f} {r['int8_ceiling_gops']:9.1f} {r['auto']:>13s} {r['identical']}")
-    lines += ["", "ResNet-18 binary convs alone (16 layers, batch = samples x images):",
-              f"{'mode':9s} {'s/run':>7s} {'GOP/s':>7s} {'own ceiling':>11s} {'% own':>6s} {'int8 ceil':>9s} "
-              f"{'% int8 ceiling':>14s}"]
-    for r in (r for r in table if r["table"] == "binary layers"):
+    if layers:
+        lines += ["", "ResNet-18 binary convs alone (16 layers, batch = samples x images):",
+                  f"{'mode':9s} {'s/run':>7s} {'GOP/s':>7s} {'own ceiling':>11s} {'% own':>6s} {'int8 ceil':>9s} "
+                  f"{'% int8 ceiling':>14s}"]
+    for r in layers:
         lines.append(f"{r['mode']:9s} {r['seconds']:7.3f} {r['gops']:7.1f} {r['ceiling_gops']:11.1f} "
                      f"{r['pct_of_own_ceiling']:5.0f}% {r['int8_ceiling_gops']:9.1f} {r['pct_of_int8_ceiling']:13.0f}%")
+    shapes = [r for r in table if r["table"] == "shapes"]
+    if shapes:
+        lines += ["", "one BinaryConv 3x3 per shape (GOP/s):",
+                  f"{'shape':28s} {'K':>5s} {'float32':>8s} {'int8':>8s} {'bfloat16':>8s} {'auto':>8s}"]
+        lines += [f"{r['shape']:28s} {r['reduction']:5d} {r['float32_gops']:8.1f} {r['int8_gops']:8.1f} "
+                  f"{r['bfloat16_gops']:8.1f} {r['auto']:>8s}" for r in shapes]
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the script")
+    p.add_argument("--shapes", action="store_true", help="only the per-shape table behind the auto rule")
     a = p.parse_args(argv)
     start = time.perf_counter()
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine_line()}")
     print(f"fault {FAULT}; median of {REPEATS} runs after a warm-up, contenders taking turns", flush=True)
-    print(format_table(rows(a.quick)))
+    print(format_table(shape_rows() if a.shapes else rows(a.quick)))
     print(f"total {time.perf_counter() - start:.0f} s; load average at the end "
           + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
 

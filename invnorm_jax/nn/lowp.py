@@ -18,7 +18,8 @@ path, and falls back to float32 where the operands are not ±1:
 
 Which path (``compute``):
 
-* ``"float32"``: the float path (``op`` in the input's dtype), as without this module.
+* ``"float32"``: the float path ``op(x, codes) * scale`` in the input's dtype (the value of
+  ``op(x, codes * scale)`` bit for bit, scale being a power of two).
 * ``"int8"`` / ``"bfloat16"``: the exact low-precision path; an :class:`ArgumentError` where
   the operands are not ±1 (a forced choice is never silently ignored).
 * ``"auto"`` (default): the measured rule :func:`auto_compute`: int8 on the CPU backend when
