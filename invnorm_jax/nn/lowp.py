@@ -101,7 +101,12 @@ def auto_compute(reduction: int, backend: str | None = None) -> str:
 
 
 def codes_stay_binary(faults) -> bool:
-    """Whether a layer's ±1 weight codes stay ±1 under ``faults`` (a ``FaultContext`` or None)."""
+    """Whether a layer's ±1 weight codes stay ±1 under ``faults`` (a ``FaultContext`` or None).
+
+    >>> from invnorm_jax.faults import Fault, FaultContext
+    >>> [codes_stay_binary(FaultContext(Fault(kind, 0.1), jax.random.key(0))) for kind in ("bit_flip", "additive")]
+    [True, False]
+    """
     if faults is None:
         return True
     # Only a chip's Fault says what it does; any other context (e.g. training noise) may not keep ±1.
@@ -116,6 +121,11 @@ def resolve_compute(compute: str | None, *, reduction: int, exact: bool, who: st
 
     ``exact`` says whether both operands are ±1; a forced low-precision ``compute`` without it
     is an :class:`ArgumentError` naming ``why_not``, ``"auto"`` falls back to float32.
+
+    >>> resolve_compute("auto", reduction=4608, exact=False, who="BinaryConv")
+    'float32'
+    >>> resolve_compute("bfloat16", reduction=144, exact=True, who="BinaryConv")
+    'bfloat16'
     """
     mode = _default_compute() if check_compute(compute) is None else compute
     if mode == "auto":
@@ -142,6 +152,11 @@ def binary_product(op: Callable, x: jax.Array, codes: jax.Array, scale: jax.Arra
     Returns:
       ``op(x, codes * scale)`` in ``x``'s dtype; the low-precision modes give the float32 path's
       value bit for bit.
+
+    >>> x, codes = jnp.array([[1.0, -1.0, 1.0]]), jnp.array([[1.0], [1.0], [-1.0]])
+    >>> matmul = lambda a, b, acc: jnp.matmul(a, b, preferred_element_type=acc)
+    >>> binary_product(matmul, x, codes, jnp.array([[0.5]]), "int8")
+    Array([[-0.5]], dtype=float32)
     """
     def float_path(x, codes, scale):
         # conv(x, codes) * scale, not conv(x, codes * scale): the same value bit for bit (scale is

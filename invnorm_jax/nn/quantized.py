@@ -11,8 +11,7 @@ k for k-bit, None for full precision) and ``deployed_weights() -> (codes, scale)
 ``FaultContext`` is given, the forward pass uses ``faults.weights(fault_id, codes, bits=bits)
 * scale``; with ``faults=None`` the forward is the same value with the usual straight-through
 gradients. ``train`` and ``deterministic`` are accepted for the convention; the quantizers
-behave the same in every mode (their estimators only shape gradients). Binary layers take
-``compute="auto"|"float32"|"int8"|"bfloat16"`` (exact int8 / bf16 products: :mod:`invnorm_jax.nn.lowp`).
+behave the same in every mode (their estimators only shape gradients). Binary layers' ``compute``: nn.lowp.
 """
 
 from __future__ import annotations
