@@ -11,7 +11,7 @@ k for k-bit, None for full precision) and ``deployed_weights() -> (codes, scale)
 ``FaultContext`` is given, the forward pass uses ``faults.weights(fault_id, codes, bits=bits)
 * scale``; with ``faults=None`` the forward is the same value with the usual straight-through
 gradients. ``train`` and ``deterministic`` are accepted for the convention; the quantizers
-behave the same in every mode (their estimators only shape gradients).
+behave the same in every mode (their estimators only shape gradients). Binary layers' ``compute``: nn.lowp.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from flax import nnx
 from invnorm_jax._checks import (
     ArgumentError, check_bits, check_channels, check_fault_context, check_float_input, check_positive_int,
 )
+from invnorm_jax.nn.lowp import check_compute, layer_product
 from invnorm_jax.functional.quantize import (
     ede_schedule,
     fake_quant,
@@ -125,11 +126,12 @@ def _check_sizes(in_features, out_features) -> None:
     check_positive_int(out_features, "out_features")
 
 
-def _conv(x: jax.Array, kernel: jax.Array, strides, padding) -> jax.Array:
+def _conv(x: jax.Array, kernel: jax.Array, strides, padding, preferred_element_type=None) -> jax.Array:
     """Channels-last convolution of ``x`` ``[batch, *spatial, in]`` with ``[*k, in, out]``."""
     sp = _SPATIAL[-(kernel.ndim - 2):]
     dn = ("N" + sp + "C", sp + "IO", "N" + sp + "C")
-    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), strides, padding, dimension_numbers=dn)
+    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), strides, padding, dimension_numbers=dn,
+                                        preferred_element_type=preferred_element_type)
 
 
 class _BinaryLayer(nnx.Module):
@@ -138,7 +140,9 @@ class _BinaryLayer(nnx.Module):
     bits = 1
     has_preactivation_site = True
 
-    def _init_binary(self, kernel_shape, binarize_input, use_bias, kernel_init, rngs, input_faults=True):
+    def _init_binary(self, kernel_shape, binarize_input, use_bias, kernel_init, rngs, input_faults=True,
+                     compute=None):
+        self.compute = check_compute(compute)  # nn.lowp: "auto", "float32", "int8", "bfloat16" or None
         self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((kernel_shape[-1],), jnp.float32)) if use_bias else None
         self.binarize_input = bool(binarize_input)
@@ -153,11 +157,21 @@ class _BinaryLayer(nnx.Module):
         _, codes, scale = irnet_binarize_weights(self.kernel[...], t)
         return codes, scale
 
-    def _effective_kernel(self, faults: FaultContext | None) -> jax.Array:
+    def _faulty_codes(self, faults: FaultContext | None):
         codes, scale = self.deployed_weights()
         if check_fault_context(faults) is not None:
             codes = faults.weights(self.fault_id, codes, bits=self.bits)
+        return codes, scale
+
+    def _effective_kernel(self, faults: FaultContext | None) -> jax.Array:
+        codes, scale = self._faulty_codes(faults)
         return codes.astype(scale.dtype) * scale
+
+    def _binary_forward(self, x, key, faults: FaultContext | None, op) -> jax.Array:
+        """``op(sign(x), codes * scale) + bias`` on the path :mod:`invnorm_jax.nn.lowp` picks."""
+        codes, scale = self._faulty_codes(faults)
+        x = self._binary_input(x, key, faults)
+        return self._add_bias(layer_product(self, op, x, codes, scale, faults))
 
     def _binary_input(self, x, key, faults: FaultContext | None):
         if not self.binarize_input:
@@ -210,17 +224,16 @@ class BinaryConv(_BinaryLayer):
     def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
                  strides: int | Sequence[int] = 1, padding: Any = "SAME", binarize_input: bool = True,
                  use_bias: bool = False, kernel_init=_default_kernel_init, input_faults: bool = True,
-                 rngs: nnx.Rngs):
+                 compute: str | None = None, rngs: nnx.Rngs):
         _check_sizes(in_features, out_features)
         ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
-        self._init_binary(ks + (in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults)
+        self._init_binary(ks + (in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults,
+                          compute)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         _check_input(x, self.kernel.shape, type(self).__name__, conv=True)
-        kernel = self._effective_kernel(faults)
-        x = self._binary_input(x, key, faults)
-        return self._add_bias(_conv(x, kernel, self.strides, self.padding))
+        return self._binary_forward(x, key, faults, lambda a, b, acc: _conv(a, b, self.strides, self.padding, acc))
 
 
 class BinaryDense(_BinaryLayer):
@@ -233,16 +246,15 @@ class BinaryDense(_BinaryLayer):
 
     def __init__(self, in_features: int, out_features: int, *, binarize_input: bool = True,
                  use_bias: bool = False, kernel_init=_default_kernel_init, input_faults: bool = True,
-                 rngs: nnx.Rngs):
+                 compute: str | None = None, rngs: nnx.Rngs):
         _check_sizes(in_features, out_features)
-        self._init_binary((in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults)
+        self._init_binary((in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults,
+                          compute)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         _check_input(x, self.kernel.shape, type(self).__name__, conv=False)
-        kernel = self._effective_kernel(faults)
-        x = self._binary_input(x, key, faults)
-        return self._add_bias(x @ kernel.astype(x.dtype))
+        return self._binary_forward(x, key, faults, lambda a, b, acc: jnp.matmul(a, b, preferred_element_type=acc))
 
 
 class _QuantLayer(nnx.Module):
