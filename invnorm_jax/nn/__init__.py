@@ -22,6 +22,7 @@ from invnorm_jax.nn.quantized import (
     QuantDense,
     set_training_progress,
 )
+from invnorm_jax.nn.lowp import set_binary_compute
 from invnorm_jax.nn.recurrent import QuantLSTMCell
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "QuantDense",
     "QuantLSTMCell",
     "set_training_progress",
+    "set_binary_compute",
     "DETERMINISTIC_METHODS",
     "METHODS",
     "ConventionalNorm",
