@@ -16,6 +16,7 @@ import datetime
 import importlib
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -91,11 +92,13 @@ def main(argv=None) -> int:
         rows += [{"benchmark": name, **r} for r in got]
         print(f"{len(got)} rows in {time.perf_counter() - start:.0f} s", flush=True)
     total = time.perf_counter() - t0
-    header = (f"{'quick' if a.quick else 'full'} run, {datetime.date.today().isoformat()}, {total:.0f} s; "
-              f"machine: {machine}")
-    print("\n" + text_table(rows) + f"\n\ntotal {total:.0f} s", flush=True)
+    cpu = sum(os.times()[:4])  # this process and its waited-for children (the memory subprocesses)
+    header = (f"{'quick' if a.quick else 'full'} run, {datetime.date.today().isoformat()}, {total:.0f} s wall, "
+              f"{cpu:.0f} s CPU; machine: {machine}")
+    print("\n" + text_table(rows) + f"\n\ntotal {total:.0f} s wall, {cpu:.0f} s CPU (user + system, with the "
+          "subprocesses); load average at the end " + ", ".join(f"{v:.1f}" for v in os.getloadavg()), flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table.json").write_text(json.dumps({"quick": a.quick, "machine": machine, "seconds": total,
+    (out / "table.json").write_text(json.dumps({"quick": a.quick, "machine": machine, "seconds": total, "cpu_seconds": cpu,
                                                 "rows": rows}, indent=1))
     (out / "table.md").write_text(markdown(rows, header))
     print(f"wrote {out / 'table.json'} and {out / 'table.md'}")
