@@ -19,6 +19,9 @@ The torch network has the JAX model's shapes and FLOPs; it is not checked to be 
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 
 try:
@@ -165,25 +168,42 @@ def pytorchfi_loop(net, x, chips: int, samples: int):
     return run
 
 
+def best_threads(run) -> int:
+    """Set torch's thread count to the faster of 1 and all CPUs for ``run`` (timed once each).
+
+    On a shared machine, torch's OpenMP threads can be 50x slower than one thread when the
+    cores are oversubscribed; torch is given its best setting.
+    """
+    seconds = {}
+    for threads in sorted({1, len(os.sched_getaffinity(0))}):
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        run()
+        seconds[threads] = time.perf_counter() - start
+    best = min(seconds, key=seconds.get)
+    torch.set_num_threads(best)
+    return best
+
+
 def rows(quick: bool) -> list[dict]:
     """``simulate_chips`` vs the torch loop vs PyTorchFI, or one "skipped" row."""
     if not available():
         return [{"name": "torch / PyTorchFI comparison", "figures": {},
                  "note": "skipped: install .[bench] (torch, pytorchfi)"}]
     chips, samples, n = SIZES[quick]
-    torch.set_num_threads(max(1, len(__import__("os").sched_getaffinity(0))))
     model, x = build("digits"), inputs("digits", n)
     sim, _ = compile_simulate(model, x, Fault("bit_flip", RATE), chips=chips, samples=samples, chunk=None)
     net = build_torch(model)
     xt = torch.as_tensor(np.asarray(x).transpose(0, 3, 1, 2).copy())
     runs = {"simulate": sim, "torch": torch_loop(net, xt, chips, samples), "pytorchfi": pytorchfi_loop(net, xt, chips, samples)}
-    runs["torch"]()  # warm-up (PyTorchFI has nothing to warm up: its cost is the per-chip copy and writes)
+    threads = best_threads(runs["torch"])  # also the warm-up (PyTorchFI has nothing to warm up)
     # PyTorchFI runs once (minutes at full size), in turn with the first round of the others.
     first = interleaved_medians(runs, 1)
     seconds = {**interleaved_medians({k: runs[k] for k in ("simulate", "torch")}, 2), "pytorchfi": first["pytorchfi"]} \
         if not quick else first
     total = chips * samples * n
-    note = f"{chips} chips x {samples} samples x {n} images, 10 % weight bit-flips, torch {torch.__version__}"
+    note = (f"{chips} chips x {samples} samples x {n} images, 10 % weight bit-flips, torch {torch.__version__} "
+            f"on {threads} thread(s)")
     return [
         {"name": "torch: simulate_chips vs hand-written torch loop",
          "figures": {"simulate img/s": total / seconds["simulate"], "torch img/s": total / seconds["torch"],
