@@ -29,23 +29,33 @@ background load of a shared machine falls on all of them alike.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
 import os
-import platform
+import pathlib
 import subprocess
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from invnorm_jax.data import load_digits
-from invnorm_jax.faults import DEFAULT_CHUNK, Fault, FaultContext, chip_keys, sample_keys, simulate_chips
-from invnorm_jax.models import build_model
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+
+from experiments.benchmarks import common  # noqa: E402
+from experiments.benchmarks.common import (  # noqa: E402
+    CEILING_FLOPS,
+    DTYPES,
+    ceiling_conv,
+    ceiling_op,
+    interleaved_medians,
+    load_inputs,
+    machine_line,
+    median_time,
+    model_flops,
+    rss_mib,
+)
+from invnorm_jax.faults import DEFAULT_CHUNK, Fault  # noqa: E402
+from invnorm_jax.models import build_model  # noqa: E402
 
 FAULTS = {
     "weights": Fault("bit_flip", 0.05),
@@ -53,177 +63,22 @@ FAULTS = {
 }
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def median_time(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` (which must block until its result is ready)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def xla_flops(compiled) -> float:
-    analysis = compiled.cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-    return float(analysis.get("flops", float("nan")))
-
-
-def _subjaxprs(value):
-    if isinstance(value, jax.extend.core.ClosedJaxpr):
-        yield value.jaxpr
-    elif isinstance(value, jax.extend.core.Jaxpr):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _subjaxprs(v)
-
-
-def dense_flops(jaxpr) -> float:
-    """2 x multiply-adds of every conv and matmul in ``jaxpr`` (padding taps included)."""
-    total = 0.0
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "conv_general_dilated":
-            out = eqn.outvars[0].aval.shape
-            rhs = eqn.invars[1].aval.shape
-            spec = eqn.params["dimension_numbers"].rhs_spec  # (out feature, in feature, *spatial)
-            taps = math.prod(rhs[d] for d in spec[2:])
-            total += 2.0 * math.prod(out) * taps * rhs[spec[1]]
-        elif eqn.primitive.name == "dot_general":
-            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            total += 2.0 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lhs_contract)
-        for value in eqn.params.values():
-            for sub in _subjaxprs(value):
-                total += dense_flops(sub)
-    return total
-
-
-def load_inputs(images: int) -> jax.Array:
-    x = np.asarray(load_digits().x_test, np.float32)
-    reps = -(-images // x.shape[0])
-    return jnp.asarray(np.concatenate([x] * reps)[:images])
-
-
-def machine_line() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return f"{cpu}, {os.cpu_count()} CPUs, jax {jax.__version__}, devices {jax.devices()}; load average {load}"
-
-
 # --------------------------------------------------------------------------- measurements
-
-
-def model_flops(model, x) -> dict:
-    graphdef, state = nnx.split(model)
-    key = jax.random.key(0)
-
-    def forward(state, x1, key):
-        return nnx.merge(graphdef, state)(x1, key=key)
-
-    compiled = jax.jit(forward).lower(state, x[:1], key).compile()
-    jaxpr = jax.make_jaxpr(forward)(state, x[:1], key).jaxpr
-    return {"xla": xla_flops(compiled), "dense": dense_flops(jaxpr)}
-
-
-CEILING_FLOPS = 2.0 * 64 * 56 * 56 * 9 * 128 * 128  # dense count of the ceiling conv
-
-
-def ceiling_conv(dtype=jnp.float32, acc=None):
-    """A warmed-up run of the large 3x3 conv ``[64,56,56,128] x [3,3,128,128]`` in ``dtype``."""
-    rng = np.random.default_rng(0)
-    xs = jnp.asarray(np.sign(rng.standard_normal((64, 56, 56, 128))), dtype)
-    ks = jnp.asarray(np.sign(rng.standard_normal((3, 3, 128, 128))), dtype)
-    conv = jax.jit(lambda a, b: jax.lax.conv_general_dilated(
-        a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=acc))
-    conv(xs, ks).block_until_ready()
-    return lambda: conv(xs, ks).block_until_ready()
 
 
 def conv_ceiling(repeats: int) -> dict:
     """G(FL)OP/s of the ceiling conv in float32, bf16 and int8 (±1 values: exact in all three)."""
-    out = {}
-    for name, dtype, acc in (("float32", jnp.float32, None), ("bfloat16", jnp.bfloat16, jnp.float32),
-                             ("int8", jnp.int8, jnp.int32)):
-        out[name] = CEILING_FLOPS / median_time(ceiling_conv(dtype, acc), repeats) / 1e9
-    return out
+    return {name: CEILING_FLOPS / median_time(ceiling_op("conv", name)[0], repeats) / 1e9 for name in DTYPES}
 
 
 def compile_simulate(model, x, site, *, chips, samples, chunk):
-    """``simulate_chips`` traced into one jit and compiled ahead: ``(run, compile seconds)``.
-
-    Compiling ahead makes the warm-up cost a compile rather than a whole run; ``run()`` executes
-    exactly the computation ``simulate_chips`` would (the level stays a traced argument).
-    """
-    graphdef, state = nnx.split(model)
-    fault = FAULTS[site]
-
-    def simulate(state, x, key, level):
-        return simulate_chips(nnx.merge(graphdef, state), x, fault=fault, level=level, num_chips=chips,
-                              num_samples=samples, key=key, chunk_size=chunk)
-
-    args = (state, x, jax.random.key(1), jnp.float32(fault.level))
-    start = time.perf_counter()
-    compiled = jax.jit(simulate).lower(*args).compile()
-    return (lambda: compiled(*args).block_until_ready()), time.perf_counter() - start
+    """:func:`common.compile_simulate` with the fault of ``site``."""
+    return common.compile_simulate(model, x, FAULTS[site], chips=chips, samples=samples, chunk=chunk)
 
 
 def python_loop(model, x, site, *, chips, samples):
-    """A Python loop over chips, each a call of one jitted ``vmap``-over-samples chip; warmed up."""
-    graphdef, state = nnx.split(model)
-    fault = FAULTS[site]
-    static_fault = dataclasses.replace(fault, level=0.0)  # as simulate_chips: the level is traced
-
-    @jax.jit
-    def one_chip(state, x, chip_key, samples_keys, level):
-        faults = FaultContext(static_fault, chip_key, level)
-        return jax.vmap(lambda k: nnx.merge(graphdef, state)(x, key=k, faults=faults))(samples_keys)
-
-    key = jax.random.key(1)
-    chip_list = list(chip_keys(key, chips))
-    sample_list = sample_keys(key, samples)
-    level = jnp.float32(fault.level)
-    one_chip(state, x, chip_list[0], sample_list, level).block_until_ready()
-
-    def loop():
-        jax.block_until_ready([one_chip(state, x, c, sample_list, level) for c in chip_list])
-
-    return loop
-
-
-def interleaved_medians(runs: dict, repeats: int) -> dict:
-    """Median seconds of each ``runs[name]()``, taking turns, so that every contender sees the
-    same background load (this machine is shared)."""
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
-def _rss_mib() -> tuple[float, float]:
-    """(current RSS, peak RSS) of this process in MiB, from /proc/self/status.
-
-    The peak is VmHWM, not ``getrusage().ru_maxrss``: a child's ru_maxrss starts at its parent's
-    peak (Linux carries the pre-exec high-water mark over), which would hide the child's own.
-    """
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                fields[name] = int(value.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
+    """:func:`common.python_loop` with the fault of ``site``."""
+    return common.python_loop(model, x, FAULTS[site], chips=chips, samples=samples)
 
 
 def peak_memory_child(site: str, chunk: int, chips: int, samples: int, images: int) -> None:
@@ -234,12 +89,12 @@ def peak_memory_child(site: str, chunk: int, chips: int, samples: int, images: i
     """
     model = build_model("digits", "proposed", rngs=nnx.Rngs(0))
     run, _ = compile_simulate(model, load_inputs(images), site, chips=chips, samples=samples, chunk=chunk)
-    _, compile_peak = _rss_mib()
+    _, compile_peak = rss_mib()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    before, _ = _rss_mib()
+    before, _ = rss_mib()
     run()
-    _, peak = _rss_mib()
+    _, peak = rss_mib()
     print(json.dumps({"compile_peak_mib": compile_peak, "before_mib": before, "peak_mib": peak}))
 
 
