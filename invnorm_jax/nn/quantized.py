@@ -1,4 +1,4 @@
-"""Binary (IR-Net) and k-bit quantized layers and PACT (Flax NNX); the LSTM cell is in
+"""Binary (IR-Net) and k-bit quantized layers (Flax NNX; PACT is in nn.pact); the LSTM cell is in
 :mod:`invnorm_jax.nn.recurrent`.
 
 Thin shells over :mod:`invnorm_jax.functional.quantize`: they hold the float latent weights
@@ -31,10 +31,11 @@ from invnorm_jax.functional.quantize import (
     ede_schedule,
     fake_quant,
     irnet_binarize_weights,
-    pact,
     quantize_symmetric,
     sign,
 )
+
+from invnorm_jax.nn.pact import PACT
 
 if TYPE_CHECKING:  # the type only: nn must not pull in the fault models at import time
     from invnorm_jax.faults.context import FaultContext
@@ -343,23 +344,3 @@ class QuantDense(_QuantLayer):
         """``fake_quant(x) @ kernel + bias`` with a kernel already deployed (and faulted) by the
         caller, e.g. once for every step of a recurrent loop; ``x`` is ``[rows, in_features]``."""
         return self._add_bias(self._quant_input(x) @ kernel.astype(x.dtype))
-
-
-class PACT(nnx.Module):
-    """PACT activation with a learned clipping level ``alpha`` (a scalar ``nnx.Param``).
-
-    ``y = quantize_bits(clip(x, 0, alpha))``; see :func:`~invnorm_jax.functional.quantize.pact`.
-
-    >>> act = PACT(bits=2, alpha_init=3.0)
-    >>> act(jnp.array([-1.0, 1.2, 9.0]))
-    Array([0., 1., 3.], dtype=float32)
-    """
-
-    def __init__(self, *, bits: int = 4, alpha_init: float = 6.0, rngs: nnx.Rngs | None = None):
-        check_bits(bits, "bits", low=1)
-        self.bits = bits
-        self.alpha = nnx.Param(jnp.asarray(alpha_init, jnp.float32))
-
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
-                 faults: FaultContext | None = None):
-        return pact(x, self.alpha[...], self.bits)
