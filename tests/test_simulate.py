@@ -317,6 +317,19 @@ def test_one_compilation_for_any_chip_count_and_any_number_of_slices(bnn, images
     assert sliced.shape == (CHIPS, SAMPLES, 2 * len(images), 3)
 
 
+def test_inside_a_callers_jit_the_step_is_traced_once(bnn, images, bnn_weights):
+    """Under jit the chip loop is a lax.map: one chip_step in the program however many chips."""
+    graphdef, state = nnx.split(bnn)
+
+    def run(state, x):
+        return simulate_chips(nnx.merge(graphdef, state), x, fault=WEIGHTS, num_chips=CHIPS, num_samples=SAMPLES,
+                              key=KEY)
+
+    text = str(jax.make_jaxpr(run)(state, images))
+    assert text.count("name=chip_step") == 1, text.count("name=chip_step")
+    np.testing.assert_allclose(np.asarray(jax.jit(run)(state, images)), bnn_weights, **TOL)
+
+
 def test_last_slice_is_padded_not_recompiled(bnn, images, bnn_weights):
     """Slices of 3 of 4 inputs: the last slice (1 input) is padded to 3, one compilation for both,
     and the outputs equal the whole batch's."""

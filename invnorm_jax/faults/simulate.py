@@ -18,7 +18,9 @@ The compiled step depends on the model, the fault's kind and site, ``num_samples
 and the shape of one slice of ``x``, and on nothing else: not on the level (traced), the
 number of chips (a multiple of the chunk, the padding chips dropped) or the number of inputs
 (slices of ``batch_size``, the last one padded). A fault-free run, every level of a sweep
-and an OOD study on the same slice shape share one compilation.
+and an OOD study on the same slice shape share one compilation. Called inside the caller's
+own ``jit``, the chip loop is a ``jax.lax.map`` over the steps (one traced step, not one copy
+per step).
 
 Two kinds of model: an NNX module with the library's call convention (its layers consult a
 :class:`FaultContext`), or any pure ``apply_fn(params, x, key)`` with a parameter pytree, whose
@@ -362,10 +364,14 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     samples = sample_keys(key, num_samples)
     x = jnp.asarray(x)
     size = x.shape[0] if batch_size is None else min(int(batch_size), x.shape[0])
+    # Inside the caller's jit (anything traced, the key included): a lax.map over the steps.
+    traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((arrays, x, level, key)))
     if chunk_size is not None:
         chunk = int(chunk_size)
     elif jax.default_backend() == "cpu":
         chunk = DEFAULT_CHUNK[fault.site]
+    elif traced:  # no compiled step to measure: a modest vmap
+        chunk = 8
     else:
         one = make_step(static_fault, 1, num_devices=devices, **statics)
         one_chip = np.asarray(jax.random.key_data(chip_keys(key, devices)))
@@ -375,13 +381,19 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     steps = -(-num_chips // per_step)
     # Chips beyond num_chips are padding, dropped below. Their key data is sliced on the host:
     # a slice of a device array would be one more dispatched op per step.
-    chips = np.asarray(jax.random.key_data(chip_keys(key, steps * per_step)))
+    chips = jax.random.key_data(chip_keys(key, steps * per_step))
+    chips = chips if traced else np.asarray(chips)
     run = make_step(static_fault, chunk, num_devices=devices, **statics)
     for start in range(0, x.shape[0], size):
         xs = x[start : start + size]
         if xs.shape[0] < size:  # the last slice, padded: every slice has one shape, one compilation
             xs = jnp.concatenate([xs, jnp.broadcast_to(xs[-1:], (size - xs.shape[0], *xs.shape[1:]))])
-        outs = [run(arrays, xs, chips[i * per_step : (i + 1) * per_step], samples, np.uint32(start), level)
-                for i in range(steps)]
-        out = outs[0] if steps == 1 else jnp.concatenate(outs)
+        if traced:  # inside the caller's jit: one traced step in a loop, not `steps` inlined copies
+            out = jax.lax.map(lambda c, xs=xs, start=start: run(arrays, xs, c, samples, np.uint32(start), level),
+                              chips.reshape(steps, per_step, *chips.shape[1:]))
+            out = out.reshape(steps * per_step, *out.shape[2:])
+        else:
+            outs = [run(arrays, xs, chips[i * per_step : (i + 1) * per_step], samples, np.uint32(start), level)
+                    for i in range(steps)]
+            out = outs[0] if steps == 1 else jnp.concatenate(outs)
         yield start, out[:num_chips, :, : min(size, x.shape[0] - start)]
