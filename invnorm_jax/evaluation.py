@@ -30,7 +30,7 @@ from invnorm_jax import metrics, numerics
 from invnorm_jax.data.common import Split
 from invnorm_jax.faults import Fault
 from invnorm_jax.faults import drift as drift_lib
-from invnorm_jax.faults.simulate import iter_simulate_chips
+from invnorm_jax.faults.simulate import chips_per_call, iter_simulate_chips
 from invnorm_jax.nn import DETERMINISTIC_METHODS
 from invnorm_jax.results import Level, MethodResult
 
@@ -199,9 +199,12 @@ def healthy_fault(config) -> Fault:
 
 
 def healthy_chips(config) -> int:
-    """Chips of a fault-free run: one, or the config's chunk (every chip is the same fault-free chip,
-    and a run of one chunk reuses the sweeps' compiled step instead of compiling its own)."""
-    return min(int(config.eval.chunk_size or 1), int(config.eval.num_chips))
+    """Chips of a fault-free run: one call's worth (:func:`~invnorm_jax.faults.simulate.chips_per_call`).
+
+    Every chip of a zero-level fault is the same fault-free chip; a full call of them reuses the
+    sweeps' compiled call instead of compiling one of its own, for the price of a few chips.
+    """
+    return chips_per_call(int(config.eval.num_chips), int(config.eval.chunk_size or 1))
 
 
 def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | Sequence[str] = True,

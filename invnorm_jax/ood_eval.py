@@ -101,7 +101,8 @@ def evaluate_shifts(model, x, y, stages: dict, *, num_samples: int, key, determi
 
     Two :func:`~invnorm_jax.faults.simulate_chips` calls: the healthy model (``healthy``, a
     zero-level fault, default ``fault`` at level 0; ``healthy_chips`` identical chips, of which the
-    first is used) and ``num_chips`` chips carrying ``fault``, each on every stage of every shift
+    first is used) and ``num_chips`` chips carrying ``fault`` (at least ``healthy_chips`` simulated,
+the first ``num_chips`` used), each on every stage of every shift
     (:func:`shifted_inputs`) in slices of ``batch_size`` inputs (default: ``len(x)``). With a
     sweep's fault kind, the test set's slice shape and the sweeps' ``chunk_size``, both reuse
     the sweeps' compiled simulator.
@@ -124,7 +125,9 @@ def evaluate_shifts(model, x, y, stages: dict, *, num_samples: int, key, determi
     if fault is None:
         return result
 
-    out = simulate_chips(model, x_all, fault=fault, num_chips=int(num_chips), **common)
+    # At least a call's worth of chips (the first num_chips are used): the sweeps' compiled call.
+    out = simulate_chips(model, x_all, fault=fault, num_chips=max(int(num_chips), int(healthy_chips)),
+                         **common)[: int(num_chips)]
     faulty = ood.block_scores(out, y, num_blocks)
     del out
     taus = [tau_healthy if calibration == "healthy" else ood.nll_threshold(cs[0].nll, threshold, q=q) for cs in faulty]

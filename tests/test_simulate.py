@@ -303,18 +303,32 @@ def test_traced_level_one_compilation_per_sweep(bnn, images, bnn_weights):
     np.testing.assert_allclose(zero[0], fault_free(bnn, images), **TOL)
 
 
-def test_one_compilation_for_any_chip_count_and_any_number_of_slices(bnn, images, bnn_weights):
-    """A fault-free chip, 13 chips, and twice the inputs in slices of the same shape: no new step."""
+def test_one_compilation_for_any_chip_count_and_any_number_of_slices(bnn, images, monkeypatch):
+    """Calls of chips_per_call() chips: a fault-free call, 4, 9 and 13 chips (calls of 4, the
+    last one padded) and twice the inputs in slices of the same shape compile one call."""
+    monkeypatch.setattr(simulate_module, "CHIPS_PER_CALL", 4)
+    base = simulate(bnn, images, WEIGHTS, num_chips=4)  # compiles the call of 4 chips
     twice = jnp.concatenate([images, images[::-1]])
     with _CountCompiles() as compiles:
-        one = simulate(bnn, images, WEIGHTS, num_chips=1, level=0.0)
-        more = simulate(bnn, images, WEIGHTS, num_chips=CHIPS + 3)
-        sliced = simulate(bnn, twice, WEIGHTS, batch_size=len(images))
-    assert compiles.count == 0, f"{compiles.count} compilations; the chip loop's step should be reused"
-    np.testing.assert_array_equal(more[:CHIPS], bnn_weights)  # chip i is chip i
-    np.testing.assert_allclose(one[0], fault_free(bnn, images), **TOL)
-    np.testing.assert_array_equal(sliced[:, :, : len(images)], bnn_weights)
-    assert sliced.shape == (CHIPS, SAMPLES, 2 * len(images), 3)
+        healthy = simulate(bnn, images, WEIGHTS, num_chips=4, level=0.0)
+        nine = simulate(bnn, images, WEIGHTS, num_chips=9)
+        more = simulate(bnn, images, WEIGHTS, num_chips=13)
+        sliced = simulate(bnn, twice, WEIGHTS, num_chips=4, batch_size=len(images))
+    assert compiles.count == 0, f"{compiles.count} compilations; the compiled call should be reused"
+    np.testing.assert_array_equal(nine[:4], base)  # chip i is chip i, in whichever call
+    np.testing.assert_array_equal(more[:9], nine)
+    np.testing.assert_allclose(healthy[3], fault_free(bnn, images), **TOL)
+    np.testing.assert_array_equal(sliced[:, :, : len(images)], base)
+    assert sliced.shape == (4, SAMPLES, 2 * len(images), 3) and more.shape[0] == 13
+    np.testing.assert_allclose(more, python_loop(bnn, images, WEIGHTS, num_chips=13), **TOL)
+
+
+def test_chips_per_call():
+    per_call = simulate_module.chips_per_call
+    assert per_call(100) == simulate_module.CHIPS_PER_CALL == 20
+    assert per_call(7) == 7  # fewer chips: one call of them all
+    assert per_call(100, 10) == 20 and per_call(100, 32) == 32  # whole chunks; at least one
+    assert per_call(100, 1, num_devices=4) == 20 and per_call(100, 8, num_devices=4) == 32
 
 
 def test_inside_a_callers_jit_the_step_is_traced_once(bnn, images, bnn_weights):

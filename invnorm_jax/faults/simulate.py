@@ -5,8 +5,10 @@
     outputs[chip, sample, batch, ...] =
       jit( map_chips( vmap_samples( forward(faulty_weights(chip_key), x, sample_key) ) ) )
 
-One compiled step evaluates ``chunk_size`` chips (vmapped) with every MC sample; a Python
-loop runs it over the chips, asynchronously. The faulty weights are made inside the step
+One jitted call maps over its chips with ``jax.lax.map``, ``chunk_size`` chips (vmapped) at a
+time, every MC sample of a chip at once; inside the caller's jit or on an accelerator one call
+holds every chip, and on a CPU calls of :data:`CHIPS_PER_CALL` chips run one after the other
+(asynchronously), so that runs of any chip count share one compilation. The faulty weights are made inside the step
 from the chip's key (never as Python-side copies of the model); the MC samples share a chip's
 weights, so their ``vmap`` folds into the batch of every conv and matmul. Chips differ in
 their weights, so vmapping many of them materializes ``chips x samples x batch`` activations
@@ -14,13 +16,12 @@ and turns convolutions into grouped ones: on a CPU one chip per step is fastest
 (:data:`DEFAULT_CHUNK`); on a GPU or TPU as many as fit a memory budget (:func:`chunk_for_budget`).
 With more than one device, each step's chips are split across devices with ``jax.shard_map``.
 
-The compiled step depends on the model, the fault's kind and site, ``num_samples``, the chunk
-and the shape of one slice of ``x``, and on nothing else: not on the level (traced), the
-number of chips (a multiple of the chunk, the padding chips dropped) or the number of inputs
-(slices of ``batch_size``, the last one padded). A fault-free run, every level of a sweep
-and an OOD study on the same slice shape share one compilation. Called inside the caller's
-own ``jit``, the chip loop is a ``jax.lax.map`` over the steps (one traced step, not one copy
-per step).
+On a CPU the compiled call depends on the model, the fault's kind and site, ``num_samples``,
+the chunk and the shape of one slice of ``x``, and on nothing else: not on the level (traced),
+the number of chips (calls of :func:`chips_per_call` chips, the last one padded) or the number
+of inputs (slices of ``batch_size``, the last one padded). A fault-free run, every level of a
+sweep and an OOD study of at least :func:`chips_per_call` chips on the same slice shape share
+one compilation.
 
 Two kinds of model: an NNX module with the library's call convention (its layers consult a
 :class:`FaultContext`), or any pure ``apply_fn(params, x, key)`` with a parameter pytree, whose
@@ -53,6 +54,10 @@ from invnorm_jax.functional.keys import example_keys
 #: pre-activation faults keep the weights shared, yet a bigger batch still lost (1.5x slower
 #: at chunk 5), and peak memory grows by about 80 MiB per chip of the chunk.
 DEFAULT_CHUNK = {"weights": 1, "preactivation": 1}
+#: Chips per jitted call on a CPU: a call maps over its chips with ``lax.map`` (one set of
+#: buffers for all of them; a call per chip paid 1.3-1.45x in fresh buffers, docs/benchmarks.md),
+#: and every call of this size reuses one compilation, whatever the number of chips.
+CHIPS_PER_CALL = 20
 #: On a GPU or TPU one small chip does not fill the device: as many chips per step as fit
 #: this share of the device's free memory (``INVNORM_CHIP_MEMORY``, a fraction, overrides it),
 #: at most :data:`MAX_ACCELERATOR_CHUNK`.
@@ -74,6 +79,20 @@ def chunk_for_budget(per_chip_bytes: int, budget_bytes: int, chips_per_device: i
     fit = max(1, min(max_chunk, chips_per_device, int(budget_bytes // max(int(per_chip_bytes), 1))))
     steps = -(-chips_per_device // fit)
     return -(-chips_per_device // steps)
+
+
+def chips_per_call(num_chips: int, chunk_size: int = 1, num_devices: int = 1) -> int:
+    """Chips of one jitted call of :func:`simulate_chips` on a CPU (the last call is padded to it).
+
+    A run of this many chips (or more) reuses the compilation of any other such run with the
+    same model, fault kind, chunk and input shape.
+
+    >>> chips_per_call(100), chips_per_call(7), chips_per_call(100, chunk_size=10), chips_per_call(100, 32)
+    (20, 7, 20, 32)
+    """
+    per_step = num_devices * min(chunk_size, -(-num_chips // num_devices))
+    steps = -(-num_chips // per_step)
+    return per_step * min(steps, max(1, CHIPS_PER_CALL // per_step))
 
 
 def _accelerator_chunk(step, args: tuple, chips_per_device: int) -> int:
@@ -184,9 +203,10 @@ def _prepare_module(model: nnx.Module, fault: Fault):
 
 
 def _map_chips(one_chip, chips, chunk_size, num_devices):
-    """``one_chip`` over one step's ``chips``: ``num_devices x chunk_size`` keys, vmapped per device."""
+    """``one_chip`` over one call's ``chips``: a sequential ``lax.map`` on each device, in chunks
+    of ``chunk_size`` vmapped chips (the chips of a call reuse one set of buffers)."""
     def local_chips(keys):
-        return jax.vmap(one_chip)(keys) if chunk_size > 1 else one_chip(keys[0])[None]
+        return jax.lax.map(one_chip, keys, batch_size=None if chunk_size == 1 else chunk_size)
 
     if num_devices == 1:
         return local_chips(chips)
@@ -379,21 +399,21 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     chunk = min(chunk, per_device)
     per_step = devices * chunk
     steps = -(-num_chips // per_step)
+    # One call for every chip inside the caller's jit and on accelerators; on a CPU calls of
+    # chips_per_call() chips (the same compiled call for any number of chips).
+    per_call = per_step * steps if traced or jax.default_backend() != "cpu" else chips_per_call(
+        num_chips, chunk, devices)
+    calls = -(-num_chips // per_call)
     # Chips beyond num_chips are padding, dropped below. Their key data is sliced on the host:
-    # a slice of a device array would be one more dispatched op per step.
-    chips = jax.random.key_data(chip_keys(key, steps * per_step))
+    # a slice of a device array would be one more dispatched op per call.
+    chips = jax.random.key_data(chip_keys(key, calls * per_call))
     chips = chips if traced else np.asarray(chips)
     run = make_step(static_fault, chunk, num_devices=devices, **statics)
     for start in range(0, x.shape[0], size):
         xs = x[start : start + size]
         if xs.shape[0] < size:  # the last slice, padded: every slice has one shape, one compilation
             xs = jnp.concatenate([xs, jnp.broadcast_to(xs[-1:], (size - xs.shape[0], *xs.shape[1:]))])
-        if traced:  # inside the caller's jit: one traced step in a loop, not `steps` inlined copies
-            out = jax.lax.map(lambda c, xs=xs, start=start: run(arrays, xs, c, samples, np.uint32(start), level),
-                              chips.reshape(steps, per_step, *chips.shape[1:]))
-            out = out.reshape(steps * per_step, *out.shape[2:])
-        else:
-            outs = [run(arrays, xs, chips[i * per_step : (i + 1) * per_step], samples, np.uint32(start), level)
-                    for i in range(steps)]
-            out = outs[0] if steps == 1 else jnp.concatenate(outs)
+        outs = [run(arrays, xs, chips[i * per_call : (i + 1) * per_call], samples, np.uint32(start), level)
+                for i in range(calls)]
+        out = outs[0] if calls == 1 else jnp.concatenate(outs)
         yield start, out[:num_chips, :, : min(size, x.shape[0] - start)]
