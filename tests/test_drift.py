@@ -174,8 +174,8 @@ def test_drift_on_chips_grows_with_time():
     for t in (0.0, HOUR, DECADE):
         out = simulate_chips(model, x, fault=fault, level=t, num_chips=3, num_samples=1, key=jax.random.key(1))
         dev[t] = float(jnp.mean(jnp.abs(out - clean[None, None])))
-    assert dev[0.0] == 0.0
-    assert 0.0 < dev[HOUR] < dev[DECADE]
+    assert dev[0.0] < 1e-6  # no drift: the fault-free model (jitted vs eager: float rounding only)
+    assert 1e-4 < dev[HOUR] < dev[DECADE], dev
 
 
 @pytest.mark.parametrize("task", ["digits", "mnist1d", "co2"])

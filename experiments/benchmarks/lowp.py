@@ -33,8 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chips import CEILING_FLOPS, ceiling_conv, dense_flops, interleaved_medians, machine_line  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root
+from experiments.benchmarks.common import (  # noqa: E402
+    CEILING_FLOPS, ceiling_conv, dense_flops, interleaved_medians, machine_line,
+)
 
 from invnorm_jax.faults import Fault, simulate_chips  # noqa: E402
 from invnorm_jax.models import build_model  # noqa: E402
