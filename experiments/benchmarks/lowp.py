@@ -163,6 +163,20 @@ def shape_rows() -> list[dict]:
 
 
 def rows(quick: bool) -> list[dict]:
+    """The rows for ``python -m experiments.benchmarks``: ``{"name", "figures", "note"}`` each."""
+    out = []
+    for r in table_rows(quick):
+        if r["table"] == "simulate":
+            out.append(dict(name=f"lowp {r['workload']} {r['mode']}", note=f"auto picks {r['auto']}",
+                            figures={"img/s": r["img_per_s"], "x float32": r["speedup"], "GOP/s": r["gops"],
+                                     "identical": float(r["identical"])}))
+        else:
+            out.append(dict(name=f"lowp resnet18 binary convs {r['mode']}", note="the 16 binary convs alone",
+                            figures={"GOP/s": r["gops"], "% int8 ceiling": r["pct_of_int8_ceiling"]}))
+    return out
+
+
+def table_rows(quick: bool) -> list[dict]:
     """Every row of the benchmark: simulate_chips per workload and mode, then the binary layers."""
     return [*simulate_rows("resnet18", quick), *simulate_rows("digits", quick), *layer_rows(quick)]
 
@@ -201,7 +215,7 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine_line()}")
     print(f"fault {FAULT}; median of {REPEATS} runs after a warm-up, contenders taking turns", flush=True)
-    print(format_table(shape_rows() if a.shapes else rows(a.quick)))
+    print(format_table(shape_rows() if a.shapes else table_rows(a.quick)))
     print(f"total {time.perf_counter() - start:.0f} s; load average at the end "
           + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
 
