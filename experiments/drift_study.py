@@ -138,7 +138,7 @@ def main(argv=None) -> int:
             report.plot_task(task, drift_only, args.out / f"{task}_drift.png")
     text = ("## Drift: the metric over time (mean over chips [95 % interval])\n\n" + drift_md
             + "\n\n## Every sweep: the metric averaged over its faulty levels\n" + sweep_md
-            + "\n\n## The proposed method vs noisy training\n\n" + comparison_markdown(comparison) + "\n")
+            + "\n\n" + comparison_markdown(comparison) + "\n")
     (args.out / "tables.md").write_text(text)
     (args.out / "study.json").write_text(json.dumps(dict(drift=drift_rows, sweeps=sweep_rows,
                                                          comparison=comparison_json(comparison)), indent=1))
