@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from invnorm_jax import ood
 from invnorm_jax.data.common import Split
 from invnorm_jax.faults import Fault, simulate_chips
-from invnorm_jax.evaluation import fault_of, healthy_chips, healthy_fault, is_deterministic
+from invnorm_jax.evaluation import fault_of, healthy_fault, is_deterministic
 from invnorm_jax.results import OODResult, OODShift
 
 
@@ -101,11 +101,12 @@ def evaluate_shifts(model, x, y, stages: dict, *, num_samples: int, key, determi
 
     Two :func:`~invnorm_jax.faults.simulate_chips` calls: the healthy model (``healthy``, a
     zero-level fault, default ``fault`` at level 0; ``healthy_chips`` identical chips, of which the
-    first is used) and ``num_chips`` chips carrying ``fault`` (at least ``healthy_chips`` simulated,
-the first ``num_chips`` used), each on every stage of every shift
+    first is used) and ``num_chips`` chips carrying ``fault``, each on every stage of every shift
     (:func:`shifted_inputs`) in slices of ``batch_size`` inputs (default: ``len(x)``). With a
-    sweep's fault kind, the test set's slice shape and the sweeps' ``chunk_size``, both reuse
-    the sweeps' compiled simulator.
+    sweep's fault kind, the test set's slice shape and the sweeps' ``chunk_size``, the faulty
+    run reuses the sweeps' compiled call when ``num_chips`` fills one
+    (:func:`~invnorm_jax.faults.simulate.chips_per_call`). Neither pads its chips: the shifted
+    inputs are many, so a compilation costs less than simulating chips that are thrown away.
 
     Returns:
       ``{shift: {"healthy": [row per stage], "faulty": [row per stage]}}`` (rows as in the
@@ -125,9 +126,7 @@ the first ``num_chips`` used), each on every stage of every shift
     if fault is None:
         return result
 
-    # At least a call's worth of chips (the first num_chips are used): the sweeps' compiled call.
-    out = simulate_chips(model, x_all, fault=fault, num_chips=max(int(num_chips), int(healthy_chips)),
-                         **common)[: int(num_chips)]
+    out = simulate_chips(model, x_all, fault=fault, num_chips=int(num_chips), **common)
     faulty = ood.block_scores(out, y, num_blocks)
     del out
     taus = [tau_healthy if calibration == "healthy" else ood.nll_threshold(cs[0].nll, threshold, q=q) for cs in faulty]
@@ -171,7 +170,7 @@ def run_ood(config, models: dict, split: Split, *, num_samples: dict[str, int], 
             key=jax.random.key(config.seed + 1), deterministic=is_deterministic(config, method),
             fault=fault, num_chips=int(s.num_chips), threshold=s.threshold, q=s.q, calibration=s.calibration,
             mean=split.mean if raw else None, std=split.std if raw else None, batch_size=config.eval.batch_size,
-            chunk_size=config.eval.chunk_size, healthy=healthy_fault(config), healthy_chips=healthy_chips(config),
+            chunk_size=config.eval.chunk_size, healthy=healthy_fault(config),
         )
         result.num_samples[method] = num_samples[method]
         for name, entry in per_shift.items():
