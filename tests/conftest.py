@@ -33,3 +33,17 @@ def _free_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+# Tests measured as the fast tier's slowest (pytest --durations on 2 cores): they run in the
+# slow tier, so that `pytest -m "not slow"` stays under five minutes. One node id per line.
+_SLOW_BY_MEASUREMENT = frozenset(
+    line.strip() for line in open(os.path.join(os.path.dirname(__file__), "slow_by_measurement.txt"))
+    if line.strip() and not line.startswith("#")
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in _SLOW_BY_MEASUREMENT:
+            item.add_marker(pytest.mark.slow)
