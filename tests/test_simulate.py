@@ -28,6 +28,7 @@ from flax import nnx
 
 from invnorm_jax.faults import Fault, FaultContext, chip_keys, number_fault_sites, sample_keys, simulate_chips
 from invnorm_jax.faults import models as fm
+from invnorm_jax.faults import chunking
 from invnorm_jax.faults import simulate as simulate_module
 from invnorm_jax.models.common import Call, global_avg_pool, hardtanh
 from invnorm_jax.nn import BinaryConv, QuantConv, QuantDense, norm_site
@@ -306,7 +307,7 @@ def test_traced_level_one_compilation_per_sweep(bnn, images, bnn_weights):
 def test_one_compilation_for_any_chip_count_and_any_number_of_slices(bnn, images, monkeypatch):
     """Calls of chips_per_call() chips: a fault-free call, 4, 9 and 13 chips (calls of 4, the
     last one padded) and twice the inputs in slices of the same shape compile one call."""
-    monkeypatch.setattr(simulate_module, "CHIPS_PER_CALL", 4)
+    monkeypatch.setattr(chunking, "CHIPS_PER_CALL", 4)
     base = simulate(bnn, images, WEIGHTS, num_chips=4)  # compiles the call of 4 chips
     twice = jnp.concatenate([images, images[::-1]])
     with _CountCompiles() as compiles:
@@ -381,9 +382,9 @@ def test_accelerator_chunk_follows_the_device_memory(bnn, images, bnn_weights, m
             return {"bytes_limit": self.limit, "bytes_in_use": 0}
 
     chosen = []
-    real = simulate_module.chunk_for_budget
+    real = chunking.chunk_for_budget
     monkeypatch.setattr(simulate_module.jax, "default_backend", lambda: "gpu")
-    monkeypatch.setattr(simulate_module, "chunk_for_budget", lambda *a, **k: chosen.append(real(*a, **k)) or chosen[-1])
+    monkeypatch.setattr(chunking, "chunk_for_budget", lambda *a, **k: chosen.append(real(*a, **k)) or chosen[-1])
     for limit in (1, 1 << 40):
         monkeypatch.setattr(simulate_module.jax, "local_devices", lambda limit=limit: [Device(limit)])
         np.testing.assert_allclose(simulate(bnn, images, WEIGHTS), bnn_weights, **TOL)

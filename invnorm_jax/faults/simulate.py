@@ -47,66 +47,9 @@ from invnorm_jax.faults.context import Fault, FaultContext, has_preactivation_si
 from invnorm_jax.faults.inject import check_fault_for_params, inject_paths, select_paths
 from invnorm_jax.functional.keys import example_keys
 
-#: Chips vmapped per step of the chip loop on a CPU, by fault site. Measured on the 2-core CPU
-#: (docs/benchmarks.md, digits ResNet, 25 chips x 10 samples x 360 images, chunks 1/5/10/25):
-#: one chip per step was fastest at both sites. Weight faults give every chip its own
-#: weights, so vmapped chips turn every conv into a grouped one (4x slower at chunk 5);
-#: pre-activation faults keep the weights shared, yet a bigger batch still lost (1.5x slower
-#: at chunk 5), and peak memory grows by about 80 MiB per chip of the chunk.
-DEFAULT_CHUNK = {"weights": 1, "preactivation": 1}
-#: Chips per jitted call on a CPU: a call maps over its chips with ``lax.map`` (one set of
-#: buffers for all of them; a call per chip paid 1.3-1.45x in fresh buffers, docs/benchmarks.md),
-#: and every call of this size reuses one compilation, whatever the number of chips.
-CHIPS_PER_CALL = 20
-#: On a GPU or TPU one small chip does not fill the device: as many chips per step as fit
-#: this share of the device's free memory (``INVNORM_CHIP_MEMORY``, a fraction, overrides it),
-#: at most :data:`MAX_ACCELERATOR_CHUNK`.
-ACCELERATOR_MEMORY_SHARE = 0.5
-MAX_ACCELERATOR_CHUNK = 128
-
-
-def chunk_for_budget(per_chip_bytes: int, budget_bytes: int, chips_per_device: int,
-                     max_chunk: int = MAX_ACCELERATOR_CHUNK) -> int:
-    """Chips per step on an accelerator: as many as ``budget_bytes`` holds, balanced over the steps.
-
-    >>> chunk_for_budget(10 << 20, 1 << 30, 100)   # 102 chips fit: one step of 100
-    100
-    >>> chunk_for_budget(40 << 20, 1 << 30, 100)   # 25 fit: 4 steps of 25
-    25
-    >>> chunk_for_budget(16 << 20, 1 << 30, 100)   # 64 fit: 2 steps of 50 (not 64 + 36 padded to 64)
-    50
-    """
-    fit = max(1, min(max_chunk, chips_per_device, int(budget_bytes // max(int(per_chip_bytes), 1))))
-    steps = -(-chips_per_device // fit)
-    return -(-chips_per_device // steps)
-
-
-def chips_per_call(num_chips: int, chunk_size: int = 1, num_devices: int = 1) -> int:
-    """Chips of one jitted call of :func:`simulate_chips` on a CPU (the last call is padded to it).
-
-    A run of this many chips (or more) reuses the compilation of any other such run with the
-    same model, fault kind, chunk and input shape.
-
-    >>> chips_per_call(100), chips_per_call(7), chips_per_call(100, chunk_size=10), chips_per_call(100, 32)
-    (20, 7, 20, 32)
-    """
-    per_step = num_devices * min(chunk_size, -(-num_chips // num_devices))
-    steps = -(-num_chips // per_step)
-    return per_step * min(steps, max(1, CHIPS_PER_CALL // per_step))
-
-
-def _accelerator_chunk(step, args: tuple, chips_per_device: int) -> int:
-    """:func:`chunk_for_budget` from the compiled one-chip step's memory and the device's free memory."""
-    import os
-
-    share = float(os.environ.get("INVNORM_CHIP_MEMORY", ACCELERATOR_MEMORY_SHARE))
-    stats = jax.local_devices()[0].memory_stats() or {}
-    if "bytes_limit" not in stats:
-        return min(chips_per_device, 8)  # the backend does not say: a modest vmap
-    free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
-    mem = step.lower(*args).compile().memory_analysis()
-    per_chip = mem.temp_size_in_bytes + mem.output_size_in_bytes if mem is not None else 64 << 20
-    return chunk_for_budget(per_chip, share * free, chips_per_device)
+from invnorm_jax.faults.chunking import (  # noqa: F401  (DEFAULT_CHUNK, CHIPS_PER_CALL: re-exported)
+    CHIPS_PER_CALL, DEFAULT_CHUNK, _accelerator_chunk, chips_per_call, chunk_for_budget,
+)
 
 
 def chip_keys(key: jax.Array, num_chips: int) -> jax.Array:
