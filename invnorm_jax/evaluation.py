@@ -30,7 +30,8 @@ from invnorm_jax import metrics, numerics
 from invnorm_jax.data.common import Split
 from invnorm_jax.faults import Fault
 from invnorm_jax.faults import drift as drift_lib
-from invnorm_jax.faults.simulate import chips_per_call, iter_simulate_chips
+from invnorm_jax.faults.compiling import chip_compiler_options
+from invnorm_jax.faults.simulate import iter_simulate_chips
 from invnorm_jax.nn import DETERMINISTIC_METHODS
 from invnorm_jax.results import Level, MethodResult
 
@@ -103,7 +104,7 @@ class LevelCache:
     A file is named by a hash of everything its per-chip values depend on (:meth:`key`): the
     model's weights, the test data, the config except its sweeps, OOD study and names, the
     fault (kind, site, per-inference) and the level, the versions of invnorm-jax and JAX, the
-    backend, the devices and ``XLA_FLAGS``. Any change (a retrained model, another ``eval.num_chips``,
+    backend, the devices, ``XLA_FLAGS`` and the chip steps' compiler options. Any change (a retrained model, another ``eval.num_chips``,
     ``eval.num_samples``, ``seed`` or fault) gives other names, so stale values are never
     read; a level is reused whatever the other levels of its sweep are, because chip ``i`` is
     the same chip at every level. Files are written atomically (a temporary file, then
@@ -154,11 +155,12 @@ def cache_base(model, config, split: Split, method: str) -> dict:
     from invnorm_jax import __version__, config as config_lib
 
     conf = {k: v for k, v in config_lib.to_dict(config).items() if k not in NOT_IN_KEY}
-    # Other kernels may round differently: values from another JAX, backend, device or XLA_FLAGS
-    # are not reused.
+    # Other kernels may round differently: values from another JAX, backend, device, XLA_FLAGS or
+    # optimization level of the chip steps are not reused.
     devices = f"{jax.local_device_count()} x {jax.devices()[0].device_kind}"
     return {"format": 1, "invnorm_jax": __version__, "jax": jax.__version__, "backend": jax.default_backend(),
-            "devices": devices, "xla_flags": os.environ.get("XLA_FLAGS", ""), "method": method, "config": conf,
+            "devices": devices, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "chip_compile": [list(item) for item in chip_compiler_options()], "method": method, "config": conf,
             "model": fingerprint(nnx.to_pure_dict(nnx.state(model))),
             "data": fingerprint(split.x_test, split.y_test, (split.extras or {}).get(TEST_MASK))}
 
@@ -196,15 +198,6 @@ def healthy_fault(config) -> Fault:
     for spec in (*config.sweeps.values(), *([config.ood.fault] if config.ood.get("fault") else [])):
         return fault_of(spec, 0.0)
     return Fault("additive", 0.0)
-
-
-def healthy_chips(config) -> int:
-    """Chips of a fault-free run: one call's worth (:func:`~invnorm_jax.faults.simulate.chips_per_call`).
-
-    Every chip of a zero-level fault is the same fault-free chip; a full call of them reuses the
-    sweeps' compiled call instead of compiling one of its own, for the price of a few chips.
-    """
-    return chips_per_call(int(config.eval.num_chips), int(config.eval.chunk_size or 1))
 
 
 def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | Sequence[str] = True,
@@ -248,8 +241,8 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
         return values
 
     healthy = cached("the fault-free run", lambda where: per_chip_metric(
-        model, x, y, metric, fault=healthy_fault(config), num_chips=healthy_chips(config), where=where,
-        **common)[:1], fault_free=True)
+        model, x, y, metric, fault=healthy_fault(config), num_chips=1, where=where, **common),
+        fault_free=True)
     result = MethodResult(fault_free=float(healthy[0]), num_chips=int(ev.num_chips), num_samples=num_samples)
     for name, sweep in config.sweeps.items():
         if not (sweeps is True or (sweeps and name in sweeps)):

@@ -96,17 +96,15 @@ def _rows(chip_scores, blocks, stages, taus) -> dict[str, list[list[dict]]]:
 def evaluate_shifts(model, x, y, stages: dict, *, num_samples: int, key, deterministic: bool = False,
                     fault: Fault | None = None, num_chips: int = 10, threshold: str = "mean", q: float = 0.95,
                     calibration: str = "chip", mean=None, std=None, batch_size=None, chunk_size=None,
-                    healthy: Fault | None = None, healthy_chips: int = 1) -> dict:
+                    healthy: Fault | None = None) -> dict:
     """OOD metrics of one model at every stage of ``stages``, healthy and (with ``fault``) on faulty chips.
 
-    Two :func:`~invnorm_jax.faults.simulate_chips` calls: the healthy model (``healthy``, a
-    zero-level fault, default ``fault`` at level 0; ``healthy_chips`` identical chips, of which the
-    first is used) and ``num_chips`` chips carrying ``fault``, each on every stage of every shift
-    (:func:`shifted_inputs`) in slices of ``batch_size`` inputs (default: ``len(x)``). With a
-    sweep's fault kind, the test set's slice shape and the sweeps' ``chunk_size``, the faulty
-    run reuses the sweeps' compiled call when ``num_chips`` fills one
-    (:func:`~invnorm_jax.faults.simulate.chips_per_call`). Neither pads its chips: the shifted
-    inputs are many, so a compilation costs less than simulating chips that are thrown away.
+    Two :func:`~invnorm_jax.faults.simulate_chips` calls: the healthy model (one chip of
+    ``healthy``, a zero-level fault, default ``fault`` at level 0) and ``num_chips`` chips carrying
+    ``fault``, each on every stage of every shift (:func:`shifted_inputs`) in slices of
+    ``batch_size`` inputs (default: ``len(x)``). With a sweep's fault kind, the test set's slice
+    shape and the sweeps' ``chunk_size``, both reuse the sweeps' compiled call (on a CPU a call
+    computes only its active chips: :func:`~invnorm_jax.faults.simulate.chips_per_call`).
 
     Returns:
       ``{shift: {"healthy": [row per stage], "faulty": [row per stage]}}`` (rows as in the
@@ -118,7 +116,7 @@ def evaluate_shifts(model, x, y, stages: dict, *, num_samples: int, key, determi
                   chunk_size=chunk_size)
     if healthy is None:
         healthy = Fault("additive", 0.0) if fault is None else dataclasses.replace(fault, level=0.0)
-    out = simulate_chips(model, x_all, fault=healthy, num_chips=int(healthy_chips), **common)[:1]
+    out = simulate_chips(model, x_all, fault=healthy, num_chips=1, **common)
     healthy = ood.block_scores(out, y, num_blocks)
     tau_healthy = ood.nll_threshold(healthy[0][0].nll, threshold, q=q)
     rows = _rows(healthy, blocks, stages, [tau_healthy])

@@ -11,6 +11,8 @@ import os
 _FAST_COMPILE = "--xla_backend_optimization_level=0"
 if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FAST_COMPILE).strip()
+# The chip simulator passes its own level to its steps (invnorm_jax.faults.compiling): the same 0.
+os.environ.setdefault("INVNORM_XLA_OPT_LEVEL", "0")
 
 # The CLI turns on JAX's persistent compilation cache under runs/; the tests stay hermetic.
 os.environ.setdefault("INVNORM_CACHE_DIR", "none")

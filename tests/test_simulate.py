@@ -305,31 +305,70 @@ def test_traced_level_one_compilation_per_sweep(bnn, images, bnn_weights):
 
 
 def test_one_compilation_for_any_chip_count_and_any_number_of_slices(bnn, images, monkeypatch):
-    """Calls of chips_per_call() chips: a fault-free call, 4, 9 and 13 chips (calls of 4, the
-    last one padded) and twice the inputs in slices of the same shape compile one call."""
+    """Calls of chips_per_call() chips: a fault-free chip, 1, 3, 4, 9 and 13 chips (calls of 4 whose
+    active chips are a traced count) and twice the inputs in slices of the same shape compile one call."""
     monkeypatch.setattr(chunking, "CHIPS_PER_CALL", 4)
     base = simulate(bnn, images, WEIGHTS, num_chips=4)  # compiles the call of 4 chips
     twice = jnp.concatenate([images, images[::-1]])
     with _CountCompiles() as compiles:
-        healthy = simulate(bnn, images, WEIGHTS, num_chips=4, level=0.0)
+        healthy = simulate(bnn, images, WEIGHTS, num_chips=1, level=0.0)
+        one, three = simulate(bnn, images, WEIGHTS, num_chips=1), simulate(bnn, images, WEIGHTS, num_chips=3)
         nine = simulate(bnn, images, WEIGHTS, num_chips=9)
         more = simulate(bnn, images, WEIGHTS, num_chips=13)
         sliced = simulate(bnn, twice, WEIGHTS, num_chips=4, batch_size=len(images))
     assert compiles.count == 0, f"{compiles.count} compilations; the compiled call should be reused"
     np.testing.assert_array_equal(nine[:4], base)  # chip i is chip i, in whichever call
     np.testing.assert_array_equal(more[:9], nine)
-    np.testing.assert_allclose(healthy[3], fault_free(bnn, images), **TOL)
+    np.testing.assert_array_equal(three, base[:3])
+    np.testing.assert_array_equal(one, base[:1])
+    assert one.shape[0] == 1 and three.shape[0] == 3
+    np.testing.assert_allclose(healthy[0], fault_free(bnn, images), **TOL)
     np.testing.assert_array_equal(sliced[:, :, : len(images)], base)
     assert sliced.shape == (4, SAMPLES, 2 * len(images), 3) and more.shape[0] == 13
     np.testing.assert_allclose(more, python_loop(bnn, images, WEIGHTS, num_chips=13), **TOL)
 
 
+def test_compile_effort_changes_compile_options_not_outputs(bnn, images, bnn_weights, monkeypatch):
+    """INVNORM_XLA_OPT_LEVEL picks the chip steps' XLA level (a separate compilation each); the
+    outputs agree to float32 rounding at every level (XLA may fuse and vectorize differently)."""
+    from invnorm_jax.faults.compiling import chip_compiler_options
+
+    for value, want in [("", 1), ("auto", 1), ("2", 2), ("default", None)]:
+        monkeypatch.setenv("INVNORM_XLA_OPT_LEVEL", value)
+        assert chip_compiler_options("cpu") == (() if want is None else (("xla_backend_optimization_level", want),))
+    monkeypatch.setenv("INVNORM_XLA_OPT_LEVEL", "auto")
+    assert chip_compiler_options("gpu") == ()  # accelerators keep XLA's default
+    for bad in ("4", "fast", "-1"):
+        monkeypatch.setenv("INVNORM_XLA_OPT_LEVEL", bad)
+        with pytest.raises(ValueError, match=r"INVNORM_XLA_OPT_LEVEL=.*expected 0, 1, 2, 3"):
+            simulate(bnn, images, WEIGHTS)
+    for value in ("1", "default"):
+        monkeypatch.setenv("INVNORM_XLA_OPT_LEVEL", value)
+        with _CountCompiles() as compiles:
+            out = simulate(bnn, images, WEIGHTS)
+        assert compiles.count == 1, f"level {value}: {compiles.count} compilations, expected its own one"
+        np.testing.assert_allclose(out, bnn_weights, **TOL)
+
+
 def test_chips_per_call():
     per_call = simulate_module.chips_per_call
-    assert per_call(100) == simulate_module.CHIPS_PER_CALL == 20
-    assert per_call(7) == 7  # fewer chips: one call of them all
-    assert per_call(100, 10) == 20 and per_call(100, 32) == 32  # whole chunks; at least one
-    assert per_call(100, 1, num_devices=4) == 20 and per_call(100, 8, num_devices=4) == 32
+    assert per_call() == simulate_module.CHIPS_PER_CALL == 20  # for any number of chips
+    assert per_call(10) == 20 and per_call(32) == 32 and per_call(3) == 18  # whole chunks; at least one
+    assert per_call(1, num_devices=4) == 20 and per_call(8, num_devices=4) == 32
+
+
+def test_a_small_run_keeps_the_chunk_and_the_compiled_call(bnn, images, monkeypatch):
+    """With chunk_size=3, runs of 1, 2 and 7 chips share one compiled call (of 6 chips, 2 chunks):
+    the chunk is not cut down to a small run's chips, and the chips equal those of a chunk-1 run."""
+    monkeypatch.setattr(chunking, "CHIPS_PER_CALL", 6)
+    seven = simulate(bnn, images, WEIGHTS, num_chips=7, chunk_size=3)
+    with _CountCompiles() as compiles:
+        one = simulate(bnn, images, WEIGHTS, num_chips=1, chunk_size=3)
+        two = simulate(bnn, images, WEIGHTS, num_chips=2, chunk_size=3)
+    assert compiles.count == 0, f"{compiles.count} compilations for a smaller run with the same chunk"
+    np.testing.assert_array_equal(one, seven[:1])
+    np.testing.assert_array_equal(two, seven[:2])
+    np.testing.assert_allclose(seven, simulate(bnn, images, WEIGHTS, num_chips=7, chunk_size=1), **TOL)
 
 
 def test_inside_a_callers_jit_the_step_is_traced_once(bnn, images, bnn_weights):

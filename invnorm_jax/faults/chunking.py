@@ -2,8 +2,8 @@
 
 Two sizes: the **chunk**, chips vmapped together (on a CPU by fault site, measured; on a GPU or
 TPU as many as fit a share of the free device memory), and the **call**, chips of one jitted
-call, mapped chunk by chunk with ``lax.map`` (on a CPU a fixed number, so that runs of any
-chip count share one compilation).
+call, looped over chunk by chunk (on a CPU a fixed number, of which a traced count is computed,
+so that runs of any chip count share one compilation).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["CHIPS_PER_CALL", "DEFAULT_CHUNK", "chips_per_call", "chunk_for_budge
 #: pre-activation faults keep the weights shared, yet a bigger batch still lost (1.5x slower
 #: at chunk 5), and peak memory grows by about 80 MiB per chip of the chunk.
 DEFAULT_CHUNK = {"weights": 1, "preactivation": 1}
-#: Chips per jitted call on a CPU: a call maps over its chips with ``lax.map`` (one set of
+#: Chips per jitted call on a CPU: a call loops over its chips (one set of
 #: buffers for all of them; a call per chip paid 1.3-1.45x in fresh buffers, docs/benchmarks.md),
 #: and every call of this size reuses one compilation, whatever the number of chips.
 CHIPS_PER_CALL = 20
@@ -48,18 +48,19 @@ def chunk_for_budget(per_chip_bytes: int, budget_bytes: int, chips_per_device: i
     return -(-chips_per_device // steps)
 
 
-def chips_per_call(num_chips: int, chunk_size: int = 1, num_devices: int = 1) -> int:
-    """Chips of one jitted call of :func:`simulate_chips` on a CPU (the last call is padded to it).
+def chips_per_call(chunk_size: int = 1, num_devices: int = 1) -> int:
+    """Chips of one jitted call of :func:`simulate_chips` on a CPU: :data:`CHIPS_PER_CALL` in whole
+    steps of ``num_devices x chunk_size`` chips, whatever the number of chips simulated.
 
-    A run of this many chips (or more) reuses the compilation of any other such run with the
-    same model, fault kind, chunk and input shape.
+    The call computes only the steps that hold its active chips (a traced count), so a run of
+    any number of chips reuses the compilation of any other run with the same model, fault kind,
+    chunk and input shape: a one-chip fault-free run, a sweep of 100 chips, an OOD study of 3.
 
-    >>> chips_per_call(100), chips_per_call(7), chips_per_call(100, chunk_size=10), chips_per_call(100, 32)
-    (20, 7, 20, 32)
+    >>> chips_per_call(), chips_per_call(chunk_size=10), chips_per_call(chunk_size=32), chips_per_call(3, 2)
+    (20, 20, 32, 18)
     """
-    per_step = num_devices * min(chunk_size, -(-num_chips // num_devices))
-    steps = -(-num_chips // per_step)
-    return per_step * min(steps, max(1, CHIPS_PER_CALL // per_step))
+    per_step = num_devices * chunk_size
+    return per_step * max(1, CHIPS_PER_CALL // per_step)
 
 
 def _accelerator_chunk(step, args: tuple, chips_per_device: int) -> int:

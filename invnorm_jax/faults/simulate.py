@@ -5,8 +5,8 @@
     outputs[chip, sample, batch, ...] =
       jit( map_chips( vmap_samples( forward(faulty_weights(chip_key), x, sample_key) ) ) )
 
-One jitted call maps over its chips with ``jax.lax.map``, ``chunk_size`` chips (vmapped) at a
-time, every MC sample of a chip at once; inside the caller's jit or on an accelerator one call
+One jitted call loops over its chips (``jax.lax.fori_loop`` up to a traced count of active
+chips), ``chunk_size`` chips (vmapped) at a time, every MC sample of a chip at once; inside the caller's jit or on an accelerator one call
 holds every chip, and on a CPU calls of :data:`CHIPS_PER_CALL` chips run one after the other
 (asynchronously), so that runs of any chip count share one compilation. The faulty weights are made inside the step
 from the chip's key (never as Python-side copies of the model); the MC samples share a chip's
@@ -18,10 +18,10 @@ With more than one device, each step's chips are split across devices with ``jax
 
 On a CPU the compiled call depends on the model, the fault's kind and site, ``num_samples``,
 the chunk and the shape of one slice of ``x``, and on nothing else: not on the level (traced),
-the number of chips (calls of :func:`chips_per_call` chips, the last one padded) or the number
-of inputs (slices of ``batch_size``, the last one padded). A fault-free run, every level of a
-sweep and an OOD study of at least :func:`chips_per_call` chips on the same slice shape share
-one compilation.
+the number of chips (calls of :func:`chips_per_call` chips whose count of active chips is
+traced: a call of 1 chip runs only that one) or the number of inputs (slices of ``batch_size``,
+the last one padded). A fault-free run of one chip, every level of a sweep and an OOD study
+on the same slice shape share one compilation.
 
 Two kinds of model: an NNX module with the library's call convention (its layers consult a
 :class:`FaultContext`), or any pure ``apply_fn(params, x, key)`` with a parameter pytree, whose
@@ -43,6 +43,7 @@ from flax import nnx
 from jax.sharding import Mesh, PartitionSpec
 
 from invnorm_jax._checks import ArgumentError, ArgumentTypeError, check_key, check_positive_int, describe
+from invnorm_jax.faults.compiling import chip_compiler_options
 from invnorm_jax.faults.context import Fault, FaultContext, has_preactivation_sites, number_fault_sites
 from invnorm_jax.faults.inject import check_fault_for_params, inject_paths, select_paths
 from invnorm_jax.functional.keys import example_keys
@@ -145,26 +146,49 @@ def _prepare_module(model: nnx.Module, fault: Fault):
     return nnx.split(copy)
 
 
-def _map_chips(one_chip, chips, chunk_size, num_devices):
-    """``one_chip`` over one call's ``chips``: a sequential ``lax.map`` on each device, in chunks
-    of ``chunk_size`` vmapped chips (the chips of a call reuse one set of buffers)."""
-    def local_chips(keys):
-        return jax.lax.map(one_chip, keys, batch_size=None if chunk_size == 1 else chunk_size)
+def _map_chips(one_chip, chips, chunk_size, num_devices, active):
+    """``one_chip`` over the first ``active`` of one call's ``chips`` (a traced count: one compiled
+    call serves any number of chips up to its size): a loop on each device over chunks of
+    ``chunk_size`` vmapped chips, writing into one output buffer (the chips of a call reuse one
+    set of buffers). The rows of inactive chips stay zero."""
+    def local_chips(keys, count, varying=()):
+        steps_max = keys.shape[0] // chunk_size
+        blocks = keys.reshape(steps_max, chunk_size, *keys.shape[1:])
+        run = (lambda k: one_chip(k[0])[None]) if chunk_size == 1 else jax.vmap(one_chip)
+        shape = jax.eval_shape(run, blocks[0])
+        out = jnp.zeros((steps_max, *shape.shape), shape.dtype)
+        if varying:  # inside shard_map: the buffer differs per device, as the loop's outputs do
+            out = jax.lax.pcast(out, varying, to="varying")
 
+        def body(i, out):
+            return jax.lax.dynamic_update_index_in_dim(out, run(blocks[i]), i, 0)
+
+        steps = jnp.minimum((count + chunk_size - 1) // chunk_size, steps_max)
+        out = jax.lax.fori_loop(0, steps, body, out)
+        return out.reshape(keys.shape[0], *shape.shape[1:])
+
+    active = jnp.asarray(active, jnp.int32)
     if num_devices == 1:
-        return local_chips(chips)
+        return local_chips(chips, active)
     mesh = Mesh(np.asarray(jax.devices()[:num_devices]), ("chips",))
+    per_device = chips.shape[0] // num_devices
+
+    def device_chips(keys, count):  # this device's block of chips: the active ones among them
+        first = jax.lax.axis_index("chips") * per_device
+        return local_chips(keys, jnp.clip(count - first, 0, per_device), varying=("chips",))
+
     return jax.shard_map(
-        local_chips, mesh=mesh, in_specs=PartitionSpec("chips"), out_specs=PartitionSpec("chips")
-    )(chips)
+        device_chips, mesh=mesh, in_specs=(PartitionSpec("chips"), PartitionSpec()), out_specs=PartitionSpec("chips")
+    )(chips, active)
 
 
 @functools.lru_cache(maxsize=64)
-def _module_step(graphdef, treedef, fault, chunk_size, deterministic, num_devices):
+def _module_step(graphdef, treedef, fault, chunk_size, deterministic, num_devices, options=()):
     """The jitted step of a library module: made once per static setting, so that a call in the
-    chip loop passes only arrays (no graphdef hashing per chip)."""
+    chip loop passes only arrays (no graphdef hashing per chip). ``options``: XLA compiler
+    options as items (:func:`~invnorm_jax.faults.compiling.chip_compiler_options`)."""
 
-    def chip_step(leaves, x, chips, samples, start, level):
+    def chip_step(leaves, x, chips, samples, start, level, active):
         state = jax.tree.unflatten(treedef, leaves)
         chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
 
@@ -178,16 +202,16 @@ def _module_step(graphdef, treedef, fault, chunk_size, deterministic, num_device
 
             return jax.vmap(one_sample)(samples)
 
-        return _map_chips(one_chip, chips, chunk_size, num_devices)
+        return _map_chips(one_chip, chips, chunk_size, num_devices, active)
 
-    return jax.jit(chip_step)
+    return jax.jit(chip_step, compiler_options=dict(options) or None)
 
 
 @functools.lru_cache(maxsize=64)
-def _function_step(apply_fn, names, bits, fault, chunk_size, num_devices):
+def _function_step(apply_fn, names, bits, fault, chunk_size, num_devices, options=()):
     """The jitted step of a function ``apply_fn(params, x, key)`` (as :func:`_module_step`)."""
 
-    def chip_step(params, x, chips, samples, start, level):
+    def chip_step(params, x, chips, samples, start, level, active):
         chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
 
         def one_chip(chip_key):
@@ -200,9 +224,9 @@ def _function_step(apply_fn, names, bits, fault, chunk_size, num_devices):
 
             return jax.vmap(one_sample)(samples)
 
-        return _map_chips(one_chip, chips, chunk_size, num_devices)
+        return _map_chips(one_chip, chips, chunk_size, num_devices, active)
 
-    return jax.jit(chip_step)
+    return jax.jit(chip_step, compiler_options=dict(options) or None)
 
 
 def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, num_chips: int = 100,
@@ -327,8 +351,9 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     samples = sample_keys(key, num_samples)
     x = jnp.asarray(x)
     size = x.shape[0] if batch_size is None else min(int(batch_size), x.shape[0])
-    # Inside the caller's jit (anything traced, the key included): a lax.map over the steps.
+    # Inside the caller's jit (anything traced, the key included): one loop over all the chips.
     traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((arrays, x, level, key)))
+    options = () if traced else chip_compiler_options()  # inside a caller's jit: the caller's compile
     if chunk_size is not None:
         chunk = int(chunk_size)
     elif jax.default_backend() == "cpu":
@@ -336,27 +361,29 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     elif traced:  # no compiled step to measure: a modest vmap
         chunk = 8
     else:
-        one = make_step(static_fault, 1, num_devices=devices, **statics)
+        one = make_step(static_fault, 1, num_devices=devices, options=options, **statics)
         one_chip = np.asarray(jax.random.key_data(chip_keys(key, devices)))
-        chunk = _accelerator_chunk(one, (arrays, x[:size], one_chip, samples, np.uint32(0), level), per_device)
-    chunk = min(chunk, per_device)
-    per_step = devices * chunk
-    steps = -(-num_chips // per_step)
+        chunk = _accelerator_chunk(one, (arrays, x[:size], one_chip, samples, np.uint32(0), level, np.int32(devices)),
+                                   per_device)
     # One call for every chip inside the caller's jit and on accelerators; on a CPU calls of
-    # chips_per_call() chips (the same compiled call for any number of chips).
-    per_call = per_step * steps if traced or jax.default_backend() != "cpu" else chips_per_call(
-        num_chips, chunk, devices)
+    # chips_per_call() chips (the same compiled call for any number of chips, so the chunk is
+    # not cut down to a small run's chips: a run of fewer chips computes one step's worth).
+    whole = traced or jax.default_backend() != "cpu"
+    chunk = min(chunk, per_device if whole else CHIPS_PER_CALL)
+    per_step = devices * chunk
+    per_call = per_step * -(-num_chips // per_step) if whole else chips_per_call(chunk, devices)
     calls = -(-num_chips // per_call)
-    # Chips beyond num_chips are padding, dropped below. Their key data is sliced on the host:
+    # Chips beyond num_chips fill the last call's shape; they are not computed (the call's
+    # active count) and their zero rows are dropped below. The key data is sliced on the host:
     # a slice of a device array would be one more dispatched op per call.
     chips = jax.random.key_data(chip_keys(key, calls * per_call))
     chips = chips if traced else np.asarray(chips)
-    run = make_step(static_fault, chunk, num_devices=devices, **statics)
+    run = make_step(static_fault, chunk, num_devices=devices, options=options, **statics)
     for start in range(0, x.shape[0], size):
         xs = x[start : start + size]
         if xs.shape[0] < size:  # the last slice, padded: every slice has one shape, one compilation
             xs = jnp.concatenate([xs, jnp.broadcast_to(xs[-1:], (size - xs.shape[0], *xs.shape[1:]))])
-        outs = [run(arrays, xs, chips[i * per_call : (i + 1) * per_call], samples, np.uint32(start), level)
-                for i in range(calls)]
+        outs = [run(arrays, xs, chips[i * per_call : (i + 1) * per_call], samples, np.uint32(start), level,
+                    np.int32(min(per_call, num_chips - i * per_call))) for i in range(calls)]
         out = outs[0] if calls == 1 else jnp.concatenate(outs)
         yield start, out[:num_chips, :, : min(size, x.shape[0] - start)]
