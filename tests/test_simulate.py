@@ -372,7 +372,7 @@ def test_a_small_run_keeps_the_chunk_and_the_compiled_call(bnn, images, monkeypa
 
 
 def test_inside_a_callers_jit_the_step_is_traced_once(bnn, images, bnn_weights):
-    """Under jit the chip loop is a lax.map: one chip_step in the program however many chips."""
+    """Under jit the chip loop is one loop: one chip_step in the program however many chips."""
     graphdef, state = nnx.split(bnn)
 
     def run(state, x):
@@ -382,6 +382,31 @@ def test_inside_a_callers_jit_the_step_is_traced_once(bnn, images, bnn_weights):
     text = str(jax.make_jaxpr(run)(state, images))
     assert text.count("name=chip_step") == 1, text.count("name=chip_step")
     np.testing.assert_allclose(np.asarray(jax.jit(run)(state, images)), bnn_weights, **TOL)
+
+
+def test_gradient_through_simulate_chips_inside_a_callers_jit():
+    """Inside a caller's jit every chip runs in a loop of static length, which reverse-mode
+    differentiation goes through; the gradient equals that of a Python loop over the chips'
+    faulty copies (faults.inject) and the samples."""
+    from invnorm_jax.faults import inject
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 3)), jnp.float32)
+    w0 = jnp.asarray(np.random.default_rng(1).normal(size=(3, 2)), jnp.float32)
+    apply_fn = lambda p, x, key: jnp.tanh(x @ p["w"])  # noqa: E731
+    fault = Fault("additive", 0.3)
+
+    def total(w):
+        return simulate_chips(apply_fn, x, params={"w": w}, fault=fault, num_chips=CHIPS, num_samples=SAMPLES,
+                              key=KEY).sum()
+
+    def loop(w):
+        chips, samples = chip_keys(KEY, CHIPS), sample_keys(KEY, SAMPLES)
+        return sum(apply_fn(inject({"w": w}, fault, chips[i]), x, jax.random.fold_in(samples[t], 0)).sum()
+                   for i in range(CHIPS) for t in range(SAMPLES))
+
+    grad = jax.jit(jax.grad(total))(w0)
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(jax.grad(loop)(w0)), rtol=1e-4, atol=1e-5)
+    assert np.abs(np.asarray(grad)).min() > 0
 
 
 def test_last_slice_is_padded_not_recompiled(bnn, images, bnn_weights):

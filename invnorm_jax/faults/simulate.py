@@ -150,7 +150,8 @@ def _map_chips(one_chip, chips, chunk_size, num_devices, active):
     """``one_chip`` over the first ``active`` of one call's ``chips`` (a traced count: one compiled
     call serves any number of chips up to its size): a loop on each device over chunks of
     ``chunk_size`` vmapped chips, writing into one output buffer (the chips of a call reuse one
-    set of buffers). The rows of inactive chips stay zero."""
+    set of buffers). The rows of inactive chips stay zero. ``active=None``: every chip, in a loop
+    of static length (a scan, so that a caller's ``jax.grad`` can go through it)."""
     def local_chips(keys, count, varying=()):
         steps_max = keys.shape[0] // chunk_size
         blocks = keys.reshape(steps_max, chunk_size, *keys.shape[1:])
@@ -163,11 +164,11 @@ def _map_chips(one_chip, chips, chunk_size, num_devices, active):
         def body(i, out):
             return jax.lax.dynamic_update_index_in_dim(out, run(blocks[i]), i, 0)
 
-        steps = jnp.minimum((count + chunk_size - 1) // chunk_size, steps_max)
+        steps = steps_max if count is None else jnp.minimum((count + chunk_size - 1) // chunk_size, steps_max)
         out = jax.lax.fori_loop(0, steps, body, out)
         return out.reshape(keys.shape[0], *shape.shape[1:])
 
-    active = jnp.asarray(active, jnp.int32)
+    active = None if active is None else jnp.asarray(active, jnp.int32)
     if num_devices == 1:
         return local_chips(chips, active)
     mesh = Mesh(np.asarray(jax.devices()[:num_devices]), ("chips",))
@@ -177,6 +178,9 @@ def _map_chips(one_chip, chips, chunk_size, num_devices, active):
         first = jax.lax.axis_index("chips") * per_device
         return local_chips(keys, jnp.clip(count - first, 0, per_device), varying=("chips",))
 
+    if active is None:
+        return jax.shard_map(lambda keys: local_chips(keys, None, varying=("chips",)), mesh=mesh,
+                             in_specs=PartitionSpec("chips"), out_specs=PartitionSpec("chips"))(chips)
     return jax.shard_map(
         device_chips, mesh=mesh, in_specs=(PartitionSpec("chips"), PartitionSpec()), out_specs=PartitionSpec("chips")
     )(chips, active)
@@ -383,7 +387,8 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
         xs = x[start : start + size]
         if xs.shape[0] < size:  # the last slice, padded: every slice has one shape, one compilation
             xs = jnp.concatenate([xs, jnp.broadcast_to(xs[-1:], (size - xs.shape[0], *xs.shape[1:]))])
+        # Inside a caller's jit every chip of the one call runs (None: a static loop).
         outs = [run(arrays, xs, chips[i * per_call : (i + 1) * per_call], samples, np.uint32(start), level,
-                    np.int32(min(per_call, num_chips - i * per_call))) for i in range(calls)]
+                    None if traced else np.int32(min(per_call, num_chips - i * per_call))) for i in range(calls)]
         out = outs[0] if calls == 1 else jnp.concatenate(outs)
         yield start, out[:num_chips, :, : min(size, x.shape[0] - start)]
