@@ -1,10 +1,10 @@
 """How hard XLA optimizes the chip simulator's compiled steps (:mod:`invnorm_jax.faults.simulate`).
 
-On a CPU a chip step's compilation is most of a small run's time (a quick demo compiles about
-fifty of them), and XLA's default backend optimization level (3) buys nothing for them at run
+On a CPU a chip step's compilation is most of a small run's time (a quick demo compiles 32 of
+them), and XLA's default backend optimization level (3) buys nothing for them at run
 time. Measured on the 2-core CPU (``docs/benchmarks.md``, "Compile effort"), level 1 against
-the default: the digits ResNet, M5 and LSTM steps compiled 1.3-1.8x faster and ran as fast
-(within the run-to-run noise, -10 % to +5 %); the binary ResNet-18 compiled 1.4x faster and
+the default: the digits ResNet, M5 and LSTM steps compiled 1.4-1.8x faster and ran as fast
+(within the run-to-run noise); the binary ResNet-18 compiled 1.4x faster and
 ran about 9 % slower, which matters only in hour-long paper-scale sweeps on a CPU.
 
 ``INVNORM_XLA_OPT_LEVEL`` overrides it: ``0``-``3``, or ``default`` for XLA's own choice.
