@@ -98,8 +98,9 @@ def normalize(y: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5,
         axes = tuple(range(1, grouped.ndim))
     else:
         axes = tuple(range(1, grouped.ndim - 2)) + (grouped.ndim - 1,)
-    # Two-pass variance: E[(y-m)^2] stays accurate when |mean| >> std, unlike E[y^2]-m^2;
-    # squared after an exact power-of-two rescale, so that 1e30 does not overflow.
+    # One pass for the statistics, on values shifted by each slice's first element (accurate
+    # when |mean| >> std, unlike a plain E[y^2]-m^2); redone after an exact power-of-two rescale
+    # where the squares overflowed or underflowed, so that 1e30 and 1e-30 standardize too.
     out = rearrange(standardize(grouped, axes, eps), "b ... g c -> b ... (g c)")
     return out.astype(y.dtype if dtype is None else dtype)
 

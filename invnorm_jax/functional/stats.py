@@ -9,11 +9,16 @@ Two float hazards, both removed exactly rather than with a tolerance:
 * squares overflow float32 from ``|y| ~ 2e19`` and underflow below ``1e-19``;
   :func:`power_of_two_rescale` scales each slice by a power of two (exact) so that its
   largest magnitude lies in ``[1, 2)`` before anything is squared.
+
+:func:`standardize` pays for the second only where it is needed: one pass over the shifted
+values gives the sum and the sum of squares, and a call whose sums of squares overflowed or
+underflowed is redone on rescaled values.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +62,66 @@ def power_of_two_rescale(centred: jax.Array, axes: tuple[int, ...]) -> tuple[jax
     return centred * factor, factor
 
 
+#: A slice whose sum of squared deviations is below this, or not finite, lost digits to
+#: underflow or overflow when squared: the call is then redone on power-of-two-rescaled values.
+_TINY = 2.0**-100
+#: Where ``eps f**2`` exceeds this, the rescaled variance (at most 4) is lost beside it.
+_EPS_ONLY = 2.0**64
+
+
+def _first(y: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+    return y[tuple(slice(0, 1) if a in axes else slice(None) for a in range(y.ndim))]
+
+
+def _statistics(y: jax.Array, axes: tuple[int, ...], eps):
+    """``(shifted, mean, f, r)``: ``y`` less each slice's first element, the mean of that, the
+    slice's power-of-two factor and ``1 / sqrt(var f**2 + eps f**2)`` (0 where that is 0)."""
+    n = math.prod(y.shape[a] for a in axes)
+    shifted = y - jax.lax.stop_gradient(_first(y, axes))
+    # One pass: the sum and the sum of squares of the shifted values. The shift by a member of
+    # the slice keeps E[d**2] - E[d]**2 accurate when |mean| >> std (flax's fast variance has
+    # no shift), and makes a constant slice exactly zero.
+    total = jnp.sum(shifted, axis=axes, keepdims=True)
+    squares = jnp.sum(jnp.square(shifted), axis=axes, keepdims=True)
+    lost = ~jnp.isfinite(squares) | (squares < _TINY)
+
+    def rescaled():  # rare (|y| beyond ~1e19 or spreads below ~1e-15): square f * shifted instead
+        scaled, factor = power_of_two_rescale(shifted, axes)
+        return factor, jnp.sum(jnp.square(scaled), axis=axes, keepdims=True)
+
+    factor, squares = jax.lax.cond(jnp.any(lost), rescaled, lambda: (jnp.ones_like(total), squares))
+    mean = total / n
+    mean_f = mean * factor
+    var_f = jnp.maximum(squares / n - mean_f * mean_f, 0.0)
+    # (eps f) f, not eps f**2: f**2 overflows for tiny slices, and 0 * inf would be NaN. Where
+    # eps f**2 dwarfs var f**2 (<= 4), r is 1 / (sqrt(eps) f): finite where eps f**2 is not.
+    eps_f = eps * factor * factor
+    den = var_f + eps_f
+    positive = den > 0  # rsqrt(0) is infinite: a constant slice with eps = 0 gets r = 0
+    r = jnp.where(positive, jax.lax.rsqrt(jnp.where(positive, den, 1.0)), 0.0)
+    eps_only = eps_f > _EPS_ONLY
+    r = jnp.where(eps_only, jax.lax.rsqrt(jnp.where(eps_only, eps, 1.0)) / factor, r)
+    return shifted, mean, factor, r
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _standardize(y: jax.Array, axes: tuple[int, ...], eps) -> jax.Array:
+    shifted, mean, factor, r = _statistics(y, axes, eps)
+    return (shifted - mean) * factor * r
+
+
+@_standardize.defjvp
+def _standardize_jvp(axes, primals, tangents):
+    """``d out = s (dy_c - out mean(out dy_c))`` with ``dy_c = dy - mean(dy)`` and ``s`` the
+    slice's ``1 / sqrt(var + eps)``: the analytic derivative (no gradient to ``eps``), two
+    reductions rather than the backward of every step above."""
+    (y, eps), (dy, _) = primals, tangents
+    shifted, mean, factor, r = _statistics(y, axes, eps)
+    out = (shifted - mean) * factor * r
+    centred = dy - jnp.mean(dy, axis=axes, keepdims=True)
+    return out, r * factor * (centred - out * jnp.mean(out * centred, axis=axes, keepdims=True))
+
+
 # One compiled program per shape when called eagerly (a dozen small ops otherwise); inlined
 # into any enclosing jit.
 @functools.partial(jax.jit, static_argnames=("axes",))
@@ -66,17 +131,18 @@ def standardize(y: jax.Array, axes: tuple[int, ...], eps) -> jax.Array:
     A constant slice gives exactly 0, also with ``eps = 0`` (never 0/0, and a finite gradient).
     ``y`` must be float32 or float64: cast narrower dtypes first.
 
+    The statistics take one pass over ``y``: the sum and the sum of squares of ``y`` less each
+    slice's first element (:func:`centre`'s shift). Where a sum of squares overflowed or
+    underflowed, the whole call is redone on values rescaled by a power of two
+    (:func:`power_of_two_rescale`; exact), inside a ``lax.cond``: under ``vmap`` both paths run.
+    The derivative is the analytic one (``eps`` gets none).
+
     >>> import numpy as np
     >>> y = standardize(jnp.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]), (1,), 0.0)
     >>> np.round(np.asarray(y, np.float64), 4).tolist()
     [[-1.2247, 0.0, 1.2247], [0.0, 0.0, 0.0]]
     """
-    scaled, factor = power_of_two_rescale(centre(y, axes), axes)
-    # (eps f) f, not eps f**2: f**2 overflows for tiny slices, and 0 * inf would be NaN.
-    var = jnp.mean(jnp.square(scaled), axis=axes, keepdims=True) + eps * factor * factor
-    # Double-where: rsqrt's gradient at 0 is infinite, so never evaluate it there.
-    positive = var > 0
-    return jnp.where(positive, scaled * jax.lax.rsqrt(jnp.where(positive, var, 1.0)), 0.0)
+    return _standardize(y, axes, jnp.asarray(eps, y.dtype))
 
 
 __all__ = ["centre", "power_of_two_rescale", "standardize"]
