@@ -113,6 +113,11 @@ def _uncommitted(a):
     return a
 
 
+#: Orbax is not safe for managers saving at once from several threads (a save's temporary
+#: folder was seen made twice): every orbax call of this module holds this lock.
+_ORBAX = threading.RLock()
+
+
 @contextlib.contextmanager
 def _orbax_log_held(pass_on: bool = True):
     """Hold orbax's log records (absl's logger) while checkpoints are read.
@@ -144,15 +149,39 @@ def _orbax_log_held(pass_on: bool = True):
                 log.debug("orbax, while reading checkpoints: %s", record.getMessage())
 
 
+#: Set by the main thread when a Ctrl-C (or an error) must stop work running in other threads
+#: (:func:`invnorm_jax.experiment.run_task` trains methods side by side).
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask every worker thread to stop at its next step or sweep level (they raise ``KeyboardInterrupt``)."""
+    _STOP.set()
+
+
+def clear_stop() -> None:
+    """Forget a :func:`request_stop` once the workers have stopped."""
+    _STOP.clear()
+
+
+def raise_if_stopped() -> None:
+    """In a worker thread, ``KeyboardInterrupt`` if :func:`request_stop` was called."""
+    if _STOP.is_set() and threading.current_thread() is not threading.main_thread():
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def interrupts_held():
     """Hold Ctrl-C (SIGINT) until the block ends, then deliver it.
 
     An interrupt so lands between training steps (or after a save), never while the model and
-    optimizer are half-updated, and the checkpoint saved on Ctrl-C is a whole step. Outside the main thread (where Python delivers no signals) the block runs as it is.
+    optimizer are half-updated, and the checkpoint saved on Ctrl-C is a whole step. Outside the
+    main thread (where Python delivers no signals) the block runs as it is, and a stop the main
+    thread requested (:func:`request_stop`) is delivered as a ``KeyboardInterrupt`` after it.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
+        raise_if_stopped()
         return
     received = []
     previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
@@ -175,7 +204,7 @@ class Checkpointer:
         self.directory = self.workdir / "checkpoints"
         # create=False: a restore (evaluate, sweep) leaves no empty folder behind; a save makes its step folder.
         # Listing the steps reads each one's metadata: a damaged one is reported by restore(), not logged here.
-        with _orbax_log_held(pass_on=False):
+        with _ORBAX, _orbax_log_held(pass_on=False):
             self.manager = ocp.CheckpointManager(
                 self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False)
             )
@@ -189,7 +218,8 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         """The step of the last complete checkpoint (unfinished saves do not count)."""
-        return self.manager.latest_step()
+        with _ORBAX:
+            return self.manager.latest_step()
 
     def unfinished_saves(self) -> list[int]:
         """Steps whose save was interrupted: a ``<step>.orbax-checkpoint-tmp`` folder is left."""
@@ -204,8 +234,9 @@ class Checkpointer:
 
     def save(self, step: int, model, optimizer=None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.manager.save(step, args=ocp.args.StandardSave(self._tree(model, optimizer)), force=True)
-        self.manager.wait_until_finished()
+        with _ORBAX:
+            self.manager.save(step, args=ocp.args.StandardSave(self._tree(model, optimizer)), force=True)
+            self.manager.wait_until_finished()
 
     def _pick_step(self, step: int | None) -> int:
         complete = sorted(self.manager.all_steps())
@@ -270,7 +301,7 @@ class Checkpointer:
           CheckpointMissingError, CheckpointIncompatibleError, CheckpointCorruptError: see the
           module docstring; each message names the folder and the fix.
         """
-        with _orbax_log_held():
+        with _ORBAX, _orbax_log_held():
             step = self._pick_step(step)
             target = self._tree(model, optimizer)
             self._check_compatible(step, target)
@@ -295,4 +326,5 @@ class Checkpointer:
         return restored
 
     def close(self) -> None:
-        self.manager.close()
+        with _ORBAX:
+            self.manager.close()
