@@ -27,6 +27,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from invnorm_jax import metrics, numerics
+from invnorm_jax.checkpoint import raise_if_stopped
 from invnorm_jax.data.common import Split
 from invnorm_jax.faults import Fault
 from invnorm_jax.faults import drift as drift_lib
@@ -249,6 +250,7 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
             continue
         rows = []
         for level in tqdm(sweep.levels, desc=f"{config.name}/{method}/{name}", disable=not progress, leave=False):
+            raise_if_stopped()  # a worker thread of run_task: the main thread was interrupted
             if float(level) == 0.0 and reuse_fault_free:  # no fault: every chip is the fault-free run
                 per_chip = np.full(int(ev.num_chips), healthy[0])
             else:

@@ -16,15 +16,20 @@ Every finished sweep level is kept in ``workdir/<method>/sweep_levels`` as it co
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
+import os
 import pathlib
 import time
 from collections.abc import Sequence
 
+import jax
 from flax import nnx
 
 from invnorm_jax import config as config_lib
+from invnorm_jax._checks import ArgumentError
+from invnorm_jax.checkpoint import clear_stop, request_stop
 from invnorm_jax.data import AUGMENTATIONS, get_dataset
 from invnorm_jax.data.common import Split
 from invnorm_jax.evaluation import LevelCache, evaluate_method, num_samples_of
@@ -111,9 +116,30 @@ def task_result(config) -> TaskResult:
     )
 
 
+def method_workers(num_methods: int) -> int:
+    """How many methods :func:`run_task` trains and evaluates side by side.
+
+    ``INVNORM_WORKERS`` if set; else on a CPU 2 (when the machine has 2 cores or more), so that
+    one method's XLA compilation, which uses one core, overlaps another's training or sweeps;
+    else 1 (an accelerator's chip steps size their chunks to its free memory, one at a time).
+    The results do not depend on it: each method has its own keys and models.
+
+    Raises:
+      ArgumentError: ``INVNORM_WORKERS`` not a positive integer.
+    """
+    text = os.environ.get("INVNORM_WORKERS", "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ArgumentError(f"INVNORM_WORKERS={text!r} must be a positive integer (1: one method at a time).")
+        workers = int(text)
+    else:
+        workers = 2 if jax.default_backend() == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+    return max(1, min(workers, num_methods))
+
+
 def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_models: bool = True,
              sweeps: bool | Sequence[str] = True, ood: bool = True, progress: bool = True,
-             resume_sweeps: bool = True) -> TaskResult:
+             resume_sweeps: bool = True, workers: int | None = None) -> TaskResult:
     """Train (or load) each method once, evaluate it, and run the OOD study on the same models.
 
     Args:
@@ -126,6 +152,9 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
       progress: progress bars.
       resume_sweeps: keep each finished sweep level in ``workdir/<method>/sweep_levels`` and
         reuse the ones a previous (interrupted) run of the same model and evaluation finished.
+      workers: methods run side by side in threads (default :func:`method_workers`). A Ctrl-C
+        or an error in one stops the others at their next training step or sweep level, each
+        with its checkpoint saved.
     """
     methods = check_methods(config, methods)
     split = load_data(config)
@@ -133,7 +162,8 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
     if sweeps is not True:
         result.sweeps = {n: s for n, s in result.sweeps.items() if sweeps and n in sweeps}
     models = {}
-    for method in methods:
+
+    def run_method(method):
         wd = pathlib.Path(workdir) / method
         start = time.perf_counter()
         if train_models:
@@ -144,9 +174,27 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
         cache = LevelCache(wd / "sweep_levels") if resume_sweeps else None
         entry = evaluate_method(model, config, split, method, sweeps=sweeps, progress=progress, cache=cache)
         entry.seconds = {"train": round(trained - start, 1), "evaluate": round(time.perf_counter() - trained, 1)}
-        result.methods[method] = entry
-        models[method] = model
         log.info("%s/%s: fault-free %s = %.4f", config.name, method, config.metric, entry.fault_free)
+        return entry, model
+
+    workers = method_workers(len(methods)) if workers is None else max(1, min(int(workers), len(methods)))
+    if workers == 1:
+        done = {method: run_method(method) for method in methods}
+    else:
+        clear_stop()  # a stop left by an earlier run (a second Ctrl-C while its workers were stopping)
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="invnorm-method") as pool:
+            futures = {method: pool.submit(run_method, method) for method in methods}
+            try:
+                done = {method: futures[method].result() for method in methods}
+            except BaseException:  # Ctrl-C here, or a method's error: stop the others, checkpoints saved
+                request_stop()
+                for future in futures.values():
+                    future.cancel()
+                concurrent.futures.wait(list(futures.values()))
+                clear_stop()
+                raise
+    for method in methods:
+        result.methods[method], models[method] = done[method]
     if ood and config.ood.shifts:
         from invnorm_jax.ood_eval import run_ood
 
