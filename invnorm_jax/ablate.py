@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from invnorm_jax import config as config_lib
-from invnorm_jax.experiment import run_task
+from invnorm_jax.experiment import in_workers, method_workers, run_task
 from invnorm_jax.report import write_ablation
 from invnorm_jax.results import TaskResult
 
@@ -91,11 +91,16 @@ def run_ablations(spec: str, out, *, variant: str | None = None, overrides=(), p
     rows = ablations_for(base)
     configs = [config_lib.load_config(spec, variant, (*overrides, *a.overrides)) for a in rows]  # all checked first
     default = run_task(base, out / "default", ood=False, progress=progress)
-    table = []
-    for ablation, config in zip(rows, configs):
+
+    def run_row(row):  # rows side by side (method_workers), each of one method
+        ablation, config = row
         workdir = out / ablation.name.replace(" ", "_").replace("=", "-") if ablation.training else out / "default"
-        task = run_task(config, workdir, methods=[ablation.method], sweeps=ablation.sweeps or True, ood=False,
-                        progress=progress)
+        return run_task(config, workdir, methods=[ablation.method], sweeps=ablation.sweeps or True, ood=False,
+                        progress=progress, workers=1)
+
+    tasks = in_workers(run_row, list(zip(rows, configs)), method_workers(len(rows)))
+    table = []
+    for ablation, task in zip(rows, tasks):
         for sweep in task.sweeps:
             table.append({"ablation": ablation.name, "what": ablation.what, "method": ablation.method,
                           "sweep": sweep, **compare(default, task, ablation.method, sweep)})

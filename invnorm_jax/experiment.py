@@ -137,6 +137,32 @@ def method_workers(num_methods: int) -> int:
     return max(1, min(workers, num_methods))
 
 
+def in_workers(fn, items: Sequence, workers: int) -> list:
+    """``[fn(item) for item in items]``, ``workers`` at a time in threads (in order of ``items``).
+
+    A Ctrl-C in the main thread or an error in one call stops the others at their next training
+    step or sweep level (:func:`invnorm_jax.checkpoint.request_stop`: each saves its checkpoint
+    and raises ``KeyboardInterrupt``), cancels the calls not yet started, waits for the running
+    ones, and raises.
+    """
+    items = list(items)
+    workers = max(1, min(int(workers), len(items)))
+    if workers == 1:
+        return [fn(item) for item in items]
+    clear_stop()  # a stop left by an earlier run (a second Ctrl-C while its workers were stopping)
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="invnorm-method") as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:  # Ctrl-C here, or an error of one call: stop the others, checkpoints saved
+            request_stop()
+            for future in futures:
+                future.cancel()
+            concurrent.futures.wait(futures)
+            clear_stop()
+            raise
+
+
 def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_models: bool = True,
              sweeps: bool | Sequence[str] = True, ood: bool = True, progress: bool = True,
              resume_sweeps: bool = True, workers: int | None = None) -> TaskResult:
@@ -177,22 +203,8 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
         log.info("%s/%s: fault-free %s = %.4f", config.name, method, config.metric, entry.fault_free)
         return entry, model
 
-    workers = method_workers(len(methods)) if workers is None else max(1, min(int(workers), len(methods)))
-    if workers == 1:
-        done = {method: run_method(method) for method in methods}
-    else:
-        clear_stop()  # a stop left by an earlier run (a second Ctrl-C while its workers were stopping)
-        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="invnorm-method") as pool:
-            futures = {method: pool.submit(run_method, method) for method in methods}
-            try:
-                done = {method: futures[method].result() for method in methods}
-            except BaseException:  # Ctrl-C here, or a method's error: stop the others, checkpoints saved
-                request_stop()
-                for future in futures.values():
-                    future.cancel()
-                concurrent.futures.wait(list(futures.values()))
-                clear_stop()
-                raise
+    workers = method_workers(len(methods)) if workers is None else int(workers)
+    done = dict(zip(methods, in_workers(run_method, methods, workers)))
     for method in methods:
         result.methods[method], models[method] = done[method]
     if ood and config.ood.shifts:
