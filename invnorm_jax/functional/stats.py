@@ -64,6 +64,7 @@ def power_of_two_rescale(centred: jax.Array, axes: tuple[int, ...]) -> tuple[jax
 
 #: A slice whose sum of squared deviations is below this, or not finite, lost digits to
 #: underflow or overflow when squared: the call is then redone on power-of-two-rescaled values.
+#: A constant slice (sum 0) takes that path too; it is rare, and 0 is its exact result on both.
 _TINY = 2.0**-100
 #: Where ``eps f**2`` exceeds this, the rescaled variance (at most 4) is lost beside it.
 _EPS_ONLY = 2.0**64
