@@ -24,6 +24,12 @@ import jax
 import jax.numpy as jnp
 
 
+def _shift_by_first(y: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+    """``y`` less each slice's first element (a constant of the slice: no gradient through it)."""
+    first = y[tuple(slice(0, 1) if a in axes else slice(None) for a in range(y.ndim))]
+    return y - jax.lax.stop_gradient(first)
+
+
 def centre(y: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     """``y - mean(y)`` over ``axes``; exactly zero wherever a slice is constant.
 
@@ -33,8 +39,7 @@ def centre(y: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     >>> centre(jnp.full((1, 3), 0.1), (1,)).tolist()  # the float mean of three 0.1s is not 0.1
     [[0.0, 0.0, 0.0]]
     """
-    first = y[tuple(slice(0, 1) if a in axes else slice(None) for a in range(y.ndim))]
-    shifted = y - jax.lax.stop_gradient(first)
+    shifted = _shift_by_first(y, axes)
     return shifted - jnp.mean(shifted, axis=axes, keepdims=True)
 
 
@@ -70,15 +75,11 @@ _TINY = 2.0**-100
 _EPS_ONLY = 2.0**64
 
 
-def _first(y: jax.Array, axes: tuple[int, ...]) -> jax.Array:
-    return y[tuple(slice(0, 1) if a in axes else slice(None) for a in range(y.ndim))]
-
-
 def _statistics(y: jax.Array, axes: tuple[int, ...], eps):
     """``(shifted, mean, f, r)``: ``y`` less each slice's first element, the mean of that, the
     slice's power-of-two factor and ``1 / sqrt(var f**2 + eps f**2)`` (0 where that is 0)."""
     n = math.prod(y.shape[a] for a in axes)
-    shifted = y - jax.lax.stop_gradient(_first(y, axes))
+    shifted = _shift_by_first(y, axes)
     # One pass: the sum and the sum of squares of the shifted values. The shift by a member of
     # the slice keeps E[d**2] - E[d]**2 accurate when |mean| >> std (flax's fast variance has
     # no shift), and makes a constant slice exactly zero.
