@@ -204,9 +204,8 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
         return entry, model
 
     workers = method_workers(len(methods)) if workers is None else int(workers)
-    done = dict(zip(methods, in_workers(run_method, methods, workers)))
-    for method in methods:
-        result.methods[method], models[method] = done[method]
+    for method, (entry, model) in zip(methods, in_workers(run_method, methods, workers)):
+        result.methods[method], models[method] = entry, model
     if ood and config.ood.shifts:
         from invnorm_jax.ood_eval import run_ood
 
