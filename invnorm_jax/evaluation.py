@@ -104,8 +104,9 @@ class LevelCache:
 
     A file is named by a hash of everything its per-chip values depend on (:meth:`key`): the
     model's weights, the test data, the config except its sweeps, OOD study and names, the
-    fault (kind, site, per-inference) and the level, the versions of invnorm-jax and JAX, the
-    backend, the devices, ``XLA_FLAGS`` and the chip steps' compiler options. Any change (a retrained model, another ``eval.num_chips``,
+    fault (kind, site, per-inference) and the level, the faults the compiled chip step serves
+    (:func:`program_faults`), the versions of invnorm-jax and JAX, the backend, the devices,
+    ``XLA_FLAGS`` and the chip steps' compiler options. Any change (a retrained model, another ``eval.num_chips``,
     ``eval.num_samples``, ``seed`` or fault) gives other names, so stale values are never
     read; a level is reused whatever the other levels of its sweep are, because chip ``i`` is
     the same chip at every level. Files are written atomically (a temporary file, then
@@ -161,7 +162,10 @@ def cache_base(model, config, split: Split, method: str) -> dict:
     devices = f"{jax.local_device_count()} x {jax.devices()[0].device_kind}"
     return {"format": 1, "invnorm_jax": __version__, "jax": jax.__version__, "backend": jax.default_backend(),
             "devices": devices, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "chip_compile": [list(item) for item in chip_compiler_options()], "method": method, "config": conf,
+            "chip_compile": [list(item) for item in chip_compiler_options()],
+            # The faults the compiled step serves (the sweeps are not in "config"): another set is
+            # another program, which may round differently.
+            "program": [dataclasses.asdict(f) for f in program_faults(config)], "method": method, "config": conf,
             "model": fingerprint(nnx.to_pure_dict(nnx.state(model))),
             "data": fingerprint(split.x_test, split.y_test, (split.extras or {}).get(TEST_MASK))}
 
@@ -189,12 +193,23 @@ def fault_of(spec, level: float = 0.0) -> Fault:
                  per_inference=spec.get("per_inference", False), drift=drift_lib.drift_model(drift))
 
 
+def program_faults(config) -> tuple[Fault, ...]:
+    """Every fault a config's chips are simulated with: its sweeps' and its OOD fault's (levels 0).
+
+    Passed as ``compile_for`` to the chip simulator, so that one compiled step per model serves
+    every sweep, the fault-free run and the OOD study, the fault picked at run time.
+    """
+    specs = (*config.sweeps.values(), *([config.ood.fault] if config.ood.get("fault") else []))
+    return tuple(dict.fromkeys(fault_of(spec, 0.0) for spec in specs))
+
+
 def healthy_fault(config) -> Fault:
     """The fault of a config's fault-free runs: its first sweep's (or OOD fault's) kind at level 0.
 
     A zero-level fault is no fault (every kind, both sites), so the fault-free metric is exact;
     taking a sweep's kind lets the fault-free run, that sweep and the OOD study share one
-    compiled chip simulator (:mod:`invnorm_jax.faults.simulate`).
+    compiled chip simulator (:mod:`invnorm_jax.faults.simulate`); with :func:`program_faults` every
+    sweep shares it too.
     """
     for spec in (*config.sweeps.values(), *([config.ood.fault] if config.ood.get("fault") else [])):
         return fault_of(spec, 0.0)
@@ -227,7 +242,8 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
     deterministic = is_deterministic(config, method)
     num_samples = num_samples_of(config, method)
     common = dict(num_samples=num_samples, key=jax.random.key(config.seed + 1), deterministic=deterministic,
-                  batch_size=ev.batch_size, chunk_size=ev.chunk_size, mask=(split.extras or {}).get(TEST_MASK))
+                  batch_size=ev.batch_size, chunk_size=ev.chunk_size, mask=(split.extras or {}).get(TEST_MASK),
+                  compile_for=program_faults(config))
     common["check_finite"] = numerics.check_finite_enabled(check_finite)
     x, y, metric = split.x_test, split.y_test, config.metric
     base = cache_base(model, config, split, method) if cache is not None else None

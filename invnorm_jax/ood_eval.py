@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from invnorm_jax import ood
 from invnorm_jax.data.common import Split
 from invnorm_jax.faults import Fault, simulate_chips
-from invnorm_jax.evaluation import fault_of, healthy_fault, is_deterministic
+from invnorm_jax.evaluation import fault_of, healthy_fault, is_deterministic, program_faults
 from invnorm_jax.results import OODResult, OODShift
 
 
@@ -96,15 +96,16 @@ def _rows(chip_scores, blocks, stages, taus) -> dict[str, list[list[dict]]]:
 def evaluate_shifts(model, x, y, stages: dict, *, num_samples: int, key, deterministic: bool = False,
                     fault: Fault | None = None, num_chips: int = 10, threshold: str = "mean", q: float = 0.95,
                     calibration: str = "chip", mean=None, std=None, batch_size=None, chunk_size=None,
-                    healthy: Fault | None = None) -> dict:
+                    healthy: Fault | None = None, compile_for=()) -> dict:
     """OOD metrics of one model at every stage of ``stages``, healthy and (with ``fault``) on faulty chips.
 
     Two :func:`~invnorm_jax.faults.simulate_chips` calls: the healthy model (one chip of
     ``healthy``, a zero-level fault, default ``fault`` at level 0) and ``num_chips`` chips carrying
     ``fault``, each on every stage of every shift (:func:`shifted_inputs`) in slices of
-    ``batch_size`` inputs (default: ``len(x)``). With a sweep's fault kind, the test set's slice
-    shape and the sweeps' ``chunk_size``, both reuse the sweeps' compiled call (on a CPU a call
-    computes only its active chips: :func:`~invnorm_jax.faults.simulate.chips_per_call`).
+    ``batch_size`` inputs (default: ``len(x)``). With the sweeps' ``compile_for``
+    (:func:`~invnorm_jax.evaluation.program_faults`), the test set's slice shape and the sweeps'
+    ``chunk_size``, both reuse the sweeps' compiled call (on a CPU a call computes only its
+    active chips: :func:`~invnorm_jax.faults.simulate.chips_per_call`).
 
     Returns:
       ``{shift: {"healthy": [row per stage], "faulty": [row per stage]}}`` (rows as in the
@@ -113,7 +114,7 @@ def evaluate_shifts(model, x, y, stages: dict, *, num_samples: int, key, determi
     x_all, blocks = shifted_inputs(x, stages, key=jax.random.fold_in(key, 1), mean=mean, std=std)
     num_blocks = len(x_all) // len(x)
     common = dict(num_samples=num_samples, key=key, deterministic=deterministic, batch_size=batch_size or len(x),
-                  chunk_size=chunk_size)
+                  chunk_size=chunk_size, compile_for=tuple(compile_for))
     if healthy is None:
         healthy = Fault("additive", 0.0) if fault is None else dataclasses.replace(fault, level=0.0)
     out = simulate_chips(model, x_all, fault=healthy, num_chips=1, **common)
@@ -168,7 +169,7 @@ def run_ood(config, models: dict, split: Split, *, num_samples: dict[str, int], 
             key=jax.random.key(config.seed + 1), deterministic=is_deterministic(config, method),
             fault=fault, num_chips=int(s.num_chips), threshold=s.threshold, q=s.q, calibration=s.calibration,
             mean=split.mean if raw else None, std=split.std if raw else None, batch_size=config.eval.batch_size,
-            chunk_size=config.eval.chunk_size, healthy=healthy_fault(config),
+            chunk_size=config.eval.chunk_size, healthy=healthy_fault(config), compile_for=program_faults(config),
         )
         result.num_samples[method] = num_samples[method]
         for name, entry in per_shift.items():

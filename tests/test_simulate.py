@@ -527,3 +527,69 @@ def test_bad_bits_on_a_layer_raise(vectors):
     broken.fc1.bits = 17  # past the constructor's check: the simulator must still refuse
     with pytest.raises(ValueError, match="bits=17"):
         simulate_chips(broken, vectors, fault=Fault("bit_flip", 0.1), num_chips=2, num_samples=1, key=KEY)
+
+
+# --------------------------------------------------------------------------- one step for every fault
+
+
+PER_INFERENCE = Fault("additive", 0.5, site="preactivation", per_inference=True)
+
+
+def test_compile_for_one_compilation_serves_every_fault_with_the_same_outputs(bnn, images, bnn_weights, bnn_preact):
+    """A step compiled for bit-flips, static and per-inference pre-activation noise (the kind picked at
+    run time) gives each fault's own outputs, compiles once, and level 0 stays the fault-free model."""
+    program = (WEIGHTS, PREACT, PER_INFERENCE)
+    with _CountCompiles() as compiles:
+        flips = simulate(bnn, images, WEIGHTS, compile_for=program)
+        first = compiles.count
+        preact = simulate(bnn, images, PREACT, compile_for=program)
+        reads = simulate(bnn, images, PER_INFERENCE, compile_for=program)
+        healthy = simulate(bnn, images, WEIGHTS, num_chips=1, level=0.0, compile_for=program)
+    assert first == 1 and compiles.count == 1, f"{compiles.count} compilations for one program of three faults"
+    np.testing.assert_allclose(flips, bnn_weights, **TOL)
+    np.testing.assert_allclose(preact, bnn_preact, **TOL)
+    np.testing.assert_allclose(reads, simulate(bnn, images, PER_INFERENCE), **TOL)
+    np.testing.assert_allclose(healthy[0], fault_free(bnn, images), **TOL)
+    assert not np.allclose(flips, preact) and not np.allclose(preact, reads)
+
+
+def test_compile_for_kbit_codes_mixes_integer_and_float_faults(mlp, vectors):
+    """Bit-flips keep the 8-bit codes integer, variations make them float: the switch promotes, the
+    values stay each fault's own (and equal a Python loop over chips)."""
+    program = (Fault("bit_flip", 0.05), Fault("additive", 0.2), Fault("uniform", 0.3), Fault("multiplicative", 0.2))
+    for fault in program:
+        both = simulate(mlp, vectors, fault, compile_for=program)
+        np.testing.assert_allclose(both, simulate(mlp, vectors, fault), **TOL)
+        np.testing.assert_allclose(both[:2], python_loop(mlp, vectors, fault, num_chips=2), **TOL)
+
+
+def test_compile_for_a_function_with_params():
+    """The functional path (any apply_fn): one step for bit-flips of the 1-bit signs and additive
+    variation, each equal to its own run."""
+    params = {"w": jnp.asarray(np.random.default_rng(3).standard_normal((6, 4)), jnp.float32)}
+    x = jnp.asarray(np.random.default_rng(4).standard_normal((5, 6)), jnp.float32)
+    apply_fn = lambda p, x, key: jnp.tanh(x @ p["w"])
+    program = (Fault("bit_flip", 0.3), Fault("additive", 0.5))
+    for fault in program:
+        run = lambda **kw: np.asarray(simulate_chips(apply_fn, x, params=params, fault=fault, bits=1, num_chips=4,
+                                                     num_samples=1, key=KEY, **kw))
+        np.testing.assert_allclose(run(compile_for=program), run(), **TOL)
+
+
+def test_fault_choice_keeps_binary_codes_only_if_every_choice_does():
+    from invnorm_jax.faults import FaultChoice
+    from invnorm_jax.nn.lowp import codes_stay_binary
+
+    chip = lambda *faults: FaultChoice(faults, jax.random.key(0), 0, 0.1)
+    assert codes_stay_binary(chip(WEIGHTS, PREACT, PER_INFERENCE))
+    assert not codes_stay_binary(chip(WEIGHTS, Fault("additive", 0.1)))
+
+
+def test_bad_compile_for_raises(bnn, mlp, images, vectors):
+    call = dict(num_samples=1, key=KEY, num_chips=2)
+    with pytest.raises(TypeError, match="compile_for=.*must be a list or tuple"):
+        simulate_chips(bnn, images, fault=WEIGHTS, compile_for=PREACT, **call)
+    with pytest.raises(TypeError, match="compile_for holds 'bit_flip'"):
+        simulate_chips(bnn, images, fault=WEIGHTS, compile_for=("bit_flip",), **call)
+    with pytest.raises(ValueError, match="site='preactivation' needs binary activations"):
+        simulate_chips(mlp, vectors, fault=Fault("bit_flip", 0.1), compile_for=(PREACT,), **call)

@@ -1,6 +1,6 @@
 """Hardware non-idealities: fault models, the sites they hit, and the chip simulator."""
 
-from invnorm_jax.faults.context import Fault, FaultContext, has_preactivation_sites, number_fault_sites
+from invnorm_jax.faults.context import Fault, FaultChoice, FaultContext, has_preactivation_sites, number_fault_sites
 from invnorm_jax.faults.models import additive_variation, bit_flip, multiplicative_variation, stuck_at, uniform_noise
 from invnorm_jax.faults.inject import inject, path_name, select_paths
 from invnorm_jax.faults.simulate import DEFAULT_CHUNK, chip_keys, iter_simulate_chips, sample_keys, simulate_chips
@@ -8,6 +8,7 @@ from invnorm_jax.faults.simulate import DEFAULT_CHUNK, chip_keys, iter_simulate_
 __all__ = [
     "DEFAULT_CHUNK",
     "Fault",
+    "FaultChoice",
     "FaultContext",
     "additive_variation",
     "bit_flip",

@@ -13,6 +13,7 @@ same static faults, whatever the input or MC sample.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -154,9 +155,7 @@ class FaultContext:
         ``bits=None`` marks a full-precision layer, left alone unless
         ``include_full_precision``. Returns ``w`` unchanged at other sites.
         """
-        if self.fault.site != "weights":
-            return w
-        if bits is None and not self.fault.include_full_precision:
+        if not _touches_weights(self.fault, bits):
             return w
         return _apply_kind(self.fault, self._level, self._key(fault_id), w, bits=bits)
 
@@ -170,24 +169,108 @@ class FaultContext:
         """
         if self.fault.site != "preactivation":
             return x
+        scale, shift = self.preactivation_terms(fault_id, x, key=key)
+        # x's dtype is kept: a sweep's level is a float32 array, which would promote bfloat16.
+        y = x if scale is None else x * scale
+        return (y if shift is None else y + shift).astype(x.dtype)
+
+    def preactivation_terms(self, fault_id: int, x: jax.Array, *, key: jax.Array | None = None):
+        """``(scale, shift)``, so that :meth:`preactivation` is ``x * scale + shift`` (None: 1 or 0).
+
+        Per neuron (shape ``x.shape[1:]``) for static faults, per example (``x.shape``) for
+        ``per_inference`` ones; ``(None, None)`` at the other site.
+        """
+        if self.fault.site != "preactivation":
+            return None, None
         if self.fault.per_inference:
             if key is None:
                 raise ValueError("A per_inference preactivation fault needs the layer's key=.")
             keys = fold_in_each(fold_in_each(example_keys(key, x.shape[0]), fault_id), 0x5EED)
-            return jax.vmap(lambda k, xi: self._perturb(k, xi, xi.shape))(keys, x)
-        return self._perturb(self._key(fault_id), x, x.shape[1:])
+            return jax.vmap(lambda k: self._terms(k, x.shape[1:], x.dtype))(keys)
+        return self._terms(self._key(fault_id), x.shape[1:], x.dtype)
 
-    def _perturb(self, noise_key: jax.Array, x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-        """``x`` with noise of ``shape`` (broadcast over the rest) drawn from ``noise_key``."""
+    def _terms(self, noise_key: jax.Array, shape: tuple[int, ...], dtype):
+        """``(scale, shift)`` of noise of ``shape`` drawn from ``noise_key``."""
         # Preactivation sigma is in units of the normalized activation (unit std): no rescaling.
-        # x's dtype is kept: a sweep's level is a float32 array, which would promote bfloat16.
         if self.fault.kind == "uniform":
-            u = jax.random.uniform(noise_key, shape, dtype=x.dtype, minval=-1.0, maxval=1.0)
-            return (x + self._level * u).astype(x.dtype)
-        n = jax.random.normal(noise_key, shape, dtype=x.dtype)
+            return None, self._level * jax.random.uniform(noise_key, shape, dtype=dtype, minval=-1.0, maxval=1.0)
+        n = jax.random.normal(noise_key, shape, dtype=dtype)
         if self.fault.kind == "additive":
-            return (x + self._level * n).astype(x.dtype)
-        return (x * (1.0 + self._level * n)).astype(x.dtype)
+            return None, self._level * n
+        return 1.0 + self._level * n, None
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultChoice:
+    """One chip's realization of one of several faults (:class:`Fault`), picked at run time.
+
+    ``choices`` are static (their levels are ignored); ``index`` (a traced int) says which one this
+    call injects, at ``level``. Each hook is a ``lax.switch`` over the choices' hooks, so one
+    compiled chip simulator serves every fault kind and site of a config: its sweeps, its
+    fault-free run and its OOD study (:func:`~invnorm_jax.faults.simulate_chips`'s
+    ``compile_for``). Choice ``i`` draws exactly what ``FaultContext(choices[i], chip_key, level)``
+    draws.
+
+    >>> chip = FaultChoice((Fault("bit_flip", 0), Fault("additive", 0)), jax.random.key(0), 1, 0.0)
+    >>> chip.weights(0, jnp.ones(3), bits=1).tolist()  # choice 1, additive at level 0: unchanged
+    [1.0, 1.0, 1.0]
+    >>> FaultChoice((Fault("bit_flip", 0),), jax.random.key(0), 0, 1.0).weights(0, jnp.ones(3), bits=1).tolist()
+    [-1.0, -1.0, -1.0]
+    """
+
+    choices: tuple[Fault, ...]
+    chip_key: jax.Array
+    index: Any
+    level: Any = None
+
+    def _contexts(self):
+        return [FaultContext(f, self.chip_key, self.level) for f in self.choices]
+
+    def _switch(self, branches, *args):
+        """``branches[index](*args)``, each branch's outputs cast to one dtype and shape."""
+        if len(branches) == 1:
+            return branches[0](*args)
+        outs = jax.tree.leaves([jax.eval_shape(b, *args) for b in branches])
+        shape = jnp.broadcast_shapes(*(o.shape for o in outs))
+        dtype = jnp.result_type(*(o.dtype for o in outs))  # e.g. int codes under bit-flips, float under variation
+
+        def cast(branch):
+            return lambda *a: jax.tree.map(lambda v: jnp.broadcast_to(v, shape).astype(dtype), branch(*a))
+
+        return jax.lax.switch(jnp.asarray(self.index, jnp.int32), [cast(b) for b in branches], *args)
+
+    def weights(self, fault_id: int, w: jax.Array, *, bits: int | None) -> jax.Array:
+        """As :meth:`FaultContext.weights`, for the chosen fault."""
+        contexts = self._contexts()
+        if not any(_touches_weights(c.fault, bits) for c in contexts):
+            return w
+        return self._switch([functools.partial(c.weights, fault_id, bits=bits) for c in contexts], w)
+
+    def preactivation(self, fault_id: int, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        """As :meth:`FaultContext.preactivation`, for the chosen fault.
+
+        Only the noise is switched (per neuron for static faults), as ``(scale, shift)``; ``x *
+        scale + shift`` then fuses with the layers around it as a single fault's hook does. The
+        values are the chosen fault's own (a scale of 1 and a shift of 0 are exact).
+        """
+        contexts = self._contexts()
+        if not any(c.fault.site == "preactivation" for c in contexts):
+            return x
+
+        def terms(c):
+            def branch(x):
+                scale, shift = c.preactivation_terms(fault_id, x, key=key)
+                one = jnp.ones((), x.dtype)
+                return (one if scale is None else scale), (jnp.zeros((), x.dtype) if shift is None else shift)
+            return branch
+
+        scale, shift = self._switch([terms(c) for c in contexts], x)
+        return (x * scale + shift).astype(x.dtype)
+
+
+def _touches_weights(fault: Fault, bits: int | None) -> bool:
+    """Whether :meth:`FaultContext.weights` changes a layer's weights under ``fault`` (statically)."""
+    return fault.site == "weights" and (bits is not None or fault.include_full_precision)
 
 
 def number_fault_sites(model: nnx.Module) -> int:

@@ -44,7 +44,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from invnorm_jax._checks import ArgumentError, ArgumentTypeError, check_key, check_positive_int, describe
 from invnorm_jax.faults.compiling import chip_compiler_options
-from invnorm_jax.faults.context import Fault, FaultContext, has_preactivation_sites, number_fault_sites
+from invnorm_jax.faults.context import Fault, FaultChoice, FaultContext, has_preactivation_sites, number_fault_sites
 from invnorm_jax.faults.inject import check_fault_for_params, inject_paths, select_paths
 from invnorm_jax.functional.keys import example_keys
 
@@ -118,6 +118,24 @@ def _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size,
                             "(a single input is x[None]).")
 
 
+def _static(fault: Fault) -> Fault:
+    """``fault`` without its level (a compiled step's static part; the level is traced)."""
+    return dataclasses.replace(fault, level=0.0)
+
+
+def _program(fault: Fault, compile_for) -> tuple[Fault, ...]:
+    """The static faults one compiled step serves: those of ``compile_for``, in order, and ``fault``."""
+    if isinstance(compile_for, Fault) or not isinstance(compile_for, (list, tuple)):
+        raise ArgumentTypeError(f"compile_for={describe(compile_for)} must be a list or tuple of invnorm_jax.faults.Fault "
+                                "(e.g. the faults of every sweep), or () for none.")
+    for f in compile_for:
+        if not isinstance(f, Fault):
+            raise ArgumentTypeError(f"compile_for holds {describe(f)}: expected invnorm_jax.faults.Fault "
+                                    "instances, e.g. (Fault('bit_flip', 0), Fault('additive', 0, site='preactivation')).")
+    program = tuple(dict.fromkeys(_static(f) for f in compile_for))
+    return program if _static(fault) in program else (*program, _static(fault))
+
+
 def _prepare_module(model: nnx.Module, fault: Fault):
     """``(graphdef, state)`` of a numbered copy of ``model``; the caller's model is untouched."""
     name = type(model).__name__
@@ -187,17 +205,19 @@ def _map_chips(one_chip, chips, chunk_size, num_devices, active):
 
 
 @functools.lru_cache(maxsize=64)
-def _module_step(graphdef, treedef, fault, chunk_size, deterministic, num_devices, options=()):
+def _module_step(graphdef, treedef, program, chunk_size, deterministic, num_devices, options=()):
     """The jitted step of a library module: made once per static setting, so that a call in the
-    chip loop passes only arrays (no graphdef hashing per chip). ``options``: XLA compiler
-    options as items (:func:`~invnorm_jax.faults.compiling.chip_compiler_options`)."""
+    chip loop passes only arrays (no graphdef hashing per chip). ``program``: the static faults
+    it serves (level 0), ``choice`` picking one at run time; ``options``: XLA compiler options as
+    items (:func:`~invnorm_jax.faults.compiling.chip_compiler_options`)."""
 
-    def chip_step(leaves, x, chips, samples, start, level, active):
+    def chip_step(leaves, x, chips, samples, start, level, active, choice):
         state = jax.tree.unflatten(treedef, leaves)
         chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
 
         def one_chip(chip_key):
-            faults = FaultContext(fault, chip_key, level)
+            faults = (FaultContext(program[0], chip_key, level) if len(program) == 1
+                      else FaultChoice(program, chip_key, choice, level))
 
             def one_sample(sample_key):
                 model = nnx.merge(graphdef, state)
@@ -212,14 +232,16 @@ def _module_step(graphdef, treedef, fault, chunk_size, deterministic, num_device
 
 
 @functools.lru_cache(maxsize=64)
-def _function_step(apply_fn, names, bits, fault, chunk_size, num_devices, options=()):
+def _function_step(apply_fn, names, bits, program, chunk_size, num_devices, options=()):
     """The jitted step of a function ``apply_fn(params, x, key)`` (as :func:`_module_step`)."""
 
-    def chip_step(params, x, chips, samples, start, level, active):
+    def chip_step(params, x, chips, samples, start, level, active, choice):
         chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
 
         def one_chip(chip_key):
-            faulty = inject_paths(params, fault, chip_key, names, bits=bits, level=level)
+            inject = [functools.partial(inject_paths, fault=f, chip_key=chip_key, names=names, bits=bits, level=level)
+                      for f in program]
+            faulty = inject[0](params) if len(inject) == 1 else jax.lax.switch(choice, inject, params)
 
             def one_sample(sample_key):
                 out = apply_fn(faulty, x, jax.random.fold_in(sample_key, start))
@@ -236,7 +258,7 @@ def _function_step(apply_fn, names, bits, fault, chunk_size, num_devices, option
 def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, num_chips: int = 100,
                    params=None, select=None, bits: int | None = None, chunk_size: int | None = None, level=None,
                    batch_size: int | None = None, deterministic: bool | None = None,
-                   num_devices: int | None = None) -> jax.Array:
+                   num_devices: int | None = None, compile_for=()) -> jax.Array:
     """Outputs of ``model`` on ``num_chips`` faulty chips, ``num_samples`` MC samples each.
 
     Chip ``i`` is one realization of ``fault`` drawn from ``fold_in(chip_root, i)``: the same
@@ -275,6 +297,11 @@ def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, 
         (``model.eval()``).
       num_devices: devices to spread the chips over; default all local devices (the chip
         count is padded up to a multiple of it; the padding chips are dropped).
+      compile_for: other faults (kinds, sites; their levels do not matter) that the same
+        compiled step should serve: the step is compiled once for ``fault`` and all of them,
+        picking the one to inject at run time (:class:`~invnorm_jax.faults.FaultChoice`), so
+        that later calls with any of them reuse it. Outputs are those of a call without it.
+        :func:`invnorm_jax.evaluation.evaluate_method` passes a config's sweeps and OOD fault.
 
     Returns:
       ``[num_chips, num_samples, batch, ...]`` outputs (logits for classifiers).
@@ -292,14 +319,14 @@ def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, 
     outputs = [out for _, out in iter_simulate_chips(
         model, x, fault=fault, num_chips=num_chips, num_samples=num_samples, key=key, params=params,
         select=select, bits=bits, chunk_size=chunk_size, level=level, batch_size=batch_size,
-        deterministic=deterministic, num_devices=num_devices)]
+        deterministic=deterministic, num_devices=num_devices, compile_for=compile_for)]
     return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=2)
 
 
 def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, num_chips: int = 100,
                         params=None, select=None, bits: int | None = None, chunk_size: int | None = None,
                         level=None, batch_size: int | None = None, deterministic: bool | None = None,
-                        num_devices: int | None = None) -> Iterator[tuple[int, jax.Array]]:
+                        num_devices: int | None = None, compile_for=()) -> Iterator[tuple[int, jax.Array]]:
     """:func:`simulate_chips` one slice of ``x`` at a time: yields ``(start, outputs)``.
 
     ``outputs`` is ``[num_chips, num_samples, slice, ...]`` for ``x[start:start + batch_size]``,
@@ -322,13 +349,15 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     2 (4, 1, 2, 2)
     """
     _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size, key)
+    program = _program(fault, compile_for)
     if isinstance(model, nnx.Module):
         if params is not None or select is not None or bits is not None:
             raise ArgumentTypeError(
                 "params=/select=/bits= are for a function apply_fn(params, x, key); an NNX module with the library's "
                 f"call convention carries its own fault sites. {_FUNCTIONAL_HINT}"
             )
-        graphdef, state = _prepare_module(model, fault)
+        for f in program:  # every fault the step serves must have its site in the model
+            graphdef, state = _prepare_module(model, f)
         leaves, treedef = jax.tree.flatten(state)
         arrays = leaves
         make_step = functools.partial(_module_step, graphdef, treedef)
@@ -337,7 +366,7 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
         if params is None:
             raise ArgumentTypeError(f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
                             "a function is called as apply_fn(params, x, key).")
-        bits = check_fault_for_params(fault, bits)
+        bits = [check_fault_for_params(f, bits) for f in program][program.index(_static(fault))]
         names = select_paths(params, select)
         arrays = params
         make_step = functools.partial(_function_step, model, names, bits)
@@ -346,7 +375,7 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
         raise ArgumentTypeError(f"model={describe(model)} must be an NNX module or a function "
                                 "apply_fn(params, x, key).")
     level = jnp.asarray(fault.level if level is None else level, jnp.float32)
-    static_fault = dataclasses.replace(fault, level=0.0)
+    choice = np.int32(program.index(_static(fault)))
     devices = jax.local_device_count() if num_devices is None else int(num_devices)
     if not 1 <= devices <= jax.local_device_count():
         raise ArgumentError(f"num_devices={num_devices} must be in 1..{jax.local_device_count()} (the local "
@@ -365,10 +394,10 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     elif traced:  # no compiled step to measure: a modest vmap
         chunk = 8
     else:
-        one = make_step(static_fault, 1, num_devices=devices, options=options, **statics)
+        one = make_step(program, 1, num_devices=devices, options=options, **statics)
         one_chip = np.asarray(jax.random.key_data(chip_keys(key, devices)))
-        chunk = _accelerator_chunk(one, (arrays, x[:size], one_chip, samples, np.uint32(0), level, np.int32(devices)),
-                                   per_device)
+        chunk = _accelerator_chunk(
+            one, (arrays, x[:size], one_chip, samples, np.uint32(0), level, np.int32(devices), choice), per_device)
     # One call for every chip inside the caller's jit and on accelerators; on a CPU calls of
     # chips_per_call() chips (the same compiled call for any number of chips, so the chunk is
     # not cut down to a small run's chips: a run of fewer chips computes one step's worth).
@@ -382,13 +411,14 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     # a slice of a device array would be one more dispatched op per call.
     chips = jax.random.key_data(chip_keys(key, calls * per_call))
     chips = chips if traced else np.asarray(chips)
-    run = make_step(static_fault, chunk, num_devices=devices, options=options, **statics)
+    run = make_step(program, chunk, num_devices=devices, options=options, **statics)
     for start in range(0, x.shape[0], size):
         xs = x[start : start + size]
         if xs.shape[0] < size:  # the last slice, padded: every slice has one shape, one compilation
             xs = jnp.concatenate([xs, jnp.broadcast_to(xs[-1:], (size - xs.shape[0], *xs.shape[1:]))])
         # Inside a caller's jit every chip of the one call runs (None: a static loop).
         outs = [run(arrays, xs, chips[i * per_call : (i + 1) * per_call], samples, np.uint32(start), level,
-                    None if traced else np.int32(min(per_call, num_chips - i * per_call))) for i in range(calls)]
+                    None if traced else np.int32(min(per_call, num_chips - i * per_call)), choice)
+                for i in range(calls)]
         out = outs[0] if calls == 1 else jnp.concatenate(outs)
         yield start, out[:num_chips, :, : min(size, x.shape[0] - start)]

@@ -110,9 +110,10 @@ def codes_stay_binary(faults) -> bool:
     if faults is None:
         return True
     # Only a chip's Fault says what it does; any other context (e.g. training noise) may not keep ±1.
-    fault = getattr(faults, "fault", None)
-    site, kind = getattr(fault, "site", None), getattr(fault, "kind", None)
-    return site in ("weights", "preactivation") and (site != "weights" or kind in _BINARY_PRESERVING_KINDS)
+    # A FaultChoice (one of several faults, picked at run time) keeps them if every choice does.
+    choices = getattr(faults, "choices", None) or (getattr(faults, "fault", None),)
+    return all(getattr(f, "site", None) in ("weights", "preactivation")
+               and (f.site != "weights" or f.kind in _BINARY_PRESERVING_KINDS) for f in choices)
 
 
 def resolve_compute(compute: str | None, *, reduction: int, exact: bool, who: str,
