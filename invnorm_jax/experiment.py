@@ -4,7 +4,7 @@ The pipeline behind every ``invnorm-jax`` subcommand::
 
     config (invnorm_jax.config) -> data -> train or load each method (checkpoints + config.json)
         -> evaluation.evaluate_method (fault-free metric, sweeps over chips)
-        -> ood_eval.run_ood (the same in-memory models)
+        -> ood_eval.method_ood (the same in-memory model), then ood_eval.ood_result
         -> results.TaskResult -> report.write_report (every file of a run)
 
 A method's checkpoints live in ``workdir/<method>/checkpoints`` beside the ``config.json`` it
@@ -35,6 +35,7 @@ from invnorm_jax.data.common import Split
 from invnorm_jax.evaluation import LevelCache, evaluate_method, num_samples_of
 from invnorm_jax.metrics import TASK_METRICS
 from invnorm_jax.models import build_model
+from invnorm_jax.ood_eval import method_ood, ood_result
 from invnorm_jax.results import SweepInfo, TaskResult
 from invnorm_jax.train import Checkpointer, TrainConfig, train
 
@@ -174,7 +175,8 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
       methods: a subset of the config's methods (default all).
       train_models: train (resuming where a run stopped); False only loads checkpoints.
       sweeps: run the config's fault sweeps (False: the fault-free metric only; or some names).
-      ood: run the OOD study when the config has one (``ood.shifts`` not empty).
+      ood: run the OOD study when the config has one (``ood.shifts`` not empty): each method's
+        part right after its sweeps, in its worker (:func:`~invnorm_jax.ood_eval.method_ood`).
       progress: progress bars.
       resume_sweeps: keep each finished sweep level in ``workdir/<method>/sweep_levels`` and
         reuse the ones a previous (interrupted) run of the same model and evaluation finished.
@@ -187,7 +189,7 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
     result = task_result(config)
     if sweeps is not True:
         result.sweeps = {n: s for n, s in result.sweeps.items() if sweeps and n in sweeps}
-    models = {}
+    with_ood = bool(ood and config.ood.shifts)
 
     def run_method(method):
         wd = pathlib.Path(workdir) / method
@@ -199,16 +201,19 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
         trained = time.perf_counter()
         cache = LevelCache(wd / "sweep_levels") if resume_sweeps else None
         entry = evaluate_method(model, config, split, method, sweeps=sweeps, progress=progress, cache=cache)
-        entry.seconds = {"train": round(trained - start, 1), "evaluate": round(time.perf_counter() - trained, 1)}
+        evaluated = time.perf_counter()
+        entry.seconds = {"train": round(trained - start, 1), "evaluate": round(evaluated - trained, 1)}
         log.info("%s/%s: fault-free %s = %.4f", config.name, method, config.metric, entry.fault_free)
-        return entry, model
+        # The method's OOD study right away, on the same model: it overlaps the other methods' work.
+        shifts = method_ood(config, model, split, method, num_samples=num_samples_of(config, method)) if with_ood else None
+        return entry, shifts, time.perf_counter() - evaluated
 
     workers = method_workers(len(methods)) if workers is None else int(workers)
-    for method, (entry, model) in zip(methods, in_workers(run_method, methods, workers)):
-        result.methods[method], models[method] = entry, model
-    if ood and config.ood.shifts:
-        from invnorm_jax.ood_eval import run_ood
-
-        result.ood = run_ood(config, models, split, num_samples={m: num_samples_of(config, m) for m in models},
-                             progress=progress)
+    per_method = dict(zip(methods, in_workers(run_method, methods, workers)))
+    for method, (entry, _, _) in per_method.items():
+        result.methods[method] = entry
+    if with_ood:
+        result.ood = ood_result(config, split, {m: shifts for m, (_, shifts, _) in per_method.items()},
+                                {m: num_samples_of(config, m) for m in methods},
+                                seconds=sum(s for _, _, s in per_method.values()))
     return result

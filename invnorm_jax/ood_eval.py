@@ -152,9 +152,36 @@ def run_ood(config, models: dict, split: Split, *, num_samples: dict[str, int], 
       progress: a progress bar over methods.
     """
     start = time.time()
+    per_method = {method: method_ood(config, model, split, method, num_samples=num_samples[method])
+                  for method, model in tqdm(models.items(), desc=f"{config.name}/ood", disable=not progress,
+                                            leave=False)}
+    return ood_result(config, split, per_method, num_samples, seconds=time.time() - start)
+
+
+def method_ood(config, model, split: Split, method: str, *, num_samples: int) -> dict:
+    """One method's part of :func:`run_ood`: ``{shift: entry}`` (what :func:`ood_result` collects).
+
+    Methods are independent: :func:`invnorm_jax.experiment.run_task` runs each right after its
+    sweeps, side by side with the other methods.
+    """
+    s = config.ood
+    raw = s.domain == "raw" and split.mean is not None and split.std is not None
+    return evaluate_shifts(
+        model, split.x_test, split.y_test, shift_stages(s), num_samples=num_samples,
+        key=jax.random.key(config.seed + 1), deterministic=is_deterministic(config, method),
+        fault=_ood_fault(config), num_chips=int(s.num_chips), threshold=s.threshold, q=s.q,
+        calibration=s.calibration, mean=split.mean if raw else None, std=split.std if raw else None,
+        batch_size=config.eval.batch_size, chunk_size=config.eval.chunk_size, healthy=healthy_fault(config),
+        compile_for=program_faults(config),
+    )
+
+
+def ood_result(config, split: Split, per_method: dict[str, dict], num_samples: dict[str, int], *,
+               seconds: float) -> OODResult:
+    """The :class:`OODResult` of the methods' :func:`method_ood` entries (in the order given)."""
     s = config.ood
     stages = shift_stages(s)
-    fault = None if s.fault is None else fault_of(s.fault, s.fault.level)  # None: healthy only
+    fault = _ood_fault(config)
     raw = s.domain == "raw" and split.mean is not None and split.std is not None
     result = OODResult(
         threshold=s.threshold, q=s.q if s.threshold == "quantile" else None, calibration=s.calibration,
@@ -163,16 +190,14 @@ def run_ood(config, models: dict, split: Split, *, num_samples: dict[str, int], 
                                           "num_chips": int(s.num_chips)},
         num_samples={}, shifts={name: OODShift(stages=list(levels)) for name, levels in stages.items()},
     )
-    for method, model in tqdm(models.items(), desc=f"{config.name}/ood", disable=not progress, leave=False):
-        per_shift = evaluate_shifts(
-            model, split.x_test, split.y_test, stages, num_samples=num_samples[method],
-            key=jax.random.key(config.seed + 1), deterministic=is_deterministic(config, method),
-            fault=fault, num_chips=int(s.num_chips), threshold=s.threshold, q=s.q, calibration=s.calibration,
-            mean=split.mean if raw else None, std=split.std if raw else None, batch_size=config.eval.batch_size,
-            chunk_size=config.eval.chunk_size, healthy=healthy_fault(config), compile_for=program_faults(config),
-        )
+    for method, per_shift in per_method.items():
         result.num_samples[method] = num_samples[method]
         for name, entry in per_shift.items():
             result.shifts[name].methods[method] = entry
-    result.seconds = round(time.time() - start, 1)
+    result.seconds = round(seconds, 1)
     return result
+
+
+def _ood_fault(config) -> Fault | None:
+    """The faulty run's fault (None: healthy only)."""
+    return None if config.ood.fault is None else fault_of(config.ood.fault, config.ood.fault.level)

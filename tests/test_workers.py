@@ -31,6 +31,22 @@ def test_methods_side_by_side_give_the_results_of_one_at_a_time(tmp_path):
     assert all(r.sweeps for r in two.methods.values())
 
 
+def test_ood_studies_run_in_the_workers_and_equal_the_serial_study(tmp_path):
+    """Each method's OOD study runs in its worker right after its sweeps; collected, it is the study
+    ood_eval.run_ood makes of the same models one after the other."""
+    from invnorm_jax.evaluation import num_samples_of
+    from invnorm_jax.ood_eval import run_ood
+
+    config = load_config("digits:smoke", overrides=["eval.num_chips=2"])
+    task = experiment.run_task(config, tmp_path, methods=METHODS, sweeps=False, progress=False, workers=2)
+    models = {m: experiment.load_trained(config, m, tmp_path / m) for m in METHODS}
+    serial = run_ood(config, models, experiment.load_data(config), progress=False,
+                     num_samples={m: num_samples_of(config, m) for m in METHODS})
+    got, want = (dict(dataclasses.asdict(r), seconds=None) for r in (task.ood, serial))
+    assert list(task.ood.num_samples) == list(METHODS) and task.ood.seconds > 0
+    assert got == want
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
 def test_a_bad_worker_count_says_what_is_allowed(monkeypatch, value):
     monkeypatch.setenv("INVNORM_WORKERS", value)
