@@ -583,6 +583,10 @@ def test_fault_choice_keeps_binary_codes_only_if_every_choice_does():
     chip = lambda *faults: FaultChoice(faults, jax.random.key(0), 0, 0.1)
     assert codes_stay_binary(chip(WEIGHTS, PREACT, PER_INFERENCE))
     assert not codes_stay_binary(chip(WEIGHTS, Fault("additive", 0.1)))
+    with pytest.raises(ValueError, match="index=2 is out of range for 2 choices"):
+        FaultChoice((WEIGHTS, PREACT), jax.random.key(0), 2, 0.1)
+    with pytest.raises(TypeError, match="non-empty tuple of Fault"):
+        FaultChoice(("bit_flip",), jax.random.key(0), 0, 0.1)
 
 
 def test_bad_compile_for_raises(bnn, mlp, images, vectors):

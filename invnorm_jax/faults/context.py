@@ -223,6 +223,16 @@ class FaultChoice:
     index: Any
     level: Any = None
 
+    def __post_init__(self):
+        if not isinstance(self.choices, tuple) or not self.choices or not all(isinstance(f, Fault) for f in self.choices):
+            raise TypeError(f"FaultChoice(choices={self.choices!r}, ...): expected a non-empty tuple of Fault, e.g. "
+                            "(Fault('bit_flip', 0), Fault('additive', 0, site='preactivation')).")
+        if not isinstance(self.index, jax.core.Tracer):  # lax.switch would clamp a wrong index silently
+            index = int(self.index)
+            if not 0 <= index < len(self.choices):
+                raise ValueError(f"FaultChoice index={index} is out of range for {len(self.choices)} choices "
+                                 f"(0..{len(self.choices) - 1}).")
+
     def _contexts(self):
         return [FaultContext(f, self.chip_key, self.level) for f in self.choices]
 
