@@ -31,6 +31,7 @@ def test_methods_side_by_side_give_the_results_of_one_at_a_time(tmp_path):
     assert all(r.sweeps for r in two.methods.values())
 
 
+@pytest.mark.slow  # trains two models (about 20 s)
 def test_ood_studies_run_in_the_workers_and_equal_the_serial_study(tmp_path):
     """Each method's OOD study runs in its worker right after its sweeps; collected, it is the study
     ood_eval.run_ood makes of the same models one after the other."""
