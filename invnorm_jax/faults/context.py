@@ -261,7 +261,8 @@ class FaultChoice:
 
         Only the noise is switched (per neuron for static faults), as ``(scale, shift)``; ``x *
         scale + shift`` then fuses with the layers around it as a single fault's hook does. The
-        values are the chosen fault's own (a scale of 1 and a shift of 0 are exact).
+        values are the chosen fault's own (a scale of 1 and a shift of 0 are exact, except that
+        ``-0.0 + 0`` is ``+0.0``, which ``sign()`` and every later sum treat alike).
         """
         contexts = self._contexts()
         if not any(c.fault.site == "preactivation" for c in contexts):

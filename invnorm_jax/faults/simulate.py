@@ -136,8 +136,10 @@ def _program(fault: Fault, compile_for) -> tuple[Fault, ...]:
     return program if _static(fault) in program else (*program, _static(fault))
 
 
-def _prepare_module(model: nnx.Module, fault: Fault):
-    """``(graphdef, state)`` of a numbered copy of ``model``; the caller's model is untouched."""
+def _prepare_module(model: nnx.Module, program: tuple[Fault, ...]):
+    """``(graphdef, state)`` of a numbered copy of ``model``; the caller's model is untouched.
+
+    Every fault of ``program`` must find its site in the model."""
     name = type(model).__name__
     if not _takes_faults(model):
         raise ArgumentTypeError(
@@ -146,6 +148,13 @@ def _prepare_module(model: nnx.Module, fault: Fault):
         )
     copy = nnx.merge(*nnx.split(model))
     number_fault_sites(copy)  # and the stochastic layers' key ids
+    for fault in program:
+        _check_sites(copy, name, fault)
+    return nnx.split(copy)
+
+
+def _check_sites(copy: nnx.Module, name: str, fault: Fault) -> None:
+    """Raise unless the numbered ``copy`` (of a model called ``name``) has a site for ``fault``."""
     if fault.site == "preactivation" and not has_preactivation_sites(copy):
         raise ArgumentError(
             f"site='preactivation' needs binary activations (sign()), and {name} has none; use site='weights'."
@@ -161,7 +170,6 @@ def _prepare_module(model: nnx.Module, fault: Fault):
                 "BinaryConv/BinaryDense/QuantConv/QuantDense, and quantized ones unless include_full_precision=True), "
                 f"so every chip would be fault-free. {_FUNCTIONAL_HINT}"
             )
-    return nnx.split(copy)
 
 
 def _map_chips(one_chip, chips, chunk_size, num_devices, active):
@@ -356,8 +364,7 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
                 "params=/select=/bits= are for a function apply_fn(params, x, key); an NNX module with the library's "
                 f"call convention carries its own fault sites. {_FUNCTIONAL_HINT}"
             )
-        for f in program:  # every fault the step serves must have its site in the model
-            graphdef, state = _prepare_module(model, f)
+        graphdef, state = _prepare_module(model, program)  # every fault the step serves has its site
         leaves, treedef = jax.tree.flatten(state)
         arrays = leaves
         make_step = functools.partial(_module_step, graphdef, treedef)
@@ -366,7 +373,8 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
         if params is None:
             raise ArgumentTypeError(f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
                             "a function is called as apply_fn(params, x, key).")
-        bits = [check_fault_for_params(f, bits) for f in program][program.index(_static(fault))]
+        for f in program:  # every fault the step serves, checked against the stored representation
+            bits = check_fault_for_params(f, bits)
         names = select_paths(params, select)
         arrays = params
         make_step = functools.partial(_function_step, model, names, bits)
