@@ -211,9 +211,8 @@ def healthy_fault(config) -> Fault:
     compiled chip simulator (:mod:`invnorm_jax.faults.simulate`); with :func:`program_faults` every
     sweep shares it too.
     """
-    for spec in (*config.sweeps.values(), *([config.ood.fault] if config.ood.get("fault") else [])):
-        return fault_of(spec, 0.0)
-    return Fault("additive", 0.0)
+    program = program_faults(config)
+    return program[0] if program else Fault("additive", 0.0)
 
 
 def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | Sequence[str] = True,

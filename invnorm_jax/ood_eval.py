@@ -165,7 +165,7 @@ def method_ood(config, model, split: Split, method: str, *, num_samples: int) ->
     sweeps, side by side with the other methods.
     """
     s = config.ood
-    raw = s.domain == "raw" and split.mean is not None and split.std is not None
+    raw = _raw_domain(config, split)
     return evaluate_shifts(
         model, split.x_test, split.y_test, shift_stages(s), num_samples=num_samples,
         key=jax.random.key(config.seed + 1), deterministic=is_deterministic(config, method),
@@ -182,7 +182,7 @@ def ood_result(config, split: Split, per_method: dict[str, dict], num_samples: d
     s = config.ood
     stages = shift_stages(s)
     fault = _ood_fault(config)
-    raw = s.domain == "raw" and split.mean is not None and split.std is not None
+    raw = _raw_domain(config, split)
     result = OODResult(
         threshold=s.threshold, q=s.q if s.threshold == "quantile" else None, calibration=s.calibration,
         domain="raw" if raw else "model", num_test=int(len(split.x_test)),
@@ -196,6 +196,11 @@ def ood_result(config, split: Split, per_method: dict[str, dict], num_samples: d
             result.shifts[name].methods[method] = entry
     result.seconds = round(seconds, 1)
     return result
+
+
+def _raw_domain(config, split: Split) -> bool:
+    """Whether shifts act on de-standardized inputs: ``domain="raw"`` and the split has mean/std."""
+    return config.ood.domain == "raw" and split.mean is not None and split.std is not None
 
 
 def _ood_fault(config) -> Fault | None:
