@@ -154,6 +154,10 @@ def in_workers(fn, items: Sequence, workers: int) -> list:
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="invnorm-method") as pool:
         futures = [pool.submit(fn, item) for item in items]
         try:
+            # The first error stops the others at once, whichever call raised it.
+            done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # raises a failed call's error
             return [future.result() for future in futures]
         except BaseException:  # Ctrl-C here, or an error of one call: stop the others, checkpoints saved
             request_stop()
