@@ -82,8 +82,9 @@ def _run(args, configs: dict, out, workdirs: dict, *, name: str = "results.json"
     results = Results()
     for task, config in configs.items():
         log.info("== %s: %s on %s", task, config.model.name, config.dataset.name)
-        results.tasks[task] = experiment.run_task(config, workdirs[task], methods=args.method,
-                                                  progress=not args.no_progress, **run_kwargs)
+    # Every method of every task in one pool of workers (longest first): no core idles at a task's end.
+    results.tasks.update(experiment.run_tasks(configs, workdirs, methods=args.method,
+                                              progress=not args.no_progress, **run_kwargs))
     variant = next(iter(configs.values())).variant
     results.settings = _settings(args, variant, time.time() - start)
     path = report.write_report(results, out, name=name)

@@ -22,7 +22,8 @@ import logging
 import os
 import pathlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 from flax import nnx
@@ -37,6 +38,7 @@ from invnorm_jax.metrics import TASK_METRICS
 from invnorm_jax.models import build_model
 from invnorm_jax.ood_eval import method_ood, ood_result
 from invnorm_jax.results import SweepInfo, TaskResult
+from invnorm_jax.schedule import forward_flops, job_flops, longest_first
 from invnorm_jax.train import Checkpointer, TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -188,15 +190,37 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
         or an error in one stops the others at their next training step or sweep level, each
         with its checkpoint saved.
     """
-    methods = check_methods(config, methods)
-    split = load_data(config)
-    result = task_result(config)
-    if sweeps is not True:
-        result.sweeps = {n: s for n, s in result.sweeps.items() if sweeps and n in sweeps}
-    with_ood = bool(ood and config.ood.shifts)
+    return run_tasks({config.name: config}, {config.name: workdir}, methods=methods, train_models=train_models,
+                     sweeps=sweeps, ood=ood, progress=progress, resume_sweeps=resume_sweeps,
+                     workers=workers)[config.name]
 
-    def run_method(method):
-        wd = pathlib.Path(workdir) / method
+
+def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, methods: Sequence[str] | None = None,
+              train_models: bool = True, sweeps: bool | Sequence[str] = True, ood: bool = True,
+              progress: bool = True, resume_sweeps: bool = True, workers: int | None = None) -> dict[str, TaskResult]:
+    """:func:`run_task` for several tasks at once, every method of every task in one pool of workers.
+
+    ``configs`` and ``workdirs`` map a task's name to its config and its folder; the other
+    arguments are :func:`run_task`'s, for every task. Each (task, method) pair is one job. With
+    more than one worker the jobs start longest first by an estimate of their FLOPs
+    (:mod:`invnorm_jax.schedule`), so that no core idles while a task's last method finishes
+    alone. The results are those of :func:`run_task` on each task: the order changes only when
+    a job runs, and every method has its own keys. Returns ``{task: TaskResult}`` in the order
+    of ``configs``.
+    """
+    tasks = {}
+    for name, config in configs.items():
+        task_methods = check_methods(config, methods)
+        result = task_result(config)
+        if sweeps is not True:
+            result.sweeps = {n: s for n, s in result.sweeps.items() if sweeps and n in sweeps}
+        tasks[name] = (config, load_data(config), task_methods, result)
+    jobs = [(name, method) for name, (_, _, task_methods, _) in tasks.items() for method in task_methods]
+
+    def run_job(job):
+        name, method = job
+        config, split, _, _ = tasks[name]
+        wd = pathlib.Path(workdirs[name]) / method
         start = time.perf_counter()
         if train_models:
             model = train_method(config, method, split, wd, progress=progress)
@@ -209,15 +233,36 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
         entry.seconds = {"train": round(trained - start, 1), "evaluate": round(evaluated - trained, 1)}
         log.info("%s/%s: fault-free %s = %.4f", config.name, method, config.metric, entry.fault_free)
         # The method's OOD study right away, on the same model: it overlaps the other methods' work.
+        with_ood = bool(ood and config.ood.shifts)
         shifts = method_ood(config, model, split, method, num_samples=num_samples_of(config, method)) if with_ood else None
         return entry, shifts, time.perf_counter() - evaluated
 
-    workers = method_workers(len(methods)) if workers is None else int(workers)
-    per_method = dict(zip(methods, in_workers(run_method, methods, workers)))
-    for method, (entry, _, _) in per_method.items():
-        result.methods[method] = entry
-    if with_ood:
-        result.ood = ood_result(config, split, {m: shifts for m, (_, shifts, _) in per_method.items()},
-                                {m: num_samples_of(config, m) for m in methods},
-                                seconds=sum(s for _, _, s in per_method.values()))
-    return result
+    workers = method_workers(len(jobs)) if workers is None else int(workers)
+    if workers > 1:
+        jobs = longest_first(jobs, _job_lengths(tasks))
+    done = dict(zip(jobs, in_workers(run_job, jobs, workers)))
+    results = {}
+    for name, (config, split, task_methods, result) in tasks.items():
+        per_method = {m: done[name, m] for m in task_methods}
+        for method, (entry, _, _) in per_method.items():
+            result.methods[method] = entry
+        if ood and config.ood.shifts:
+            result.ood = ood_result(config, split, {m: shifts for m, (_, shifts, _) in per_method.items()},
+                                    {m: num_samples_of(config, m) for m in task_methods},
+                                    seconds=sum(s for _, _, s in per_method.values()))
+        results[name] = result
+    return results
+
+
+def _job_lengths(tasks: dict):
+    """``(task, method) -> estimated FLOPs`` of :func:`run_tasks`' jobs (one trace of each task's
+    model; none for a single task, whose jobs share the factor)."""
+    per_example = {name: forward_flops(nnx.eval_shape(lambda c=config, m=methods[0]: make_model(c, m)), split.x_test) if len(tasks) > 1 else 1.0
+                   for name, (config, split, methods, _) in tasks.items()}
+
+    def length(job):
+        name, method = job
+        config, split, _, _ = tasks[name]
+        return job_flops(config, method, per_example=per_example[name], num_test=len(split.x_test))
+
+    return length

@@ -21,6 +21,7 @@ from flax import nnx
 
 from invnorm_jax.data import load_digits
 from invnorm_jax.faults import Fault, FaultContext, chip_keys, sample_keys, simulate_chips
+from invnorm_jax.schedule import dense_flops  # noqa: F401  (gpu.py and lowp.py take it from here)
 
 # --------------------------------------------------------------------------- timing
 
@@ -80,41 +81,6 @@ def xla_flops(compiled) -> float:
     analysis = compiled.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
     return float(analysis.get("flops", float("nan")))
-
-
-def _subjaxprs(value):
-    if isinstance(value, jax.extend.core.ClosedJaxpr):
-        yield value.jaxpr
-    elif isinstance(value, jax.extend.core.Jaxpr):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _subjaxprs(v)
-
-
-def dense_flops(jaxpr) -> float:
-    """2 x multiply-adds of every conv and matmul in ``jaxpr`` (padding taps included).
-
-    A loop body (``scan``, ``while``) counts once per trip for ``scan`` (its ``length``), once
-    for ``while`` (trip count unknown).
-    """
-    total = 0.0
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "conv_general_dilated":
-            out = eqn.outvars[0].aval.shape
-            rhs = eqn.invars[1].aval.shape
-            spec = eqn.params["dimension_numbers"].rhs_spec  # (out feature, in feature, *spatial)
-            taps = math.prod(rhs[d] for d in spec[2:])
-            total += 2.0 * math.prod(out) * taps * rhs[spec[1]]
-        elif eqn.primitive.name == "dot_general":
-            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            total += 2.0 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lhs_contract)
-        trips = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
-        for value in eqn.params.values():
-            for sub in _subjaxprs(value):
-                total += trips * dense_flops(sub)
-    return total
 
 
 def model_flops(model, x, *, xla: bool = True) -> dict:
