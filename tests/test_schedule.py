@@ -88,6 +88,26 @@ def test_run_tasks_hands_out_jobs_longest_first_with_workers(monkeypatch, tmp_pa
         assert seen[-1] == ("digits", "nn")  # 1 sample, the smallest model's sweeps
 
 
+def test_a_model_that_cannot_be_traced_leaves_its_jobs_unestimated_not_the_run_failed(monkeypatch, tmp_path):
+    seen = []
+
+    def in_workers(fn, items, n):
+        seen.extend(items)
+        raise _Started
+
+    def untraceable(model, x):
+        raise TypeError("__call__() got an unexpected keyword argument 'key'")
+
+    monkeypatch.setattr(experiment, "in_workers", in_workers)
+    monkeypatch.setattr(experiment, "forward_flops", untraceable)
+    configs = {t: load_config(t) for t in ("digits", "co2")}
+    with pytest.raises(_Started):
+        experiment.run_tasks(configs, {t: tmp_path / t for t in configs}, workers=2)
+    # Ordered by examples alone: within a task, the MC methods (5 samples) before the NN (1).
+    assert sorted(seen) == sorted((t, m) for t in configs for m in configs[t].methods)
+    assert [m for t, m in seen if t == "co2"][-1] == "nn"
+
+
 def _strip(task) -> dict:
     d = dataclasses.asdict(task)
     for entry in d["methods"].values():
