@@ -21,7 +21,7 @@ from flax import nnx
 
 from invnorm_jax.data import load_digits
 from invnorm_jax.faults import Fault, FaultContext, chip_keys, sample_keys, simulate_chips
-from invnorm_jax.schedule import dense_flops  # noqa: F401  (gpu.py and lowp.py take it from here)
+from invnorm_jax.schedule import forward_flops
 
 # --------------------------------------------------------------------------- timing
 
@@ -86,15 +86,15 @@ def xla_flops(compiled) -> float:
 def model_flops(model, x, *, xla: bool = True) -> dict:
     """FLOPs of the single-image forward: XLA's ``cost_analysis`` (compiles it; skipped with
     ``xla=False``) and the dense conv+matmul count of its jaxpr."""
+    if not xla:
+        return {"xla": float("nan"), "dense": forward_flops(model, x)}
     graphdef, state = nnx.split(model)
-    key = jax.random.key(0)
 
     def forward(state, x1, key):
         return nnx.merge(graphdef, state)(x1, key=key)
 
-    jaxpr = jax.make_jaxpr(forward)(state, x[:1], key).jaxpr
-    compiled = jax.jit(forward).lower(state, x[:1], key).compile() if xla else None
-    return {"xla": xla_flops(compiled) if xla else float("nan"), "dense": dense_flops(jaxpr)}
+    compiled = jax.jit(forward).lower(state, x[:1], jax.random.key(0)).compile()
+    return {"xla": xla_flops(compiled), "dense": forward_flops(model, x)}
 
 
 # --------------------------------------------------------------------------- ceilings

@@ -24,10 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from experiments.benchmarks.common import ceiling_op, dense_flops
+from experiments.benchmarks.common import ceiling_op
 from invnorm_jax.faults import Fault, simulate_chips
 from invnorm_jax.models import build_model
 from invnorm_jax.nn.lowp import set_binary_compute
+from invnorm_jax.schedule import forward_flops
 
 FAULT = Fault("bit_flip", 0.1)
 
@@ -42,12 +43,6 @@ def _run(model, x, *, chips, samples, chunk):
                           chunk_size=chunk)
 
 
-def _conv_flops(model, x) -> float:
-    graphdef, state = nnx.split(model)
-    jaxpr = jax.make_jaxpr(lambda s, x1: nnx.merge(graphdef, s)(x1, key=jax.random.key(0)))(state, x[:1]).jaxpr
-    return dense_flops(jaxpr)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the script (CPU)")
@@ -60,7 +55,7 @@ def main(argv=None) -> int:
     x = jnp.asarray(np.random.default_rng(0).standard_normal((images, 32, 32, 3)), jnp.float32)
     model = build_model("resnet", "proposed", rngs=nnx.Rngs(0))
     model.eval()
-    per_image = _conv_flops(model, x)
+    per_image = forward_flops(model, x)
     reference = None
     rows = []
     for mode in ("float32", "int8", "bfloat16"):

@@ -35,13 +35,14 @@ from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root
 from experiments.benchmarks.common import (  # noqa: E402
-    CEILING_FLOPS, ceiling_conv, dense_flops, interleaved_medians, machine_line,
+    CEILING_FLOPS, ceiling_conv, interleaved_medians, machine_line,
 )
 
 from invnorm_jax.faults import Fault, simulate_chips  # noqa: E402
 from invnorm_jax.models import build_model  # noqa: E402
 from invnorm_jax.nn.lowp import auto_compute, reduction_length, set_binary_compute  # noqa: E402
 from invnorm_jax.nn.quantized import BinaryConv  # noqa: E402
+from invnorm_jax.schedule import forward_flops  # noqa: E402
 
 MODES = ("float32", "int8", "bfloat16")
 FAULT = Fault("bit_flip", 0.1)
@@ -72,14 +73,6 @@ def _compile_simulate(model, x, chips: int, samples: int):
     return (lambda: compiled(*args).block_until_ready()), time.perf_counter() - start, compiled(*args)
 
 
-def _forward_flops(model, shape) -> float:
-    """Dense conv + matmul FLOPs of one image's forward (padding taps included)."""
-    graphdef, state = nnx.split(model)
-    jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x, key=jax.random.key(0)))(
-        state, jnp.zeros((1, *shape), jnp.float32)).jaxpr
-    return dense_flops(jaxpr)
-
-
 def simulate_rows(workload: str, quick: bool) -> list[dict]:
     """One row per compute mode: ``simulate_chips`` time, throughput and identity with float32."""
     name, shape, full, small = WORKLOADS[workload]
@@ -92,7 +85,7 @@ def simulate_rows(workload: str, quick: bool) -> list[dict]:
     seconds = interleaved_medians(runs, REPEATS)
     ceiling = CEILING_FLOPS / seconds.pop("int8 ceiling") / 1e9
     model = _model(name, None)
-    flops = _forward_flops(model, shape) * chips * samples * images
+    flops = forward_flops(model, np.zeros((1, *shape), np.float32)) * chips * samples * images
     convs = [n for _, n in nnx.iter_graph(model) if isinstance(n, BinaryConv)]
     auto = sorted({auto_compute(reduction_length(c.kernel.shape)) for c in convs})
     return [dict(table="simulate", workload=workload, mode=mode, chips=chips, samples=samples, images=images,
