@@ -290,6 +290,11 @@ def _compilation_cache(args) -> None:
     jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(folder).absolute()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)  # CPU compiles are short but many
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if jax.default_backend() == "cpu":
+        # JAX also points XLA's GPU autotuning cache into the folder, and that path is part of
+        # every entry's key, so a copied or moved folder would miss everything. A CPU has
+        # nothing to autotune: leaving it off makes the folder relocatable (a CI cache, a copy).
+        jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
 
 
 class _StderrHandler(logging.StreamHandler):
