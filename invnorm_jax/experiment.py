@@ -217,6 +217,9 @@ def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, method
         tasks[name] = (config, load_data(config), task_methods, result)
     jobs = [(name, method) for name, (_, _, task_methods, _) in tasks.items() for method in task_methods]
 
+    def with_ood(config) -> bool:
+        return bool(ood and config.ood.shifts)
+
     def run_job(job):
         name, method = job
         config, split, _, _ = tasks[name]
@@ -233,8 +236,7 @@ def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, method
         entry.seconds = {"train": round(trained - start, 1), "evaluate": round(evaluated - trained, 1)}
         log.info("%s/%s: fault-free %s = %.4f", config.name, method, config.metric, entry.fault_free)
         # The method's OOD study right away, on the same model: it overlaps the other methods' work.
-        with_ood = bool(ood and config.ood.shifts)
-        shifts = method_ood(config, model, split, method, num_samples=num_samples_of(config, method)) if with_ood else None
+        shifts = method_ood(config, model, split, method, num_samples=num_samples_of(config, method)) if with_ood(config) else None
         return entry, shifts, time.perf_counter() - evaluated
 
     workers = method_workers(len(jobs)) if workers is None else int(workers)
@@ -246,7 +248,7 @@ def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, method
         per_method = {m: done[name, m] for m in task_methods}
         for method, (entry, _, _) in per_method.items():
             result.methods[method] = entry
-        if ood and config.ood.shifts:
+        if with_ood(config):
             result.ood = ood_result(config, split, {m: shifts for m, (_, shifts, _) in per_method.items()},
                                     {m: num_samples_of(config, m) for m in task_methods},
                                     seconds=sum(s for _, _, s in per_method.values()))
