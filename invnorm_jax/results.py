@@ -7,17 +7,27 @@ notebooks). The JSON mirrors the dataclasses field by field::
     {"version": 2,
      "settings": {"command": "demo", "variant": "full", "wall_seconds": 812.3, ...},
      "tasks": {TASK: {
-        "metric": "accuracy", "higher_is_better": true,
+        "metric": "accuracy", "higher_is_better": true, "seeds": [0, 1, 2],
+        "naive": null | {"persistence": 0.25, "seasonal_naive": 0.14, ...},
         "config": {...the resolved config...},
         "sweeps": {NAME: {"kind": "bit_flip", "site": "weights", "per_inference": false}},
-        "methods": {METHOD: {"fault_free": 0.97, "num_chips": 100, "num_samples": 5,
+        "methods": {METHOD: {"fault_free": 0.97, "fault_free_seeds": [0.97, 0.96, 0.98],
+                             "num_chips": 100, "num_samples": 5,
                              "seconds": {"train": 12.1, "evaluate": 30.2},
-                             "sweeps": {NAME: [{"level": 0.1, "mean": .., "std": .., "chips": [..]}]}}},
+                             "sweeps": {NAME: [{"level": 0.1, "mean": .., "std": .., "chips": [..],
+                                                "seeds": [[..], [..], [..]]}]}}},
         "ood": null | {...OODResult...}}}}
 
 Metric values are shares in [0, 1] for accuracy and mIoU, plain numbers for RMSE; ``std`` is
 the population standard deviation over chips; ``chips`` holds every chip's value in chip
 order (chip ``i`` is the same chip at every level and in every method).
+
+Optional since 0.1 (files without them read as one seed). Several training seeds (``invnorm-jax ... --seeds N``): ``seeds`` lists the task's training seeds;
+a level's ``seeds`` holds every seed's per-chip values (``[seed][chip]``, the same chips for every
+seed), ``chips`` the first seed's, ``mean`` and ``std`` pool every seed and chip; ``fault_free``
+is the mean of ``fault_free_seeds``. One seed: ``seeds`` of a level is None. ``naive``: for a
+forecast, the RMSE of the trivial forecasts on the same test windows
+(:func:`invnorm_jax.data.naive_forecasts`), None for other tasks.
 """
 
 from __future__ import annotations
@@ -48,12 +58,27 @@ class ResultsError(InputError, ValueError):
 
 @dataclasses.dataclass
 class Level:
-    """One fault level of a sweep: the metric of every chip, their mean and std."""
+    """One fault level of a sweep: the metric of every chip, their mean and std.
+
+    ``seeds``: with several training seeds, every seed's per-chip values (``[seed][chip]``);
+    ``chips`` is then the first seed's and ``mean`` / ``std`` pool them all.
+    """
 
     level: float
     mean: float
     std: float
     chips: list[float]
+    seeds: list[list[float]] | None = None
+
+    def matrix(self):
+        """The per-seed, per-chip values as a ``[seeds, chips]`` float64 array (one row: one seed).
+
+        >>> Level(0.1, 0.5, 0.1, [0.4, 0.6]).matrix().shape, Level(0.1, 0.5, 0.1, [0.4, 0.6], [[0.4, 0.6]] * 3).matrix().shape
+        ((1, 2), (3, 2))
+        """
+        import numpy as np
+
+        return np.asarray(self.seeds if self.seeds else [self.chips], dtype=np.float64)
 
 
 @dataclasses.dataclass
@@ -79,6 +104,7 @@ class MethodResult:
     num_samples: int
     sweeps: dict[str, list[Level]] = dataclasses.field(default_factory=dict)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    fault_free_seeds: list[float] | None = None  # every training seed's; fault_free is their mean
 
 
 @dataclasses.dataclass
@@ -118,6 +144,8 @@ class TaskResult:
     methods: dict[str, MethodResult] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     ood: OODResult | None = None
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])  # training seeds
+    naive: dict[str, float] | None = None  # a forecast's trivial forecasts' RMSE on the test windows
 
 
 @dataclasses.dataclass
@@ -169,16 +197,18 @@ def _task_from_dict(d: dict, where: str) -> TaskResult:
     methods = {}
     for method, m in _need(d, "methods", where).items():
         w = f"{where}.methods.{method}"
-        sweeps = {name: [Level(**{k: _need(r, k, f"{w}.sweeps.{name}") for k in ("level", "mean", "std", "chips")})
+        sweeps = {name: [Level(**{k: _need(r, k, f"{w}.sweeps.{name}") for k in ("level", "mean", "std", "chips")},
+                               seeds=r.get("seeds"))
                          for r in rows] for name, rows in _need(m, "sweeps", w).items()}
         methods[method] = MethodResult(fault_free=_need(m, "fault_free", w), num_chips=_need(m, "num_chips", w),
                                        num_samples=_need(m, "num_samples", w), sweeps=sweeps,
-                                       seconds=m.get("seconds", {}))
+                                       seconds=m.get("seconds", {}), fault_free_seeds=m.get("fault_free_seeds"))
     ood = d.get("ood")
     return TaskResult(
         metric=_need(d, "metric", where), higher_is_better=_need(d, "higher_is_better", where),
         sweeps={n: SweepInfo(**s) for n, s in _need(d, "sweeps", where).items()}, methods=methods,
         config=d.get("config", {}), ood=None if ood is None else _ood_from_dict(ood, f"{where}.ood"),
+        seeds=list(d.get("seeds", [0])), naive=d.get("naive"),
     )
 
 
