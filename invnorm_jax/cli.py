@@ -24,6 +24,7 @@ import sys
 import time
 
 from invnorm_jax.preflight import ArgumentParser, check_output_folder, check_run, count, one_line
+from invnorm_jax.study import STUDY_TASKS
 
 DEMO_TASKS = ("digits", "mnist1d", "co2")
 log = logging.getLogger("invnorm_jax")
@@ -84,7 +85,8 @@ def _run(args, configs: dict, out, workdirs: dict, *, name: str = "results.json"
         log.info("== %s: %s on %s", task, config.model.name, config.dataset.name)
     # Every method of every task in one pool of workers (longest first): no core idles at a task's end.
     results.tasks.update(experiment.run_tasks(configs, workdirs, methods=args.method,
-                                              progress=not args.no_progress, **run_kwargs))
+                                              progress=not args.no_progress, seeds=getattr(args, "seeds", 1),
+                                              **run_kwargs))
     variant = next(iter(configs.values())).variant
     results.settings = _settings(args, variant, time.time() - start)
     path = report.write_report(results, out, name=name)
@@ -103,8 +105,30 @@ def cmd_demo(args) -> int:
     configs = {task: _load(args, task) for task in args.tasks}  # every config validated before any training
     workdirs = {task: out / task for task in configs}
     check_output_folder(out)
-    check_run(configs, workdirs, args.method, trained=False)
+    check_run(configs, workdirs, args.method, trained=False, seeds=args.seeds)
     return _run(args, configs, out, workdirs, ood=not args.no_ood)
+
+
+def cmd_study(args) -> int:
+    from invnorm_jax import report, study
+    from invnorm_jax.results import Results
+
+    start = time.time()
+    out = pathlib.Path(args.out) if args.out else _default_out("study")
+    configs = study.study_configs(_variant(args), _overrides(args), tuple(args.tasks), args.method)
+    workdirs = study.study_workdirs(configs, out)
+    check_output_folder(out)
+    check_run(configs, workdirs, None, trained=False, seeds=args.seeds)
+    for task, config in configs.items():
+        log.info("== %s: %s on %s, methods %s, %d seeds", task, config.model.name, config.dataset.name,
+                 ", ".join(config.methods), args.seeds)
+    results = Results(tasks=study.run_study(configs, out, seeds=args.seeds, progress=not args.no_progress,
+                                            ood=not args.no_ood))
+    results.settings = {**_settings(args, next(iter(configs.values())).variant, time.time() - start),
+                        "seeds": args.seeds}
+    path = report.write_report(results, out)
+    _summary(results, path, time.time() - start)
+    return 0
 
 
 def _workdir(args, config) -> pathlib.Path:
@@ -117,19 +141,23 @@ def cmd_train(args) -> int:
     config = _load(args, args.config)
     workdir = _workdir(args, config)
     check_output_folder(workdir, "--workdir")
-    check_run({config.name: config}, {config.name: workdir}, args.method, trained=False)
+    check_run({config.name: config}, {config.name: workdir}, args.method, trained=False, seeds=args.seeds)
     methods = experiment.check_methods(config, args.method)
     split = experiment.load_data(config)
-    for method in methods:
-        experiment.train_method(config, method, split, workdir / method, progress=not args.no_progress)
-        print(f"trained {config.name}/{method}: checkpoints in {workdir / method / 'checkpoints'}")
+    for s in range(args.seeds):
+        seeded = experiment.with_seed(config, config.seed + s)
+        for method in methods:
+            wd = experiment.seed_workdir(workdir, method, s)
+            experiment.train_method(seeded, method, split, wd, progress=not args.no_progress)
+            print(f"trained {config.name}/{method} (seed {seeded.seed}): checkpoints in {wd / 'checkpoints'}")
     return 0
 
 
 def _check_trained(args, config, workdir) -> None:
     if args.out and pathlib.Path(args.out) != workdir:
         check_output_folder(args.out)
-    check_run({config.name: config}, {config.name: workdir}, args.method, trained=True, train_hint=_train_hint(args))
+    check_run({config.name: config}, {config.name: workdir}, args.method, trained=True, train_hint=_train_hint(args),
+              seeds=args.seeds)
 
 
 def cmd_sweep(args) -> int:
@@ -199,8 +227,14 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
     p.add_argument("--out", help="results folder (default: the workdir)")
     p.add_argument("--chips", type=count, help="shorthand for --config.eval.num_chips")
     p.add_argument("--samples", type=count, help="shorthand for --config.eval.num_samples")
+    _seeds(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+
+def _seeds(p: argparse.ArgumentParser, default: int = 1) -> None:
+    p.add_argument("--seeds", type=count, default=default,
+                   help=f"training seeds per method (seed, seed+1, ...; same chips for each; default {default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,18 +247,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", help="JAX compilation cache (default runs/.jax-cache; 'none': off)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="train the 4 methods on offline data, sweep faults over 100 chips, write a report")
-    demo.add_argument("--quick", action="store_true", help="fewer steps, levels and samples (about 3 minutes)")
-    demo.add_argument("--smoke", action="store_true", help="a few steps and 4 chips: checks the pipeline, not the method")
-    demo.add_argument("--out", help="output folder (default runs/demo-<time>); rerunning resumes / reuses it")
-    demo.add_argument("--tasks", nargs="+", default=list(DEMO_TASKS), choices=DEMO_TASKS, help="offline tasks")
-    demo.add_argument("--methods", "--method", dest="method", nargs="+", help="methods (default all four)")
-    demo.add_argument("--chips", type=count, help="shorthand for --config.eval.num_chips (default 100)")
-    demo.add_argument("--samples", type=count, help="shorthand for --config.eval.num_samples")
-    demo.add_argument("--no-ood", action="store_true", help="skip the out-of-distribution studies")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
-    demo.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    demo.set_defaults(func=cmd_demo)
+    for name, func, tasks, seeds, text, quick in (
+        ("demo", cmd_demo, DEMO_TASKS, 1, "train the 4 methods on offline data, sweep faults over 100 chips, write a "
+         "report", "about 3 minutes"),
+        ("study", cmd_study, STUDY_TASKS, 3, "the fair study of the paper's claims: digits, a deeper digits network, "
+         "MNIST-1D and CO2, 3 training seeds, both readings of the baselines' dropout", "the configs' quick variants"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--quick", action="store_true", help=f"fewer steps, levels and samples ({quick})")
+        p.add_argument("--smoke", action="store_true", help="a few steps and 4 chips: checks the pipeline, not the method")
+        p.add_argument("--out", help=f"output folder (default runs/{name}-<time>); rerunning resumes / reuses it")
+        p.add_argument("--tasks", nargs="+", default=list(tasks), choices=tasks, help="offline tasks")
+        p.add_argument("--methods", "--method", dest="method", nargs="+", help="methods (default all four)")
+        p.add_argument("--chips", type=count, help="shorthand for --config.eval.num_chips (default 100)")
+        p.add_argument("--samples", type=count, help="shorthand for --config.eval.num_samples")
+        _seeds(p, default=seeds)
+        p.add_argument("--no-ood", action="store_true", help="skip the out-of-distribution studies")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+        p.set_defaults(func=func)
 
     for name, func, text in (
         ("train", cmd_train, "train the config's methods, checkpointing into --workdir (resumes if interrupted)"),
@@ -252,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("--quick", action="store_true", help="the config's quick variant")
     abl.add_argument("--out", help="output folder (default runs/ablate-<name>-<time>); rerunning reuses it")
     abl.add_argument("--chips", type=count, help="shorthand for --config.eval.num_chips")
+    _seeds(abl)
     abl.add_argument("--no-progress", action="store_true", help="no progress bars")
     abl.add_argument("--debug", action="store_true", help="show the traceback of an error")
     abl.set_defaults(func=cmd_ablate, method=None)

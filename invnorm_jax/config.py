@@ -37,10 +37,10 @@ from invnorm_jax._checks import InputError
 CONFIG_PACKAGE = "invnorm_jax.configs"
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
 VARIANTS = ("full", "quick", "smoke")
-REQUIRED = ("name", "dataset", "model", "metric", "methods", "rate", "augment", "train", "eval", "sweeps", "ood",
-            "seed")
+REQUIRED = ("name", "dataset", "model", "metric", "methods", "rate", "dropout_site", "augment", "train", "eval",
+            "sweeps", "ood", "seed")
 #: The fields a trained checkpoint depends on; the others (evaluation, sweeps, OOD) may change.
-TRAINING_KEYS = ("dataset", "model", "rate", "augment", "train", "seed")
+TRAINING_KEYS = ("dataset", "model", "rate", "dropout_site", "augment", "train", "seed")
 #: Model options that only place fault sites (no parameters, no effect without a fault).
 EVALUATION_MODEL_KEYS = ("model.kwargs.preactivation_site",)
 

@@ -15,6 +15,9 @@ import ml_collections
 
 from invnorm_jax.config import REQUIRED, ConfigError
 
+#: Where the baselines' MC dropout sits (docs/models.md); the models take it as ``dropout_site``.
+DROPOUT_SITES = ("crossbar", "norm")
+
 #: The groups whose keys are the keyword arguments of a function, open to new keys.
 KWARGS_GROUPS = ("dataset.kwargs", "model.kwargs")
 
@@ -83,11 +86,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         choice(method, "methods", METHODS)
     if not 0.0 <= float(config.rate) < 1.0:
         raise ConfigError(f"config {name!r}: rate={config.rate!r} must be in [0, 1).")
+    choice(config.dropout_site, "dropout_site", DROPOUT_SITES)
     try:
         TrainConfig(**config.train.to_dict())
     except (TypeError, ValueError) as err:
         raise ConfigError(f"config {name!r}: train: {err}") from None
     ev = config.eval
+    if isinstance(ev.get("seed"), bool) or not isinstance(ev.get("seed", 1), int):
+        raise ConfigError(f"config {name!r}: eval.seed={ev.get('seed')!r} must be an integer (the chips' key root).")
     for key in ("num_chips", "num_samples"):
         if not isinstance(ev[key], int) or ev[key] < 1:
             raise ConfigError(f"config {name!r}: eval.{key}={ev[key]!r} must be an integer >= 1.")

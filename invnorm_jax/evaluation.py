@@ -170,6 +170,11 @@ def cache_base(model, config, split: Split, method: str) -> dict:
             "data": fingerprint(split.x_test, split.y_test, (split.extras or {}).get(TEST_MASK))}
 
 
+def eval_seed(config) -> int:
+    """The root of the chips' and MC samples' keys: ``eval.seed``, independent of the training seed."""
+    return int(config.eval.get("seed", 1))
+
+
 def is_deterministic(config, method: str) -> bool:
     """Whether ``method`` is evaluated without its sampler: it has none, or ``eval.deterministic``."""
     return method in DETERMINISTIC_METHODS or bool(config.eval.deterministic)
@@ -240,7 +245,7 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
     ev = config.eval
     deterministic = is_deterministic(config, method)
     num_samples = num_samples_of(config, method)
-    common = dict(num_samples=num_samples, key=jax.random.key(config.seed + 1), deterministic=deterministic,
+    common = dict(num_samples=num_samples, key=jax.random.key(eval_seed(config)), deterministic=deterministic,
                   batch_size=ev.batch_size, chunk_size=ev.chunk_size, mask=(split.extras or {}).get(TEST_MASK),
                   compile_for=program_faults(config))
     common["check_finite"] = numerics.check_finite_enabled(check_finite)

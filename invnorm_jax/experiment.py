@@ -37,7 +37,7 @@ from invnorm_jax.evaluation import LevelCache, evaluate_method, num_samples_of
 from invnorm_jax.metrics import TASK_METRICS
 from invnorm_jax.models import build_model
 from invnorm_jax.ood_eval import method_ood, ood_result
-from invnorm_jax.results import SweepInfo, TaskResult
+from invnorm_jax.results import SweepInfo, TaskResult, pool_seeds
 from invnorm_jax.schedule import forward_flops, job_flops, longest_first
 from invnorm_jax.train import Checkpointer, TrainConfig, train
 
@@ -57,6 +57,7 @@ def make_model(config, method: str) -> nnx.Module:
     """The config's model for ``method``, initialized from the config's seed."""
     kwargs = config.model.kwargs.to_dict()
     kwargs.setdefault("rate", config.rate)
+    kwargs.setdefault("dropout_site", config.get("dropout_site", "crossbar"))
     return build_model(config.model.name, method, rngs=nnx.Rngs(config.seed), **kwargs)
 
 
@@ -88,6 +89,32 @@ def load_trained(config, method: str, workdir) -> nnx.Module:
     return model
 
 
+def with_seed(config, seed: int):
+    """A copy of ``config`` whose training seed (initialization, data order, dropout draws) is ``seed``.
+
+    The chips and MC-sample keys come from ``eval.seed``, not from ``seed``: chip ``i`` is the
+    same chip for every training seed.
+    """
+    config = config.copy_and_resolve_references()
+    config.seed = int(seed)
+    return config
+
+
+def seed_workdir(workdir, method: str, seed_index: int) -> pathlib.Path:
+    """Where training seed number ``seed_index`` of ``method`` lives: ``workdir/method`` for the first
+    (so a one-seed run's checkpoints serve a several-seed run), ``workdir/seed<i>/method`` for the others."""
+    workdir = pathlib.Path(workdir)
+    return workdir / method if seed_index == 0 else workdir / f"seed{seed_index}" / method
+
+
+def check_seeds(seeds) -> int:
+    """``seeds`` as a positive int (how many training seeds a run trains and evaluates)."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ArgumentError(f"seeds={seeds!r}: expected a positive integer, the number of training seeds "
+                            "(1: one model per method; the study uses 3).")
+    return seeds
+
+
 def check_methods(config, methods: Sequence[str] | None) -> tuple[str, ...]:
     """``methods`` (default: the config's), each one the config knows."""
     methods = tuple(methods or config.methods)
@@ -108,6 +135,15 @@ def _sweep_info(spec) -> SweepInfo:
         params = params.to_dict() if hasattr(params, "to_dict") else params
         drift = dataclasses.asdict(drift_lib.drift_model(params) or drift_lib.PCM)
     return SweepInfo(kind=spec.kind, site=spec.site, per_inference=spec.per_inference, drift=drift)
+
+
+def naive_of(config, split: Split) -> dict[str, float] | None:
+    """The RMSE of the trivial forecasts on ``split``'s test windows for a forecast task, else None."""
+    if config.metric != "rmse":
+        return None
+    from invnorm_jax.data import naive_forecasts
+
+    return naive_forecasts(split)
 
 
 def task_result(config) -> TaskResult:
@@ -172,7 +208,7 @@ def in_workers(fn, items: Sequence, workers: int) -> list:
 
 def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_models: bool = True,
              sweeps: bool | Sequence[str] = True, ood: bool = True, progress: bool = True,
-             resume_sweeps: bool = True, workers: int | None = None) -> TaskResult:
+             resume_sweeps: bool = True, workers: int | None = None, seeds: int = 1) -> TaskResult:
     """Train (or load) each method once, evaluate it, and run the OOD study on the same models.
 
     Args:
@@ -189,15 +225,19 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
       workers: methods run side by side in threads (default :func:`method_workers`). A Ctrl-C
         or an error in one stops the others at their next training step or sweep level, each
         with its checkpoint saved.
+      seeds: training seeds per method (``config.seed``, ``config.seed + 1``, ...), each trained
+        and swept on the same chips (:func:`with_seed`, :func:`seed_workdir`); the results pool
+        them (:func:`invnorm_jax.results.pool_seeds`). The OOD study uses the first seed's models.
     """
     return run_tasks({config.name: config}, {config.name: workdir}, methods=methods, train_models=train_models,
                      sweeps=sweeps, ood=ood, progress=progress, resume_sweeps=resume_sweeps,
-                     workers=workers)[config.name]
+                     workers=workers, seeds=seeds)[config.name]
 
 
 def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, methods: Sequence[str] | None = None,
               train_models: bool = True, sweeps: bool | Sequence[str] = True, ood: bool = True,
-              progress: bool = True, resume_sweeps: bool = True, workers: int | None = None) -> dict[str, TaskResult]:
+              progress: bool = True, resume_sweeps: bool = True, workers: int | None = None,
+              seeds: int = 1) -> dict[str, TaskResult]:
     """:func:`run_task` for several tasks at once, every method of every task in one pool of workers.
 
     ``configs`` and ``workdirs`` map a task's name to its config and its folder; the other
@@ -206,24 +246,30 @@ def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, method
     (:mod:`invnorm_jax.schedule`), so that no core idles while a task's last method finishes
     alone. The results are those of :func:`run_task` on each task: the order changes only when
     a job runs, and every method has its own keys. Returns ``{task: TaskResult}`` in the order
-    of ``configs``.
+    of ``configs``. With ``seeds`` > 1 each (task, method, seed) is one job.
     """
+    seeds = check_seeds(seeds)
     tasks = {}
     for name, config in configs.items():
         task_methods = check_methods(config, methods)
         result = task_result(config)
         if sweeps is not True:
             result.sweeps = {n: s for n, s in result.sweeps.items() if sweeps and n in sweeps}
-        tasks[name] = (config, load_data(config), task_methods, result)
-    jobs = [(name, method) for name, (_, _, task_methods, _) in tasks.items() for method in task_methods]
+        split = load_data(config)
+        result.seeds = [int(config.seed) + s for s in range(seeds)]
+        result.naive = naive_of(config, split)
+        tasks[name] = (config, split, task_methods, result)
+    jobs = [(name, method, s) for name, (_, _, task_methods, _) in tasks.items() for method in task_methods
+            for s in range(seeds)]
 
     def with_ood(config) -> bool:
         return bool(ood and config.ood.shifts)
 
     def run_job(job):
-        name, method = job
+        name, method, s = job
         config, split, _, _ = tasks[name]
-        wd = pathlib.Path(workdirs[name]) / method
+        config = with_seed(config, config.seed + s) if s else config
+        wd = seed_workdir(workdirs[name], method, s)
         start = time.perf_counter()
         if train_models:
             model = train_method(config, method, split, wd, progress=progress)
@@ -236,7 +282,8 @@ def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, method
         entry.seconds = {"train": round(trained - start, 1), "evaluate": round(evaluated - trained, 1)}
         log.info("%s/%s: fault-free %s = %.4f", config.name, method, config.metric, entry.fault_free)
         # The method's OOD study right away, on the same model: it overlaps the other methods' work.
-        shifts = method_ood(config, model, split, method, num_samples=num_samples_of(config, method)) if with_ood(config) else None
+        shifts = (method_ood(config, model, split, method, num_samples=num_samples_of(config, method))
+                  if with_ood(config) and s == 0 else None)
         return entry, shifts, time.perf_counter() - evaluated
 
     workers = method_workers(len(jobs)) if workers is None else int(workers)
@@ -245,9 +292,9 @@ def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, method
     done = dict(zip(jobs, in_workers(run_job, jobs, workers)))
     results = {}
     for name, (config, split, task_methods, result) in tasks.items():
-        per_method = {m: done[name, m] for m in task_methods}
-        for method, (entry, _, _) in per_method.items():
-            result.methods[method] = entry
+        per_method = {m: done[name, m, 0] for m in task_methods}
+        for method in task_methods:
+            result.methods[method] = pool_seeds([done[name, method, s][0] for s in range(seeds)])
         if with_ood(config):
             result.ood = ood_result(config, split, {m: shifts for m, (_, shifts, _) in per_method.items()},
                                     {m: num_samples_of(config, m) for m in task_methods},
@@ -273,7 +320,7 @@ def _job_lengths(tasks: dict):
                    for name, (config, split, methods, _) in tasks.items()}
 
     def length(job):
-        name, method = job
+        name, method = job[:2]
         config, split, _, _ = tasks[name]
         return job_flops(config, method, per_example=per_example[name], num_test=len(split.x_test))
 

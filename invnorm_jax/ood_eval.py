@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from invnorm_jax import ood
 from invnorm_jax.data.common import Split
 from invnorm_jax.faults import Fault, simulate_chips
-from invnorm_jax.evaluation import fault_of, healthy_fault, is_deterministic, program_faults
+from invnorm_jax.evaluation import eval_seed, fault_of, healthy_fault, is_deterministic, program_faults
 from invnorm_jax.results import OODResult, OODShift
 
 
@@ -168,7 +168,7 @@ def method_ood(config, model, split: Split, method: str, *, num_samples: int) ->
     raw = _raw_domain(config, split)
     return evaluate_shifts(
         model, split.x_test, split.y_test, shift_stages(s), num_samples=num_samples,
-        key=jax.random.key(config.seed + 1), deterministic=is_deterministic(config, method),
+        key=jax.random.key(eval_seed(config)), deterministic=is_deterministic(config, method),
         fault=_ood_fault(config), num_chips=int(s.num_chips), threshold=s.threshold, q=s.q,
         calibration=s.calibration, mean=split.mean if raw else None, std=split.std if raw else None,
         batch_size=config.eval.batch_size, chunk_size=config.eval.chunk_size, healthy=healthy_fault(config),

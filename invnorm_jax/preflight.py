@@ -118,7 +118,7 @@ def check_model(config, method: str) -> None:
 
 
 def check_run(configs: Mapping, workdirs: Mapping, methods: Sequence[str] | None, *, trained: bool,
-              train_hint: str = "invnorm-jax train") -> None:
+              train_hint: str = "invnorm-jax train", seeds: int = 1) -> None:
     """Everything about ``configs`` that can fail before training, for every task at once.
 
     Args:
@@ -127,6 +127,7 @@ def check_run(configs: Mapping, workdirs: Mapping, methods: Sequence[str] | None
       methods: the methods asked for (None: each config's).
       trained: the run only loads checkpoints (sweep, evaluate, ood --no-train): they must exist.
       train_hint: the command that would train them, for the message.
+      seeds: training seeds per method (their checkpoints are checked too).
 
     Raises:
       ConfigError: an unknown method, a model that cannot be built, checkpoints of another config.
@@ -134,18 +135,19 @@ def check_run(configs: Mapping, workdirs: Mapping, methods: Sequence[str] | None
     """
     from invnorm_jax import config as config_lib
     from invnorm_jax.data import check_dataset
-    from invnorm_jax.experiment import check_methods
+    from invnorm_jax.experiment import check_methods, check_seeds, seed_workdir, with_seed
     from invnorm_jax.checkpoint import CheckpointMissingError
 
     for task, config in configs.items():
         _check_method_names(config, methods)
         chosen = check_methods(config, methods)
         check_dataset(config.dataset.name, **config.dataset.kwargs.to_dict())
-        for method in chosen:
-            workdir = pathlib.Path(workdirs[task]) / method
-            config_lib.check_same_training(config, workdir)
+        for method, s in ((m, s) for m in chosen for s in range(check_seeds(seeds))):
+            workdir = seed_workdir(workdirs[task], method, s)
+            config_lib.check_same_training(with_seed(config, config.seed + s), workdir)
             if trained and not has_checkpoint(workdir):
                 raise CheckpointMissingError(f"no checkpoint in {workdir / 'checkpoints'}: train first ({train_hint} "
                                              f"--workdir {workdirs[task]}, with the same overrides), or point "
                                              "--workdir at a trained run.")
-            check_model(config, method)
+            if s == 0:
+                check_model(config, method)

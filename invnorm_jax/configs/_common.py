@@ -46,12 +46,17 @@ def base(name: str, variant: str) -> ConfigDict:
     c.metric = "accuracy"                                           # invnorm_jax.metrics.TASK_METRICS
     c.methods = METHODS
     c.rate = 0.3                                                    # affine-dropout / MC-dropout rate
+    # Where the baselines' MC dropout sits (docs/models.md): "crossbar" (each binary / quantized
+    # layer's input, as SpinDrop's modules) or "norm" (after every normalization).
+    c.dropout_site = "crossbar"
     c.augment = "none"                                              # invnorm_jax.data.AUGMENTATIONS
     c.train = ConfigDict(dict(steps=1000, batch_size=64, learning_rate=1e-3, optimizer="adam", schedule="cosine",
                               warmup_steps=0, weight_decay=0.0, checkpoint_every=500, log_every=50))
     # deterministic=True evaluates every method with its sampler off (T = 1): an ablation.
+    # seed: the root of the chips' and MC samples' keys, the same for every training seed (chip i is
+    # the same chip whatever the model).
     c.eval = ConfigDict(dict(num_chips=100, num_samples=10, max_test=None, batch_size=None, chunk_size=None,
-                             deterministic=False))
+                             deterministic=False, seed=1))
     c.sweeps = ConfigDict()
     # Out-of-distribution study (Fig. 7); no shifts: none. fault=None: healthy model only.
     c.ood = ConfigDict(dict(shifts=(), stages=ConfigDict(), fault=None, num_chips=10, threshold="mean", q=0.95,

@@ -1,0 +1,94 @@
+"""The fair study of the paper's claims: every offline task, several training seeds, both readings
+of where the baselines' dropout sits, one claims report (``invnorm-jax study``).
+
+What it runs (docs/claims.md, "The study"):
+
+* tasks :data:`STUDY_TASKS`: digits (4 binary convs), digits_deep (12), MNIST-1D (8-bit M5) and
+  the CO2 forecast (8-bit LSTM), each with the same recipe, seeds and chips for every method;
+* ``seeds`` training seeds per method (3 by default); chip ``i`` is the same chip for all;
+* the baselines under both readings of :data:`READINGS`: dropout on the crossbar inputs (the
+  default) and after every normalization. ``nn`` and ``proposed`` do not depend on the reading:
+  they are trained once and appear in both readings' tasks (``digits`` and ``digits@norm``);
+* every (task, reading, method, seed) job in one pool of workers, longest first.
+
+>>> configs = study_configs("smoke")                                # doctest: +SKIP
+>>> sorted(configs)[:2]                                             # doctest: +SKIP
+['co2', 'co2@norm']
+"""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+
+from invnorm_jax import config as config_lib
+from invnorm_jax.config_checks import DROPOUT_SITES
+from invnorm_jax.results import TaskResult
+
+STUDY_TASKS = ("digits", "digits_deep", "mnist1d", "co2")
+#: The baselines' dropout placements, the default first (docs/models.md says why).
+READINGS = DROPOUT_SITES
+#: The methods whose model depends on the reading (the others are shared between readings).
+READING_METHODS = ("spindrop", "spatial_spindrop")
+
+
+def reading_task(task: str, reading: str) -> str:
+    """The name of ``task`` under ``reading`` in the study's results: the default reading keeps
+    the task's name, another one adds ``@<reading>``.
+
+    >>> reading_task("digits", "crossbar"), reading_task("digits", "norm")
+    ('digits', 'digits@norm')
+    """
+    return task if reading == READINGS[0] else f"{task}@{reading}"
+
+
+def study_configs(variant: str | None = None, overrides=(), tasks=STUDY_TASKS, methods=None) -> dict:
+    """``{task name: config}`` of every task under every reading; every config is validated here,
+    before anything runs.
+
+    ``methods``: a subset of the methods (default all four). The other readings' configs hold
+    only the methods that depend on the reading (:data:`READING_METHODS`).
+    """
+    configs = {}
+    for task in tasks:
+        for reading in READINGS:
+            config = config_lib.load_config(task, variant, (*overrides, f"dropout_site={reading}"))
+            wanted = tuple(m for m in config.methods if methods is None or m in methods)
+            if reading != READINGS[0]:
+                wanted = tuple(m for m in wanted if m in READING_METHODS)
+            if not wanted:
+                continue
+            config.methods = wanted
+            configs[reading_task(task, reading)] = config
+    return configs
+
+
+def share_readings(results: dict[str, TaskResult]) -> dict[str, TaskResult]:
+    """Give every other reading's task the shared methods (and their OOD rows) of the default reading's."""
+    for name, task in results.items():
+        base_name, _, reading = name.partition("@")
+        if not reading or base_name not in results:
+            continue
+        base = results[base_name]
+        shared = {m: e for m, e in base.methods.items() if m not in task.methods}
+        task.methods = {**shared, **task.methods}
+        if base.ood is not None and task.ood is not None:
+            for shift_name, shift in task.ood.shifts.items():
+                theirs = base.ood.shifts[shift_name].methods
+                shift.methods = {**{m: copy.deepcopy(v) for m, v in theirs.items() if m in shared}, **shift.methods}
+            task.ood.num_samples = {**{m: base.ood.num_samples[m] for m in shared if m in base.ood.num_samples},
+                                    **task.ood.num_samples}
+    return results
+
+
+def study_workdirs(configs: dict, out) -> dict[str, pathlib.Path]:
+    """Each task's folder: ``out/<task>`` (``out/digits@norm`` for the second reading)."""
+    return {name: pathlib.Path(out) / name for name in configs}
+
+
+def run_study(configs: dict, out, *, seeds: int = 3, progress: bool = True, ood: bool = True) -> dict[str, TaskResult]:
+    """Run every config of :func:`study_configs` in one pool of workers; see :func:`study_workdirs`."""
+    from invnorm_jax.experiment import run_tasks  # JAX only when a study runs (the CLI imports this module)
+
+    results = run_tasks(configs, study_workdirs(configs, out), progress=progress, seeds=seeds, ood=ood)
+    return share_readings(results)
