@@ -3,7 +3,9 @@
 :func:`evaluate_claims` measures every claim of :data:`CLAIMS` on a
 :class:`~invnorm_jax.results.Results` (the statistics live in :mod:`invnorm_jax.claims_measure`);
 :func:`claims_markdown` and :func:`claims_json` render the rows; :func:`write_claims` writes both
-files. docs/claims.md says how each claim is measured, the interval and the verdict rules. A run
+files. docs/claims.md says how each claim is measured, the interval (training seeds and chips
+resampled, both paired) and the verdict rules. Each reading of the baselines' dropout site in the
+run (``config.dropout_site``: "crossbar", the default, or "norm") gets its own verdicts. A run
 with the method ``noisy_training`` also gets a section comparing it with the proposed method
 (:mod:`invnorm_jax.claims_noisy`; not a paper claim); a run without it gets exactly the claims.
 
@@ -19,13 +21,13 @@ import math
 import pathlib
 
 from invnorm_jax.claims_measure import (  # noqa: F401  (re-exported: the public API lives here)
-    BASELINES, CLAIMS, CONFIDENCE, FAULT_FREE_TOLERANCE, VERDICTS, Claim, ClaimRow, evaluate_claims,
-    resample_weights, up_to_interval, verdict,
+    BASELINES, CLAIMS, CONFIDENCE, DEFAULT_READING, FAULT_FREE_TOLERANCE, NAIVE_MARGIN, READINGS, VERDICTS, Claim,
+    ClaimRow, evaluate_claims, naive_bar, resample_weights, task_reading, two_level_weights, up_to_interval, verdict,
 )
 from invnorm_jax.claims_noisy import ComparisonRow, comparison_json, comparison_markdown, evaluate_noisy_training
 from invnorm_jax.results import Results
 
-CLAIMS_VERSION = 1
+CLAIMS_VERSION = 2  # 2: rows carry their reading, seeds, chips and naive RMSE
 _LABELS = {"nn": "NN", "spindrop": "SpinDrop", "spatial_spindrop": "Spatial-SpinDrop", "proposed": "Proposed",
            "dropout": "dropout BayNNs", "strongest": "strongest"}
 _BY_ID = {c.id: c for c in CLAIMS}
@@ -38,8 +40,24 @@ def _num(v: float | None, unit: str = "") -> str:
     return f"{v:.2f}" + (f" {unit}" if unit else "")
 
 
-def claim_verdicts(rows: list[ClaimRow]) -> dict[int, str]:
-    """Each claim's verdict from its headline rows.
+def row_readings(rows: list[ClaimRow]) -> list[str]:
+    """The readings of ``rows``, the default first.
+
+    >>> row_readings([ClaimRow(7, None, None, None, 51.84, None, "%", reading="norm")])
+    ['norm']
+    """
+    return sorted({r.reading for r in rows}, key=lambda r: (r != DEFAULT_READING, r))
+
+
+def _of_reading(rows: list[ClaimRow], reading: str | None) -> list[ClaimRow]:
+    """The rows of ``reading`` (None: the default reading, or the first one present)."""
+    found = row_readings(rows)
+    reading = reading if reading is not None else (found[0] if found else DEFAULT_READING)
+    return [r for r in rows if r.reading == reading]
+
+
+def claim_verdicts(rows: list[ClaimRow], reading: str | None = None) -> dict[int, str]:
+    """Each claim's verdict from its headline rows under one reading (None: the default reading).
 
     An "up to" claim (1-9) takes the best verdict among its rows: the paper's "up to" spans its
     experiments, so one task and sweep that reaches it is enough. Claim 10 ("comparable", a
@@ -51,7 +69,7 @@ def claim_verdicts(rows: list[ClaimRow]) -> dict[int, str]:
     {1: 'holds in part'}
     """
     found: dict[int, list[str]] = {}
-    for row in rows:
+    for row in _of_reading(rows, reading):
         if row.headline or row.task is None:
             found.setdefault(row.claim, []).append(row.verdict)
     out = {}
@@ -77,10 +95,12 @@ def paper_text(claim: Claim) -> str:
     return f"{claim.paper_value:g} {claim.unit}"
 
 
-def deciding_row(rows: list[ClaimRow], claim: int) -> ClaimRow | None:
-    """The headline row behind a claim's verdict: the best (claims 1-9, "up to") or, for the
-    fault-free claim 10, the worst (it must hold on every task); ties go to the larger value."""
-    mine = [r for r in rows if r.claim == claim and r.headline]
+def deciding_row(rows: list[ClaimRow], claim: int, reading: str | None = None) -> ClaimRow | None:
+    """The headline row behind a claim's verdict under ``reading`` (None: the default): the best
+    (claims 1-9, "up to") or, for the fault-free claim 10, the worst (it must hold on every task);
+    ties go to the larger value."""
+    mine = [r for r in _of_reading(rows, reading) if r.claim == claim and r.headline]
+    mine = [r for r in mine if r.verdict != "not measured"] or mine
     if not mine:
         return None
     worst = _BY_ID[claim].measure == "fault_free"
@@ -89,16 +109,26 @@ def deciding_row(rows: list[ClaimRow], claim: int) -> ClaimRow | None:
     return min(mine, key=order)
 
 
-def summary(rows: list[ClaimRow]) -> list[str]:
-    """Plain sentences: how many claims hold, hold in part, do not hold; then each claim's verdict."""
-    found = claim_verdicts(rows)
+def reading_title(reading: str) -> str:
+    """How a reading is named in ``claims.md``.
+
+    >>> print(reading_title("crossbar"))
+    the baselines' dropout on the crossbar inputs (`dropout_site="crossbar"`, the default)
+    """
+    label = READINGS.get(reading, "the baselines' dropout site")
+    return f'{label} (`dropout_site="{reading}"`' + (", the default)" if reading == DEFAULT_READING else ")")
+
+
+def _reading_summary(rows: list[ClaimRow], reading: str) -> list[str]:
+    found = claim_verdicts(rows, reading)
     n = {v: sum(1 for w in found.values() if w == v) for v in VERDICTS}
     lines = [f"Of {len(found)} claims: {n['holds']} hold, {n['holds in part']} hold in part, "
              f"{n['does not hold']} do not hold, {n['not measured']} not measured in this run."]
     for cid, word in found.items():
-        c, row = _BY_ID[cid], deciding_row(rows, cid)
-        if row is None:
-            lines.append(f"Claim {cid}, {c.text} **Not measured in this run.**")
+        c, row = _BY_ID[cid], deciding_row(rows, cid, reading)
+        if row is None or word == "not measured":
+            why = f" ({row.note})" if row is not None and row.task is not None else ""
+            lines.append(f"Claim {cid}, {c.text} **Not measured in this run**{why}.")
             continue
         where = row.task + (f" / {row.sweep}" if row.sweep else "")
         ci = f" (95 % CI {_num(row.interval[0])} to {_num(row.interval[1])})" if row.interval else ""
@@ -108,10 +138,55 @@ def summary(rows: list[ClaimRow]) -> list[str]:
     return lines
 
 
+def summary(rows: list[ClaimRow]) -> list[str]:
+    """Plain sentences: how many claims hold, hold in part, do not hold; then each claim's verdict.
+
+    With several readings of the baselines' dropout site, the sentences of each reading follow a
+    line that names it (the default first).
+    """
+    found = row_readings(rows) or [DEFAULT_READING]
+    if len(found) == 1:
+        return _reading_summary(rows, found[0])
+    lines = []
+    for reading in found:
+        lines += [f"Under {reading_title(reading)}:"] + _reading_summary(rows, reading)
+    return lines
+
+
+def _span(values: set) -> str:
+    return "" if not values else str(min(values)) + ("" if len(values) == 1 else f"-{max(values)}")
+
+
+def basis(rows: list[ClaimRow]) -> str:
+    """What a table's measured rows rest on: training seeds and chips, and what so few seeds cannot tell.
+
+    >>> print(basis([ClaimRow(1, "t", "bf", "nn", 58.11, 3.0, "pp", num_seeds=3, num_chips=100)]))
+    Rests on 3 training seeds per method and 100 chips per seed, level and method; ...
+    """
+    seeds = {r.num_seeds for r in rows if r.num_seeds and r.task is not None}
+    chips = {r.num_chips for r in rows if r.num_chips and r.task is not None}
+    if not seeds:
+        return "Nothing measured in this run."
+    many = "s" if _span(seeds) != "1" else ""
+    text = f"Rests on {_span(seeds)} training seed{many} per method"
+    text += (f" and {_span(chips)} chips per seed, level and method; every interval resamples both, paired."
+             if chips else " (healthy models: no chips, no interval).")
+    if min(seeds) == 1:
+        text += (" **One training seed**: the interval covers the spread between chips only, not between "
+                 "training runs (another seed could close or widen a gap the interval calls significant), and "
+                 "the \"strongest baseline\" is the best of single training runs, not of methods.")
+    elif min(seeds) < 5:
+        text += (f" With {min(seeds)} seeds, resampling them understates the spread between training runs "
+                 "(few distinct draws): read the intervals as rough.")
+    return text
+
+
 def _table(rows: list[ClaimRow]) -> str:
     rel = any(r.relative is not None for r in rows)
+    naive = any(r.naive_rmse is not None for r in rows)
     head = ["claim", "paper", "task", "sweep / shift", "baseline", "measured", "95 % CI", "best level",
-            "proposed / baseline"] + (["relative gain"] if rel else []) + ["verdict", "note"]
+            "proposed / baseline"] + (["relative gain"] if rel else []) + (["best naive RMSE"] if naive else [])
+    head += ["verdict", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         base = _LABELS.get(r.baseline, r.baseline or "–")
@@ -121,6 +196,7 @@ def _table(rows: list[ClaimRow]) -> str:
                  "–" if r.best_level is None else f"{r.best_level:g}",
                  f"{_num(r.proposed_value)} / {_num(r.baseline_value)}"]
         cells += [_num(r.relative, "%")] if rel else []
+        cells += ["–" if r.naive_rmse is None else f"{r.naive_rmse:.4g}"] if naive else []
         cells += [r.verdict, r.note.replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -136,15 +212,23 @@ def claims_markdown(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) 
     >>> "51.84 %" in md and "not measured" in md
     True
     """
+    found = row_readings(rows) or [DEFAULT_READING]
+    several = len(found) > 1
+    which = ("each reading of the baselines' dropout site separately: " + "; ".join(map(reading_title, found))
+             if several else f"under {reading_title(found[0])}")
     lines = ["# The paper's claims against this run", "",
              "Each claim is measured the paper's way (\"up to\": the best level of a sweep); the 95 % interval "
-             "is a paired bootstrap over chips; the **bold** baseline is the one the claim names "
-             "(docs/claims.md gives every rule). pp: percentage points.", "", "## Summary", ""]
+             "is a bootstrap that resamples the training seeds and the chips, both paired across methods; the "
+             "**bold** baseline is the one the claim names (docs/claims.md gives every rule). pp: percentage "
+             f"points. Claims are measured {which}.", "", "## Summary", ""]
     lines += [f"* {s}" for s in summary(rows)] + [""]
-    for group in dict.fromkeys(c.group for c in CLAIMS):
-        mine = [r for r in rows if _BY_ID[r.claim].group == group]
-        if mine:
-            lines += [f"## {group}", "", _table(mine), ""]
+    for reading in found:
+        mine_r = [r for r in rows if r.reading == reading]
+        for group in dict.fromkeys(c.group for c in CLAIMS):
+            mine = [r for r in mine_r if _BY_ID[r.claim].group == group]
+            if mine:
+                title = f"{group}, under {reading_title(reading)}" if several else group
+                lines += [f"## {title}", "", basis(mine), "", _table(mine), ""]
     if comparison:
         lines += [comparison_markdown(list(comparison))]
     return "\n".join(lines)
@@ -157,11 +241,12 @@ def _plain(v):
 def claims_json(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) -> dict:
     """The JSON-ready claims report: ``version``, the claims, every row and the verdict per claim.
 
-    With ``comparison`` rows (:mod:`invnorm_jax.claims_noisy`) also ``"noisy_training"``: their list.
+    ``verdicts`` are the default reading's (or the only one's); ``verdicts_by_reading`` maps each
+    reading of the baselines' dropout site to its verdicts. With ``comparison`` rows (:mod:`invnorm_jax.claims_noisy`) also ``"noisy_training"``: their list.
 
     >>> d = claims_json([ClaimRow(7, None, None, None, 51.84, None, "%")])
-    >>> d["version"], d["verdicts"]
-    (1, {'7': 'not measured'})
+    >>> d["version"], d["verdicts"], d["verdicts_by_reading"]
+    (2, {'7': 'not measured'}, {'crossbar': {'7': 'not measured'}})
     """
     out_rows = []
     for r in rows:
@@ -170,8 +255,11 @@ def claims_json(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) -> d
             d[k] = None if d[k] is None else [_plain(float(v)) for v in d[k]]
         out_rows.append(d)
     claims = [dict(dataclasses.asdict(c), unit=c.unit) for c in CLAIMS]
+    by_reading = {reading: {str(k): v for k, v in claim_verdicts(rows, reading).items()}
+                  for reading in row_readings(rows)}
     out = {"version": CLAIMS_VERSION, "confidence": CONFIDENCE, "fault_free_tolerance": dict(FAULT_FREE_TOLERANCE),
-           "claims": claims, "rows": out_rows, "verdicts": {str(k): v for k, v in claim_verdicts(rows).items()}}
+           "naive_margin": NAIVE_MARGIN, "claims": claims, "rows": out_rows,
+           "verdicts": {str(k): v for k, v in claim_verdicts(rows).items()}, "verdicts_by_reading": by_reading}
     if comparison:
         out["noisy_training"] = comparison_json(list(comparison))
     return out
@@ -180,10 +268,13 @@ def claims_json(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) -> d
 def rows_from_json(d: dict) -> list[ClaimRow]:
     """The rows of a :func:`claims_json` dict (a parsed ``claims.json``).
 
+    A version-1 file (chips-only intervals, one reading) reads with the fields it lacks at their
+    defaults.
+
     Raises:
       ValueError: another version of the claims file.
     """
-    if d.get("version") != CLAIMS_VERSION:
+    if d.get("version") not in (1, CLAIMS_VERSION):
         raise ValueError(f"claims.json version {d.get('version')}; this invnorm-jax reads version {CLAIMS_VERSION}.")
     return [ClaimRow(**dict(r, **{k: None if r[k] is None else tuple(r[k]) for k in _PAIRS})) for r in d["rows"]]
 

@@ -3,9 +3,11 @@
 :data:`CLAIMS` lists the numbers the paper states (accuracy gains under bit-flips and
 variation, LSTM RMSE reductions, OOD detection rates, a comparable fault-free metric);
 :func:`evaluate_claims` measures each on a :class:`~invnorm_jax.results.Results` the way the
-paper reports it ("up to" = the best level of a sweep), with a 95 % paired bootstrap interval
-over chips, and gives a verdict; :mod:`invnorm_jax.claims` (the public module) writes ``claims.md`` and
-``claims.json``. docs/claims.md gives every rule and the readings chosen where the paper is unclear.
+paper reports it ("up to" = the best level of a sweep), with a 95 % bootstrap interval that
+resamples training seeds and chips, both paired (:mod:`invnorm_jax.claims_bootstrap`), under each
+reading of the baselines' dropout site, and gives a verdict; :mod:`invnorm_jax.claims` (the public
+module) writes ``claims.md`` and ``claims.json``. docs/claims.md gives every rule and the readings
+chosen where the paper is unclear.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import dataclasses
 
 import numpy as np
 
+from invnorm_jax.claims_bootstrap import (  # noqa: F401  (re-exported)
+    CONFIDENCE, MIN_CHIPS, boot_means, resample_weights, stack_levels, two_level_weights, up_to_interval,
+)
 from invnorm_jax.results import Results, TaskResult
 
 NN, DROPOUT_METHODS, PROPOSED = "nn", ("spindrop", "spatial_spindrop"), "proposed"
@@ -23,10 +28,14 @@ VERDICTS = ("holds", "holds in part", "does not hold", "not measured")
 #: Claim 10 ("comparable"): the proposed method may trail the best baseline's fault-free metric
 #: by at most 1 percentage point (accuracy, mIoU) or have at most a 5 % higher RMSE.
 FAULT_FREE_TOLERANCE = {"pp": 1.0, "%": 5.0}
-CONFIDENCE = 0.95
-MIN_CHIPS = 20  # fewer chips than this: the row's note calls its interval rough
 #: The range an effect can take (pp of accuracy; % RMSE reduction): the interval is clipped to it.
 EFFECT_RANGE = {"gain": (-100.0, 100.0), "reduction": (-np.inf, 100.0)}
+#: Where the baselines put their dropout (``config.dropout_site``): each reading is reported on its own.
+READINGS = {"crossbar": "the baselines' dropout on the crossbar inputs", "norm": "the baselines' dropout after every "
+            "normalization"}
+DEFAULT_READING = "crossbar"
+#: A forecaster is in the claims only if its fault-free RMSE is below this share of the best naive RMSE.
+NAIVE_MARGIN = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +107,9 @@ class ClaimRow:
     ``*_value`` fields are the metrics at ``best_level`` (% for shares); ``relative`` is the
     up-to relative accuracy gain ``(acc_p - acc_b) / acc_b`` in % (gain claims only). A claim
     with nothing to measure in the run is one row with ``task=None`` and verdict "not measured".
+    ``reading`` is where the task's baselines put their dropout (:data:`READINGS`); ``num_seeds`` and
+    ``num_chips`` are the training seeds and chips the row rests on (None: not a sweep of chips);
+    ``naive_rmse`` is a forecast's best naive RMSE (:data:`NAIVE_MARGIN`).
     """
 
     claim: int
@@ -116,6 +128,10 @@ class ClaimRow:
     baseline_value: float | None = None
     relative: float | None = None
     interval_percentile: tuple[float, float] | None = None
+    reading: str = "crossbar"
+    num_seeds: int | None = None
+    num_chips: int | None = None
+    naive_rmse: float | None = None
 
 
 def verdict(measured: float, interval: tuple[float, float] | None, paper_value: float) -> str:
@@ -134,67 +150,6 @@ def verdict(measured: float, interval: tuple[float, float] | None, paper_value: 
     return "holds" if hi >= paper_value else "holds in part"
 
 
-def resample_weights(num_chips: int, n_boot: int, seed: int) -> np.ndarray:
-    """``[n_boot, num_chips]`` weights of a paired bootstrap: how often each chip is drawn, over ``num_chips``.
-
-    A mean over chips of replicate ``b`` is ``values @ w[b]``; the draws depend only on
-    ``(num_chips, n_boot, seed)``, so every method, level and claim shares them.
-
-    >>> w = resample_weights(5, 3, seed=0)
-    >>> w.shape, bool(np.allclose(w.sum(axis=1), 1.0))
-    ((3, 5), True)
-    """
-    idx = np.random.default_rng(seed).integers(0, num_chips, size=(n_boot, num_chips))
-    flat = (idx + num_chips * np.arange(n_boot)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_boot * num_chips).reshape(n_boot, num_chips) / num_chips
-
-
-def up_to_interval(effect: np.ndarray, boot: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
-    """95 % intervals of ``max(effect)`` from bootstrap replicates ``boot [level, replicate]`` of the effects.
-
-    Returns ``(band, percentile)``. ``band`` (the one verdicts use) comes from a simultaneous
-    max-t band over levels: ``se`` is each level's bootstrap std, ``c`` the 95 % quantile over
-    replicates of ``max_level |boot - effect| / se``; the interval is ``(max(effect - c se),
-    max(effect + c se))``, which covers the largest true effect whenever the band covers every
-    level's (>= 95 %), and always contains the point value. ``percentile`` is the 2.5 and 97.5 %
-    quantiles of the replicates' maxima (argmax recomputed per replicate): reported only, as it
-    is biased upward (docs/claims.md: with 7 levels and no effect its lower end is > 0 in ~90 % of runs).
-
-    >>> band, pct = up_to_interval(np.array([0.0, 2.0]), np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]))
-    >>> band[0] < 2.0 < band[1]
-    True
-    """
-    se = np.nanstd(boot, axis=1)
-    dev = np.abs(boot - effect[:, None])
-    ratio = np.divide(dev, se[:, None], out=np.zeros_like(dev), where=se[:, None] > 0)
-    c = float(np.quantile(np.nanmax(ratio, axis=0), CONFIDENCE))
-    band = (float(np.nanmax(effect - c * se)), float(np.nanmax(effect + c * se)))
-    lo, hi = np.nanquantile(np.nanmax(boot, axis=0), [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
-    return band, (float(lo), float(hi))
-
-
-def _stack(t: TaskResult, name: str, methods: list[str]) -> tuple[list[float], np.ndarray, str]:
-    """Faulty levels (> 0) common to ``methods``, values ``[method, level, chip]`` (chip-paired), a note.
-
-    Level 0 is the fault-free model (claim 10's subject): every chip is the same there, so a gain
-    at level 0 would look certain to the bootstrap over chips.
-    """
-    by_level = {m: {r.level: r for r in t.methods[m].sweeps[name] if r.level != 0} for m in methods}
-    levels = [lv for lv in by_level[methods[0]] if all(lv in by_level[m] for m in methods)]
-    rows = [[by_level[m][lv] for lv in levels] for m in methods]
-    if not levels:
-        return [], np.zeros((len(methods), 0, 0)), ""
-    n = min(len(r.chips) for rs in rows for r in rs)
-    note = "" if len(levels) == len(by_level[methods[0]]) else "only the levels common to every method; "
-    note += f"only {n} chips: a rough interval; " if 2 <= n < MIN_CHIPS else ""
-    if n < 2:  # no per-chip values: the means, one "chip"
-        means = np.array([[[r.mean] for r in rs] for rs in rows], float)
-        return levels, means, note + "no per-chip values: no interval; "
-    if any(len(r.chips) != n for rs in rows for r in rs):
-        note += f"the {n} chips common to every method and level; "
-    return levels, np.array([[r.chips[:n] for r in rs] for rs in rows], float), note
-
-
 def _level_effect(claim: Claim, p: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The effect at each level (same shape as ``p``): gain in pp, or RMSE reduction in %."""
     if claim.measure == "gain":
@@ -210,8 +165,67 @@ def _pick(means: np.ndarray, members: list[int], higher: bool) -> tuple[np.ndarr
     return np.take_along_axis(sub, which[None], axis=0)[0], np.asarray(members)[which]
 
 
-def _sweep_rows(claim: Claim, task: str, t: TaskResult, name: str, n_boot: int, seed: int) -> list[ClaimRow]:
-    present = [m for m in BASELINES if m in t.methods and name in t.methods[m].sweeps]
+def task_reading(t: TaskResult) -> str:
+    """Where ``t``'s baselines put their dropout: its config's ``dropout_site``, else :data:`DEFAULT_READING`.
+
+    >>> task_reading(TaskResult("accuracy", True, {})), task_reading(TaskResult("accuracy", True, {}, config={
+    ...     "dropout_site": "norm"}))
+    ('crossbar', 'norm')
+    """
+    return str(t.config.get("dropout_site") or DEFAULT_READING)
+
+
+def readings(results: Results) -> list[str]:
+    """The readings of ``results``' tasks, the default first (only the default for a run without tasks)."""
+    found = {task_reading(t) for t in results.tasks.values()} or {DEFAULT_READING}
+    return sorted(found, key=lambda r: (r != DEFAULT_READING, r))
+
+
+@dataclasses.dataclass(frozen=True)
+class NaiveBar:
+    """A forecast's bar: the best naive forecast (``name``, ``rmse``) and the ``flagged`` methods
+    (method -> fault-free RMSE) whose fault-free RMSE is not below ``NAIVE_MARGIN * rmse``."""
+
+    name: str
+    rmse: float
+    flagged: dict[str, float]
+
+    def reason(self, method: str) -> str:
+        """Why ``method`` (flagged) is kept out of the claims."""
+        return (f"not measured: {method} does not beat persistence/seasonal-naive (fault-free RMSE "
+                f"{self.flagged[method]:.4g}, not below {NAIVE_MARGIN:g} x {self.rmse:.4g})")
+
+    def blocking(self, t: TaskResult) -> str | None:
+        """Why no claim can be measured on ``t`` (the proposed method or every baseline flagged), or None."""
+        base = [m for m in BASELINES if m in t.methods]
+        if PROPOSED in self.flagged:
+            return self.reason(PROPOSED)
+        if base and all(m in self.flagged for m in base):
+            return "; ".join(self.reason(m) for m in base)
+        return None
+
+
+def naive_bar(t: TaskResult) -> NaiveBar | None:
+    """The naive-forecast bar of a forecast with stored naive RMSEs (None for any other task).
+
+    >>> from invnorm_jax.results import MethodResult
+    >>> t = TaskResult("rmse", False, {}, {m: MethodResult(v, 1, 1) for m, v in [("nn", 0.04), ("proposed", 0.03)]},
+    ...                naive={"persistence": 0.04, "seasonal_naive": 0.2})
+    >>> bar = naive_bar(t)
+    >>> bar.name, bar.rmse, list(bar.flagged), bar.blocking(t) is None
+    ('persistence', 0.04, ['nn'], False)
+    """
+    if not t.naive or t.metric != "rmse":
+        return None
+    name = min(t.naive, key=t.naive.get)
+    rmse = float(t.naive[name])
+    flagged = {m: float(r.fault_free) for m, r in t.methods.items() if not r.fault_free < NAIVE_MARGIN * rmse}
+    return NaiveBar(name, rmse, flagged)
+
+
+def _sweep_rows(claim: Claim, task: str, t: TaskResult, name: str, n_boot: int, seed: int,
+                exclude=frozenset()) -> list[ClaimRow]:
+    present = [m for m in BASELINES if m in t.methods and name in t.methods[m].sweeps and m not in exclude]
     dropout = [m for m in DROPOUT_METHODS if m in present]
     own = {"nn": [NN] if NN in present else [], "dropout": dropout, "strongest": present}[claim.baseline]
     if not own:
@@ -219,12 +233,11 @@ def _sweep_rows(claim: Claim, task: str, t: TaskResult, name: str, n_boot: int, 
     singles = [(m, [m]) for m in own]  # the claim's baseline(s) one by one, then the strongest of all
     specs = ([("dropout", dropout)] if claim.baseline == "dropout" else []) + singles + [("strongest", present)]
     methods = [PROPOSED] + present
-    levels, values, note = _stack(t, name, methods)
+    levels, values, note, (num_seeds, num_chips) = stack_levels(t, name, methods)
     if not levels:
         return []
-    num_chips = values.shape[2]
-    point = values.mean(axis=2, keepdims=True)  # [method, level, 1]
-    boot = values @ resample_weights(num_chips, n_boot, seed).T if num_chips >= 2 else None  # [method, level, B]
+    point = values.mean(axis=(2, 3))[..., None]  # [method, level, 1]
+    boot = boot_means(values, n_boot, seed)  # [method, level, B]: seeds and chips resampled, paired
     higher, scale = t.higher_is_better, 100.0 if claim.measure == "gain" else 1.0
     out = []
     for spec, members in specs:
@@ -233,7 +246,7 @@ def _sweep_rows(claim: Claim, task: str, t: TaskResult, name: str, n_boot: int, 
         effect = _level_effect(claim, point[0], base)[:, 0]
         best = int(np.nanargmax(effect))
         interval = pct = None
-        if boot is not None:
+        if boot is not None:  # the strongest baseline is picked anew inside every replicate
             interval, pct = up_to_interval(effect, _level_effect(claim, boot[0], _pick(boot, idx, higher)[0]))
             interval = tuple(float(v) for v in np.clip(interval, *EFFECT_RANGE[claim.measure]))
         measured = float(effect[best])
@@ -248,7 +261,8 @@ def _sweep_rows(claim: Claim, task: str, t: TaskResult, name: str, n_boot: int, 
         out.append(ClaimRow(claim.id, task, name, spec, claim.paper_value, measured, claim.unit, float(levels[best]),
                             interval, verdict(measured, interval, claim.paper_value), extra.rstrip("; "),
                             headline=spec == claim.baseline, proposed_value=scale * float(point[0, best, 0]),
-                            baseline_value=scale * float(base[best, 0]), relative=relative, interval_percentile=pct))
+                            baseline_value=scale * float(base[best, 0]), relative=relative, interval_percentile=pct,
+                            num_seeds=num_seeds, num_chips=num_chips))
     return out
 
 
@@ -263,7 +277,7 @@ def _ood_rows(claim: Claim, task: str, t: TaskResult) -> list[ClaimRow]:
     measured = 100.0 * rates[PROPOSED][best]
     rivals = {m: 100.0 * max(r[i] for i in shifted) for m, r in rates.items() if m in BASELINES}  # the paper's
     rival = max(rivals, key=rivals.get) if rivals else None
-    note = (f"healthy model, one value per stage: no interval; at the largest stage ({shift.stages[-1]:g}): "
+    note = (f"the first training seed's healthy model, one value per stage: no interval; at the largest stage ({shift.stages[-1]:g}): "
             f"{100.0 * rates[PROPOSED][-1]:.2f} %")
     if 0.0 in shift.stages:
         note += f"; false-alarm rate (stage 0): {100.0 * rates[PROPOSED][shift.stages.index(0.0)]:.2f} %"
@@ -277,11 +291,11 @@ def _ood_rows(claim: Claim, task: str, t: TaskResult) -> list[ClaimRow]:
         word = "does not hold"
     return [ClaimRow(claim.id, task, claim.shift, "strongest", claim.paper_value, measured, "%",
                      float(shift.stages[best]), None, word, note, headline=True, proposed_value=measured,
-                     baseline_value=None if rival is None else rivals[rival])]
+                     baseline_value=None if rival is None else rivals[rival], num_seeds=1)]
 
 
-def _fault_free_rows(claim: Claim, task: str, t: TaskResult) -> list[ClaimRow]:
-    present = {m: t.methods[m].fault_free for m in BASELINES if m in t.methods}
+def _fault_free_rows(claim: Claim, task: str, t: TaskResult, exclude=frozenset()) -> list[ClaimRow]:
+    present = {m: t.methods[m].fault_free for m in BASELINES if m in t.methods and m not in exclude}
     if PROPOSED not in t.methods or not present:
         return []
     higher = t.higher_is_better
@@ -291,30 +305,66 @@ def _fault_free_rows(claim: Claim, task: str, t: TaskResult) -> list[ClaimRow]:
     gap = 100.0 * (p - b) if higher else 100.0 * (1.0 - p / b)
     scale = 100.0 if higher else 1.0
     word = "holds" if gap >= -FAULT_FREE_TOLERANCE[unit] else "does not hold"
+    seeds = len(t.methods[PROPOSED].fault_free_seeds or [0])
+    what = "one value" if seeds == 1 else f"the mean of {seeds} training seeds"
     return [ClaimRow(claim.id, task, None, "strongest", None, gap, unit, None, None, word,
-                     f"healthy model: one value, no interval; best baseline: {rival}; "
+                     f"healthy model: {what}, no interval; best baseline: {rival}; "
                      f"criterion: gap >= -{FAULT_FREE_TOLERANCE[unit]:g} {unit}", headline=True,
-                     proposed_value=scale * p, baseline_value=scale * b)]
+                     proposed_value=scale * p, baseline_value=scale * b, num_seeds=seeds)]
 
 
-def _not_measured(claim: Claim) -> ClaimRow:
+def _not_measured(claim: Claim, reading: str) -> ClaimRow:
     what = {"gain": "a sweep of kind {kinds}", "reduction": "a sweep of kind {kinds}",
             "detection": "an OOD study with the {shift} shift",
             "fault_free": "a fault-free metric"}[claim.measure]
     what = what.format(kinds=" / ".join(claim.kinds), shift=claim.shift)
-    return ClaimRow(claim.id, None, None, None, claim.paper_value, None, claim.unit,
+    return ClaimRow(claim.id, None, None, None, claim.paper_value, None, claim.unit, reading=reading,
                     note=f"not measured in this run: no task with metric {' / '.join(claim.metrics)}, {what}, "
                          "the proposed method and its baseline")
 
 
-def evaluate_claims(results: Results, *, n_boot: int = 2000, seed: int = 0) -> list[ClaimRow]:
-    """Every claim of :data:`CLAIMS` measured on ``results``: rows in claim, task, sweep order.
+def _task_rows(claim: Claim, task: str, t: TaskResult, n_boot: int, seed: int) -> list[ClaimRow]:
+    """The rows of one claim on one task, a forecast's measured only among methods that beat the naive forecasts."""
+    bar = naive_bar(t) if claim.measure in ("reduction", "fault_free") else None
+    exclude = frozenset(bar.flagged) if bar else frozenset()
+    blocked = bar.blocking(t) if bar else None
+    if claim.measure == "detection":
+        return _ood_rows(claim, task, t) if t.ood is not None and claim.shift in t.ood.shifts else []
+    sweeps = [None] if claim.measure == "fault_free" else [
+        name for name, info in t.sweeps.items() if info.kind in claim.kinds and name in t.methods[PROPOSED].sweeps]
+    rows = []
+    for name in sweeps:
+        if blocked:
+            rows.append(ClaimRow(claim.id, task, name, claim.baseline, claim.paper_value, None, claim.unit,
+                                 note=blocked, headline=True))
+            continue
+        if name is None:
+            rows += _fault_free_rows(claim, task, t, exclude)
+            kept_out = [m for m in BASELINES if m in exclude]
+            for row in rows if kept_out else []:
+                row.note += f"; kept out (they do not beat the naive forecasts): {', '.join(kept_out)}"
+            continue
+        rows += _sweep_rows(claim, task, t, name, n_boot, seed, exclude)
+        rows += [ClaimRow(claim.id, task, name, m, claim.paper_value, None, claim.unit, note=bar.reason(m))
+                 for m in BASELINES if m in exclude and name in t.methods[m].sweeps]
+    for row in rows if bar else []:
+        row.naive_rmse = bar.rmse
+        row.note = f"best naive forecast: {bar.name} {bar.rmse:.4g}" + (f"; {row.note}" if row.note else "")
+    return rows
 
-    Sweep claims (1-7) get a row per applicable task and sweep and per baseline: the claim's own
-    (headline), each single baseline it names, and the strongest baseline at each level. The
-    measured value is the best level's effect (the paper's "up to"); its 95 % interval comes from
-    ``n_boot`` paired resamples of the chips (seeded by ``seed``), see :func:`up_to_interval`.
-    A claim with nothing to measure gets one "not measured" row.
+
+def evaluate_claims(results: Results, *, n_boot: int = 2000, seed: int = 0) -> list[ClaimRow]:
+    """Every claim of :data:`CLAIMS` measured on ``results``: rows in reading, claim, task, sweep order.
+
+    Each reading of the baselines' dropout present in ``results`` (:func:`task_reading`, the
+    default first) gets every claim, measured on that reading's tasks. Sweep claims (1-7) get a
+    row per applicable task and sweep and per baseline: the claim's own (headline), each single
+    baseline it names, and the strongest baseline at each level. The measured value is the best
+    level's effect (the paper's "up to"); its 95 % interval comes from ``n_boot`` two-level
+    resamples of the training seeds and the chips (:func:`two_level_weights`, seeded by
+    ``seed``), see :func:`up_to_interval`. A forecast with naive RMSEs is measured only among
+    the methods that beat them (:func:`naive_bar`). A claim with nothing to measure under a
+    reading gets one "not measured" row.
 
     >>> from invnorm_jax.results import Level, MethodResult, SweepInfo, TaskResult
     >>> def method(faulty):  # 4 chips, 0.9 at level 0 and ``faulty`` at level 0.1
@@ -323,23 +373,16 @@ def evaluate_claims(results: Results, *, n_boot: int = 2000, seed: int = 0) -> l
     >>> task = TaskResult("accuracy", True, {"bf": SweepInfo("bit_flip", "weights")},
     ...                   {"nn": method(0.5), "proposed": method(0.8)})
     >>> row = evaluate_claims(Results(tasks={"digits": task}))[0]
-    >>> row.claim, row.baseline, round(row.measured, 2), row.best_level, row.verdict
-    (1, 'nn', 30.0, 0.1, 'holds in part')
+    >>> row.claim, row.baseline, round(row.measured, 2), row.best_level, row.verdict, row.reading
+    (1, 'nn', 30.0, 0.1, 'holds in part', 'crossbar')
     """
     rows = []
-    for claim in CLAIMS:
-        found = []
-        for task, t in results.tasks.items():
-            if t.metric not in claim.metrics or PROPOSED not in t.methods:
-                continue
-            if claim.measure in ("gain", "reduction"):
-                for name, info in t.sweeps.items():
-                    if info.kind in claim.kinds and name in t.methods[PROPOSED].sweeps:
-                        found += _sweep_rows(claim, task, t, name, n_boot, seed)
-            elif claim.measure == "detection":
-                if t.ood is not None and claim.shift in t.ood.shifts:
-                    found += _ood_rows(claim, task, t)
-            else:
-                found += _fault_free_rows(claim, task, t)
-        rows += found or [_not_measured(claim)]
+    for reading in readings(results):
+        tasks = {k: t for k, t in results.tasks.items() if task_reading(t) == reading}
+        for claim in CLAIMS:
+            found = [row for task, t in tasks.items() if t.metric in claim.metrics and PROPOSED in t.methods
+                     for row in _task_rows(claim, task, t, n_boot, seed)]
+            for row in found:
+                row.reading = reading
+            rows += found or [_not_measured(claim, reading)]
     return rows

@@ -4,8 +4,8 @@ The paper compares its method with the NN and the dropout BayNNs only, and state
 against hardware-aware (noisy) training. When a run has the method ``noisy_training``
 (docs/noisy_training.md), :func:`evaluate_noisy_training` measures, on every sweep of every
 task that has both methods, the "up to" advantage of each method over the other, the same
-way the claims measure a gain (best faulty level, simultaneous 95 % paired bootstrap band over
-chips; :mod:`invnorm_jax.claims_measure`), and a verdict read from the two intervals alone:
+way the claims measure a gain (best faulty level, simultaneous 95 % bootstrap band over
+training seeds and chips, paired; :mod:`invnorm_jax.claims_measure`), and a verdict read from the two intervals alone:
 "proposed better", "noisy_training better", "mixed" (each significantly better somewhere) or
 "no difference". :mod:`invnorm_jax.claims` adds these rows to ``claims.md`` / ``claims.json``
 in a section of their own; runs without ``noisy_training`` get none. docs/claims.md explains.
@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 
-from invnorm_jax.claims_measure import EFFECT_RANGE, PROPOSED, _stack, resample_weights, up_to_interval
+from invnorm_jax.claims_bootstrap import boot_means, stack_levels, up_to_interval
+from invnorm_jax.claims_measure import DEFAULT_READING, EFFECT_RANGE, PROPOSED, task_reading
 from invnorm_jax.results import Results
 
 NOISY = "noisy_training"
@@ -86,22 +87,27 @@ def _up_to(gain: bool, point: np.ndarray, boot: np.ndarray | None, a: int, b: in
 def evaluate_noisy_training(results: Results, *, n_boot: int = 2000, seed: int = 0) -> list[ComparisonRow]:
     """A :class:`ComparisonRow` per task and sweep where both the proposed method and noisy_training ran.
 
-    The same draws as the claims (``resample_weights(chips, n_boot, seed)``) pair the chips.
-    Empty when no task has both methods.
+    The same draws as the claims (``two_level_weights(seeds, chips, n_boot, seed)``) pair the
+    training seeds and the chips. Empty when no task has both methods. Neither method depends on
+    the baselines' dropout site, so a task under another reading whose config also ran under the
+    default reading is left out (its rows would repeat the default's).
     """
     rows = []
+    default_names = {t.config.get("name") for t in results.tasks.values() if task_reading(t) == DEFAULT_READING}
     for task, t in results.tasks.items():
         if PROPOSED not in t.methods or NOISY not in t.methods:
+            continue
+        if task_reading(t) != DEFAULT_READING and t.config.get("name") in default_names - {None}:
             continue
         for name, info in t.sweeps.items():
             if not all(name in t.methods[m].sweeps for m in (PROPOSED, NOISY)):
                 continue
-            levels, values, note = _stack(t, name, [PROPOSED, NOISY])
+            levels, values, note, _ = stack_levels(t, name, [PROPOSED, NOISY])
             if not levels:
                 continue
             gain = t.higher_is_better
-            point = values.mean(axis=2)  # [method, level]
-            boot = values @ resample_weights(values.shape[2], n_boot, seed).T if values.shape[2] >= 2 else None
+            point = values.mean(axis=(2, 3))  # [method, level]
+            boot = boot_means(values, n_boot, seed)  # [method, level, B]
             measured, best, interval = _up_to(gain, point, boot, 0, 1)
             reverse, worst, reverse_interval = _up_to(gain, point, boot, 1, 0)
             word = comparison_verdict(interval or (measured, measured), reverse_interval or (reverse, reverse))
@@ -130,8 +136,8 @@ def comparison_markdown(rows: list[ComparisonRow]) -> str:
     lines = ["## The proposed method vs training with the device model (not a paper claim)", "",
              "The run has `noisy_training` (the `nn` network trained with weight noise, docs/noisy_training.md). "
              "The paper gives no number for this comparison, so there is no paper value and no claim verdict: each "
-             "row measures both methods' \"up to\" advantage over the other (best faulty level, 95 % paired "
-             "bootstrap band over chips) and reads the verdict from the intervals' lower ends alone: "
+             "row measures both methods' \"up to\" advantage over the other (best faulty level, 95 % bootstrap "
+             "band over training seeds and chips, both paired) and reads the verdict from the intervals' lower ends alone: "
              "**proposed better** / **noisy_training better** (only that one is significantly ahead at some "
              "level), **mixed** (both, at different levels), **no difference** (neither). noisy_training is not "
              "a baseline of the paper's claims above.", "",

@@ -15,7 +15,8 @@ from invnorm_jax.results import Level, MethodResult, Results, SweepInfo, TaskRes
 
 LEVELS = (0.0, 0.1, 0.2, 0.3)
 BASE = ("nn", "spindrop", "spatial_spindrop", "proposed")
-JSON_KEYS = {"version", "confidence", "fault_free_tolerance", "claims", "rows", "verdicts"}
+JSON_KEYS = {"version", "confidence", "fault_free_tolerance", "naive_margin", "claims", "rows", "verdicts",
+             "verdicts_by_reading"}
 
 
 def _method(values, fault_free=0.9) -> MethodResult:
