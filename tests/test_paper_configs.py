@@ -82,7 +82,7 @@ def test_paper_scale_recipes():
     assert cifar["model"]["kwargs"]["preactivation_site"] == "norm_output"  # the paper's site
 
 
-@pytest.mark.parametrize("name", ("digits", "mnist1d", "co2", *PAPER_CONFIGS))
+@pytest.mark.parametrize("name", ("digits", "digits_deep", "mnist1d", "co2", *PAPER_CONFIGS))
 def test_every_config_has_the_papers_fault_grid(name):
     config = config_lib.load_config(name)
     kinds = {(s.kind, s.site) for s in config.sweeps.values()}
