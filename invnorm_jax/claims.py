@@ -171,11 +171,14 @@ def basis(rows: list[ClaimRow]) -> str:
     text = f"Rests on {_span(seeds)} training seed{many} per method"
     text += (f" and {_span(chips)} chips per seed, level and method; every interval resamples both, paired."
              if chips else " (healthy models: no chips, no interval).")
-    if min(seeds) == 1:
+    if min(seeds) == 1 and chips:
         text += (" **One training seed**: the interval covers the spread between chips only, not between "
                  "training runs (another seed could close or widen a gap the interval calls significant), and "
                  "the \"strongest baseline\" is the best of single training runs, not of methods.")
-    elif min(seeds) < 5:
+    elif min(seeds) == 1:
+        text += (" **One training seed**: each value is a single training run, and the best baseline is the "
+                 "best of single runs, not of methods.")
+    elif chips and min(seeds) < 5:
         text += (f" With {min(seeds)} seeds, resampling them understates the spread between training runs "
                  "(few distinct draws): read the intervals as rough.")
     return text

@@ -280,3 +280,120 @@ def test_markdown_names_every_claims_paper_value_and_the_summary():
         assert value in md
     assert "Of 10 claims:" in md and "not measured in this run" in md
     assert md.count("| claim | paper |") == 5  # one table per group
+
+
+def _seeded_task(values: dict, *, metric="accuracy", kind="bit_flip", config=None, naive=None,
+                 fault_free=None) -> TaskResult:
+    """``values``: method -> ``[level, seed, chip]`` array of one sweep "bf" at :data:`LEVELS`."""
+    methods = {}
+    for m, v in values.items():
+        v = np.asarray(v, float)
+        rows = [Level(lv, float(x.mean()), float(x.std()), [float(c) for c in x[0]], x.tolist())
+                for lv, x in zip(LEVELS, v)]
+        ff = (fault_free or {}).get(m, 0.9)
+        methods[m] = MethodResult(ff, v.shape[2], 5, {"bf": rows}, fault_free_seeds=[ff] * v.shape[1])
+    return TaskResult(metric, metric != "rmse", {"bf": SweepInfo(kind, "weights")}, methods,
+                      config=config or {}, seeds=list(range(np.asarray(next(iter(values.values()))).shape[1])),
+                      naive=naive)
+
+
+def test_several_seeds_resample_seeds_and_chips_and_pick_the_strongest_per_replicate():
+    rng = np.random.default_rng(8)
+    s, c, n_boot, seed = 3, 6, 300, 2
+    v = {m: mu + 0.05 * rng.normal(size=(3, s, c)) + 0.05 * rng.normal(size=(1, s, 1))
+         for m, mu in [("nn", 0.5), ("spindrop", 0.52), ("proposed", 0.6)]}
+    (row,) = [r for r in _rows(Results(tasks={"t": _seeded_task(v)}), 1, n_boot=n_boot, seed=seed)
+              if r.baseline == "strongest"]
+    assert (row.num_seeds, row.num_chips) == (s, c)
+    draws = np.random.default_rng(seed)  # the documented draws: the chips first, then the seeds
+    chips, seeds = draws.integers(0, c, size=(n_boot, c)), draws.integers(0, s, size=(n_boot, s))
+    point = np.array([100 * (v["proposed"][i].mean() - max(v["nn"][i].mean(), v["spindrop"][i].mean()))
+                      for i in (1, 2)])
+    assert row.measured == pytest.approx(point.max())
+    boot = np.empty((n_boot, 2))
+    for b in range(n_boot):
+        for j, i in enumerate((1, 2)):
+            mean = {m: x[i][np.ix_(seeds[b], chips[b])].mean() for m, x in v.items()}
+            boot[b, j] = 100 * (mean["proposed"] - max(mean["nn"], mean["spindrop"]))
+    se = boot.std(axis=0)
+    crit = np.quantile(np.max(np.abs(boot - point) / se, axis=1), 0.95)
+    assert row.interval == pytest.approx((max(point - crit * se), max(point + crit * se)))
+
+
+def test_a_training_run_spread_widens_the_interval_beyond_the_chips():
+    rng = np.random.default_rng(9)
+    chip = 0.02 * rng.normal(size=(3, 1, 50))
+    calm = {"nn": 0.5 + chip + np.zeros((3, 4, 1)), "proposed": 0.6 + chip + np.zeros((3, 4, 1))}
+    runs = dict(calm, proposed=calm["proposed"] + 0.05 * rng.normal(size=(1, 4, 1)))  # training-run effect
+    width = {}
+    for name, v in (("calm", calm), ("runs", runs)):
+        (row,) = [r for r in _rows(Results(tasks={"t": _seeded_task(v)}), 1, n_boot=400) if r.baseline == "nn"]
+        width[name] = row.interval[1] - row.interval[0]
+    assert width["calm"] == pytest.approx(0.0, abs=1e-9)  # the chips cancel in the paired difference
+    assert width["runs"] > 2.0  # sd of the seeds' mean: 5 pp / sqrt(4) = 2.5 pp
+
+
+def test_each_reading_of_the_dropout_site_gets_its_own_verdicts(tmp_path):
+    rng = np.random.default_rng(10)
+    prop = 0.8 + 0.02 * rng.normal(size=(3, 2, 30))
+    weak, strong = prop - 0.3, prop + 0.01  # the NN ahead under the norm reading
+    results = Results(tasks={
+        "digits": _seeded_task({"nn": weak, "proposed": prop}, config={"name": "digits", "dropout_site": "crossbar"}),
+        "digits/norm_dropout": _seeded_task({"nn": strong, "proposed": prop},
+                                            config={"name": "digits", "dropout_site": "norm"})})
+    rows = claims.evaluate_claims(results, n_boot=200)
+    assert claims.row_readings(rows) == ["crossbar", "norm"]
+    assert {r.task for r in rows if r.reading == "norm" and r.task} == {"digits/norm_dropout"}
+    assert claims.claim_verdicts(rows)[1] == "holds in part"  # the default reading
+    assert claims.claim_verdicts(rows, "norm")[1] == "does not hold"
+    d = claims.claims_json(rows)
+    assert d["verdicts_by_reading"]["norm"]["1"] == "does not hold" and d["verdicts"]["1"] == "holds in part"
+    md = claims.claims_markdown(rows)
+    assert md.count("| claim | paper |") == 10 and 'Under the baselines\' dropout after every normalization' in md
+    assert "Rests on 2 training seeds per method and 30 chips" in md and "One training seed" not in md
+    assert claims.rows_from_json(json.loads(json.dumps(d))) == rows
+
+
+def test_one_seed_says_what_it_cannot_tell():
+    nn = _noisy(np.random.default_rng(11), [0.9, 0.5, 0.3], 20, 0.05)
+    rows = claims.evaluate_claims(Results(tasks={"t": _task({"nn": nn, "proposed": nn + 0.1})}), n_boot=50)
+    md = claims.claims_markdown(rows)
+    assert "Rests on 1 training seed per method and 20 chips" in md
+    assert "**One training seed**" in md and "best of single training runs" in md
+
+
+def _co2(ff: dict, naive=None):
+    rng = np.random.default_rng(12)
+    v = {m: ff[m] * (1.0 + np.asarray(LEVELS)[:, None, None]) + 0.001 * rng.normal(size=(3, 2, 20)) for m in ff}
+    return _seeded_task(v, metric="rmse", kind="additive", naive=naive, fault_free=ff)
+
+
+NAIVE = {"persistence": 0.04, "seasonal_naive": 0.08, "seasonal_drift": 0.09}
+
+
+def test_forecasts_are_measured_only_among_methods_that_beat_the_naive_forecasts():
+    t = _co2({"nn": 0.037, "spindrop": 0.030, "spatial_spindrop": 0.02, "proposed": 0.025}, NAIVE)  # nn: 0.037 >= 0.036
+    rows = [r for r in claims.evaluate_claims(Results(tasks={"co2": t}), n_boot=100) if r.claim in (5, 10)]
+    assert all(r.naive_rmse == 0.04 and "persistence" in r.note for r in rows)
+    nn = _row([r for r in rows if r.claim == 5], "nn")
+    assert nn.verdict == "not measured" and "does not beat persistence/seasonal-naive" in nn.note
+    strongest = _row([r for r in rows if r.claim == 5], "strongest")  # among spindrop and spatial_spindrop
+    best = [min(t.methods[m].sweeps["bf"][i].mean for m in ("spindrop", "spatial_spindrop")) for i in (1, 2)]
+    red = [100 * (1 - t.methods["proposed"].sweeps["bf"][i].mean / b) for i, b in zip((1, 2), best)]
+    assert strongest.measured == pytest.approx(max(red)) and strongest.verdict != "not measured"
+    (ff,) = [r for r in rows if r.claim == 10]
+    assert ff.baseline_value == pytest.approx(0.02) and "kept out" in ff.note and "nn" in ff.note
+    assert "best naive RMSE" in claims.claims_markdown(rows)
+
+
+@pytest.mark.parametrize("ff", [{"nn": 0.02, "proposed": 0.037}, {"nn": 0.05, "spindrop": 0.04, "proposed": 0.02}])
+def test_co2_claims_are_not_measured_when_the_proposed_method_or_every_baseline_fails_the_naive_bar(ff):
+    rows = claims.evaluate_claims(Results(tasks={"co2": _co2(ff, NAIVE)}), n_boot=100)
+    mine = [r for r in rows if r.claim in (5, 10)]
+    assert mine and all(r.verdict == "not measured" and "does not beat persistence/seasonal-naive" in r.note
+                        for r in mine)
+    assert claims.claim_verdicts(rows)[5] == "not measured" and claims.claim_verdicts(rows)[10] == "not measured"
+    assert "does not beat" in "\n".join(claims.summary(rows))
+    # Without stored naive RMSEs the same task is measured as before.
+    assert claims.claim_verdicts(claims.evaluate_claims(Results(tasks={"co2": _co2(ff)}), n_boot=100))[10] != \
+        "not measured"

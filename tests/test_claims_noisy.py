@@ -168,3 +168,16 @@ def test_importing_the_report_leaves_the_plotting_backend_alone():
     code = "import matplotlib; matplotlib.use('svg'); import invnorm_jax.report; print(matplotlib.get_backend())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "svg"
+
+
+def test_the_other_reading_of_the_same_config_adds_no_comparison_rows():
+    """Neither method has the baselines' dropout: the norm reading's copy of a task repeats the default's rows."""
+    r = _results(STRONG)
+    for name, t in list(r.tasks.items()):
+        t.config = {"name": name, "dropout_site": "crossbar"}
+        r.tasks[name + "/norm_dropout"] = TaskResult(t.metric, t.higher_is_better, t.sweeps, dict(t.methods),
+                                                     config={"name": name, "dropout_site": "norm"})
+    rows = claims_noisy.evaluate_noisy_training(r, n_boot=100)
+    assert {x.task for x in rows} == {"digits", "co2"}
+    del r.tasks["digits"]  # no default twin left: the norm reading's task is compared
+    assert "digits/norm_dropout" in {x.task for x in claims_noisy.evaluate_noisy_training(r, n_boot=100)}
