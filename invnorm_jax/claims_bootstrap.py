@@ -11,6 +11,8 @@ docs/claims.md gives the rules.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from invnorm_jax._checks import check_positive_int
@@ -62,10 +64,17 @@ def two_level_weights(num_seeds: int, num_chips: int, n_boot: int, seed: int) ->
     True
     """
     num_seeds, num_chips = check_positive_int(num_seeds, "num_seeds"), check_positive_int(num_chips, "num_chips")
-    n_boot = check_positive_int(n_boot, "n_boot")
+    return _draws(num_seeds, num_chips, check_positive_int(n_boot, "n_boot"), int(seed))
+
+
+@functools.lru_cache(maxsize=8)
+def _draws(num_seeds: int, num_chips: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The draws of :func:`two_level_weights`, read-only and kept: every claim of a run asks for the same ones."""
     rng = np.random.default_rng(seed)
     w_chip = _counts(rng.integers(0, num_chips, size=(n_boot, num_chips)), num_chips)
     w_seed = _counts(rng.integers(0, num_seeds, size=(n_boot, num_seeds)), num_seeds)
+    for w in (w_seed, w_chip):
+        w.flags.writeable = False
     return w_seed, w_chip
 
 
@@ -78,7 +87,8 @@ def replicate_means(values: np.ndarray, w_seed: np.ndarray, w_chip: np.ndarray) 
     """
     values = np.asarray(values, dtype=np.float64)
     # One 2-D matmul over the chips of every row: numpy's stacked matmul runs far slower than BLAS.
-    per_seed = (values.reshape(-1, values.shape[-1]) @ w_chip.T).reshape(values.shape[:-1] + (w_chip.shape[0],))
+    chips_t = np.ascontiguousarray(w_chip.T)  # a contiguous right operand: BLAS without a copy per call
+    per_seed = (values.reshape(-1, values.shape[-1]) @ chips_t).reshape(values.shape[:-1] + (w_chip.shape[0],))
     return np.einsum("...sb,bs->...b", per_seed, w_seed)  # [..., n_boot]: the seeds' weights per replicate
 
 
