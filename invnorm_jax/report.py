@@ -218,7 +218,8 @@ def write_ablation(result: dict, out) -> None:
 
 
 def ablation_markdown(result: dict) -> str:
-    """Rows: ablations; cells: the default's and the variant's sweep-averaged metric, change and 95 % CI."""
+    """Rows: ablations (each method's row of one ablation and sweep side by side); cells: the default's
+    and the variant's sweep-averaged metric, change and 95 % CI."""
     m = TASK_METRICS[result["metric"]]
     f = (lambda v: f"{m.scale * v:.2f}") if m.scale != 1 else (lambda v: f"{v:.4f}")
     better = "higher" if m.higher_is_better else "lower"
@@ -235,20 +236,20 @@ def ablation_markdown(result: dict) -> str:
 
 
 def plot_ablation(result: dict, path) -> Figure:
-    """The change of every ablation row with its interval, one panel per sweep."""
+    """The change of every ablation row with its interval, one panel per sweep, a colour per method."""
     m = TASK_METRICS[result["metric"]]
     sweeps = sorted({r["sweep"] for r in result["rows"]})
-    fig = Figure(figsize=(5.2 * max(len(sweeps), 1), 3.6))
+    colors = _colors(dict.fromkeys(r["method"] for r in result["rows"]))
+    most = max([sum(r["sweep"] == s for r in result["rows"]) for s in sweeps] or [1])
+    fig = Figure(figsize=(5.6 * max(len(sweeps), 1), 1.2 + 0.22 * most))
     axes = fig.subplots(1, max(len(sweeps), 1), squeeze=False)
     for ax, sweep in zip(axes[0], sweeps):
-        rows = [r for r in result["rows"] if r["sweep"] == sweep]
-        y = np.arange(len(rows))
-        change = np.array([m.scale * r["change"] for r in rows])
-        err = np.array([[m.scale * (r["change"] - r["low"]) for r in rows], [m.scale * (r["high"] - r["change"])
-                                                                            for r in rows]])
-        ax.errorbar(change, y, xerr=err, fmt="o", color="#d62728", capsize=3)
+        rows = [r for r in result["rows"] if r["sweep"] == sweep][::-1]  # first row at the top
+        for y, r in enumerate(rows):
+            lo, hi = m.scale * (r["change"] - r["low"]), m.scale * (r["high"] - r["change"])
+            ax.errorbar(m.scale * r["change"], y, xerr=[[lo], [hi]], fmt="o", color=colors[r["method"]], capsize=3)
         ax.axvline(0, color="k", lw=0.8)
-        ax.set_yticks(y, [f"{r['ablation']} ({r['method']})" for r in rows], fontsize=8)
+        ax.set_yticks(range(len(rows)), [f"{r['ablation']} ({_label(r['method'])})" for r in rows], fontsize=8)
         ax.set_xlabel(f"change of {m.unit} vs default")
         ax.set_title(f"{result['task']}: {sweep}", fontsize=10)
         ax.grid(alpha=0.3, axis="x")
