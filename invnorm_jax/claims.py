@@ -245,7 +245,8 @@ def claims_json(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) -> d
     """The JSON-ready claims report: ``version``, the claims, every row and the verdict per claim.
 
     ``verdicts`` are the default reading's (or the only one's); ``verdicts_by_reading`` maps each
-    reading of the baselines' dropout site to its verdicts. With ``comparison`` rows (:mod:`invnorm_jax.claims_noisy`) also ``"noisy_training"``: their list.
+    reading of the baselines' dropout site to its verdicts. With ``comparison`` rows
+    (:mod:`invnorm_jax.claims_noisy`) also ``"noisy_training"``: their list.
 
     >>> d = claims_json([ClaimRow(7, None, None, None, 51.84, None, "%")])
     >>> d["version"], d["verdicts"], d["verdicts_by_reading"]

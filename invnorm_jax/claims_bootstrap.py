@@ -123,6 +123,14 @@ def stack_levels(t: TaskResult, name: str, methods: list[str]) -> tuple[list[flo
     Level 0 is the fault-free model (claim 10's subject): every chip is the same there, so a gain
     at level 0 would look certain to the bootstrap over chips. Seeds and chips are cut to those
     common to every method and level (seed ``s`` pairs with seed ``s``, chip ``i`` with chip ``i``).
+
+    >>> from invnorm_jax.results import Level, MethodResult, SweepInfo
+    >>> sweep = [Level(0.0, 0.9, 0.0, [0.9] * 4), Level(0.1, 0.5, 0.0, [0.5] * 4, [[0.5] * 4, [0.5] * 4])]
+    >>> t = TaskResult("accuracy", True, {"bf": SweepInfo("bit_flip", "weights")},
+    ...                {"nn": MethodResult(0.9, 4, 1, {"bf": sweep})})
+    >>> levels, values, note, counts = stack_levels(t, "bf", ["nn"])
+    >>> levels, values.shape, counts
+    ([0.1], (1, 1, 2, 4), (2, 4))
     """
     by_level = {m: {r.level: r for r in t.methods[m].sweeps[name] if r.level != 0} for m in methods}
     levels = [lv for lv in by_level[methods[0]] if all(lv in by_level[m] for m in methods)]
@@ -144,7 +152,11 @@ def stack_levels(t: TaskResult, name: str, methods: list[str]) -> tuple[list[flo
 
 def boot_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray | None:
     """Replicate means ``[method, level, n_boot]`` of ``values [method, level, seed, chip]``, None when
-    there is nothing to resample (one value per method and level)."""
+    there is nothing to resample (one value per method and level).
+
+    >>> boot_means(np.ones((2, 3, 2, 5)), 10, seed=0).shape, boot_means(np.ones((2, 3, 1, 1)), 10, seed=0)
+    ((2, 3, 10), None)
+    """
     _, _, num_seeds, num_chips = values.shape
     if num_seeds * num_chips < 2:
         return None

@@ -176,7 +176,11 @@ def task_reading(t: TaskResult) -> str:
 
 
 def readings(results: Results) -> list[str]:
-    """The readings of ``results``' tasks, the default first (only the default for a run without tasks)."""
+    """The readings of ``results``' tasks, the default first (only the default for a run without tasks).
+
+    >>> readings(Results())
+    ['crossbar']
+    """
     found = {task_reading(t) for t in results.tasks.values()} or {DEFAULT_READING}
     return sorted(found, key=lambda r: (r != DEFAULT_READING, r))
 
@@ -184,7 +188,11 @@ def readings(results: Results) -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class NaiveBar:
     """A forecast's bar: the best naive forecast (``name``, ``rmse``) and the ``flagged`` methods
-    (method -> fault-free RMSE) whose fault-free RMSE is not below ``NAIVE_MARGIN * rmse``."""
+    (method -> fault-free RMSE) whose fault-free RMSE is not below ``NAIVE_MARGIN * rmse``.
+
+    >>> print(NaiveBar("persistence", 0.04, {"nn": 0.05}).reason("nn"))
+    not measured: nn does not beat persistence/seasonal-naive (fault-free RMSE 0.05, not below 0.9 x 0.04)
+    """
 
     name: str
     rmse: float
@@ -277,7 +285,8 @@ def _ood_rows(claim: Claim, task: str, t: TaskResult) -> list[ClaimRow]:
     measured = 100.0 * rates[PROPOSED][best]
     rivals = {m: 100.0 * max(r[i] for i in shifted) for m, r in rates.items() if m in BASELINES}  # the paper's
     rival = max(rivals, key=rivals.get) if rivals else None
-    note = (f"the first training seed's healthy model, one value per stage: no interval; at the largest stage ({shift.stages[-1]:g}): "
+    note = (f"the first training seed's healthy model, one value per stage: no interval; at the largest stage "
+            f"({shift.stages[-1]:g}): "
             f"{100.0 * rates[PROPOSED][-1]:.2f} %")
     if 0.0 in shift.stages:
         note += f"; false-alarm rate (stage 0): {100.0 * rates[PROPOSED][shift.stages.index(0.0)]:.2f} %"

@@ -137,7 +137,8 @@ def comparison_markdown(rows: list[ComparisonRow]) -> str:
              "The run has `noisy_training` (the `nn` network trained with weight noise, docs/noisy_training.md). "
              "The paper gives no number for this comparison, so there is no paper value and no claim verdict: each "
              "row measures both methods' \"up to\" advantage over the other (best faulty level, 95 % bootstrap "
-             "band over training seeds and chips, both paired) and reads the verdict from the intervals' lower ends alone: "
+             "band over training seeds and chips, both paired) and reads the verdict from the intervals' lower "
+             "ends alone: "
              "**proposed better** / **noisy_training better** (only that one is significantly ahead at some "
              "level), **mixed** (both, at different levels), **no difference** (neither). noisy_training is not "
              "a baseline of the paper's claims above.", "",

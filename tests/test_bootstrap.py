@@ -36,7 +36,8 @@ def _coverage(values, seed=1):
     """
     w_seed, w_chip = two_level_weights(SEEDS, CHIPS, N_BOOT, seed)
     out = []
-    for boot in (replicate_means(values, w_seed, w_chip), values.mean(axis=1) @ resample_weights(CHIPS, N_BOOT, seed).T):
+    chips_only = values.mean(axis=1) @ resample_weights(CHIPS, N_BOOT, seed).T
+    for boot in (replicate_means(values, w_seed, w_chip), chips_only):
         lo, hi = np.quantile(boot, [0.025, 0.975], axis=1)
         out.append(((lo <= 0) & (0 <= hi)).mean())
         out.append((hi - lo).mean())
