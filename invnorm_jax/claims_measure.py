@@ -166,12 +166,16 @@ def _pick(means: np.ndarray, members: list[int], higher: bool) -> tuple[np.ndarr
 
 
 def task_reading(t: TaskResult) -> str:
-    """Where ``t``'s baselines put their dropout: its config's ``dropout_site``, else :data:`DEFAULT_READING`.
+    """Where ``t``'s baselines put their dropout: its config's ``dropout_site``; a config written
+    before that key existed is ``"norm"`` (dropout after every normalization, the only placement
+    then); no config at all, :data:`DEFAULT_READING`.
 
     >>> task_reading(TaskResult("accuracy", True, {})), task_reading(TaskResult("accuracy", True, {}, config={
-    ...     "dropout_site": "norm"}))
-    ('crossbar', 'norm')
+    ...     "dropout_site": "norm"})), task_reading(TaskResult("accuracy", True, {}, config={"name": "digits"}))
+    ('crossbar', 'norm', 'norm')
     """
+    if t.config and "dropout_site" not in t.config:
+        return "norm"
     return str(t.config.get("dropout_site") or DEFAULT_READING)
 
 
