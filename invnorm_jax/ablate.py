@@ -103,9 +103,9 @@ def ablations_for(config) -> list[Ablation]:
 
 
 def _per_chip_average(task: TaskResult, method: str, sweep: str) -> np.ndarray:
-    """Each chip's metric averaged over the sweep's faulty levels (level > 0)."""
+    """Each chip's metric averaged over the sweep's faulty levels (level > 0) and the training seeds."""
     rows = [r for r in task.methods[method].sweeps[sweep] if r.level > 0]
-    return np.mean([r.chips for r in rows], axis=0)
+    return np.mean([r.matrix().mean(axis=0) for r in rows], axis=0)
 
 
 def compare(default: TaskResult, variant: TaskResult, method: str, sweep: str) -> dict:
@@ -130,8 +130,12 @@ def _table(rows: list[Ablation], jobs: list, tasks: list, default: TaskResult) -
     return table
 
 
-def run_ablations(spec: str, out, *, variant: str | None = None, overrides=(), progress: bool = True) -> dict:
+def run_ablations(spec: str, out, *, variant: str | None = None, overrides=(), progress: bool = True,
+                  seeds: int = 1) -> dict:
     """Run every ablation of config ``spec``; writes ``ablation.json``, ``ablation.md`` and a plot into ``out``.
+
+    ``seeds``: training seeds of every row and of the defaults (the same seeds for all); a chip's
+    value is then its mean over the seeds, and the interval is still over chips.
 
     Each (ablation, method) pair is one job; the jobs that train run first, side by side
     (:func:`~invnorm_jax.experiment.method_workers`). Rerunning with the same ``out`` reuses
@@ -142,7 +146,7 @@ def run_ablations(spec: str, out, *, variant: str | None = None, overrides=(), p
     base = config_lib.load_config(spec, variant, overrides)
     rows = ablations_for(base)
     configs = [config_lib.load_config(spec, variant, (*overrides, *a.overrides)) for a in rows]  # all checked first
-    default = run_task(base, out / "default", ood=False, progress=progress)
+    default = run_task(base, out / "default", ood=False, progress=progress, seeds=seeds)
     jobs = [(a, m, c) for a, c in zip(rows, configs) for m in a.methods]
     jobs.sort(key=lambda job: not job[0].training)  # the long jobs first, so that no worker idles at the end
 
@@ -150,11 +154,11 @@ def run_ablations(spec: str, out, *, variant: str | None = None, overrides=(), p
         ablation, method, config = job
         workdir = out / ablation.name.replace(" ", "_").replace("=", "-") if ablation.training else out / "default"
         return run_task(config, workdir, methods=[method], sweeps=ablation.sweeps or True, ood=False,
-                        progress=progress, workers=1)
+                        progress=progress, workers=1, seeds=seeds)
 
     tasks = in_workers(run_job, jobs, method_workers(len(jobs)))
     result = {"task": base.name, "metric": base.metric, "variant": base.variant,
-              "seconds": round(time.time() - start, 1), "defaults": {"rate": float(base.rate)},
+              "seconds": round(time.time() - start, 1), "defaults": {"rate": float(base.rate)}, "seeds": seeds,
               "rows": _table(rows, jobs, tasks, default)}
     write_ablation(result, out)
     return result

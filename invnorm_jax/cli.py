@@ -207,9 +207,9 @@ def cmd_ablate(args) -> int:
     out = pathlib.Path(args.out) if args.out else _default_out(f"ablate-{spec}")
     config = _load(args, spec)
     check_output_folder(out)
-    check_run({config.name: config}, {config.name: out / "default"}, None, trained=False)
+    check_run({config.name: config}, {config.name: out / "default"}, None, trained=False, seeds=args.seeds)
     result = ablate.run_ablations(spec, out, variant=_variant(args), overrides=_overrides(args),
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, seeds=args.seeds)
     print(report.ablation_markdown(result))
     print(f"written: {out / 'ablation.md'}, {out / 'ablation.json'}, {out / 'ablation.png'}\n"
           f"wall time: {(time.time() - start) / 60:.1f} min")
@@ -284,8 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     ood.add_argument("--no-train", action="store_true", help="only load checkpoints from --workdir")
     ood.set_defaults(func=cmd_ood)
 
-    abl = sub.add_parser("ablate", help="ablations of the proposed method (mode, init, T, dropout rate, noise "
-                         "type) against the defaults, 100 chips each")
+    abl = sub.add_parser("ablate", help="ablations against the defaults, 100 chips each: every method's dropout "
+                         "rate and per-inference noise, the proposed method's mode, init and T")
     src = abl.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", metavar="NAME_OR_PATH[:VARIANT]", help="config name or file")
     src.add_argument("--task", choices=DEMO_TASKS, help="an offline demo task")
