@@ -157,6 +157,43 @@ class Results:
     version: int = SCHEMA_VERSION
 
 
+def pool_seeds(entries: list[MethodResult]) -> MethodResult:
+    """One method's results over several training seeds (same chips, same levels) as one entry.
+
+    A level's ``seeds`` keeps every seed's chips, ``chips`` the first seed's, ``mean`` and ``std``
+    pool every seed and chip; ``fault_free`` is the mean over seeds; ``seconds`` add up. One entry
+    is returned as it is.
+
+    >>> one = lambda v: MethodResult(v, 2, 1, {"bf": [Level(0.1, v, 0.0, [v, v])]}, {"train": 1.0})
+    >>> pooled = pool_seeds([one(0.5), one(0.7)])
+    >>> pooled.fault_free, pooled.fault_free_seeds, pooled.sweeps["bf"][0].seeds, pooled.seconds["train"]
+    (0.6, [0.5, 0.7], [[0.5, 0.5], [0.7, 0.7]], 2.0)
+    """
+    import numpy as np
+
+    if len(entries) == 1:
+        return entries[0]
+    first = entries[0]
+    sweeps = {}
+    for name, rows in first.sweeps.items():
+        pooled = []
+        for i, row in enumerate(rows):
+            per_seed = [e.sweeps[name][i] for e in entries]
+            if any(r.level != row.level for r in per_seed):
+                raise ValueError(f"sweep {name!r}: the seeds' levels differ ({[r.level for r in per_seed]}).")
+            values = np.asarray([r.chips for r in per_seed], dtype=np.float64)
+            pooled.append(Level(level=row.level, mean=float(values.mean()), std=float(values.std()),
+                                chips=list(row.chips), seeds=values.tolist()))
+        sweeps[name] = pooled
+    seconds = {}
+    for e in entries:
+        for k, v in e.seconds.items():
+            seconds[k] = round(seconds.get(k, 0.0) + v, 1)
+    free = [float(e.fault_free) for e in entries]
+    return MethodResult(fault_free=float(np.mean(free)), num_chips=first.num_chips, num_samples=first.num_samples,
+                        sweeps=sweeps, seconds=seconds, fault_free_seeds=free)
+
+
 def to_dict(results: Results) -> dict:
     """The JSON-ready dict of ``results`` (plain types only)."""
     return dataclasses.asdict(results)
