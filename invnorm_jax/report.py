@@ -18,6 +18,7 @@ import matplotlib
 from matplotlib.figure import Figure  # no pyplot: the backend (a notebook's inline one) is left alone
 
 from invnorm_jax import claims  # noqa: E402
+from invnorm_jax.claims_measure import NAIVE_MARGIN, naive_bar  # noqa: E402
 from invnorm_jax import results as results_lib  # noqa: E402
 from invnorm_jax.metrics import TASK_METRICS  # noqa: E402
 from invnorm_jax.ood import SHIFTS  # noqa: E402
@@ -78,9 +79,33 @@ def table1(results: Results) -> str:
     methods = _methods(results)
     lines = ["| task (metric) | " + " | ".join(_label(m) for m in methods) + " |", "|---|" + "---|" * len(methods)]
     for task, t in results.tasks.items():
-        cells = [_fmt(t.methods[m].fault_free, t.metric) if m in t.methods else "–" for m in methods]
+        cells = [_fault_free(t.methods[m], t.metric) if m in t.methods else "–" for m in methods]
         lines.append(f"| {task} ({_unit(t.metric)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _fault_free(m, metric: str) -> str:
+    """The fault-free metric; with several training seeds, their mean ± std."""
+    if not m.fault_free_seeds or len(m.fault_free_seeds) < 2:
+        return _fmt(m.fault_free, metric)
+    return f"{_fmt(m.fault_free, metric)} ± {_fmt(float(np.std(m.fault_free_seeds)), metric)}"
+
+
+def naive_lines(results: Results) -> list[str]:
+    """For each forecast task: its trivial forecasts' RMSE on the same test windows, and which
+    methods do not beat the best of them by the claims' margin (they are kept out of the claims)."""
+    out = []
+    for task, t in results.tasks.items():
+        bar = naive_bar(t)
+        if bar is None:
+            continue
+        text = ", ".join(f"{k.replace('_', '-')} {v:.4f}" for k, v in t.naive.items())
+        limit = f"{NAIVE_MARGIN:g} x the best ({NAIVE_MARGIN * bar.rmse:.4f})"
+        slow = [_label(m) for m in t.methods if m in bar.flagged]
+        verdict = (f"**{', '.join(slow)} do{'es' if len(slow) == 1 else ''} not beat {limit}**: kept out of the "
+                   "claims" if slow else f"every method beats {limit}")
+        out.append(f"{task}: naive forecasts on the same test windows (RMSE): {text}; {verdict}.")
+    return out
 
 
 def robustness_table(t: TaskResult, name: str) -> str:
@@ -100,6 +125,10 @@ def verdicts(results: Results) -> list[str]:
     out = []
     for task, t in results.tasks.items():
         if "proposed" not in t.methods or len(t.methods) < 2:
+            continue
+        bar = naive_bar(t)
+        if bar is not None and bar.blocking(t):
+            out.append(f"{task}: no verdict, {bar.blocking(t)}.")
             continue
         sign = 1 if t.higher_is_better else -1
         for name in t.sweeps:
@@ -131,6 +160,9 @@ def plot_task(task: str, t: TaskResult, path) -> Figure:
             color = line.get_color()  # the band matches its line
             ax.fill_between(x, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
                             color=color, alpha=0.18, lw=0)
+        if t.naive:  # a forecast: the best trivial forecast as a floor every model must beat
+            best = min(t.naive, key=t.naive.get)
+            ax.axhline(scale * t.naive[best], ls="--", lw=1, color="0.4", label=f"{best.replace('_', '-')} (naive)")
         sweep = t.sweeps[name]
         ax.set_title(f"{task}: {name.replace('_', ' ')} ({sweep.site})", fontsize=10)
         ax.set_xlabel("sigma (x normalized activation)" if sweep.site == "preactivation" and sweep.kind != "uniform"
@@ -155,6 +187,7 @@ def _deterministic(results: Results) -> str:
 def _sizes(results: Results) -> str:
     return ", ".join(f"{task}: {max(m.num_chips for m in t.methods.values())} chips x "
                      f"{max(m.num_samples for m in t.methods.values())} MC samples"
+                     + (f" x {len(t.seeds)} training seeds" if len(t.seeds) > 1 else "")
                      for task, t in results.tasks.items() if t.methods)
 
 
@@ -165,7 +198,10 @@ def markdown(results: Results, out) -> str:
     lines = ["# invnorm-jax results", "",
              f"{_sizes(results)} ({_deterministic(results)}); variant `{s.get('variant', 'full')}`{wall}.", ""]
     if any(t.methods for t in results.tasks.values()):
+        seeds = max(len(t.seeds) for t in results.tasks.values())
         lines += ["## Fault-free (Table I style)", "", table1(results), ""]
+        lines += [f"Mean ± std over {seeds} training seeds.", ""] if seeds > 1 else []
+        lines += [f"* {line}" for line in naive_lines(results)] + ([""] if naive_lines(results) else [])
     for task, t in results.tasks.items():
         if t.sweeps and t.methods:
             plot = f"{task}_robustness.png"
