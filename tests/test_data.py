@@ -88,7 +88,7 @@ def test_co2_fill_windows_and_split():
 
     raw = sm.datasets.co2.load_pandas().data["co2"].to_numpy()
     assert np.isnan(raw[6]) and np.isnan(raw[11]) and not np.isnan(raw[5:9:2]).any()
-    c = data.load_co2(window=52)
+    c = data.load_co2(window=52, horizon=1)  # one week ahead: every week is a target
     series = c.extras["series_ppm"]
     assert series.shape == (2284,) and not np.isnan(series).any()
     assert series[6] == pytest.approx((raw[5] + raw[7]) / 2, abs=1e-4)  # one-week gap
@@ -110,9 +110,9 @@ def test_co2_fill_windows_and_split():
 
 def test_make_windows_layout():
     x, y = data.make_windows(np.arange(10.0), window=3, horizon=2)
-    assert x.shape == (6, 3, 1) and y.shape == (6, 1)
+    assert x.shape == (6, 3, 1) and y.shape == (6, 2)
     np.testing.assert_array_equal(x[2, :, 0], [2, 3, 4])
-    assert y[2, 0] == 6
+    np.testing.assert_array_equal(y[2], [5, 6])  # the next two values
 
 
 # --------------------------------------------------------------------------- batching

@@ -1,7 +1,8 @@
 """Datasets as plain numpy arrays (float32, channels last).
 
 Embedded (ship inside installed packages, always available offline):
-`load_digits`, `load_mnist1d`, `load_co2`. Prepared TFDS datasets read without
+`load_digits`, `load_mnist1d`, `load_co2` (with `naive_forecasts`, the trivial
+forecasts its models must beat). Prepared TFDS datasets read without
 TensorFlow: `load_cifar10`. Local folders the user downloads:
 `load_speech_commands`, `load_drive`. Synthetic stand-ins of the downloaded
 ones for smoke runs: `get_dataset(name, synthetic=True)`. See docs/datasets.md.
@@ -24,6 +25,7 @@ from invnorm_jax.data.drive import (
 from invnorm_jax.data.embedded import (
     fill_missing_linear, load_co2, load_digits, load_mnist1d, make_windows,
 )
+from invnorm_jax.data.forecast import naive_forecasts
 from invnorm_jax.data.registry import (
     AUGMENTATIONS, DATASETS, check_dataset, check_dataset_kwargs, dataset_parameters, get_dataset,
 )
@@ -37,7 +39,7 @@ __all__ = [
     "SPEECH_COMMANDS_URL", "SPEECH_COMMANDS_WORDS", "Split", "batches", "cifar10_batches",
     "default_data_root", "default_drive_root", "default_speech_root", "fill_missing_linear",
     "fix_length", "get_dataset", "index_speech_folder", "load_cifar10", "load_co2",
-    "load_digits", "load_drive", "load_mnist1d", "load_speech_commands", "make_windows",
+    "load_digits", "load_drive", "load_mnist1d", "load_speech_commands", "make_windows", "naive_forecasts",
     "normalize_cifar", "normalize_in_fov", "pad_to_multiple", "random_crop_flip",
     "random_patches", "read_drive_split", "read_wav", "standardize", "subsample_per_class",
     "AUGMENTATIONS", "check_dataset", "check_dataset_kwargs", "dataset_parameters",

@@ -2,7 +2,7 @@
 
 * `load_digits`: scikit-learn's 8x8 handwritten digits (the offline demo's task).
 * `load_mnist1d`: MNIST-1D, generated locally by the `mnist1d` package.
-* `load_co2`: statsmodels' weekly Mauna Loa CO2 series, as forecasting windows.
+* `load_co2`: statsmodels' weekly Mauna Loa CO2 series, as multi-step forecasting windows.
 
 The heavy imports (sklearn, statsmodels, mnist1d) happen inside the loaders so
 that `import invnorm_jax.data` stays fast.
@@ -20,8 +20,12 @@ from invnorm_jax.data.common import Split, standardize
 
 #: Size of the digits test split: the demo evaluates exactly 360 test images.
 DIGITS_TEST_SIZE = 360
-#: Default CO2 input window: 52 weeks, one full seasonal cycle.
-CO2_WINDOW = 52
+#: Default CO2 input window: 104 weeks, two seasonal cycles, so last year's change over
+#: every lead of the horizon is inside the window.
+CO2_WINDOW = 104
+#: Default CO2 forecast horizon: the next 26 weeks, over which the series changes by about
+#: a quarter of its standard deviation (one week ahead, persistence already is the forecast).
+CO2_HORIZON = 26
 #: Fraction of the CO2 series (chronologically first) used for training.
 CO2_TRAIN_FRACTION = 0.8
 
@@ -129,65 +133,71 @@ def fill_missing_linear(values: np.ndarray) -> np.ndarray:
 
 
 def make_windows(series: np.ndarray, window: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Cuts a 1-D series into autoregressive (input window, next value) pairs.
+    """Cuts a 1-D series into (input window, next `horizon` values) pairs: a direct multi-step forecast.
 
-    Window `i` is `series[i : i + window]` and its target is
-    `series[i + window + horizon - 1]`.
+    Window `i` is `series[i : i + window]` and its targets are the `horizon` values that
+    follow it, `series[i + window : i + window + horizon]`.
 
     Args:
       series: 1-D array.
       window: input length L.
-      horizon: how many steps ahead the target lies (1 = the next value).
+      horizon: how many future values each target holds (1 = the next value).
 
     Returns:
-      `(inputs [N, L, 1], targets [N, 1])`, float32, `N = len - L - horizon + 1`.
+      `(inputs [N, L, 1], targets [N, horizon])`, float32, `N = len - L - horizon + 1`.
 
     Raises:
-      ArgumentError: a window (plus horizon) as long as the series.
+      ArgumentError: a window (plus horizon) as long as the series, or a horizon below 1.
 
-    >>> inputs, targets = make_windows(np.arange(6.0), window=3)
-    >>> inputs[..., 0].tolist(), targets[:, 0].tolist()
-    ([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0], [2.0, 3.0, 4.0]], [3.0, 4.0, 5.0])
+    >>> inputs, targets = make_windows(np.arange(6.0), window=3, horizon=2)
+    >>> inputs[..., 0].tolist(), targets.tolist()
+    ([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], [[3.0, 4.0], [4.0, 5.0]])
     """
+    if horizon < 1 or window < 1:
+        raise ArgumentError(f"window={window} and horizon={horizon} must both be >= 1.")
     n = len(series) - window - horizon + 1
     if n <= 0:
         raise ArgumentError(f"window={window} (horizon={horizon}) is too long for a series of length {len(series)}: "
                             f"use a window below {len(series) - horizon + 1}.")
-    idx = np.arange(n)[:, None] + np.arange(window)[None, :]
-    inputs = series[idx][..., None].astype(np.float32)
-    targets = series[np.arange(n) + window + horizon - 1][:, None].astype(np.float32)
+    starts = np.arange(n)[:, None]
+    inputs = series[starts + np.arange(window)][..., None].astype(np.float32)
+    targets = series[starts + window + np.arange(horizon)].astype(np.float32)
     return inputs, targets
 
 
 def load_co2(
     window: int = CO2_WINDOW,
     *,
-    horizon: int = 1,
+    horizon: int = CO2_HORIZON,
     train_fraction: float = CO2_TRAIN_FRACTION,
 ) -> Split:
-    """Mauna Loa weekly CO2 (statsmodels) as a one-step forecasting task.
+    """Mauna Loa weekly CO2 (statsmodels) as a direct multi-step forecasting task.
 
     The 2284 weekly values (1958-03-29 .. 2001-12-29) have 59 gaps, filled by
     linear interpolation. The first `train_fraction` of the weeks is the
-    training period: its mean/std standardize the whole series. A window
-    belongs to the split its *target* week falls in, so test windows may read
-    the last training weeks as history (as a deployed forecaster would) but no
-    training target lies in the test period.
+    training period: its mean/std standardize the whole series. Each window of
+    `window` weeks is paired with the `horizon` weeks that follow it. A training
+    window's targets all lie in the training period and a test window's all in
+    the test period (the `horizon - 1` windows whose targets straddle the cut are
+    dropped); test windows may read the last training weeks as history, as a
+    deployed forecaster would. `naive_forecasts(split)` scores the trivial
+    forecasts on the same test windows.
 
     Args:
-      window: input window length L (default 52 weeks).
-      horizon: steps ahead to predict (default 1, the next week).
+      window: input window length L (default 104 weeks).
+      horizon: how many weeks ahead to predict, all of them (default 26).
       train_fraction: chronological fraction of weeks used for training.
 
     Returns:
-      A `Split` with `x_*` float32 `[N, L, 1]`, `y_*` float32 `[N, 1]`,
+      A `Split` with `x_*` float32 `[N, L, 1]`, `y_*` float32 `[N, horizon]`,
       `num_classes=None`, the `mean`/`std` in ppm (see `Split.destandardize`),
-      and `extras` holding `series_ppm` (filled, unstandardized),
-      `dates` (all weeks) and `target_dates_train` / `target_dates_test`.
+      and `extras` holding `series_ppm` (filled, unstandardized), `dates` (all
+      weeks) and `target_dates_train` / `target_dates_test` (each window's first
+      target week).
 
     >>> split = load_co2()
-    >>> split.x_train.shape, split.x_test.shape, round(split.mean, 2)  # mean of the training weeks, in ppm
-    ((1775, 52, 1), (457, 52, 1), 333.46)
+    >>> split.x_train.shape, split.y_test.shape, round(split.mean, 2)  # mean of the training weeks, in ppm
+    ((1698, 104, 1), (432, 26), 333.46)
     """
     import statsmodels.api as sm
 
@@ -199,16 +209,17 @@ def load_co2(
     (_,), mean, std = standardize(series[:cut])
     scaled = (series - mean) / std
     inputs, targets = make_windows(scaled, window, horizon)
-    target_pos = np.arange(len(targets)) + window + horizon - 1
-    train = target_pos < cut
+    first_target = np.arange(len(targets)) + window
+    train = first_target + horizon - 1 < cut
+    test = first_target >= cut
     return Split(
         x_train=inputs[train], y_train=targets[train],
-        x_test=inputs[~train], y_test=targets[~train],
+        x_test=inputs[test], y_test=targets[test],
         num_classes=None, mean=mean, std=std,
         extras={
             "series_ppm": series.astype(np.float32),
             "dates": dates,
-            "target_dates_train": dates[target_pos[train]],
-            "target_dates_test": dates[target_pos[~train]],
+            "target_dates_train": dates[first_target[train]],
+            "target_dates_test": dates[first_target[test]],
         },
     )
