@@ -15,20 +15,29 @@ Smoke (the real data, a few steps, CPU, under a minute per two methods; the numb
 units, 1500 steps.)
 
 Data: weekly Mauna Loa CO2 1958-2001 (statsmodels), gaps interpolated, standardized with the
-training period's statistics; windows of 52 weeks predict the next week; chronological split
-(1775 training, 457 test windows). RMSE is reported in standardized units (multiply by
-``split.std`` for ppm).
+training period's statistics; windows of 104 weeks predict the next 26 weeks at once (a direct
+multi-step forecast); chronological split (1698 training, 432 test windows). RMSE over the whole
+horizon, in standardized units (multiply by ``split.std``, 12.95, for ppm).
 
-Model: ``LSTMForecaster`` with 2 stacked LSTM layers of 64 units, 8-bit weights and
+Why 26 weeks: one week ahead, persistence *is* the forecast (RMSE 0.040, every model 0.038-0.045),
+so a fault sweep would only measure how close each head stays to zero. Over 26 weeks the series
+moves by a quarter of its standard deviation: persistence 0.249, seasonal-naive 0.145, and the
+last value plus last year's change over each lead (seasonal drift) 0.066, the bar to beat
+(``invnorm_jax.data.naive_forecasts``). The paper calls its model autoregressive and its Table I
+RMSEs (0.12-0.15) are about three persistence levels of the one-week task.
+
+Model: ``LSTMForecaster`` with 2 stacked LSTM layers of 64 units and 26 outputs, level-free
+(``residual=True``: the window is read relative to its last value and each output is the change
+from it; the test period lies above every training level), 8-bit weights and
 activations in both projections of every cell and in the linear head, a normalization site
 on every layer's output at every step (LayerNorm for the baselines, since the paper's LSTM
 has no BatchNorm; one affine-dropout mask per sequence). Dropout rate 0.3.
 
 Recipe. The paper does not give one; chosen here: Adam, peak learning rate 3e-3 with 100
-warm-up steps then cosine decay to 0, batch 64, 200 epochs (27 steps per epoch: 5400
+warm-up steps then cosine decay to 0, batch 64, 200 epochs (26 steps per epoch: 5200
 steps), no weight decay, MSE loss. ``quick``: 40 epochs.
 
-Evaluation: 100 chips, T = 10 MC samples (NN: 1), all 457 test windows in one slice.
+Evaluation: 100 chips, T = 10 MC samples (NN: 1), all 432 test windows in one slice.
 
 Sweeps (the paper's LSTM experiments), on the 8-bit codes of every cell and of the head:
 
@@ -40,7 +49,9 @@ Sweeps (the paper's LSTM experiments), on the 8-bit codes of every cell and of t
 
 from invnorm_jax.configs._common import base, check_variant, sweep
 
-TRAIN_EXAMPLES = 1775
+TRAIN_EXAMPLES = 1698
+#: Weeks forecast at once and weeks of history read (two seasonal cycles).
+HORIZON, WINDOW = 26, 104
 
 
 def get_config(variant: str = "full"):
@@ -52,9 +63,9 @@ def get_config(variant: str = "full"):
     rates = {"full": [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05], "quick": [0.0, 0.005, 0.02],
              "smoke": [0.0, 0.01]}[variant]
     c.dataset.name = "co2"
-    c.dataset.kwargs.update(dict(window=52, horizon=1, train_fraction=0.8))
+    c.dataset.kwargs.update(dict(window=WINDOW, horizon=HORIZON, train_fraction=0.8))
     c.model.name = "lstm"
-    c.model.kwargs.update(dict(hidden=64, num_layers=2, bits=8, norm_placement="hidden"))
+    c.model.kwargs.update(dict(hidden=64, num_layers=2, out_features=HORIZON, bits=8, norm_placement="hidden"))
     c.metric = "rmse"
     c.train.update(dict(steps=steps, batch_size=batch, learning_rate=3e-3, optimizer="adam", schedule="cosine",
                         warmup_steps={"full": 100, "quick": 50, "smoke": 1}[variant],
