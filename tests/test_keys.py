@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import invnorm_jax.nn.dropout as dropout_module
 import invnorm_jax.nn.norm as norm_module
 from invnorm_jax.faults import Fault, iter_simulate_chips, number_fault_sites, simulate_chips
 from invnorm_jax.models import build_model
@@ -32,14 +33,16 @@ TINY = {
 def recorded_keys(monkeypatch):
     """Every per-example key the samplers draw from, in call order: ``[(site, example) -> key data]``."""
     calls = []
-    for name in ("affine_dropout", "mc_dropout", "mc_spatial_dropout"):
-        original = getattr(norm_module, name)
+    # The norm sites' samplers, and the masks of the dropout on the crossbar inputs.
+    for module, name in ((norm_module, "affine_dropout"), (norm_module, "mc_dropout"),
+                         (norm_module, "mc_spatial_dropout"), (dropout_module, "dropout_mask")):
+        original = getattr(module, name)
 
         def wrapper(key, *args, _original=original, **kwargs):
             calls.append(np.asarray(jax.random.key_data(key)).reshape(-1, 2))
             return _original(key, *args, **kwargs)
 
-        monkeypatch.setattr(norm_module, name, wrapper)
+        monkeypatch.setattr(module, name, wrapper)
     # MCDropout keeps the functional as a class attribute.
     monkeypatch.setattr(norm_module.MCDropout, "_drop", staticmethod(norm_module.mc_dropout))
     monkeypatch.setattr(norm_module.MCSpatialDropout, "_drop", staticmethod(norm_module.mc_spatial_dropout))

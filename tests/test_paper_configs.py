@@ -79,7 +79,7 @@ def test_paper_scale_recipes():
     assert drive["metric"] == "miou" and drive["model"]["kwargs"]["act_bits"] == 4
     assert drive["sweeps"]["bit_flip"]["kind"] == "bit_flip" and max(drive["sweeps"]["bit_flip"]["levels"]) == 0.3
     assert drive["sweeps"]["additive"]["site"] == "weights"  # binary weights, 4-bit (not sign) activations
-    assert cifar["model"]["kwargs"]["preactivation_site"] == "norm_output"  # the paper's site
+    assert cifar["model"]["kwargs"]["preactivation_site"] == "normalized"  # x_hat: the same units for every method
 
 
 @pytest.mark.parametrize("name", ("digits", "digits_deep", "mnist1d", "co2", *PAPER_CONFIGS))

@@ -12,7 +12,7 @@ from ml_collections import ConfigDict
 METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed")
 #: The binary ResNet's site options, spelled out so that ablations can override them:
 #: affine-dropout draws, gamma/beta init std, where pre-activation variation goes.
-RESNET_SITE = dict(mode="vector", init_std=0.3, preactivation_site="norm_output")
+RESNET_SITE = dict(mode="vector", init_std=0.3, preactivation_site="normalized")
 
 
 def check_variant(variant: str) -> str:

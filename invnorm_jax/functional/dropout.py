@@ -3,6 +3,8 @@ Spatial-SpinDrop), as pure functions with explicit keys.
 
 Both are active at test time (Monte-Carlo dropout) and rescale the kept units by ``1/(1-p)``
 as standard (inverted) dropout does, so that train- and test-time expectations match.
+:func:`dropout_mask` is the bare keep mask, for dropout on a crossbar's input lines, where the
+``1/(1-p)`` goes on the layer's output so that its binary operands stay in ``{-1, 0, +1}``.
 """
 
 from __future__ import annotations
@@ -23,15 +25,24 @@ def _dropout(key: jax.Array, x: jax.Array, rate, mask_shape) -> jax.Array:
     return jnp.where(mask, x * scale, jnp.zeros((), x.dtype))
 
 
-def _per_example(key: jax.Array, x: jax.Array, rate, mask_shape_of) -> jax.Array:
-    """Dropout of ``x`` with one key per example (``key`` ``[batch]``) or one for the batch."""
+def _mask(key: jax.Array, x: jax.Array, rate, mask_shape) -> jax.Array:
+    check_rate(rate)
+    return jax.random.bernoulli(key, 1.0 - rate, mask_shape).astype(x.dtype)
+
+
+def _per_example(key: jax.Array, x: jax.Array, rate, mask_shape_of, fn=_dropout) -> jax.Array:
+    """``fn`` (dropout or its mask) of ``x`` with one key per example (``key`` ``[batch]``) or one for the batch."""
     if not is_key_batch(key):
-        return _dropout(key, x, rate, mask_shape_of(x))
+        return fn(key, x, rate, mask_shape_of(x))
     if key.shape[0] != x.shape[0]:
         raise ValueError(f"key holds {key.shape[0]} per-example keys but x has {x.shape[0]} examples.")
     # Each example alone, as a batch of one: its mask depends on its own key only.
-    one = lambda k, xi: _dropout(k, xi[None], rate, mask_shape_of(xi[None]))[0]  # noqa: E731
+    one = lambda k, xi: fn(k, xi[None], rate, mask_shape_of(xi[None]))[0]  # noqa: E731
     return jax.vmap(one)(key, x)
+
+
+def _channel_shape(a) -> tuple[int, ...]:
+    return (a.shape[0],) + (1,) * (a.ndim - 2) + (a.shape[-1],)
 
 
 def mc_dropout(key: jax.Array, x: jax.Array, *, rate) -> jax.Array:
@@ -88,4 +99,36 @@ def mc_spatial_dropout(key: jax.Array, x: jax.Array, *, rate) -> jax.Array:
     """
     if x.ndim < 2:
         raise ValueError(f"x.shape={x.shape}: expected [batch, ..., channels].")
-    return _per_example(key, x, rate, lambda a: (a.shape[0],) + (1,) * (a.ndim - 2) + (a.shape[-1],))
+    return _per_example(key, x, rate, _channel_shape)
+
+
+def dropout_mask(key: jax.Array, x: jax.Array, *, rate, spatial: bool = False) -> jax.Array:
+    """The keep mask of dropout on ``x``, 1 (kept) or 0 (dropped), without any rescaling.
+
+    .. math:: m_j \\sim \\mathrm{Bernoulli}(1 - p)
+
+    Element-wise (shape of ``x``), or with ``spatial=True`` one draw per example and channel
+    (shape ``[batch, 1, ..., 1, channels]``, broadcast over the spatial axes). ``x * m`` keeps
+    ``x``'s values exactly (±1 inputs stay in ``{-1, 0, +1}``); whoever applies it rescales by
+    ``1 / (1 - p)`` where it sees fit (a crossbar layer: on its output).
+
+    Args:
+      key: one typed key, or a ``[batch]`` array of keys: one per example of ``x``.
+      x: the input the mask is for, ``[batch, ..., channels]`` (at least 2-D).
+      rate: the drop probability ``p`` in ``[0, 1]``.
+      spatial: one draw per channel instead of per element.
+
+    Returns:
+      The mask in ``x``'s dtype.
+
+    Raises:
+      ArgumentError: ``rate`` outside ``[0, 1]``.
+      ValueError: ``x`` with fewer than two axes, or a key array whose length is not the batch size.
+
+    >>> m = dropout_mask(jax.random.key(0), jnp.ones((2, 4, 4, 3)), rate=0.5, spatial=True)
+    >>> m.shape, sorted(set(m.ravel().tolist()))
+    ((2, 1, 1, 3), [0.0, 1.0])
+    """
+    if x.ndim < 2:
+        raise ValueError(f"x.shape={x.shape}: expected [batch, ..., channels].")
+    return _per_example(key, x, rate, _channel_shape if spatial else (lambda a: a.shape), fn=_mask)

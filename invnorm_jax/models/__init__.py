@@ -71,7 +71,9 @@ def build_model(name: str, method: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Modu
         ``"noisy_training"`` (the ``nn`` model wrapped by
         :class:`~invnorm_jax.nn.noise_training.NoisyTraining`: weight noise in training only).
       rngs: ``nnx.Rngs`` for the initial weights.
-      **kwargs: constructor arguments; they override a preset's. ``train_noise``
+      **kwargs: constructor arguments; they override a preset's. Every model takes
+        ``dropout_site``: ``"crossbar"`` (default; the baselines' MC dropout on the binary /
+        quantized layers' inputs) or ``"norm"`` (after every normalization site). ``train_noise``
         (``"additive"``, default, or ``"multiplicative"``) and ``train_noise_level`` (default
         0.1) set ``noisy_training``'s weight noise; the other methods ignore them.
 

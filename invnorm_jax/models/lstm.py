@@ -37,6 +37,7 @@ from flax import nnx
 from invnorm_jax._checks import check_choice
 from invnorm_jax.faults.context import number_fault_sites
 from invnorm_jax.models.common import Call, check_method
+from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import QuantDense
 from invnorm_jax.nn.recurrent import QuantLSTMCell
@@ -63,6 +64,9 @@ class LSTMForecaster(nnx.Module):
       norm_placement: ``"hidden"`` (a site on every layer's output sequence, as above) or
         ``"gates"`` (a site on each cell's gate sums at every step, LayerNorm-LSTM style, and
         none on the outputs): which one the paper's LSTM used is not stated.
+      dropout_site: where the baselines' MC dropout sits: ``"crossbar"`` (on the quantized input
+        of each cell's two projections, one mask per feature, example and sequence) or
+        ``"norm"`` (in the sites); ``nn`` and ``proposed`` ignore it.
       rngs: ``nnx.Rngs`` for the initial weights.
 
     >>> model = LSTMForecaster("proposed", hidden=8, rngs=nnx.Rngs(0))
@@ -82,6 +86,7 @@ class LSTMForecaster(nnx.Module):
         bits: int | None = 8,
         rate: float = 0.3,
         norm_placement: str = "hidden",
+        dropout_site: str = "crossbar",
         rngs: nnx.Rngs,
     ):
         check_method(method)
@@ -92,12 +97,15 @@ class LSTMForecaster(nnx.Module):
         self.residual = residual
         cells, sites = [], []
         on_gates = norm_placement == "gates"
+        site = dict(norm="layer", rate=rate, dropout=norm_dropout(dropout_site), rngs=rngs)
+        # Full-precision cells (bits=None) are off the crossbar: no input dropout there.
+        drop = None if bits is None else lambda: crossbar_dropout(method, rate, dropout_site)
         for layer in range(num_layers):
             # The baselines' norm is LayerNorm: the paper's LSTM has no BatchNorm.
-            gate_site = norm_site(method, 4 * hidden, norm="layer", rate=rate, rngs=rngs) if on_gates else None
+            gate_site = norm_site(method, 4 * hidden, **site) if on_gates else None
             cells.append(QuantLSTMCell(in_features if layer == 0 else hidden, hidden, bits=bits, gate_site=gate_site,
-                                       rngs=rngs))
-            sites.append(None if on_gates else norm_site(method, hidden, norm="layer", rate=rate, rngs=rngs))
+                                       input_dropout=drop, rngs=rngs))
+            sites.append(None if on_gates else norm_site(method, hidden, **site))
         self.cells = nnx.List(cells)
         self.sites = nnx.List(sites)
         self.head = QuantDense(hidden, out_features, bits=bits, act_bits=bits, rngs=rngs)

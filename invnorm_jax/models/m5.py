@@ -10,7 +10,9 @@ Structure (channels last)::
 
 Every conv and the classifier are ``bits``-bit (weights: symmetric per output channel;
 input activations: per example), so the whole network, head included, lives on the 8-bit
-crossbar, as in the paper. Convs are "SAME"-padded and the max-pool is skipped once the
+crossbar, as in the paper; with ``dropout_site="crossbar"`` (default) the baselines' MC dropout
+sits on the quantized input of every one of them (``bits=None``: full precision, none), with
+``"norm"`` after every site. Convs are "SAME"-padded and the max-pool is skipped once the
 sequence is shorter than ``pool``, so one config serves short and long inputs.
 """
 
@@ -23,6 +25,7 @@ from flax import nnx
 
 from invnorm_jax.faults.context import number_fault_sites
 from invnorm_jax.models.common import Call, check_method, global_avg_pool, max_pool_if_fits
+from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import QuantConv, QuantDense
 
@@ -42,6 +45,9 @@ class M5(nnx.Module):
         shorter than ``pool``).
       bits: weight and activation bit width of every layer (None: full precision).
       rate: dropout rate of the site.
+      dropout_site: where the baselines' MC dropout sits: ``"crossbar"`` (on every quantized
+        layer's input, classifier included) or ``"norm"`` (after every site); see
+        :mod:`invnorm_jax.nn.dropout`. ``nn`` and ``proposed`` ignore it.
       rngs: ``nnx.Rngs`` for the initial weights.
 
     >>> import jax.numpy as jnp
@@ -62,6 +68,7 @@ class M5(nnx.Module):
         pool: int = 4,
         bits: int | None = 8,
         rate: float = 0.3,
+        dropout_site: str = "crossbar",
         rngs: nnx.Rngs,
     ):
         check_method(method)
@@ -70,17 +77,20 @@ class M5(nnx.Module):
         self.method = method
         self.pool = pool
         convs, sites, in_ch = [], [], in_channels
+        # Full-precision layers (bits=None) are off the crossbar: no input dropout there.
+        drop = lambda: None if bits is None else crossbar_dropout(method, rate, dropout_site)  # noqa: E731
         for i, out_ch in enumerate(channels):
             kernel, stride = (first_kernel, first_stride) if i == 0 else (3, 1)
             # No conv bias: the site right after it has its own beta.
             convs.append(
-                QuantConv(in_ch, out_ch, kernel, strides=stride, bits=bits, act_bits=bits, use_bias=False, rngs=rngs)
+                QuantConv(in_ch, out_ch, kernel, strides=stride, bits=bits, act_bits=bits, use_bias=False,
+                          input_dropout=drop(), rngs=rngs)
             )
-            sites.append(norm_site(method, out_ch, rate=rate, rngs=rngs))
+            sites.append(norm_site(method, out_ch, rate=rate, dropout=norm_dropout(dropout_site), rngs=rngs))
             in_ch = out_ch
         self.convs = nnx.List(convs)
         self.sites = nnx.List(sites)
-        self.classifier = QuantDense(in_ch, num_classes, bits=bits, act_bits=bits, rngs=rngs)
+        self.classifier = QuantDense(in_ch, num_classes, bits=bits, act_bits=bits, input_dropout=drop(), rngs=rngs)
         self.num_fault_sites = number_fault_sites(self)
 
     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):

@@ -7,10 +7,11 @@ Structure (channels last)::
     head:   global average pool -> QuantDense (full precision) -> logits
 
 Every conv is followed by the normalization site of ``method`` (:func:`norm_site`): an
-inverted norm with affine dropout for ``proposed``, BatchNorm (+ MC dropout) for the baselines.
-The binary convs binarize both their weights (IR-Net: Libra-PB + EDE) and their inputs
-(``sign``); the stem, the 1x1 shortcut convs and the classifier stay full precision, as IMC
-designs usually keep them off the binary crossbar.
+inverted norm with affine dropout for ``proposed``, BatchNorm for the baselines, whose MC
+dropout sits on the binary convs' inputs (``dropout_site="crossbar"``) or after every norm
+(``"norm"``). The binary convs binarize both their weights (IR-Net: Libra-PB + EDE) and their
+inputs (``sign``); the stem, the 1x1 shortcut convs and the classifier stay full precision, as
+IMC designs usually keep them off the binary crossbar.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from flax import nnx
 
 from invnorm_jax.faults.context import number_fault_sites
 from invnorm_jax.models.common import Call, check_method, global_avg_pool, hardtanh
+from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax._checks import check_choice
 from invnorm_jax.functional.init import normal_beta, normal_gamma
 from invnorm_jax.nn.quantized import BinaryConv, PreactivationSite, QuantConv, QuantDense
 
-#: Where pre-activation variation goes in a block (docs/faults.md).
-PREACTIVATION_SITES = ("norm_output", "sign_input")
+#: Where pre-activation variation goes in a block (docs/faults.md): on the standardized
+#: activation (every method alike), after the baselines' affine and dropout, or at sign()'s input.
+PREACTIVATION_SITES = ("normalized", "norm_output", "sign_input")
 
 
 def _full_precision_conv(in_ch: int, out_ch: int, kernel: int, stride: int, rngs: nnx.Rngs) -> QuantConv:
@@ -50,9 +53,14 @@ class BasicBlock(nnx.Module):
     real-valued skip, which keeps the information the sign() throws away. ``shortcut`` is
     the identity, or a full-precision 1x1 conv + site when the shape changes.
 
-    Pre-activation faults (``preactivation_site``): ``"norm_output"`` (the paper's) perturbs
-    ``site1(...)`` and ``site2(...)`` before the residual add and the hardtanh;
-    ``"sign_input"`` perturbs the input of each binary conv's ``sign()`` instead.
+    Pre-activation faults (``preactivation_site``): ``"normalized"`` (default) perturbs the
+    standardized activation ``x_hat`` of ``site1`` and ``site2``, before anything that follows the
+    normalization (the baselines' affine and dropout, the residual add, the hardtanh): the
+    inverted norm's output is ``x_hat``, so for ``proposed`` it is that output, and for the
+    baselines the site sits inside the :class:`~invnorm_jax.nn.NormSite`. ``"norm_output"``
+    perturbs ``site1(...)`` and ``site2(...)`` (after the baselines' affine and dropout), before
+    the residual add and the hardtanh; ``"sign_input"`` perturbs the input of each binary
+    conv's ``sign()`` instead. ``dropout_site``: see :class:`BinaryResNet`.
 
     >>> block = BasicBlock("proposed", 4, 8, 2, rate=0.3, rngs=nnx.Rngs(0))
     >>> block(jax.numpy.ones((1, 6, 6, 4)), key=jax.random.key(0)).shape  # stride 2, 4 -> 8 channels
@@ -60,20 +68,25 @@ class BasicBlock(nnx.Module):
     """
 
     def __init__(self, method: str, in_ch: int, out_ch: int, stride: int, *, rate: float, rngs: nnx.Rngs,
-                 preactivation_site: str = "norm_output", site_kwargs: dict | None = None):
+                 preactivation_site: str = "normalized", dropout_site: str = "crossbar",
+                 site_kwargs: dict | None = None):
         check_choice(preactivation_site, "preactivation_site", PREACTIVATION_SITES)
         at_sign = preactivation_site == "sign_input"
-        self.conv1 = BinaryConv(in_ch, out_ch, (3, 3), strides=stride, input_faults=at_sign, rngs=rngs)
-        site_kwargs = site_kwargs or {}
-        self.site1 = norm_site(method, out_ch, rate=rate, rngs=rngs, **site_kwargs)
-        self.conv2 = BinaryConv(out_ch, out_ch, (3, 3), input_faults=at_sign, rngs=rngs)
-        self.site2 = norm_site(method, out_ch, rate=rate, rngs=rngs, **site_kwargs)
-        # Only built for the paper's placement, so "sign_input" keeps the fault ids it always had.
-        self.preact1 = None if at_sign else PreactivationSite()
-        self.preact2 = None if at_sign else PreactivationSite()
+        # Inside the norm site (between standardization and affine) for the baselines only.
+        inside = preactivation_site == "normalized" and method != "proposed"
+        site_kwargs = dict(site_kwargs or {}, rate=rate, dropout=norm_dropout(dropout_site), rngs=rngs)
+        self.conv1 = BinaryConv(in_ch, out_ch, (3, 3), strides=stride, input_faults=at_sign,
+                                input_dropout=crossbar_dropout(method, rate, dropout_site), rngs=rngs)
+        self.site1 = norm_site(method, out_ch, preactivation=PreactivationSite() if inside else None, **site_kwargs)
+        self.conv2 = BinaryConv(out_ch, out_ch, (3, 3), input_faults=at_sign,
+                                input_dropout=crossbar_dropout(method, rate, dropout_site), rngs=rngs)
+        self.site2 = norm_site(method, out_ch, preactivation=PreactivationSite() if inside else None, **site_kwargs)
+        # Not built at sign()'s input, so "sign_input" keeps the fault ids it always had.
+        self.preact1 = None if at_sign or inside else PreactivationSite()
+        self.preact2 = None if at_sign or inside else PreactivationSite()
         if stride != 1 or in_ch != out_ch:
             self.shortcut_conv = _full_precision_conv(in_ch, out_ch, 1, stride, rngs)
-            self.shortcut_site = norm_site(method, out_ch, rate=rate, rngs=rngs, **site_kwargs)
+            self.shortcut_site = norm_site(method, out_ch, **site_kwargs)
         else:
             self.shortcut_conv = None
             self.shortcut_site = None
@@ -109,8 +122,14 @@ class BinaryResNet(nnx.Module):
       mode: affine dropout's ``"vector"`` (the paper's) or ``"element"`` draws (``proposed`` only).
       init_std: std of the ``N(1, s)`` gamma and ``N(0, s)`` beta initializers (``proposed``
         only; the paper's "variance 0.3" read as a std, 0.55 read literally).
-      preactivation_site: where pre-activation faults go: ``"norm_output"`` (the paper's,
-        before the residual add and hardtanh) or ``"sign_input"`` (see :class:`BasicBlock`).
+      preactivation_site: where pre-activation faults go: ``"normalized"`` (default: on the
+        standardized activation, the same units for every method), ``"norm_output"`` (after the
+        baselines' affine and dropout, before the residual add and hardtanh) or
+        ``"sign_input"`` (see :class:`BasicBlock`).
+      dropout_site: where the baselines' MC dropout sits: ``"crossbar"`` (default: on every
+        binary conv's binarized input, element-wise for ``spindrop``, per input channel for
+        ``spatial_spindrop``; none on the full-precision stem, shortcuts and classifier) or
+        ``"norm"`` (after every normalization site). ``nn`` and ``proposed`` ignore it.
       rngs: ``nnx.Rngs`` for the initial weights.
 
     The default (widths ``(64, 128, 256, 512)``, blocks ``(2, 2, 2, 2)``) has 11,173,962
@@ -133,7 +152,8 @@ class BinaryResNet(nnx.Module):
         rate: float = 0.3,
         mode: str = "vector",
         init_std: float = 0.3,
-        preactivation_site: str = "norm_output",
+        preactivation_site: str = "normalized",
+        dropout_site: str = "crossbar",
         rngs: nnx.Rngs,
     ):
         check_method(method)
@@ -142,13 +162,15 @@ class BinaryResNet(nnx.Module):
         self.method = method
         self.stem = _full_precision_conv(in_channels, widths[0], 3, 1, rngs)
         site_kwargs = dict(mode=mode, scale_init=normal_gamma(init_std), bias_init=normal_beta(init_std))
-        self.stem_site = norm_site(method, widths[0], rate=rate, rngs=rngs, **site_kwargs)
+        self.stem_site = norm_site(method, widths[0], rate=rate, dropout=norm_dropout(dropout_site), rngs=rngs,
+                                   **site_kwargs)
         layers, in_ch = [], widths[0]
         for stage, (width, count) in enumerate(zip(widths, blocks)):
             for b in range(count):
                 stride = 2 if stage > 0 and b == 0 else 1
                 layers.append(BasicBlock(method, in_ch, width, stride, rate=rate, rngs=rngs,
-                                         preactivation_site=preactivation_site, site_kwargs=site_kwargs))
+                                         preactivation_site=preactivation_site, dropout_site=dropout_site,
+                                         site_kwargs=site_kwargs))
                 in_ch = width
         self.blocks = nnx.List(layers)
         self.classifier = QuantDense(in_ch, num_classes, bits=None, act_bits=None, rngs=rngs)

@@ -11,7 +11,9 @@ The very first conv (on the raw image) and the 1x1 head are full precision; ever
 is a :class:`BinaryConv` with ``binarize_input=False``: its weights are ±1 (IR-Net), its
 inputs are the 4-bit PACT activations, not sign(). The site after every conv is the inverted
 norm GroupNorm-style (``num_groups`` groups of ``C / num_groups`` channels) for ``proposed``
-and BatchNorm for the baselines.
+and BatchNorm for the baselines. The baselines' MC dropout sits on every binary conv's (PACT)
+input with ``dropout_site="crossbar"`` (default; none on the two full-precision convs), or
+after every site with ``"norm"``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from flax import nnx
 
 from invnorm_jax.faults.context import number_fault_sites
 from invnorm_jax.models.common import Call, check_method, max_pool_if_fits, upsample_nearest
+from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import PACT, BinaryConv, QuantConv
 
@@ -36,13 +39,15 @@ class ConvUnit(nnx.Module):
     """``conv -> site -> PACT``; the conv is binary unless ``full_precision``."""
 
     def __init__(self, method: str, in_ch: int, out_ch: int, *, full_precision: bool, num_groups: int,
-                 act_bits: int, rate: float, rngs: nnx.Rngs):
+                 act_bits: int, rate: float, dropout_site: str = "crossbar", rngs: nnx.Rngs):
         if full_precision:
             self.conv = QuantConv(in_ch, out_ch, (3, 3), bits=None, act_bits=None, use_bias=False, rngs=rngs)
         else:
-            self.conv = BinaryConv(in_ch, out_ch, (3, 3), binarize_input=False, rngs=rngs)
+            self.conv = BinaryConv(in_ch, out_ch, (3, 3), binarize_input=False,
+                                   input_dropout=crossbar_dropout(method, rate, dropout_site), rngs=rngs)
         groups = num_groups if method == "proposed" else None
-        self.site = norm_site(method, out_ch, norm="batch", num_groups=groups, rate=rate, rngs=rngs)
+        self.site = norm_site(method, out_ch, norm="batch", num_groups=groups, rate=rate,
+                              dropout=norm_dropout(dropout_site), rngs=rngs)
         self.act = PACT(bits=act_bits, alpha_init=PACT_ALPHA_INIT)
 
     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
@@ -61,6 +66,8 @@ class UNet(nnx.Module):
       num_groups: groups of the inverted norm for ``proposed`` (must divide every width).
       act_bits: PACT activation bits.
       rate: dropout rate of the site.
+      dropout_site: where the baselines' MC dropout sits: ``"crossbar"`` (on every binary
+        conv's input) or ``"norm"`` (after every site); ``nn`` and ``proposed`` ignore it.
       rngs: ``nnx.Rngs`` for the initial weights.
 
     Inputs are ``[B, H, W, in_channels]`` with H and W multiples of ``2 ** (len(widths) - 1)``.
@@ -80,6 +87,7 @@ class UNet(nnx.Module):
         num_groups: int = 8,
         act_bits: int = 4,
         rate: float = 0.3,
+        dropout_site: str = "crossbar",
         rngs: nnx.Rngs,
     ):
         check_method(method)
@@ -87,7 +95,7 @@ class UNet(nnx.Module):
             raise ValueError("widths must name at least one level, e.g. widths=(16, 32, 64, 128).")
         self.method = method
         self.levels = len(widths)
-        unit = dict(num_groups=num_groups, act_bits=act_bits, rate=rate, rngs=rngs)
+        unit = dict(num_groups=num_groups, act_bits=act_bits, rate=rate, dropout_site=dropout_site, rngs=rngs)
         down, in_ch = [], in_channels
         for level, width in enumerate(widths):
             first = ConvUnit(method, in_ch, width, full_precision=level == 0, **unit)

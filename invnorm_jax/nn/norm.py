@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.module import first_from
+from flax.nnx.nn.normalization import _compute_stats  # BatchNorm's own statistics, for exact parity
 
 from invnorm_jax._checks import (
     ArgumentError, check_channels, check_choice, check_float_input, check_positive_int, check_rate,
@@ -259,23 +260,58 @@ class ConventionalNorm(nnx.Module):
         _check_input(x, self.num_features, type(self).__name__)
         if self.kind == "batch":
             return self.norm(x, use_running_average=not train)
-        return normalize(x, num_groups=self.num_groups) * self.scale[...] + self.bias[...]
+        return self.affine(normalize(x, num_groups=self.num_groups))
+
+    def standardize(self, x, *, train=False) -> jax.Array:
+        """``x_hat = (x - mean) / sqrt(var + eps)``, the norm before its affine.
+
+        BatchNorm: batch statistics when ``train`` (updating the running ones exactly as
+        ``nnx.BatchNorm`` does), else the running ones. ``affine(standardize(x))`` is the
+        call's value up to float rounding.
+        """
+        _check_input(x, self.num_features, type(self).__name__)
+        if self.kind != "batch":
+            return normalize(x, num_groups=self.num_groups)
+        bn = self.norm
+        x, mean, var = bn.promote_dtype((x, bn.mean[...], bn.var[...]), dtype=bn.dtype)
+        if train:
+            mean, var = _compute_stats(x, tuple(range(x.ndim - 1)), dtype=bn.dtype, axis_name=bn.axis_name,
+                                       axis_index_groups=bn.axis_index_groups,
+                                       use_fast_variance=bn.use_fast_variance)
+            bn.mean[...] = jax.lax.stop_gradient(bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean)
+            bn.var[...] = jax.lax.stop_gradient(bn.momentum * bn.var[...] + (1 - bn.momentum) * var)
+        return (x - mean) * jax.lax.rsqrt(var + bn.epsilon)
+
+    def affine(self, x_hat) -> jax.Array:
+        """``gamma * x_hat + beta`` with the norm's own gamma and beta."""
+        owner = self.norm if self.kind == "batch" else self
+        return x_hat * owner.scale[...].astype(x_hat.dtype) + owner.bias[...].astype(x_hat.dtype)
 
 
 class NormSite(nnx.Module):
     """A conventional norm followed by an optional MC dropout: the baselines' site.
+
+    With a ``preactivation`` site (a :class:`~invnorm_jax.nn.PreactivationSite`), a call with
+    ``faults=`` computes ``affine(preactivation(x_hat))``: pre-activation variation lands on the
+    standardized activation, before the affine and the dropout, as on the inverted norm's output.
+    Without ``faults`` the norm runs as it is (BatchNorm: exactly ``nnx.BatchNorm``).
 
     >>> site = NormSite(ConventionalNorm(3, kind="layer", rngs=nnx.Rngs(0)), MCDropout(0.3))
     >>> site(jnp.ones((2, 3)), key=jax.random.key(0)).shape
     (2, 3)
     """
 
-    def __init__(self, norm: ConventionalNorm, dropout: nnx.Module | None):
+    def __init__(self, norm: ConventionalNorm, dropout: nnx.Module | None, preactivation: nnx.Module | None = None):
         self.norm = norm
+        self.preactivation = preactivation
         self.dropout = dropout
 
     def __call__(self, x, *, key=None, rngs=None, train=False, deterministic=None, faults=None):
-        y = self.norm(x, train=train)
+        if faults is None or self.preactivation is None:
+            y = self.norm(x, train=train)
+        else:
+            x_hat = self.preactivation(self.norm.standardize(x, train=train), key=key, train=train, faults=faults)
+            y = self.norm.affine(x_hat)
         if self.dropout is None:
             return y
         return self.dropout(y, key=key, rngs=rngs, train=train, deterministic=deterministic)
@@ -289,6 +325,8 @@ def norm_site(
     num_groups: int | None = None,
     rate: float = 0.3,
     mode: str = "vector",
+    dropout: bool = True,
+    preactivation: nnx.Module | None = None,
     rngs: nnx.Rngs,
     **inverted_kwargs,
 ) -> nnx.Module:
@@ -313,6 +351,11 @@ def norm_site(
       num_groups: groups of channels (GroupNorm-style), or None.
       rate: the dropout / affine-dropout probability.
       mode: affine dropout's ``"vector"`` or ``"element"`` (``proposed`` only).
+      dropout: whether the baselines' site carries its MC dropout (False where their dropout
+        sits on the crossbar inputs instead: :mod:`invnorm_jax.nn.dropout`).
+      preactivation: a pre-activation fault site put between the conventional norm's
+        standardization and its affine (baselines only; the inverted norm's output already
+        is the standardized activation, so its caller puts the site right after it).
       rngs: ``nnx.Rngs`` for the parameters.
       **inverted_kwargs: more :class:`InvertedNorm` arguments (``proposed`` only).
 
@@ -332,5 +375,5 @@ def norm_site(
     if method == "proposed":
         return InvertedNorm(num_features, num_groups=num_groups, rate=rate, mode=mode, rngs=rngs, **inverted_kwargs)
     conventional = ConventionalNorm(num_features, kind=norm, num_groups=num_groups, rngs=rngs)
-    dropout = {"nn": None, "noisy_training": None, "spindrop": MCDropout, "spatial_spindrop": MCSpatialDropout}[method]
-    return NormSite(conventional, None if dropout is None else dropout(rate))
+    sampler = {"nn": None, "noisy_training": None, "spindrop": MCDropout, "spatial_spindrop": MCSpatialDropout}[method]
+    return NormSite(conventional, sampler(rate) if sampler is not None and dropout else None, preactivation)

@@ -135,14 +135,31 @@ def _conv(x: jax.Array, kernel: jax.Array, strides, padding, preferred_element_t
                                         preferred_element_type=preferred_element_type)
 
 
-class _BinaryLayer(nnx.Module):
+class _CrossbarInput:
+    """An optional dropout on the layer's crossbar input (``input_dropout``, nn.dropout).
+
+    The input is multiplied by the 0/1 mask, the output (before the bias) by ``1/(1-p)``: ±1
+    operands stay in ``{-1, 0, +1}``, so the low-precision products of nn.lowp stay exact.
+    """
+
+    def input_mask(self, x, *, key=None, deterministic=None):
+        """This call's keep mask for the input ``x``, or None (no dropout, or inactive)."""
+        drop = self.input_dropout
+        return None if drop is None else drop.mask(x, key=key, deterministic=deterministic)
+
+    def _rescaled(self, y, mask):
+        return y if mask is None else y * self.input_dropout.gain
+
+
+class _BinaryLayer(_CrossbarInput, nnx.Module):
     """IR-Net weights (Libra-PB + EDE) and optional ``sign`` input activations."""
 
     bits = 1
     has_preactivation_site = True
 
     def _init_binary(self, kernel_shape, binarize_input, use_bias, kernel_init, rngs, input_faults=True,
-                     compute=None):
+                     compute=None, input_dropout=None):
+        self.input_dropout = input_dropout
         self.compute = check_compute(compute)  # nn.lowp: "auto", "float32", "int8", "bfloat16" or None
         self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((kernel_shape[-1],), jnp.float32)) if use_bias else None
@@ -168,11 +185,13 @@ class _BinaryLayer(nnx.Module):
         codes, scale = self._faulty_codes(faults)
         return codes.astype(scale.dtype) * scale
 
-    def _binary_forward(self, x, key, faults: FaultContext | None, op) -> jax.Array:
+    def _binary_forward(self, x, key, deterministic, faults: FaultContext | None, op) -> jax.Array:
         """``op(sign(x), codes * scale) + bias`` on the path :mod:`invnorm_jax.nn.lowp` picks."""
         codes, scale = self._faulty_codes(faults)
+        mask = self.input_mask(x, key=key, deterministic=deterministic)
         x = self._binary_input(x, key, faults)
-        return self._add_bias(layer_product(self, op, x, codes, scale, faults))
+        x = x if mask is None else x * mask
+        return self._add_bias(self._rescaled(layer_product(self, op, x, codes, scale, faults), mask))
 
     def _binary_input(self, x, key, faults: FaultContext | None):
         if not self.binarize_input:
@@ -225,16 +244,16 @@ class BinaryConv(_BinaryLayer):
     def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
                  strides: int | Sequence[int] = 1, padding: Any = "SAME", binarize_input: bool = True,
                  use_bias: bool = False, kernel_init=_default_kernel_init, input_faults: bool = True,
-                 compute: str | None = None, rngs: nnx.Rngs):
+                 compute: str | None = None, input_dropout: nnx.Module | None = None, rngs: nnx.Rngs):
         _check_sizes(in_features, out_features)
         ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
         self._init_binary(ks + (in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults,
-                          compute)
+                          compute, input_dropout)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         _check_input(x, self.kernel.shape, type(self).__name__, conv=True)
-        return self._binary_forward(x, key, faults, lambda a, b, acc: _conv(a, b, self.strides, self.padding, acc))
+        return self._binary_forward(x, key, deterministic, faults, lambda a, b, acc: _conv(a, b, self.strides, self.padding, acc))
 
 
 class BinaryDense(_BinaryLayer):
@@ -247,21 +266,22 @@ class BinaryDense(_BinaryLayer):
 
     def __init__(self, in_features: int, out_features: int, *, binarize_input: bool = True,
                  use_bias: bool = False, kernel_init=_default_kernel_init, input_faults: bool = True,
-                 compute: str | None = None, rngs: nnx.Rngs):
+                 compute: str | None = None, input_dropout: nnx.Module | None = None, rngs: nnx.Rngs):
         _check_sizes(in_features, out_features)
         self._init_binary((in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults,
-                          compute)
+                          compute, input_dropout)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         _check_input(x, self.kernel.shape, type(self).__name__, conv=False)
-        return self._binary_forward(x, key, faults, lambda a, b, acc: jnp.matmul(a, b, preferred_element_type=acc))
+        return self._binary_forward(x, key, deterministic, faults, lambda a, b, acc: jnp.matmul(a, b, preferred_element_type=acc))
 
 
-class _QuantLayer(nnx.Module):
+class _QuantLayer(_CrossbarInput, nnx.Module):
     """k-bit symmetric per-output-channel weights, k-bit per-example input activations."""
 
-    def _init_quant(self, kernel_shape, bits, act_bits, use_bias, kernel_init, rngs):
+    def _init_quant(self, kernel_shape, bits, act_bits, use_bias, kernel_init, rngs, input_dropout=None):
+        self.input_dropout = input_dropout
         self.bits = _optional_bits(bits, "bits")
         self.act_bits = _optional_bits(act_bits, "act_bits")
         self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, jnp.float32))
@@ -309,16 +329,19 @@ class QuantConv(_QuantLayer):
     def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
                  bits: int | None = 8, act_bits: int | None = 8, strides: int | Sequence[int] = 1,
                  padding: Any = "SAME", use_bias: bool = True, kernel_init=_default_kernel_init,
-                 rngs: nnx.Rngs):
+                 input_dropout: nnx.Module | None = None, rngs: nnx.Rngs):
         _check_sizes(in_features, out_features)
         ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
-        self._init_quant(ks + (in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs)
+        self._init_quant(ks + (in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs, input_dropout)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         _check_input(x, self.kernel.shape, type(self).__name__, conv=True)
         kernel = self._effective_kernel(faults)
-        return self._add_bias(_conv(self._quant_input(x), kernel, self.strides, self.padding))
+        mask = self.input_mask(x, key=key, deterministic=deterministic)
+        x = self._quant_input(x)
+        x = x if mask is None else x * mask
+        return self._add_bias(self._rescaled(_conv(x, kernel, self.strides, self.padding), mask))
 
 
 class QuantDense(_QuantLayer):
@@ -331,16 +354,19 @@ class QuantDense(_QuantLayer):
 
     def __init__(self, in_features: int, out_features: int, *, bits: int | None = 8,
                  act_bits: int | None = 8, use_bias: bool = True, kernel_init=_default_kernel_init,
-                 rngs: nnx.Rngs):
+                 input_dropout: nnx.Module | None = None, rngs: nnx.Rngs):
         _check_sizes(in_features, out_features)
-        self._init_quant((in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs)
+        self._init_quant((in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs, input_dropout)
 
     def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         _check_input(x, self.kernel.shape, type(self).__name__, conv=False)
-        return self.project(x, self._effective_kernel(faults))
+        return self.project(x, self._effective_kernel(faults), self.input_mask(x, key=key, deterministic=deterministic))
 
-    def project(self, x, kernel):
+    def project(self, x, kernel, mask=None):
         """``fake_quant(x) @ kernel + bias`` with a kernel already deployed (and faulted) by the
-        caller, e.g. once for every step of a recurrent loop; ``x`` is ``[rows, in_features]``."""
-        return self._add_bias(self._quant_input(x) @ kernel.astype(x.dtype))
+        caller, e.g. once for every step of a recurrent loop; ``x`` is ``[rows, in_features]``.
+        ``mask``: the input's keep mask (:meth:`input_mask`), e.g. one for every step."""
+        x_q = self._quant_input(x)
+        x_q = x_q if mask is None else x_q * mask
+        return self._add_bias(self._rescaled(x_q @ kernel.astype(x.dtype), mask))

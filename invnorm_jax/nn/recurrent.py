@@ -3,6 +3,7 @@ fault sites."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import jax
@@ -33,6 +34,10 @@ class QuantLSTMCell(nnx.Module):
     fixed, every time step of one chip sees the same faulty weights. The carry is
     ``(c, h)``, as in ``nnx.LSTMCell``. :meth:`scan` runs a whole sequence.
 
+    ``input_dropout`` (a factory, called once per projection, of a
+    :class:`~invnorm_jax.nn.dropout.CrossbarDropout` or None) puts a dropout on each projection's
+    quantized input: one keep mask per feature, example and sequence, the same at every step.
+
     >>> cell = QuantLSTMCell(3, 5, rngs=nnx.Rngs(0))
     >>> carry, h = cell(cell.initialize_carry(2), jnp.ones((2, 3)))
     >>> h.shape
@@ -40,15 +45,19 @@ class QuantLSTMCell(nnx.Module):
     """
 
     def __init__(self, in_features: int, hidden_features: int, *, bits: int | None = 8,
-                 act_bits: int | None = 8, gate_site: nnx.Module | None = None, rngs: nnx.Rngs):
+                 act_bits: int | None = 8, gate_site: nnx.Module | None = None,
+                 input_dropout: Callable[[], nnx.Module | None] | None = None, rngs: nnx.Rngs):
         check_positive_int(in_features, "in_features")
         check_positive_int(hidden_features, "hidden_features")
         self.hidden_features = hidden_features
         self.gate_site = gate_site
         gates = 4 * hidden_features
-        self.input_proj = QuantDense(in_features, gates, bits=bits, act_bits=act_bits, rngs=rngs)
+        dropout = input_dropout or (lambda: None)
+        self.input_proj = QuantDense(in_features, gates, bits=bits, act_bits=act_bits, input_dropout=dropout(),
+                                     rngs=rngs)
         self.recurrent_proj = QuantDense(hidden_features, gates, bits=bits, act_bits=act_bits, use_bias=False,
-                                         kernel_init=nnx.initializers.orthogonal(), rngs=rngs)
+                                         kernel_init=nnx.initializers.orthogonal(), input_dropout=dropout(),
+                                         rngs=rngs)
         bias = jnp.zeros((gates,), jnp.float32).at[hidden_features : 2 * hidden_features].set(1.0)
         self.input_proj.bias[...] = bias
 
@@ -69,8 +78,15 @@ class QuantLSTMCell(nnx.Module):
     def __call__(self, carry, x, *, key=None, train: bool = False, deterministic: bool | None = None,
                  faults: FaultContext | None = None):
         """One step: ``((c, h), h)`` from the carry and ``x`` ``[batch, in_features]``."""
-        z = self.input_proj(x, faults=faults) + self.recurrent_proj(carry[1], faults=faults)
+        kw = dict(key=key, deterministic=deterministic, faults=faults)
+        z = self.input_proj(x, **kw) + self.recurrent_proj(carry[1], **kw)
         return self._update(carry, z, key, train, deterministic)
+
+    def _masks(self, xs, key, deterministic):
+        """The projections' input masks for a whole sequence: drawn once, used at every step."""
+        mask_x = self.input_proj.input_mask(xs[:, 0], key=key, deterministic=deterministic)
+        h = jnp.zeros((xs.shape[0], self.hidden_features), xs.dtype)
+        return mask_x, self.recurrent_proj.input_mask(h, key=key, deterministic=deterministic)
 
     def scan(self, xs, *, key=None, train: bool = False, deterministic: bool | None = None,
              faults: FaultContext | None = None) -> jax.Array:
@@ -93,9 +109,10 @@ class QuantLSTMCell(nnx.Module):
                        name="xs")
         w_x = self.input_proj._effective_kernel(faults)
         w_h = self.recurrent_proj._effective_kernel(faults)
+        mask_x, mask_h = self._masks(xs, key, deterministic)
 
         def step(carry, x_t):
-            z = self.input_proj.project(x_t, w_x) + self.recurrent_proj.project(carry[1], w_h)
+            z = self.input_proj.project(x_t, w_x, mask_x) + self.recurrent_proj.project(carry[1], w_h, mask_h)
             return self._update(carry, z, key, train, deterministic)
 
         _, hs = jax.lax.scan(step, self.initialize_carry(xs.shape[0], xs.dtype), jnp.swapaxes(xs, 0, 1))
