@@ -19,6 +19,7 @@ import numpy as np
 from invnorm_jax.claims_bootstrap import (  # noqa: F401  (re-exported)
     CONFIDENCE, MIN_CHIPS, boot_means, resample_weights, stack_levels, two_level_weights, up_to_interval,
 )
+from invnorm_jax.nn.dropout import DROPOUT_SITES
 from invnorm_jax.results import Results, TaskResult
 
 NN, DROPOUT_METHODS, PROPOSED = "nn", ("spindrop", "spatial_spindrop"), "proposed"
@@ -33,7 +34,7 @@ EFFECT_RANGE = {"gain": (-100.0, 100.0), "reduction": (-np.inf, 100.0)}
 #: Where the baselines put their dropout (``config.dropout_site``): each reading is reported on its own.
 READINGS = {"crossbar": "the baselines' dropout on the crossbar inputs", "norm": "the baselines' dropout after every "
             "normalization"}
-DEFAULT_READING = "crossbar"
+DEFAULT_READING = DROPOUT_SITES[0]
 #: A forecaster is in the claims only if its fault-free RMSE is below this share of the best naive RMSE.
 NAIVE_MARGIN = 0.9
 

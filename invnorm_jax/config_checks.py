@@ -14,9 +14,7 @@ import inspect
 import ml_collections
 
 from invnorm_jax.config import REQUIRED, ConfigError
-
-#: Where the baselines' MC dropout sits (docs/models.md); the models take it as ``dropout_site``.
-DROPOUT_SITES = ("crossbar", "norm")
+from invnorm_jax.nn.dropout import DROPOUT_SITES
 
 #: The groups whose keys are the keyword arguments of a function, open to new keys.
 KWARGS_GROUPS = ("dataset.kwargs", "model.kwargs")

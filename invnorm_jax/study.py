@@ -22,7 +22,7 @@ import copy
 import pathlib
 
 from invnorm_jax import config as config_lib
-from invnorm_jax.config_checks import DROPOUT_SITES
+from invnorm_jax.nn.dropout import DROPOUT_SITES
 from invnorm_jax.results import TaskResult
 
 STUDY_TASKS = ("digits", "digits_deep", "mnist1d", "co2")

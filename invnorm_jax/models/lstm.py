@@ -65,7 +65,7 @@ class LSTMForecaster(nnx.Module):
         ``"gates"`` (a site on each cell's gate sums at every step, LayerNorm-LSTM style, and
         none on the outputs): which one the paper's LSTM used is not stated.
       dropout_site: where the baselines' MC dropout sits: ``"crossbar"`` (on the quantized input
-        of each cell's two projections, one mask per feature, example and sequence) or
+        of each cell's two projections and of the head, one mask per feature, example and sequence) or
         ``"norm"`` (in the sites); ``nn`` and ``proposed`` ignore it.
       rngs: ``nnx.Rngs`` for the initial weights.
 
@@ -108,7 +108,9 @@ class LSTMForecaster(nnx.Module):
             sites.append(None if on_gates else norm_site(method, hidden, **site))
         self.cells = nnx.List(cells)
         self.sites = nnx.List(sites)
-        self.head = QuantDense(hidden, out_features, bits=bits, act_bits=bits, rngs=rngs)
+        # The k-bit head is a crossbar too: its quantized input gets the same kind of dropout.
+        self.head = QuantDense(hidden, out_features, bits=bits, act_bits=bits, input_dropout=None if drop is None else drop(),
+                               rngs=rngs)
         self.num_fault_sites = number_fault_sites(self)
 
     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):

@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.module import first_from
-from flax.nnx.nn.normalization import _compute_stats  # BatchNorm's own statistics, for exact parity
 
 from invnorm_jax._checks import (
     ArgumentError, check_channels, check_choice, check_float_input, check_positive_int, check_rate,
@@ -265,9 +264,9 @@ class ConventionalNorm(nnx.Module):
     def standardize(self, x, *, train=False) -> jax.Array:
         """``x_hat = (x - mean) / sqrt(var + eps)``, the norm before its affine.
 
-        BatchNorm: batch statistics when ``train`` (updating the running ones exactly as
-        ``nnx.BatchNorm`` does), else the running ones. ``affine(standardize(x))`` is the
-        call's value up to float rounding.
+        BatchNorm: batch statistics when ``train`` (updating the running ones with the norm's
+        momentum, as ``nnx.BatchNorm`` does), else the running ones. ``affine(standardize(x))``
+        is the call's value up to float rounding.
         """
         _check_input(x, self.num_features, type(self).__name__)
         if self.kind != "batch":
@@ -275,9 +274,12 @@ class ConventionalNorm(nnx.Module):
         bn = self.norm
         x, mean, var = bn.promote_dtype((x, bn.mean[...], bn.var[...]), dtype=bn.dtype)
         if train:
-            mean, var = _compute_stats(x, tuple(range(x.ndim - 1)), dtype=bn.dtype, axis_name=bn.axis_name,
-                                       axis_index_groups=bn.axis_index_groups,
-                                       use_fast_variance=bn.use_fast_variance)
+            # nnx.BatchNorm's statistics (its "fast variance", E[x^2] - E[x]^2), written out: the
+            # helper Flax computes them with is private.
+            axes = tuple(range(x.ndim - 1))
+            xf = x.astype(jnp.promote_types(jnp.float32, x.dtype))
+            mean = jnp.mean(xf, axes)
+            var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axes) - jnp.square(mean))
             bn.mean[...] = jax.lax.stop_gradient(bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean)
             bn.var[...] = jax.lax.stop_gradient(bn.momentum * bn.var[...] + (1 - bn.momentum) * var)
         return (x - mean) * jax.lax.rsqrt(var + bn.epsilon)
