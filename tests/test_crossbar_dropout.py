@@ -194,6 +194,23 @@ def test_lstm_cell_uses_one_mask_per_sequence():
     assert not np.allclose(np.asarray(scanned), np.asarray(cell.scan(xs, key=key, deterministic=True)))
 
 
+def test_lstm_elementwise_masks_are_fresh_at_every_step_and_spatial_ones_fixed():
+    xs = jnp.ones((64, 20, 6))
+    key = jax.random.key(2)
+    for spatial in (False, True):
+        cell = QuantLSTMCell(6, 5, input_dropout=lambda: CrossbarDropout(0.3, spatial=spatial), rngs=nnx.Rngs(0))
+        mask_x, mask_h = (np.asarray(m) for m in cell._masks(xs, key, None))  # time-major
+        assert mask_x.shape == ((20, 64, 6) if not spatial else (1, 64, 6)) and mask_h.shape[2] == 5
+        if not spatial:  # SpinDrop: each step a new read of the crossbar, its own draw
+            changed = np.mean(mask_x[1:] != mask_x[:-1])
+            # Two independent Bernoulli(0.7) draws differ with probability 2 * 0.3 * 0.7 = 0.42.
+            n = mask_x[1:].size
+            assert abs(changed - 0.42) < 4 * np.sqrt(0.42 * 0.58 / n)
+            assert abs(1 - mask_x.mean() - 0.3) < 4 * np.sqrt(0.21 / mask_x.size)
+        out = cell.scan(xs, key=key)
+        assert np.isfinite(np.asarray(out)).all()
+
+
 def test_unknown_dropout_site_is_an_argument_error():
     with pytest.raises(ArgumentError, match="dropout_site"):
         build_model("digits", "spindrop", rngs=nnx.Rngs(0), dropout_site="weights")

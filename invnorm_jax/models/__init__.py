@@ -16,7 +16,7 @@ unet       :class:`UNet`            binary / 4-bit PACT U-Net, segmentation
 :data:`PRESETS` are the small configurations of the offline demo (each trains in seconds on
 a laptop CPU): ``digits`` (8x8 images), ``mnist1d`` (length-40 sequences) and ``co2``.
 
->>> model = build_model("co2", "proposed", rngs=nnx.Rngs(0))   # the LSTM preset: [B, 52, 1] -> [B, 1]
+>>> model = build_model("co2", "proposed", rngs=nnx.Rngs(0))   # the LSTM preset: [B, 104, 1] -> [B, 26]
 >>> type(model).__name__
 'LSTMForecaster'
 
@@ -48,8 +48,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "digits": ("resnet", dict(in_channels=1, num_classes=10, widths=(16, 32), blocks=(1, 1))),
     # MNIST-1D, [B, 40, 1]: no stride in the first conv, pool 2 (40 -> 20 -> 10 -> 5 -> 2).
     "mnist1d": ("m5", dict(num_classes=10, channels=(32, 32, 64, 64), first_kernel=5, first_stride=1, pool=2)),
-    # CO2, [B, 52, 1] -> [B, 1].
-    "co2": ("lstm", dict(hidden=32, num_layers=2)),
+    # CO2, [B, 104, 1] -> [B, 26]: the next 26 weeks from two years (configs/co2.py).
+    "co2": ("lstm", dict(hidden=32, num_layers=2, out_features=26, norm_placement="hidden")),
 }
 
 

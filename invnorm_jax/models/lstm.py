@@ -65,7 +65,7 @@ class LSTMForecaster(nnx.Module):
         ``"gates"`` (a site on each cell's gate sums at every step, LayerNorm-LSTM style, and
         none on the outputs): which one the paper's LSTM used is not stated.
       dropout_site: where the baselines' MC dropout sits: ``"crossbar"`` (on the quantized input
-        of each cell's two projections and of the head, one mask per feature, example and sequence) or
+        of each cell's two projections and of the head, SpinDrop a fresh mask per step, Spatial-SpinDrop one per feature and sequence) or
         ``"norm"`` (in the sites); ``nn`` and ``proposed`` ignore it.
       rngs: ``nnx.Rngs`` for the initial weights.
 

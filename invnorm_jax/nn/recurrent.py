@@ -36,7 +36,9 @@ class QuantLSTMCell(nnx.Module):
 
     ``input_dropout`` (a factory, called once per projection, of a
     :class:`~invnorm_jax.nn.dropout.CrossbarDropout` or None) puts a dropout on each projection's
-    quantized input: one keep mask per feature, example and sequence, the same at every step.
+    quantized input, one keep mask per example: element-wise (SpinDrop) a fresh mask at every
+    step, as every step is a new read of the crossbar; per channel (Spatial-SpinDrop) one mask
+    per feature for the whole sequence, as a spatial dropout drops a whole feature map.
 
     >>> cell = QuantLSTMCell(3, 5, rngs=nnx.Rngs(0))
     >>> carry, h = cell(cell.initialize_carry(2), jnp.ones((2, 3)))
@@ -83,10 +85,15 @@ class QuantLSTMCell(nnx.Module):
         return self._update(carry, z, key, train, deterministic)
 
     def _masks(self, xs, key, deterministic):
-        """The projections' input masks for a whole sequence: drawn once, used at every step."""
-        mask_x = self.input_proj.input_mask(xs[:, 0], key=key, deterministic=deterministic)
-        h = jnp.zeros((xs.shape[0], self.hidden_features), xs.dtype)
-        return mask_x, self.recurrent_proj.input_mask(h, key=key, deterministic=deterministic)
+        """The projections' input masks for a whole sequence, time-major ``[L, B, F]`` (element-wise:
+        one per step) or ``[1, B, F]`` (per channel: one for every step); None where there is none."""
+        hs = jnp.zeros((*xs.shape[:2], self.hidden_features), xs.dtype)
+
+        def mask(proj, seq):
+            m = proj.input_mask(seq, key=key, deterministic=deterministic)  # [B, L, F] or [B, 1, F]
+            return None if m is None else jnp.swapaxes(jnp.broadcast_to(m, (*m.shape[:2], seq.shape[2])), 0, 1)
+
+        return mask(self.input_proj, xs), mask(self.recurrent_proj, hs)
 
     def scan(self, xs, *, key=None, train: bool = False, deterministic: bool | None = None,
              faults: FaultContext | None = None) -> jax.Array:
@@ -109,11 +116,15 @@ class QuantLSTMCell(nnx.Module):
                        name="xs")
         w_x = self.input_proj._effective_kernel(faults)
         w_h = self.recurrent_proj._effective_kernel(faults)
-        mask_x, mask_h = self._masks(xs, key, deterministic)
+        masks = self._masks(xs, key, deterministic)
+        per_step = tuple(m if m is not None and m.shape[0] > 1 else None for m in masks)  # scanned over time
+        fixed = tuple(m[0] if m is not None and m.shape[0] == 1 else None for m in masks)  # one for every step
 
-        def step(carry, x_t):
+        def step(carry, inputs):
+            x_t, step_masks = inputs
+            mask_x, mask_h = (f if m is None else m for m, f in zip(step_masks, fixed))
             z = self.input_proj.project(x_t, w_x, mask_x) + self.recurrent_proj.project(carry[1], w_h, mask_h)
             return self._update(carry, z, key, train, deterministic)
 
-        _, hs = jax.lax.scan(step, self.initialize_carry(xs.shape[0], xs.dtype), jnp.swapaxes(xs, 0, 1))
+        _, hs = jax.lax.scan(step, self.initialize_carry(xs.shape[0], xs.dtype), (jnp.swapaxes(xs, 0, 1), per_step))
         return jnp.swapaxes(hs, 0, 1)
