@@ -127,6 +127,10 @@ def cmd_study(args) -> int:
     results.settings = {**_settings(args, next(iter(configs.values())).variant, time.time() - start),
                         "seeds": args.seeds}
     path = report.write_report(results, out)
+    earlier = study.report_earlier_placement(configs, out, seeds=args.seeds, progress=not args.no_progress,
+                                             settings=results.settings)
+    if earlier:
+        print(f"\nthe pre-activation sweeps at preactivation_site={study.EARLIER_PLACEMENT!r}: {earlier}")
     _summary(results, path, time.time() - start)
     return 0
 

@@ -86,14 +86,57 @@ def share_readings(results: dict[str, TaskResult]) -> dict[str, TaskResult]:
     return results
 
 
+#: The pre-activation placement the paper's earlier runs used (after the baselines' affine and
+#: dropout), re-measured on the same models so that the variation claims are reported under it too.
+EARLIER_PLACEMENT = "norm_output"
+
+
+def placement_configs(configs: dict, placement: str = EARLIER_PLACEMENT) -> dict:
+    """The configs of ``configs`` with a pre-activation sweep, re-aimed at ``placement``: only those
+    sweeps, no OOD study. The placement moves no weight (an evaluation-only key), so they
+    evaluate the same checkpoints."""
+    out = {}
+    for name, config in configs.items():
+        sweeps = {k: v for k, v in config.sweeps.items() if v.site == "preactivation"}
+        if not sweeps or "preactivation_site" not in config.model.kwargs:
+            continue
+        config = config.copy_and_resolve_references()
+        config.model.kwargs.preactivation_site = placement
+        with config.unlocked():
+            for k in [k for k in config.sweeps if k not in sweeps]:
+                del config.sweeps[k]
+        config.ood.shifts = ()
+        out[name] = config
+    return out
+
+
 def study_workdirs(configs: dict, out) -> dict[str, pathlib.Path]:
     """Each task's folder: ``out/<task>`` (``out/digits@norm`` for the second reading)."""
     return {name: pathlib.Path(out) / name for name in configs}
 
 
-def run_study(configs: dict, out, *, seeds: int = 3, progress: bool = True, ood: bool = True) -> dict[str, TaskResult]:
+def run_study(configs: dict, out, *, seeds: int = 3, progress: bool = True, ood: bool = True,
+              train_models: bool = True) -> dict[str, TaskResult]:
     """Run every config of :func:`study_configs` in one pool of workers; see :func:`study_workdirs`."""
     from invnorm_jax.experiment import run_tasks  # JAX only when a study runs (the CLI imports this module)
 
-    results = run_tasks(configs, study_workdirs(configs, out), progress=progress, seeds=seeds, ood=ood)
+    results = run_tasks(configs, study_workdirs(configs, out), progress=progress, seeds=seeds, ood=ood,
+                        train_models=train_models)
     return share_readings(results)
+
+
+def report_earlier_placement(configs: dict, out, *, seeds: int, progress: bool, settings: dict) -> pathlib.Path | None:
+    """The study's pre-activation sweeps again at :data:`EARLIER_PLACEMENT`, on the trained models,
+    reported (claims included) in ``out/preactivation_<placement>``; None when no task has one."""
+    import logging
+
+    from invnorm_jax import report
+    from invnorm_jax.results import Results
+
+    earlier = placement_configs(configs)
+    if not earlier:
+        return None
+    logging.getLogger("invnorm_jax").info("== the pre-activation sweeps at preactivation_site=%r", EARLIER_PLACEMENT)
+    placed = Results(tasks=run_study(earlier, out, seeds=seeds, progress=progress, ood=False, train_models=False))
+    placed.settings = {**settings, "preactivation_site": EARLIER_PLACEMENT}
+    return report.write_report(placed, pathlib.Path(out) / f"preactivation_{EARLIER_PLACEMENT}")

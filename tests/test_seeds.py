@@ -89,3 +89,36 @@ def test_share_readings_copies_the_shared_methods_and_their_ood_rows():
     rows = shared.ood.shifts["rotation"].methods
     assert rows["spindrop"]["healthy"][0]["m"] == "spindrop" and rows["nn"]["healthy"][0]["m"] == "nn"
     assert set(shared.ood.num_samples) == {"nn", "spindrop", "proposed"}
+
+
+def test_the_earlier_placement_reevaluates_only_the_preactivation_sweeps():
+    configs = study.study_configs("smoke")
+    earlier = study.placement_configs(configs)
+    assert set(earlier) == {"digits", "digits@norm", "digits_deep", "digits_deep@norm"}  # binary nets only
+    for name, config in earlier.items():
+        assert config.model.kwargs.preactivation_site == study.EARLIER_PLACEMENT
+        assert config.sweeps and all(s.site == "preactivation" for s in config.sweeps.values())
+        assert not config.ood.shifts and config.methods == configs[name].methods
+        assert configs[name].model.kwargs.preactivation_site == "normalized"  # the study's own are untouched
+
+
+@pytest.mark.slow
+def test_study_command_writes_both_readings_seeds_and_the_earlier_placement(tmp_path):
+    import json
+
+    from invnorm_jax import cli
+    from invnorm_jax.results import load
+
+    out = tmp_path / "study"
+    assert cli.main(["study", "--smoke", "--tasks", "digits", "--seeds", "2", "--out", str(out), "--no-progress",
+                     "--no-ood"]) == 0
+    results = load(out)
+    assert set(results.tasks) == {"digits", "digits@norm"}
+    assert results.tasks["digits@norm"].methods["nn"] == results.tasks["digits"].methods["nn"]  # shared, not retrained
+    assert not (out / "digits@norm" / "nn").exists()
+    level = results.tasks["digits"].methods["spindrop"].sweeps["bit_flip"][-1]
+    assert level.matrix().shape == (2, 4)
+    claims = json.loads((out / "claims.json").read_text())
+    assert set(claims["verdicts_by_reading"]) == {"crossbar", "norm"}
+    placed = load(out / "preactivation_norm_output")
+    assert set(placed.tasks["digits"].sweeps) == {"additive"}
