@@ -18,7 +18,7 @@ import matplotlib
 from matplotlib.figure import Figure  # no pyplot: the backend (a notebook's inline one) is left alone
 
 from invnorm_jax import claims  # noqa: E402
-from invnorm_jax.claims_measure import NAIVE_MARGIN, naive_bar  # noqa: E402
+from invnorm_jax.claims_scope import NAIVE_MARGIN, naive_bar  # noqa: E402
 from invnorm_jax import results as results_lib  # noqa: E402
 from invnorm_jax.metrics import TASK_METRICS  # noqa: E402
 from invnorm_jax.ood import SHIFTS  # noqa: E402
