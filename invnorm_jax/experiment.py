@@ -57,7 +57,7 @@ def make_model(config, method: str) -> nnx.Module:
     """The config's model for ``method``, initialized from the config's seed."""
     kwargs = config.model.kwargs.to_dict()
     kwargs.setdefault("rate", config.rate)
-    kwargs.setdefault("dropout_site", config.get("dropout_site", "crossbar"))
+    kwargs.setdefault("dropout_site", config.dropout_site)
     return build_model(config.model.name, method, rngs=nnx.Rngs(config.seed), **kwargs)
 
 
@@ -280,7 +280,7 @@ def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, method
         entry = evaluate_method(model, config, split, method, sweeps=sweeps, progress=progress, cache=cache)
         evaluated = time.perf_counter()
         entry.seconds = {"train": round(trained - start, 1), "evaluate": round(evaluated - trained, 1)}
-        log.info("%s/%s: fault-free %s = %.4f", config.name, method, config.metric, entry.fault_free)
+        log.info("%s/%s (seed %d): fault-free %s = %.4f", name, method, config.seed, config.metric, entry.fault_free)
         # The method's OOD study right away, on the same model: it overlaps the other methods' work.
         shifts = (method_ood(config, model, split, method, num_samples=num_samples_of(config, method))
                   if with_ood(config) and s == 0 else None)
