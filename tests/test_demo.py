@@ -73,7 +73,8 @@ def test_results_schema_and_level_zero_equals_fault_free(demo_run):
             for kind, rows in m["sweeps"].items():
                 assert rows[0]["level"] == 0.0
                 for row in rows:
-                    assert set(row) == {"level", "mean", "std", "chips"}
+                    assert set(row) == {"level", "mean", "std", "chips", "seeds"}
+                    assert row["seeds"] is None  # one training seed: no per-seed rows
                     assert len(row["chips"]) == m["num_chips"]
                     assert abs(np.mean(row["chips"]) - row["mean"]) < 1e-9
                 # Level 0 is the fault-free model on every chip, with the same MC sample keys.

@@ -67,8 +67,9 @@ class _Started(Exception):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_run_tasks_hands_out_jobs_longest_first_with_workers(monkeypatch, tmp_path, workers):
-    """Two workers: the CO2 LSTM's MC methods (5 samples x 100 chips x 17 levels x 457 windows of
-    52 steps) before everything of digits; one worker: the configs' order."""
+    """Two workers: the CO2 LSTM's MC methods (5 samples x 100 chips x 17 levels x 432 windows of
+    104 steps) before everything of digits; one worker: the configs' order. A job is (task,
+    method, seed index); one seed here."""
     seen = []
 
     def in_workers(fn, items, n):
@@ -79,13 +80,13 @@ def test_run_tasks_hands_out_jobs_longest_first_with_workers(monkeypatch, tmp_pa
     configs = {t: load_config(t) for t in ("digits", "co2")}
     with pytest.raises(_Started):
         experiment.run_tasks(configs, {t: tmp_path / t for t in configs}, workers=workers)
-    natural = [(t, m) for t in configs for m in configs[t].methods]
+    natural = [(t, m, 0) for t in configs for m in configs[t].methods]
     if workers == 1:
         assert seen == natural
     else:
         assert sorted(seen) == sorted(natural)
-        assert seen[:3] == [("co2", "spindrop"), ("co2", "spatial_spindrop"), ("co2", "proposed")]
-        assert seen[-1] == ("digits", "nn")  # 1 sample, the smallest model's sweeps
+        assert seen[:3] == [("co2", "spindrop", 0), ("co2", "spatial_spindrop", 0), ("co2", "proposed", 0)]
+        assert seen[-1] == ("digits", "nn", 0)  # 1 sample, the smallest model's sweeps
 
 
 def test_a_model_that_cannot_be_traced_leaves_its_jobs_unestimated_not_the_run_failed(monkeypatch, tmp_path):
@@ -104,8 +105,8 @@ def test_a_model_that_cannot_be_traced_leaves_its_jobs_unestimated_not_the_run_f
     with pytest.raises(_Started):
         experiment.run_tasks(configs, {t: tmp_path / t for t in configs}, workers=2)
     # Ordered by examples alone: within a task, the MC methods (5 samples) before the NN (1).
-    assert sorted(seen) == sorted((t, m) for t in configs for m in configs[t].methods)
-    assert [m for t, m in seen if t == "co2"][-1] == "nn"
+    assert sorted(seen) == sorted((t, m, 0) for t in configs for m in configs[t].methods)
+    assert [m for t, m, _ in seen if t == "co2"][-1] == "nn"
 
 
 def _strip(task) -> dict:

@@ -33,7 +33,7 @@ class Spec:
 SPECS = {
     "digits": Spec("digits CNN", "digits", (8, 8, 1), "xent", Fault("bit_flip", 0.05)),
     "m5": Spec("M5 (mnist1d)", "mnist1d", (40, 1), "xent", Fault("bit_flip", 0.05)),
-    "lstm": Spec("LSTM (co2)", "co2", (52, 1), "mse", Fault("bit_flip", 0.05), outputs=1),
+    "lstm": Spec("LSTM (co2)", "co2", (104, 1), "mse", Fault("bit_flip", 0.05), outputs=26),
     "resnet18": Spec("ResNet-18 (CIFAR)", "resnet", (32, 32, 3), "xent", Fault("bit_flip", 0.05)),
 }
 
@@ -55,5 +55,5 @@ def targets(key: str, n: int, seed: int = 0) -> jnp.ndarray:
     """``n`` training targets: class labels, or regression values for the LSTM."""
     rng = np.random.default_rng(seed + 1)
     if SPECS[key].loss == "mse":
-        return jnp.asarray(rng.standard_normal((n, 1)), jnp.float32)
+        return jnp.asarray(rng.standard_normal((n, SPECS[key].outputs)), jnp.float32)
     return jnp.asarray(rng.integers(0, SPECS[key].outputs, n), jnp.int32)
