@@ -27,12 +27,12 @@ def _rows(run: pathlib.Path):
     return claims.rows_from_json(json.loads((run / "claims.json").read_text()))
 
 
-def _cell(row) -> str:
+def _cell(row, verdict: str) -> str:
     if row is None or row.measured is None:
         return "not measured"
     ci = "" if row.interval is None else f" [{row.interval[0]:.1f}, {row.interval[1]:.1f}]"
     where = row.task if row.sweep is None else f"{row.task}, {row.sweep}"
-    return f"{row.verdict}: {row.measured:.1f} {row.unit}{ci} ({where})"
+    return f"{verdict}: {row.measured:.1f} {row.unit}{ci} ({where})"
 
 
 def verdict_table(run: pathlib.Path, extra: dict[str, pathlib.Path]) -> str:
@@ -49,8 +49,8 @@ def verdict_table(run: pathlib.Path, extra: dict[str, pathlib.Path]) -> str:
         cells = []
         for _, deciding, verdicts in columns:
             row = deciding.get(c.id)
-            cells.append(_cell(row) if row is not None and verdicts.get(c.id) != "not measured"
-                         else verdicts.get(c.id, "not measured"))
+            verdict = verdicts.get(c.id, "not measured")
+            cells.append(_cell(row, verdict) if row is not None and verdict != "not measured" else verdict)
         paper = "comparable" if c.paper_value is None else f"{c.paper_value:g} {c.unit}"
         lines.append(f"| {c.id} | {paper} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
