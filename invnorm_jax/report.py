@@ -133,7 +133,8 @@ def verdicts(results: Results) -> list[str]:
         sign = 1 if t.higher_is_better else -1
         for name in t.sweeps:
             avg = {m: sum(r.mean for r in v.sweeps[name]) / len(v.sweeps[name]) for m, v in t.methods.items()}
-            others = {m: a for m, a in avg.items() if m != "proposed"}
+            # A forecaster that does not beat the naive forecasts is no rival (it is out of the claims too).
+            others = {m: a for m, a in avg.items() if m != "proposed" and (bar is None or m not in bar.flagged)}
             rival = max(others, key=lambda m: sign * others[m])
             word = "ahead of" if sign * avg["proposed"] >= sign * others[rival] else "NOT ahead of"
             out.append(f"{task}, {name}: the proposed method is {word} the best baseline ({_label(rival)}), "
