@@ -127,8 +127,9 @@ def verdicts(results: Results) -> list[str]:
         if "proposed" not in t.methods or len(t.methods) < 2:
             continue
         bar = naive_bar(t)
-        if bar is not None and bar.blocking(t):
-            out.append(f"{task}: no verdict, {bar.blocking(t)}.")
+        blocked = None if bar is None else bar.blocking(t)
+        if blocked:
+            out.append(f"{task}: no verdict, {blocked}.")
             continue
         sign = 1 if t.higher_is_better else -1
         for name in t.sweeps:
@@ -202,7 +203,8 @@ def markdown(results: Results, out) -> str:
         seeds = max(len(t.seeds) for t in results.tasks.values())
         lines += ["## Fault-free (Table I style)", "", table1(results), ""]
         lines += [f"Mean ± std over {seeds} training seeds.", ""] if seeds > 1 else []
-        lines += [f"* {line}" for line in naive_lines(results)] + ([""] if naive_lines(results) else [])
+        naive = naive_lines(results)
+        lines += [f"* {line}" for line in naive] + ([""] if naive else [])
     for task, t in results.tasks.items():
         if t.sweeps and t.methods:
             plot = f"{task}_robustness.png"
