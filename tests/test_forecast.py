@@ -104,6 +104,21 @@ def test_load_co2_multi_step_split():
     np.testing.assert_allclose(ppm, split.extras["series_ppm"][-5:], rtol=1e-5)
 
 
+@pytest.mark.parametrize("stride", [2, 3])
+def test_load_co2_test_stride_keeps_every_kth_window_of_the_same_period(stride):
+    every, strided = data.load_co2(window=60, horizon=5), data.load_co2(window=60, horizon=5, test_stride=stride)
+    np.testing.assert_array_equal(strided.x_test, every.x_test[::stride])
+    np.testing.assert_array_equal(strided.y_test, every.y_test[::stride])
+    np.testing.assert_array_equal(strided.extras["target_dates_test"], every.extras["target_dates_test"][::stride])
+    np.testing.assert_array_equal(strided.x_train, every.x_train)  # training is untouched
+
+
+@pytest.mark.parametrize("stride", [0, -1, 1.5, True, "2"])
+def test_load_co2_rejects_a_bad_test_stride(stride):
+    with pytest.raises(ArgumentError, match="test_stride.*whole number >= 1"):
+        data.load_co2(test_stride=stride)
+
+
 def test_co2_default_task_naive_levels():
     scores = data.naive_forecasts(data.load_co2())
     # The levels docs/datasets.md quotes: 26 weeks ahead, the seasonal drift is the one to beat.

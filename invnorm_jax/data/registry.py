@@ -47,7 +47,7 @@ def dataset_parameters(name: str, *, synthetic: bool = False) -> tuple[str, ...]
       ArgumentError: an unknown dataset.
 
     >>> dataset_parameters("co2")
-    ('window', 'horizon', 'train_fraction')
+    ('window', 'horizon', 'train_fraction', 'test_stride')
     """
     if name not in DATASETS:
         raise _unknown(name)
@@ -71,7 +71,7 @@ def check_dataset_kwargs(name: str, kwargs: dict, *, synthetic: bool = False) ->
     ...     check_dataset_kwargs("co2", {"windows": 26})
     ... except ValueError as err:
     ...     print(err)
-    dataset 'co2' takes no argument 'windows' (did you mean 'window'?); its arguments: window, horizon, train_fraction.
+    dataset 'co2' takes no argument 'windows' (did you mean 'window'?); its arguments: window, horizon, train_fraction, test_stride.
     """
     allowed = dataset_parameters(name, synthetic=synthetic)
     for key in kwargs:
