@@ -213,3 +213,16 @@ def test_documented_example_runs(capsys):
     for name, shape in (("linen", "(100, 10, 8, 4)"), ("nnx", "(100, 1, 8, 4)"), ("function", "(100, 1, 8, 4)")):
         assert f"{name}" in out and shape in out, out
     assert "ValueError: no fault site" in out
+
+
+def test_the_docs_examples_run():
+    """Every python block of docs/any_model.md runs, in order, as a reader would paste them."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "any_model.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/any_model.md", "exec"), namespace)

@@ -251,6 +251,35 @@ def test_a_hand_written_mc_loop_agrees_with_the_chip_simulator():
     assert not np.allclose(out[0, 0], out[0, 1])
 
 
+def test_linen_models_use_the_layers_through_nnx_bridge():
+    """docs/any_model.md's linen recipe: parameters in linen's variables, independent masks per
+    bridged layer (linen's module path names them), the same draws for the same key under jit."""
+    import flax.linen as linen
+    from flax.nnx import bridge
+
+    class Mine(linen.Module):
+        @linen.compact
+        def __call__(self, x, *, key):
+            h = linen.Dense(16)(x)
+            h = bridge.to_linen(InvertedNorm, 16, rate=0.5, keep_rngs=False, name="norm")(h, key=key)
+            drops = [bridge.to_linen(MCDropout, 0.5, skip_rng=True, name=f"drop{i}")(h, key=key) for i in range(2)]
+            return h, drops
+
+    model, x = Mine(), jax.random.normal(jax.random.key(0), (128, 8))
+    variables = model.init(jax.random.key(1), x, key=jax.random.key(2))
+    assert set(variables["params"]["norm"]) == {"scale", "bias"}
+    apply = jax.jit(lambda v, x, k: model.apply(v, x, key=k))
+    h, (a, b) = apply(variables, x, jax.random.key(3))
+    h2, (a2, _) = model.apply(variables, x, key=jax.random.key(3))
+    np.testing.assert_allclose(np.asarray(h), np.asarray(h2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(a) == 0, np.asarray(a2) == 0)
+    h3, _ = apply(variables, x, jax.random.key(4))
+    assert not np.allclose(h, h3), "another key, other affine-dropout masks"
+    kept_a, kept_b = np.asarray(a) != 0, np.asarray(b) != 0
+    n = kept_a.size
+    assert abs((kept_a == kept_b).mean() - 0.5) < 5 * 0.5 / np.sqrt(n), "the two dropouts share masks"
+
+
 # ------------------------------------------------------------------ NNX-native layers
 
 

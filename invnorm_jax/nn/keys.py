@@ -51,8 +51,10 @@ def _child_path(owner: nnx.Module, node) -> tuple | None:
 def call_path(layer: nnx.Module) -> tuple:
     """The path of ``layer`` in the outermost module on the call stack that holds it.
 
-    Walks the Python frames from the caller up: each frame whose ``self`` is an ``nnx.Module`` holding the module reached so far extends the
-    path by that module's path in it. Called from a model's ``__call__`` (or any helper it calls)
+    Walks the Python frames from the caller up: each frame whose ``self`` is an ``nnx.Module``
+    holding the module reached so far extends the path by that module's path in it; a linen
+    module (an NNX module wrapped by ``nnx.bridge.to_linen``) ends the walk with its own path.
+    Called from a model's ``__call__`` (or any helper it calls)
     on ``model(x, key=k)``, it is the layer's path in ``model``: the path
     :func:`number_stochastic_sites` would give it. ``()`` for a layer called on its own.
 
@@ -65,6 +67,7 @@ def call_path(layer: nnx.Module) -> tuple:
     >>> Two()(None)
     (('first',), ('second',))
     """
+    linen = sys.modules.get("flax.linen")  # not imported: no linen module can be on the stack
     path, node = (), layer
     frame = sys._getframe(1)
     while frame is not None:
@@ -74,6 +77,9 @@ def call_path(layer: nnx.Module) -> tuple:
             sub = _child_path(owner, node)
             if sub is not None:
                 path, node = sub + path, owner
+        elif linen is not None and isinstance(owner, linen.Module) and owner.scope is not None:
+            # An NNX module inside linen (nnx.bridge.to_linen): linen's own path is absolute.
+            return tuple(owner.path) + path
         frame = frame.f_back
     return path
 
@@ -142,8 +148,8 @@ def rng_stream(rngs, collection: str, *, only_if_named: bool = False):
     'RngStream'
     """
     if isinstance(rngs, nnx.Rngs):
-        if only_if_named and collection not in rngs:
-            return nnx.data(None)
+        if collection not in rngs and (only_if_named or "default" not in rngs):
+            return nnx.data(None)  # nothing to fork (nnx.bridge.to_linen passes an empty nnx.Rngs at apply)
         return rngs[collection].fork()
     if isinstance(rngs, nnx.RngStream):
         return rngs.fork()
