@@ -107,21 +107,44 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
-def check_key(key, name: str = "key", who: str = ""):
+def check_key(key, name: str = "key", who: str = "", *, single: bool = False):
     """``key`` if it is a JAX random key (typed, or a legacy ``uint32[..., 2]``), else a clear error.
 
-    A batch of keys (one per example) passes too.
+    A batch of keys (``[batch]``, one per example) passes too, unless ``single``.
+
+    >>> from flax import nnx
+    >>> try:
+    ...     check_key(nnx.Rngs(0))
+    ... except TypeError as err:
+    ...     print(str(err)[:74])
+    key=nnx.Rngs(...) is not a JAX random key: a layer takes a stream as rngs=
     """
     import jax
 
+    prefix = f"{who}: " if who else ""
+    if type(key).__name__ in ("Rngs", "RngStream") and type(key).__module__.startswith("flax"):
+        raise ArgumentTypeError(
+            f"{prefix}{name}=nnx.{type(key).__name__}(...) is not a JAX random key: a layer takes a stream as "
+            f"rngs= (layer(x, rngs=rngs)); for {name}= draw one key from it ({name}=rngs.dropout())."
+        )
     dtype = getattr(key, "dtype", None)
-    if dtype is not None and (jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-                              or (dtype == np.uint32 and tuple(np.shape(key))[-1:] == (2,))):
-        return key
-    raise ArgumentTypeError(
-        f"{who + ': ' if who else ''}{name}={describe(key)} is not a JAX random key: pass "
-        f"{name}=jax.random.key(seed) (an int seed is not a key)."
-    )
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype is not None and not typed and dtype == np.uint32 and tuple(np.shape(key))[-1:] == (2,)
+    if not (typed or raw):
+        raise ArgumentTypeError(
+            f"{prefix}{name}={describe(key)} is not a JAX random key: pass "
+            f"{name}=jax.random.key(seed) (an int seed is not a key)."
+        )
+    batch_dims = len(np.shape(key)) - (0 if typed else 1)
+    if batch_dims > (0 if single else 1):
+        shape = tuple(np.shape(key))
+        allowed = "one key" if single else "one key or one key per example ([batch])"
+        raise ArgumentError(
+            f"{prefix}{name} holds keys of shape {shape}: expected {allowed}"
+            + (", e.g. jax.random.key(0); the chips' and samples' keys are made from it." if single else
+               "; split(key, n) gives n keys for n examples.")
+        )
+    return key
 
 
 def check_float_input(x, who: str) -> None:

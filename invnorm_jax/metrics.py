@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import xlogy
 
+from invnorm_jax._checks import ArgumentError
+
 # Probabilities are clipped here before the log so a confident miss costs -log(1e-12) ~ 27.6
 # nats instead of inf, which would swamp a mean over inputs or chips.
 LOG_EPS = 1e-12
@@ -80,11 +82,19 @@ def mutual_information(probs_samples: jax.Array) -> jax.Array:
 
     .. math:: I_i = H\\big[\\tfrac1T\\textstyle\\sum_t p_{ti}\\big] - \\tfrac1T\\sum_t H[p_{ti}]
 
-    Zero when every sample agrees. Returns shape ``[batch]``.
+    Zero when every sample agrees. Takes ``[samples, batch, classes]``; returns ``[batch]``.
+
+    Raises:
+      ArgumentError: fewer than 3 axes (``[batch, classes]`` has no samples to disagree).
 
     >>> round(float(mutual_information(jnp.array([[[1.0, 0.0]], [[0.0, 1.0]]]))[0]), 4)
     0.6931
     """
+    if jnp.ndim(probs_samples) < 3:
+        raise ArgumentError(
+            f"mutual_information: probs_samples has shape {tuple(jnp.shape(probs_samples))}: expected "
+            "[samples, batch, classes], the MC samples' probabilities (one sample: probs[None], which gives 0)."
+        )
     total = predictive_entropy(mc_average(probs_samples, axis=0))
     expected = jnp.mean(predictive_entropy(probs_samples), axis=0)
     return total - expected

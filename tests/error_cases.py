@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from invnorm_jax import nn
+from invnorm_jax import metrics, nn
 from invnorm_jax._checks import ArgumentError, ArgumentTypeError
 from invnorm_jax.faults import Fault, FaultContext, inject, simulate_chips
 from invnorm_jax.faults import models as fm
@@ -116,13 +116,25 @@ CASES = [
     Case("fn-sigma", "additive_variation(key, w, sigma=-1.0)",
          lambda ctx: fm.additive_variation(KEY, jnp.ones(4), sigma=-1.0), ValueError,
          r"sigma=-1.0 is out of range: expected sigma >= 0"),
+    Case("fn-mi-rank", "mutual_information(probs[batch, classes])",
+         lambda ctx: metrics.mutual_information(jnp.full((3, 2), 0.5)), ArgumentError,
+         r"probs_samples has shape \(3, 2\): expected \[samples, batch, classes\]"),
     # layers (invnorm_jax.nn) and models
-    Case("nn-no-key", "InvertedNorm(4, rngs=nnx.Rngs(0))(x)",
-         lambda ctx: nn.InvertedNorm(4, rngs=nnx.Rngs(0))(_x(2, 4)), ArgumentError,
-         r"InvertedNorm is stochastic: call it with key=jax.random.key"),
+    Case("nn-no-key", "MCDropout(0.3)(x)",
+         lambda ctx: nn.MCDropout(0.3)(_x(2, 4)), ArgumentError,
+         r"MCDropout is stochastic: call it with key=jax.random.key"),
     Case("nn-int-key", "InvertedNorm(...)(x, key=0)",
          lambda ctx: nn.InvertedNorm(4, rngs=nnx.Rngs(0))(_x(2, 4), key=0), ArgumentTypeError,
          r"key=0 is not a JAX random key: pass key=jax.random.key\(seed\)"),
+    Case("nn-rngs-as-key", "InvertedNorm(...)(x, key=nnx.Rngs(0))",
+         lambda ctx: nn.InvertedNorm(4, rngs=nnx.Rngs(0))(_x(2, 4), key=nnx.Rngs(0)), ArgumentTypeError,
+         r"key=nnx.Rngs\(...\) is not a JAX random key: a layer takes a stream as rngs="),
+    Case("nn-key-count", "InvertedNorm(...)(x[3, 4], key=jax.random.split(key, 2))",
+         lambda ctx: nn.InvertedNorm(4, rngs=nnx.Rngs(0))(_x(3, 4), key=jax.random.split(KEY, 2)), ArgumentError,
+         r"key holds 2 per-example keys but the batch has 3 examples"),
+    Case("nn-key-shape", "InvertedNorm(...)(x, key=jax.random.split(key, (2, 2)))",
+         lambda ctx: nn.InvertedNorm(4, rngs=nnx.Rngs(0))(_x(2, 4), key=jax.random.split(KEY, (2, 2))),
+         ArgumentError, r"key holds keys of shape \(2, 2\): expected one key or one key per example"),
     Case("nn-method", "norm_site('bayes', 4, rngs=rngs)",
          lambda ctx: nn.norm_site("bayes", 4, rngs=nnx.Rngs(0)), ArgumentError,
          r"method='bayes' is not allowed; expected one of \('nn', 'spindrop'"),
@@ -186,6 +198,9 @@ CASES = [
          ArgumentError, r"num_chips=0 must be an integer >= 1"),
     Case("sim-key", "simulate_chips(..., key=0)", lambda ctx: _sim(tiny_dense(), _x(3, 4), key=0), ArgumentTypeError,
          r"key=0 is not a JAX random key"),
+    Case("sim-key-batch", "simulate_chips(..., key=jax.random.split(key, 2))",
+         lambda ctx: _sim(tiny_dense(), _x(3, 4), key=jax.random.split(KEY, 2)), ArgumentError,
+         r"key holds keys of shape \(2,\): expected one key, e.g. jax.random.key\(0\)"),
     Case("sim-empty", "simulate_chips(model, x[0, 4], ...)", lambda ctx: _sim(tiny_dense(), _x(0, 4)), ArgumentError,
          r"x.shape=\(0, 4\): expected a batch of at least one input"),
     Case("sim-level", "simulate_chips(..., fault=Fault('bit_flip', 0.1), level=2.0)",

@@ -213,3 +213,19 @@ def test_documented_example_runs(capsys):
     for name, shape in (("linen", "(100, 10, 8, 4)"), ("nnx", "(100, 1, 8, 4)"), ("function", "(100, 1, 8, 4)")):
         assert f"{name}" in out and shape in out, out
     assert "ValueError: no fault site" in out
+
+
+def test_the_docs_other_examples_run():
+    """Every other python block of docs/any_model.md runs, in order, as a reader would paste them
+    (the first is docs/examples/any_model.py, run above)."""
+    import pathlib
+    import re
+
+    docs = pathlib.Path(__file__).parents[1] / "docs"
+    example = (docs / "examples" / "any_model.py").read_text().strip()
+    blocks = re.findall(r"```python\n(.*?)```", (docs / "any_model.md").read_text(), re.S)
+    others = [b for b in blocks if b.strip() != example]
+    assert len(blocks) - len(others) == 1 and len(others) >= 2, "the md should show the example file once"
+    namespace: dict = {}
+    for block in others:
+        exec(compile(block, "docs/any_model.md", "exec"), namespace)

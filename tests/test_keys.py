@@ -19,7 +19,7 @@ import invnorm_jax.nn.norm as norm_module
 from invnorm_jax.faults import Fault, iter_simulate_chips, number_fault_sites, simulate_chips
 from invnorm_jax.models import build_model
 from invnorm_jax.models.common import Call
-from invnorm_jax.nn import InvertedNorm, MCDropout, QuantDense, norm_site, stochastic_site_ids
+from invnorm_jax.nn import InvertedNorm, MCDropout, MCSpatialDropout, QuantDense, norm_site, stochastic_site_ids
 
 TINY = {
     "resnet": (dict(in_channels=1, widths=(8, 16), blocks=(1, 1)), (3, 8, 8, 1)),
@@ -123,6 +123,163 @@ def test_stochastic_results_do_not_depend_on_batch_size(name):
     np.testing.assert_allclose(np.concatenate([pieces[0], pieces[7]], axis=2), whole, rtol=1e-5, atol=1e-5)
 
 
+# ------------------------------------------------------------------ your own models, no numbering
+
+
+def _user_layer(kind: str, rngs):
+    """A stochastic layer of ``kind`` for 8 features, built from ``rngs`` (None: no stream)."""
+    if kind == "inverted":
+        return InvertedNorm(8, rate=0.5, rngs=rngs if rngs is not None else nnx.Rngs(0), keep_rngs=rngs is not None)
+    layer = MCSpatialDropout if kind == "spatial" else MCDropout
+    return layer(0.5, rngs=rngs)
+
+
+class _Flat(nnx.Module):
+    """A user's model: layers as attributes, no numbering call; each layer's own ``nnx.Rngs(3)``
+    (``rngs="each"``), one shared ``nnx.Rngs`` (``"shared"``) or none."""
+
+    def __init__(self, kinds, rngs):
+        shared = nnx.Rngs(params=0, dropout=7)
+        self.layers = nnx.List([_user_layer(k, {"each": nnx.Rngs(3), "shared": shared, None: None}[rngs])
+                                for k in kinds])
+
+    def __call__(self, x, *, key=None):
+        return [layer(x, key=key) for layer in self.layers]
+
+
+class _Block(nnx.Module):
+    def __init__(self):
+        self.drop = MCDropout(0.5)
+
+    def __call__(self, x, *, key):
+        return self.drop(x, key=key)
+
+
+def _through_a_helper(block, x, key):  # a plain function between two modules on the stack
+    return block(x, key=key)
+
+
+class _Nested(nnx.Module):
+    """The same block class twice (equal relative paths), one of them called through a helper."""
+
+    def __init__(self):
+        self.first, self.second, self.top = _Block(), _Block(), MCDropout(0.5)
+
+    def __call__(self, x, *, key=None):
+        return [self.first(x, key=key), _through_a_helper(self.second, x, key), self.top(x, key=key)]
+
+
+KINDS = [("inverted", "inverted"), ("dropout", "dropout", "spatial"), ("inverted", "dropout", "inverted", "dropout"),
+         ("dropout",) * 5]
+
+
+@pytest.mark.parametrize("rngs", ["each", "shared", None])
+@pytest.mark.parametrize("kinds", KINDS, ids=lambda k: f"{len(k)}layers")
+def test_a_user_models_layers_draw_from_distinct_keys_without_numbering(kinds, rngs, recorded_keys):
+    model = _Flat(kinds, rngs)
+    x = jnp.ones((4, 8))
+    model(x, key=jax.random.key(0))
+    assert len(recorded_keys) == len(kinds)
+    rows = np.concatenate(recorded_keys)
+    assert len({tuple(r) for r in rows}) == rows.shape[0], "two layers (or examples) share a key"
+    # The same draws as the chip simulator's numbered copy, and as an explicit numbering.
+    first = list(recorded_keys)
+    recorded_keys.clear()
+    number_fault_sites(model)
+    model(x, key=jax.random.key(0))
+    for a, b in zip(first, recorded_keys):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("rngs", ["each", "shared"])
+def test_a_user_models_own_streams_give_independent_masks(rngs):
+    """Called without a key, each layer draws from its stream: masks must still be independent."""
+    model = _Flat(("dropout",) * 3, rngs)
+    x = jnp.ones((64, 8))
+    masks = [np.asarray(m) > 0 for m in model(x)]  # "each": three equal streams; the paths differ
+    n = masks[0].size
+    for i in range(3):
+        for j in range(i + 1, 3):
+            agree = (masks[i] == masks[j]).mean()
+            assert abs(agree - 0.5) < 5 * 0.5 / np.sqrt(n), (i, j, agree)  # independent at p = 0.5
+
+
+def test_nested_blocks_and_helpers_get_distinct_masks_that_match_the_numbered_copy():
+    model = _Nested()
+    x = jnp.ones((256, 8))
+    outs = [np.asarray(o) > 0 for o in model(x, key=jax.random.key(5))]
+    n = outs[0].size
+    for i in range(3):
+        for j in range(i + 1, 3):
+            agree = (outs[i] == outs[j]).mean()
+            assert abs(agree - 0.5) < 5 * 0.5 / np.sqrt(n), (i, j, agree)
+    expected = stochastic_site_ids(model)
+    assert set(expected.values()) == {None}  # nothing numbered them
+    again = [np.asarray(o) > 0 for o in model(x, key=jax.random.key(5))]
+    number_fault_sites(model)
+    numbered = [np.asarray(o) > 0 for o in model(x, key=jax.random.key(5))]
+    for a, b, c in zip(outs, again, numbered):
+        np.testing.assert_array_equal(a, b)  # the same key, the same masks
+        np.testing.assert_array_equal(a, c)  # and the ids the path gives
+
+
+def test_a_hand_written_mc_loop_agrees_with_the_chip_simulator():
+    from invnorm_jax.faults import FaultContext
+    from invnorm_jax.faults.simulate import chip_keys, sample_keys
+    from invnorm_jax.functional.keys import example_keys
+    from invnorm_jax.nn import BinaryDense
+
+    class Mine(nnx.Module):
+        def __init__(self):
+            rngs = nnx.Rngs(1)
+            self.dense = BinaryDense(8, 8, binarize_input=False, rngs=rngs)
+            self.norm_a = InvertedNorm(8, rate=0.5, rngs=nnx.Rngs(3))
+            self.norm_b = InvertedNorm(8, rate=0.5, rngs=nnx.Rngs(3))
+
+        def __call__(self, x, *, key=None, deterministic=None, faults=None):
+            h = self.norm_a(self.dense(x, faults=faults), key=key, deterministic=deterministic)
+            return self.norm_b(h, key=key, deterministic=deterministic)
+
+    model = Mine()
+    x = jax.random.normal(jax.random.key(2), (5, 8))
+    key, fault = jax.random.key(7), Fault("bit_flip", 0.1)
+    out = np.asarray(simulate_chips(model, x, fault=fault, num_chips=2, num_samples=3, key=key))
+    for c, chip in enumerate(chip_keys(key, 2)):
+        for t, sample in enumerate(sample_keys(key, 3)):
+            by_hand = model(x, key=example_keys(sample, 5), faults=FaultContext(fault, chip))
+            np.testing.assert_allclose(out[c, t], by_hand, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(out[0, 0], out[0, 1])
+
+
+def test_linen_models_use_the_layers_through_nnx_bridge():
+    """docs/any_model.md's linen recipe: parameters in linen's variables, independent masks per
+    bridged layer (linen's module path names them), the same draws for the same key under jit."""
+    import flax.linen as linen
+    from flax.nnx import bridge
+
+    class Mine(linen.Module):
+        @linen.compact
+        def __call__(self, x, *, key):
+            h = linen.Dense(16)(x)
+            h = bridge.to_linen(InvertedNorm, 16, rate=0.5, keep_rngs=False, name="norm")(h, key=key)
+            drops = [bridge.to_linen(MCDropout, 0.5, skip_rng=True, name=f"drop{i}")(h, key=key) for i in range(2)]
+            return h, drops
+
+    model, x = Mine(), jax.random.normal(jax.random.key(0), (128, 8))
+    variables = model.init(jax.random.key(1), x, key=jax.random.key(2))
+    assert set(variables["params"]["norm"]) == {"scale", "bias"}
+    apply = jax.jit(lambda v, x, k: model.apply(v, x, key=k))
+    h, (a, b) = apply(variables, x, jax.random.key(3))
+    h2, (a2, _) = model.apply(variables, x, key=jax.random.key(3))
+    np.testing.assert_allclose(np.asarray(h), np.asarray(h2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(a) == 0, np.asarray(a2) == 0)
+    h3, _ = apply(variables, x, jax.random.key(4))
+    assert not np.allclose(h, h3), "another key, other affine-dropout masks"
+    kept_a, kept_b = np.asarray(a) != 0, np.asarray(b) != 0
+    n = kept_a.size
+    assert abs((kept_a == kept_b).mean() - 0.5) < 5 * 0.5 / np.sqrt(n), "the two dropouts share masks"
+
+
 # ------------------------------------------------------------------ NNX-native layers
 
 
@@ -174,8 +331,11 @@ def test_rngs_stream_as_in_nnx_dropout_and_explicit_keys_under_vmap():
     x = jnp.ones((3, 4)) * jnp.arange(4.0)
     layer = InvertedNorm(4, rate=0.5, rngs=nnx.Rngs(params=0, dropout=1))
     assert not np.allclose(layer(x), layer(x)), "the stream should advance between calls"
+    bare = InvertedNorm(4, rate=0.5, rngs=nnx.Rngs(0))  # the default stream, as nnx.Dropout
+    assert not np.allclose(bare(x), bare(x))
     with pytest.raises(ValueError, match="rngs=nnx.Rngs"):
-        InvertedNorm(4, rngs=nnx.Rngs(0))(x)  # no stream, no key: a clear error
+        InvertedNorm(4, rngs=nnx.Rngs(0), keep_rngs=False)(x)  # no stream, no key: a clear error
+    assert nnx.state(norm_site("proposed", 4, rngs=nnx.Rngs(0)), nnx.RngState) == nnx.State({})
     drop = MCDropout(0.5, rngs=nnx.Rngs(dropout=2))
     assert drop(x).shape == x.shape
     np.testing.assert_array_equal(drop(x, rngs=jax.random.key(3)), drop(x, key=jax.random.key(3)))

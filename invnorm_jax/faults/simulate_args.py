@@ -50,7 +50,7 @@ def _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size,
         raise ArgumentError(f"chunk_size={chunk_size!r} must be an integer >= 1 or None (the per-site default).")
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ArgumentError(f"batch_size={batch_size!r} must be an integer >= 1 or None (the whole batch at once).")
-    check_key(key)
+    check_key(key, single=True)
     if not hasattr(x, "shape"):
         x = np.asarray(x)
     if x.ndim < 1 or x.shape[0] == 0:

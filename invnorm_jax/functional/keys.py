@@ -13,6 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from invnorm_jax._checks import ArgumentError
+
 
 def is_key_batch(key: jax.Array) -> bool:
     """Whether ``key`` holds one key per example (typed ``[batch]`` or raw ``[batch, 2]``).
@@ -46,7 +48,7 @@ def example_keys(key: jax.Array, batch_size: int, *, offset=0) -> jax.Array:
     """
     if is_key_batch(key):
         if key.shape[0] != batch_size:
-            raise ValueError(
+            raise ArgumentError(
                 f"key holds {key.shape[0]} per-example keys but the batch has {batch_size} examples; "
                 "pass one key, or exactly one per example."
             )

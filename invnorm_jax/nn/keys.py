@@ -1,11 +1,13 @@
 """Where a stochastic layer's random numbers come from: its path in the model.
 
-Every stochastic layer (:class:`~invnorm_jax.nn.InvertedNorm`, the MC dropouts) has a static
-``key_id``; :func:`number_stochastic_sites` sets it to a hash of the layer's path in the model
-(``"blocks/0/site1"``), and the layer folds it into the key of every example. A model hands the
-*same* key to every child; no hand-counted index decides who draws what, so adding a layer
-leaves the draws of every other layer unchanged, and two layers never share a key (a hash
-collision is an error).
+Every stochastic layer (:class:`~invnorm_jax.nn.InvertedNorm`, the MC dropouts) folds the id of
+its path in the model (``"blocks/0/site1"``, CRC-32) into the key of every example, so two
+layers never share a draw and adding a layer leaves the draws of every other layer unchanged.
+No call is needed for that: a layer whose id was not set finds its path when it is called, in
+the modules on the call stack that hold it (:func:`call_path`: from the outermost one, as
+``nnx.iter_graph`` names it), so a model you write draws what the chip simulator draws for it.
+:func:`number_stochastic_sites` sets the ids once instead (the library's models call it, and the
+simulator on its copy of any model), which also spares the search at every eager call.
 
 The key itself comes, first to last, from ``key=`` (one key, or one per example; what ``vmap``
 over keys and the chip simulator use), from ``rngs=`` given to the call, or from the layer's
@@ -14,6 +16,7 @@ own ``nnx.Rngs`` stream, as in ``nnx.Dropout``.
 
 from __future__ import annotations
 
+import sys
 import zlib
 
 import jax
@@ -37,14 +40,65 @@ def path_id(path) -> int:
 ROOT_ID = path_id(())
 
 
+def _child_path(owner: nnx.Module, node) -> tuple | None:
+    """The path of ``node`` in ``owner``'s graph, or None if ``owner`` does not hold it."""
+    for path, child in nnx.iter_graph(owner):
+        if child is node:
+            return tuple(path)
+    return None
+
+
+def call_path(layer: nnx.Module) -> tuple:
+    """The path of ``layer`` in the outermost module on the call stack that holds it.
+
+    Walks the Python frames from the caller up: each frame whose ``self`` is an ``nnx.Module``
+    holding the module reached so far extends the path by that module's path in it; a linen
+    module (an NNX module wrapped by ``nnx.bridge.to_linen``) ends the walk with its own path.
+    Called from a model's ``__call__`` (or any helper it calls)
+    on ``model(x, key=k)``, it is the layer's path in ``model``: the path
+    :func:`number_stochastic_sites` would give it. ``()`` for a layer called on its own.
+
+    >>> from invnorm_jax.nn.norm import MCDropout
+    >>> class Two(nnx.Module):
+    ...     def __init__(self):
+    ...         self.first, self.second = MCDropout(0.5), MCDropout(0.5)
+    ...     def __call__(self, x):
+    ...         return call_path(self.first), call_path(self.second)
+    >>> Two()(None)
+    (('first',), ('second',))
+    """
+    linen = sys.modules.get("flax.linen")  # not imported: no linen module can be on the stack
+    path, node = (), layer
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code  # f_locals is built on demand: only for frames that have a self
+        owner = frame.f_locals.get("self") if "self" in code.co_varnames or "self" in code.co_freevars else None
+        if isinstance(owner, nnx.Module) and owner is not node:
+            sub = _child_path(owner, node)
+            if sub is not None:
+                path, node = sub + path, owner
+        elif linen is not None and isinstance(owner, linen.Module) and owner.scope is not None:
+            # An NNX module inside linen (nnx.bridge.to_linen): linen's own path is absolute.
+            return tuple(owner.path) + path
+        frame = frame.f_back
+    return path
+
+
+def layer_key_id(layer: nnx.Module) -> int:
+    """``layer.key_id`` if it was set, else the id of its :func:`call_path` (called from the layer)."""
+    kid = layer.key_id
+    return path_id(call_path(layer)) if kid is None else kid
+
+
 def number_stochastic_sites(model: nnx.Module) -> int:
     """Give every stochastic layer of ``model`` the id of its path; returns how many there are.
 
-    Call it at the end of a model's ``__init__`` (the library's models do; the chip simulator
-    does it on its own copy of any model).
+    Optional: an unnumbered layer finds the same id when it is called (:func:`call_path`). The
+    library's models call it at the end of ``__init__``, and the chip simulator on its own copy
+    of any model, so that ids are fixed before anything is traced.
 
     Raises:
-      ValueError: if two paths hash to the same id (their layers would share random draws).
+      ArgumentError: if two paths hash to the same id (their layers would share random draws).
 
     >>> from invnorm_jax.nn.norm import MCDropout
     >>> model = nnx.List([MCDropout(0.3), MCDropout(0.3)])
@@ -57,14 +111,15 @@ def number_stochastic_sites(model: nnx.Module) -> int:
             name = "/".join(str(p) for p in path)
             kid = path_id(name)
             if kid in seen:
-                raise ValueError(f"stochastic layers {seen[kid]!r} and {name!r} have the same key id {kid}; rename one.")
+                raise ArgumentError(f"stochastic layers {seen[kid]!r} and {name!r} have the same key id {kid}; "
+                                    "rename one.")
             seen[kid] = name
             node.key_id = kid
     return len(seen)
 
 
 def stochastic_site_ids(model: nnx.Module) -> dict[str, int]:
-    """``{path: key_id}`` of every stochastic layer of ``model``.
+    """``{path: key_id}`` of every stochastic layer of ``model`` (None: set when it is called).
 
     >>> from invnorm_jax.nn.norm import MCDropout
     >>> model = nnx.List([nnx.Linear(2, 2, rngs=nnx.Rngs(0)), MCDropout(0.3)])
@@ -93,8 +148,8 @@ def rng_stream(rngs, collection: str, *, only_if_named: bool = False):
     'RngStream'
     """
     if isinstance(rngs, nnx.Rngs):
-        if only_if_named and collection not in rngs:
-            return nnx.data(None)
+        if collection not in rngs and (only_if_named or "default" not in rngs):
+            return nnx.data(None)  # nothing to fork (nnx.bridge.to_linen passes an empty nnx.Rngs at apply)
         return rngs[collection].fork()
     if isinstance(rngs, nnx.RngStream):
         return rngs.fork()
@@ -157,5 +212,5 @@ def layer_keys(key: jax.Array, key_id: int, batch_size: int) -> jax.Array:
     return fold_in_each(example_keys(key, batch_size), key_id)
 
 
-__all__ = ["ROOT_ID", "layer_keys", "number_stochastic_sites", "path_id", "resolve_key", "rng_stream",
+__all__ = ["ROOT_ID", "call_path", "layer_key_id", "layer_keys", "number_stochastic_sites", "path_id", "resolve_key", "rng_stream",
            "stochastic_site_ids"]

@@ -20,7 +20,7 @@ from invnorm_jax._checks import (
 from invnorm_jax.functional import init as inits
 from invnorm_jax.functional.dropout import mc_dropout, mc_spatial_dropout
 from invnorm_jax.functional.norm import MODES, _check_groups, affine_dropout, inverted_norm, normalize
-from invnorm_jax.nn.keys import ROOT_ID, layer_keys, resolve_key, rng_stream
+from invnorm_jax.nn.keys import layer_key_id, layer_keys, resolve_key, rng_stream
 
 METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed", "noisy_training")
 #: Methods without a sampler at test time: one forward pass is their prediction (T = 1).
@@ -45,14 +45,14 @@ class _Stochastic(nnx.Module):
         self.deterministic = deterministic
         self.rng_collection = rng_collection
         self.rngs = rng_stream(rngs, rng_collection, only_if_named=only_if_named)
-        self.key_id = ROOT_ID  # set from the layer's path by number_stochastic_sites
+        self.key_id = None  # its path's id: set by number_stochastic_sites, else found when called
 
     def _active(self, deterministic) -> bool:
         return not first_from(deterministic, self.deterministic, error_msg="deterministic is None") and self.rate > 0
 
     def _keys(self, key, rngs, batch_size: int) -> jax.Array:
         key = resolve_key(key, rngs, self.rngs, self.rng_collection, type(self).__name__)
-        return layer_keys(key, self.key_id, batch_size)
+        return layer_keys(key, layer_key_id(self), batch_size)
 
     def set_view(self, deterministic: bool | None = None):
         """For ``nnx.view``: ``deterministic=True`` switches the sampler off."""
@@ -89,10 +89,13 @@ class InvertedNorm(_Stochastic):
         e.g. ``invnorm_jax.functional.uniform_gamma(2.0)`` (``U(0, 2)``).
       bias_init: initializer of beta; default ``normal_beta(0.3)`` (``N(0, 0.3)``).
       deterministic: default of the call's ``deterministic`` (``model.eval()`` sets it True).
-      rng_collection: the ``nnx.Rngs`` stream the sampler keeps if ``rngs`` names it.
-      rngs: ``nnx.Rngs`` for gamma and beta (``rngs.params()``); if it has a stream named
-        ``rng_collection`` (``nnx.Rngs(params=0, dropout=1)``), the layer keeps a fork of it
-        and draws from it when called without ``key=``.
+      rng_collection: the ``nnx.Rngs`` stream the sampler keeps.
+      rngs: ``nnx.Rngs`` for gamma and beta (``rngs.params()``). As ``nnx.Dropout``, the layer
+        keeps a fork of its ``rng_collection`` stream (the default stream if it names none:
+        ``nnx.Rngs(0)``) and draws from it when called without ``key=`` or ``rngs=``.
+      keep_rngs: False keeps no stream unless ``rngs`` names ``rng_collection`` (the layer
+        then holds no RNG state and is called with ``key=``; :func:`norm_site`, so the
+        library's models, built from ``nnx.Rngs(seed)``, carry none).
       eps: deprecated spelling of ``epsilon``.
 
     Call ``layer(x, key=key)`` for a stochastic pass (the Bayesian sampler, at train and test
@@ -128,6 +131,7 @@ class InvertedNorm(_Stochastic):
         deterministic: bool = False,
         rng_collection: str = "dropout",
         rngs: nnx.Rngs,
+        keep_rngs: bool = True,
         eps: float | None = None,
     ):
         check_positive_int(num_features, "num_features")
@@ -148,7 +152,7 @@ class InvertedNorm(_Stochastic):
         self.param_dtype = param_dtype
         self.scale = nnx.Param(scale_init(rngs.params(), (num_features,), param_dtype))
         self.bias = nnx.Param(bias_init(rngs.params(), (num_features,), param_dtype))
-        self._init_stochastic(deterministic, rng_collection, rngs, only_if_named=True)
+        self._init_stochastic(deterministic, rng_collection, rngs, only_if_named=not keep_rngs)
 
     def __call__(self, x, *, key=None, rngs=None, train=False, deterministic=None, faults=None):
         del train, faults  # identical at train and test time; no deployable weights here
@@ -375,6 +379,7 @@ def norm_site(
     """
     check_choice(method, "method", METHODS)
     if method == "proposed":
+        inverted_kwargs.setdefault("keep_rngs", False)  # the library's models hold no RNG state
         return InvertedNorm(num_features, num_groups=num_groups, rate=rate, mode=mode, rngs=rngs, **inverted_kwargs)
     conventional = ConventionalNorm(num_features, kind=norm, num_groups=num_groups, rngs=rngs)
     sampler = {"nn": None, "noisy_training": None, "spindrop": MCDropout, "spatial_spindrop": MCSpatialDropout}[method]
