@@ -43,7 +43,7 @@ from jax.sharding import Mesh, PartitionSpec
 from invnorm_jax._checks import ArgumentError, ArgumentTypeError, describe
 from invnorm_jax.faults.compiling import chip_compiler_options
 from invnorm_jax.faults.context import Fault, FaultChoice, FaultContext
-from invnorm_jax.faults.inject import check_fault_for_params, inject_paths, select_paths
+from invnorm_jax.faults.inject import check_faults_for_params, inject_paths, select_paths
 from invnorm_jax.faults.simulate_args import (
     _FUNCTIONAL_HINT, _check_args, _prepare_module, _program, _static,
 )
@@ -280,8 +280,7 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
         if params is None:
             raise ArgumentTypeError(f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
                             "a function is called as apply_fn(params, x, key).")
-        for f in program:  # every fault the step serves, checked against the stored representation
-            bits = check_fault_for_params(f, bits)
+        bits = check_faults_for_params(program, bits)  # every fault the step serves, against the representation
         names = select_paths(params, select)
         arrays = params
         make_step = functools.partial(_function_step, model, names, bits)
