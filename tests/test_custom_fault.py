@@ -10,6 +10,9 @@ levels must equal the concrete calls; integer leaves keep their codes exact.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
+import re
+import runpy
 import zlib
 
 import jax
@@ -282,3 +285,35 @@ def test_bit_faults_on_integer_leaves_act_on_the_stored_codes():
     np.testing.assert_array_equal(signs["q"], [[127, 3, 0, -5]])  # +128 saturates at int8's 127; sign(0) is +
     kept = inject({"q": codes}, Fault(lambda k, w, level: w // 2, 0.0), KEY, select="q")["q"]  # integers: kept
     np.testing.assert_array_equal(kept, codes // 2)
+
+
+def test_a_custom_kind_must_be_hashable_and_its_level_a_number():
+    class Unhashable:
+        __hash__ = None
+
+        def __call__(self, key, w, level):
+            return w
+
+    with pytest.raises(TypeError, match="is not hashable"):
+        Fault(Unhashable(), 0.1)
+    with pytest.raises(ValueError, match="is NaN"):
+        Fault(dead_columns, float("nan"))
+    assert Fault(dead_columns, -2.0).level == -2.0  # the user's units: negative levels are allowed
+
+
+# --------------------------------------------------------------------------- the doc's example
+
+
+def test_the_docs_example_runs(tmp_path, capsys):
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "any_model.md").read_text()
+    section = doc[doc.index("## Your own fault model"):]
+    code, shown = re.findall(r"```(?:python|text)\n(.*?)```", section, re.DOTALL)[:2]
+    (tmp_path / "example.py").write_text(code)
+    runpy.run_path(str(tmp_path / "example.py"))
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1:3] == ["same as Fault('additive'): True", "jit(run)(0.2) == run(0.2): True"]
+    # The doc shows what it prints (numbers to their last printed digit, for other CPUs' rounding).
+    number = r"\d+\.\d+"
+    assert [re.sub(number, "#", line) for line in printed] == [re.sub(number, "#", line) for line in shown.splitlines()]
+    got, want = (np.array(re.findall(number, text), float) for text in ("\n".join(printed), shown))
+    np.testing.assert_allclose(got, want, atol=2e-3)
