@@ -191,7 +191,8 @@ CASES = [
          r"Fault kind=3 is neither a kind name nor a function: .*your own fault model, a function kind\(key, array, "
          r"level\) -> array"),
     Case("fault-custom-signature", "Fault(lambda key, w: -w, 0.1)", lambda ctx: Fault(lambda key, w: -w, 0.1),
-         ArgumentTypeError, r"Fault kind=<lambda> takes \(key, w\): a fault model is called as kind\(key, array, level\)"),
+         ArgumentTypeError, r"Fault kind=<lambda> takes \(key, w\): a fault model is called as kind\(key, array, "
+         r"level\)"),
     Case("fault-custom-shape", "inject(params, Fault(lambda key, w, level: w.sum(0), 0.1), key)",
          lambda ctx: inject(PARAMS, Fault(lambda key, w, level: w.sum(0), 0.1), KEY), ArgumentError,
          r"fault model <lambda> returned shape \(3,\) for an input of shape \(4, 3\)"),

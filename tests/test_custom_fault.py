@@ -220,9 +220,11 @@ def test_compile_for_serves_custom_and_builtin_kinds_with_one_compilation():
     assert not np.allclose(mine, again)
 
 
-def test_compile_for_a_custom_preactivation_kind_on_a_library_model(model):
-    program = (Fault("bit_flip", 0.0), Fault(preact_additive_mine, 0.0, site="preactivation"))
-    for fault in (Fault("bit_flip", 0.1), Fault(preact_additive_mine, 0.6, site="preactivation")):
+def test_compile_for_custom_kinds_at_both_sites_of_a_library_model(model):
+    """Integer codes (bit-flips) and float ones (a custom variation), and a custom pre-activation fault."""
+    preact = Fault(preact_additive_mine, 0.6, site="preactivation")
+    program = (Fault("bit_flip", 0.0), Fault(additive_mine, 0.0), dataclasses.replace(preact, level=0.0))
+    for fault in (Fault("bit_flip", 0.1), Fault(additive_mine, 0.2), preact):
         both = simulate_chips(model, X, fault=fault, num_chips=3, num_samples=1, key=KEY, compile_for=program)
         alone = simulate_chips(model, X, fault=fault, num_chips=3, num_samples=1, key=KEY)
         np.testing.assert_allclose(both, alone, **TOL)

@@ -4,9 +4,9 @@
 dict, the ``nnx.State`` of ``nnx.split(model)``, or any pytree of arrays. It picks the leaves to
 fault (by path or predicate), makes the deployed representation a fault model needs on the
 fly (sign and magnitude for binary cells, k-bit codes and their scale for k-bit cells), faults
-it (a built-in kind or your own function, :mod:`invnorm_jax.faults.kinds`) and restores the scale. Leaf ``p`` of chip ``c`` is drawn from
-``fold_in(chip_key, path_id(p))``: the same leaf of the same chip gets the same faults, and
-adding a parameter elsewhere leaves them unchanged.
+it (a built-in kind or your own function, :mod:`invnorm_jax.faults.kinds`) and restores the
+scale. Leaf ``p`` of chip ``c`` is drawn from ``fold_in(chip_key, path_id(p))``: the same leaf
+of the same chip gets the same faults, and adding a parameter elsewhere leaves them unchanged.
 """
 
 from __future__ import annotations
