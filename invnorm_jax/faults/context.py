@@ -1,7 +1,8 @@
 """What fault to inject, and the per-chip context that layers consult.
 
-A :class:`Fault` is a static description (kind, level, site). A :class:`FaultContext` pairs it
-with one chip's key; layers that hold a deployable representation call its two hooks:
+A :class:`Fault` describes a fault (kind, level, site): a pytree whose level may be traced, its kind
+a built-in name or a function of your own (:mod:`invnorm_jax.faults.kinds`). A :class:`FaultContext`
+pairs it with one chip's key; layers that hold a deployable representation call its two hooks:
 
 * :meth:`FaultContext.weights` on their deployed weights (±1 or integer codes),
 * :meth:`FaultContext.preactivation` on the normalized activation just before ``sign()``.
@@ -14,33 +15,37 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from invnorm_jax._checks import ArgumentError, ArgumentTypeError
 from invnorm_jax.faults import drift as drift_lib
 from invnorm_jax.faults import models as fm
+from invnorm_jax.faults.kinds import (  # noqa: F401  (KINDS, SITES: their home is kinds.py)
+    KINDS, PREACTIVATION_KINDS, SITES, apply_custom, check_kind, check_level, is_custom, kind_name,
+)
 from invnorm_jax.functional.keys import example_keys, fold_in_each
 from invnorm_jax.nn.keys import number_stochastic_sites
-
-KINDS = ("bit_flip", "additive", "multiplicative", "uniform", "stuck_at", "drift")
-SITES = ("weights", "preactivation")
-PREACTIVATION_KINDS = ("additive", "multiplicative", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
 class Fault:
-    """A fault model at a site, at one level.
+    """A fault model at a site, at one level; a pytree whose only leaf is the level.
 
     Args:
       kind: one of ``"bit_flip"`` (level = flip probability per stored bit), ``"additive"``
         (level = sigma in units of the layer's largest weight magnitude), ``"multiplicative"``
         (level = relative sigma), ``"uniform"`` (level = amplitude a of ``U(-a, a)``, in the
         same units as additive), ``"stuck_at"`` (level = fraction of stuck cells),
-        ``"drift"`` (level = seconds since programming; :mod:`invnorm_jax.faults.drift`).
-      level: the strength; 0 means fault-free.
+        ``"drift"`` (level = seconds since programming; :mod:`invnorm_jax.faults.drift`); or your
+        own fault model, a function ``kind(key, array, level) -> array``
+        (:mod:`invnorm_jax.faults.kinds` gives the protocol; level in your units).
+      level: the strength; 0 means fault-free for the built-in kinds. A number, or a jnp scalar
+        that may be traced: ``jax.jit(lambda l: simulate_chips(..., fault=Fault("additive", l)))``.
       site: ``"weights"`` (deployed binary weights / integer codes of every quantized layer) or
         ``"preactivation"`` (normalized activation before ``sign()`` in binary networks).
       per_inference: preactivation only; redraw the noise for every input and MC sample
@@ -52,10 +57,15 @@ class Fault:
         e.g. ``drift.RRAM`` or ``drift.drift_model(dict(preset="rram", compensate=True))``);
         None: the PCM defaults (``drift.PCM``).
 
+    Every field but ``level`` is static (the pytree's aux data: hashed, and compared, when a
+    compiled chip step is looked up; a custom kind by identity). ``dataclasses.replace`` works.
+
     Raises:
-      ValueError: an unknown kind or site, a negative level, a probability above 1, or a
-        kind not defined at the site.
-      TypeError: ``drift`` not a :class:`~invnorm_jax.faults.drift.DriftModel`.
+      ArgumentError: an unknown kind or site, a negative or NaN level, a probability above 1, or
+        a kind not defined at the site (a ``ValueError``).
+      ArgumentTypeError: a level that is not a number (text included), a kind that is neither a
+        kind name nor a function of ``(key, array, level)``, ``drift`` not a
+        :class:`~invnorm_jax.faults.drift.DriftModel` (a ``TypeError``).
 
     >>> Fault("bit_flip", 0.1).site
     'weights'
@@ -63,10 +73,14 @@ class Fault:
     ...     Fault("bit_flip", 0.1, site="preactivation")
     ... except ValueError as err:
     ...     print(err)
-    Fault kind='bit_flip' is not defined at site='preactivation'; expected one of ('additive', 'multiplicative', 'uniform').
+    Fault kind='bit_flip' is not defined at site='preactivation'; expected one of ('additive', 'multiplicative', 'uniform'), or a function of your own.
+    >>> jax.tree.leaves(Fault("additive", 0.1))  # the level is the only leaf
+    [0.1]
+    >>> jax.jit(lambda level: Fault("additive", level).level * 2)(0.25).tolist()  # a traced level
+    0.5
     """
 
-    kind: str
+    kind: str | Callable
     level: float
     site: str = "weights"
     per_inference: bool = False
@@ -75,34 +89,50 @@ class Fault:
     drift: drift_lib.DriftModel | None = None
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"Fault kind={self.kind!r} is unknown; expected one of {KINDS}.")
-        if self.site not in SITES:
-            raise ValueError(f"Fault site={self.site!r} is unknown; expected one of {SITES}.")
-        level = float(self.level)
-        if not level >= 0.0:
-            raise ValueError(f"Fault level={self.level!r} must be >= 0 (sigma, rate or amplitude).")
-        if self.kind in ("bit_flip", "stuck_at") and level > 1.0:
-            raise ValueError(f"Fault level={level} is a probability for kind={self.kind!r}: expected 0 <= level <= 1.")
-        if self.site == "preactivation" and self.kind not in PREACTIVATION_KINDS:
-            raise ValueError(
+        check_kind(self.kind)
+        if not isinstance(self.site, str) or self.site not in SITES:
+            raise ArgumentError(f"Fault site={self.site!r} is unknown; expected one of {SITES}.")
+        check_level(self.kind, self.level)
+        if self.site == "preactivation" and not (is_custom(self.kind) or self.kind in PREACTIVATION_KINDS):
+            raise ArgumentError(
                 f"Fault kind={self.kind!r} is not defined at site='preactivation'; "
-                f"expected one of {PREACTIVATION_KINDS}."
+                f"expected one of {PREACTIVATION_KINDS}, or a function of your own."
             )
         if self.per_inference and self.site != "preactivation":
-            raise ValueError("per_inference=True applies to site='preactivation' only.")
+            raise ArgumentError("per_inference=True applies to site='preactivation' only.")
         if not 0.0 <= float(self.stuck_high) <= 1.0:
-            raise ValueError(f"stuck_high={self.stuck_high} must be in [0, 1].")
+            raise ArgumentError(f"stuck_high={self.stuck_high} must be in [0, 1].")
         # Drift parameters (optional; a static jit argument, so a hashable frozen dataclass).
         if self.drift is not None:
             if not isinstance(self.drift, drift_lib.DriftModel):
-                raise TypeError(f"Fault drift={self.drift!r} must be a DriftModel or None; build one from a "
-                                "mapping with invnorm_jax.faults.drift.drift_model(dict(preset='rram', ...)).")
+                raise ArgumentTypeError(f"Fault drift={self.drift!r} must be a DriftModel or None; build one from a "
+                                        "mapping with invnorm_jax.faults.drift.drift_model(dict(preset='rram', ...)).")
             if self.kind != "drift":
-                raise ValueError(f"Fault drift=... applies to kind='drift' only, not kind={self.kind!r}.")
+                raise ArgumentError(f"Fault drift=... applies to kind='drift' only, not kind={kind_name(self.kind)}.")
+
+
+_STATIC_FIELDS = tuple(f.name for f in dataclasses.fields(Fault) if f.name != "level")
+
+
+def _flatten_fault(fault: Fault):
+    return ((jax.tree_util.GetAttrKey("level"), fault.level),), tuple(getattr(fault, n) for n in _STATIC_FIELDS)
+
+
+def _unflatten_fault(static, children) -> Fault:
+    # No checks: JAX rebuilds pytrees from tracers, batched values and placeholders alike.
+    fault = object.__new__(Fault)
+    for name, value in zip(_STATIC_FIELDS, static):
+        object.__setattr__(fault, name, value)
+    object.__setattr__(fault, "level", children[0])
+    return fault
+
+
+jax.tree_util.register_pytree_with_keys(Fault, _flatten_fault, _unflatten_fault)
 
 
 def _apply_kind(fault: Fault, level, key: jax.Array, w: jax.Array, *, bits: int | None) -> jax.Array:
+    if is_custom(fault.kind):
+        return apply_custom(fault.kind, key, w, level, bits=bits)
     if fault.kind == "additive":
         return fm.additive_variation(key, w, sigma=level)
     if fault.kind == "multiplicative":
@@ -113,7 +143,7 @@ def _apply_kind(fault: Fault, level, key: jax.Array, w: jax.Array, *, bits: int 
         # Float before abs: abs(-128) overflows in int8.
         return fm.uniform_noise(key, w, amplitude=level * jnp.max(jnp.abs(w.astype(jnp.float32))))
     if bits is None:
-        raise ValueError(
+        raise ArgumentError(
             f"Fault kind={fault.kind!r} needs a quantized representation (bits=1..16); "
             "set include_full_precision=False or use a variation fault."
         )
@@ -165,10 +195,19 @@ class FaultContext:
         Static faults have one draw per neuron (shape ``x.shape[1:]``) shared by every input;
         ``per_inference`` faults draw per example from ``key`` (the forward pass's key, or one
         key per example), folded with ``fault_id``: an example's read noise depends on its own
-        key only, never on the batch it sits in.
+        key only, never on the batch it sits in. A custom kind is called on each example's
+        activation ``x[i]`` with those keys: the site's one key for every example when static,
+        so that a function drawing its noise of ``x[i]``'s shape from the key faults each neuron
+        alike for every input.
         """
         if self.fault.site != "preactivation":
             return x
+        if is_custom(self.fault.kind):
+            def one(k, xi):
+                return apply_custom(self.fault.kind, k, xi, self._level, bits=None)
+
+            keys = self._noise_keys(fault_id, x, key)
+            return jax.vmap(one, in_axes=(0 if self.fault.per_inference else None, 0))(keys, x).astype(x.dtype)
         scale, shift = self.preactivation_terms(fault_id, x, key=key)
         # x's dtype is kept: a sweep's level is a float32 array, which would promote bfloat16.
         y = x if scale is None else x * scale
@@ -178,16 +217,26 @@ class FaultContext:
         """``(scale, shift)``, so that :meth:`preactivation` is ``x * scale + shift`` (None: 1 or 0).
 
         Per neuron (shape ``x.shape[1:]``) for static faults, per example (``x.shape``) for
-        ``per_inference`` ones; ``(None, None)`` at the other site.
+        ``per_inference`` ones; ``(None, None)`` at the other site. A custom kind has no such
+        terms (it is any function of ``x``): use :meth:`preactivation`.
         """
         if self.fault.site != "preactivation":
             return None, None
+        if is_custom(self.fault.kind):
+            raise ArgumentTypeError(f"Fault kind={kind_name(self.fault.kind)} is a function of the activation: it has "
+                                    "no (scale, shift) terms; call FaultContext.preactivation instead.")
+        keys = self._noise_keys(fault_id, x, key)
         if self.fault.per_inference:
-            if key is None:
-                raise ValueError("A per_inference preactivation fault needs the layer's key=.")
-            keys = fold_in_each(fold_in_each(example_keys(key, x.shape[0]), fault_id), 0x5EED)
             return jax.vmap(lambda k: self._terms(k, x.shape[1:], x.dtype))(keys)
-        return self._terms(self._key(fault_id), x.shape[1:], x.dtype)
+        return self._terms(keys, x.shape[1:], x.dtype)
+
+    def _noise_keys(self, fault_id: int, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        """The site's key (static faults), or one key per example of ``x`` (``per_inference``)."""
+        if not self.fault.per_inference:
+            return self._key(fault_id)
+        if key is None:
+            raise ArgumentError("A per_inference preactivation fault needs the layer's key=.")
+        return fold_in_each(fold_in_each(example_keys(key, x.shape[0]), fault_id), 0x5EED)
 
     def _terms(self, noise_key: jax.Array, shape: tuple[int, ...], dtype):
         """``(scale, shift)`` of noise of ``shape`` drawn from ``noise_key``."""
@@ -260,13 +309,17 @@ class FaultChoice:
         """As :meth:`FaultContext.preactivation`, for the chosen fault.
 
         Only the noise is switched (per neuron for static faults), as ``(scale, shift)``; ``x *
-        scale + shift`` then fuses with the layers around it as a single fault's hook does. The
+        scale + shift`` then fuses with the layers around it as a single fault's hook does. With a
+        custom kind among the pre-activation choices, the faulty activations themselves are switched. The
         values are the chosen fault's own (a scale of 1 and a shift of 0 are exact, except that
         ``-0.0 + 0`` is ``+0.0``, which ``sign()`` and every later sum treat alike).
         """
         contexts = self._contexts()
         if not any(c.fault.site == "preactivation" for c in contexts):
             return x
+        if any(c.fault.site == "preactivation" and is_custom(c.fault.kind) for c in contexts):
+            # A custom kind is any function of x, not x * scale + shift: switch on the outputs.
+            return self._switch([functools.partial(c.preactivation, fault_id, key=key) for c in contexts], x)
 
         def terms(c):
             def branch(x):

@@ -4,13 +4,15 @@
 dict, the ``nnx.State`` of ``nnx.split(model)``, or any pytree of arrays. It picks the leaves to
 fault (by path or predicate), makes the deployed representation a fault model needs on the
 fly (sign and magnitude for binary cells, k-bit codes and their scale for k-bit cells), faults
-it and restores the scale. Leaf ``p`` of chip ``c`` is drawn from
-``fold_in(chip_key, path_id(p))``: the same leaf of the same chip gets the same faults, and
-adding a parameter elsewhere leaves them unchanged.
+it (a built-in kind or your own function, :mod:`invnorm_jax.faults.kinds`) and restores the
+scale. Leaf ``p`` of chip ``c`` is drawn from ``fold_in(chip_key, path_id(p))``: the same leaf
+of the same chip gets the same faults, and adding a parameter elsewhere leaves them unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,13 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from invnorm_jax._checks import ArgumentError, ArgumentTypeError, describe
+from invnorm_jax.faults import models as fm
 from invnorm_jax.faults.context import Fault, _apply_kind
-from invnorm_jax.faults.models import _check_bits
+from invnorm_jax.faults.kinds import BIT_KINDS, kind_name, uses_bits
 from invnorm_jax.functional.quantize import quantize_symmetric
 from invnorm_jax.nn.keys import path_id
 
 Select = str | Sequence[str] | Callable[[str, Any], bool] | None
-BIT_KINDS = ("bit_flip", "stuck_at")
 
 
 def path_name(path) -> str:
@@ -59,16 +62,42 @@ def _describe(select: Select) -> str:
     return f"paths matching any of {tuple(select)!r}"
 
 
-def _matches(select: Select, name: str, leaf) -> bool:
-    if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
-        return False
+def _pattern(text: str, select: Select) -> re.Pattern:
+    try:
+        return re.compile(text)
+    except re.error as err:
+        raise ArgumentError(f"select={select!r}: {text!r} is not a regular expression ({err}): pass a pattern "
+                            "searched in each leaf's path such as 'kernel' or 'Dense_1/kernel$' (re.escape(path) "
+                            "for a literal path), or a predicate select(path, leaf) -> bool.") from None
+
+
+def _check_predicate(select: Callable) -> None:
+    try:
+        signature = inspect.signature(select)
+    except (TypeError, ValueError):
+        return  # no signature to read (a builtin): trusted
+    try:
+        signature.bind("path", None)
+    except TypeError:
+        raise ArgumentTypeError(
+            f"select={getattr(select, '__name__', describe(select))} takes {signature}: a predicate is called as "
+            "select(path, leaf) -> bool, path a string such as 'params/Dense_0/kernel' and leaf the array; e.g. "
+            "select=lambda path, leaf: 'kernel' in path.") from None
+
+
+def _matcher(select: Select) -> Callable[[str, Any], bool]:
+    """``select`` as a checked predicate ``(path, leaf) -> bool``; a clear error for a bad one."""
     if select is None:
-        return jnp.issubdtype(leaf.dtype, jnp.floating) and np.ndim(leaf) >= 2
-    if isinstance(select, str):
-        return re.search(select, name) is not None
+        return lambda name, leaf: jnp.issubdtype(leaf.dtype, jnp.floating) and np.ndim(leaf) >= 2
+    texts = [select] if isinstance(select, str) else select
+    if isinstance(texts, (list, tuple)) and all(isinstance(t, str) for t in texts):
+        patterns = [_pattern(t, select) for t in texts]
+        return lambda name, leaf: any(p.search(name) is not None for p in patterns)
     if callable(select):
-        return bool(select(name, leaf))
-    return any(re.search(s, name) is not None for s in select)
+        _check_predicate(select)
+        return lambda name, leaf: bool(select(name, leaf))
+    raise ArgumentTypeError(f"select={describe(select)} is not a selection: pass None (kernels), a regular "
+                            "expression, a list of them, or a predicate select(path, leaf) -> bool.")
 
 
 def select_paths(params, select: Select = None) -> tuple[str, ...]:
@@ -81,16 +110,20 @@ def select_paths(params, select: Select = None) -> tuple[str, ...]:
         sequence of them (any may match), or a predicate ``select(path, leaf) -> bool``.
 
     Raises:
-      ValueError: if nothing is selected: a run without fault sites would be fault-free.
+      ArgumentError: if nothing is selected (a run without fault sites would be fault-free), or
+        ``select`` is not a valid regular expression; ArgumentTypeError: a predicate that does not
+        take ``(path, leaf)``, or a ``select`` of another type.
 
     >>> select_paths({"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}})
     ('dense/kernel',)
     """
+    matches = _matcher(select)
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    names = tuple(path_name(p) for p, leaf in leaves if _matches(select, path_name(p), leaf))
+    names = tuple(path_name(p) for p, leaf in leaves
+                  if hasattr(leaf, "shape") and hasattr(leaf, "dtype") and matches(path_name(p), leaf))
     if not names:
         shown = [path_name(p) for p, _ in leaves][:12]
-        raise ValueError(
+        raise ArgumentError(
             f"no fault site: select={select!r} picked none of the {len(leaves)} leaves of params "
             f"(looked for {_describe(select)}). Leaves: {shown}{' ...' if len(leaves) > 12 else ''}. "
             "Pass select= a regular expression or predicate that names the weights to fault."
@@ -98,10 +131,12 @@ def select_paths(params, select: Select = None) -> tuple[str, ...]:
     return names
 
 
-def _fault_leaf(fault: Fault, level, key: jax.Array, w: jax.Array, bits: int | None) -> jax.Array:
+def _fault_leaf(fault: Fault, level, key: jax.Array, w: jax.Array, bits: int | None, name: str) -> jax.Array:
     """One faulty leaf, in ``w``'s dtype."""
-    if fault.kind not in BIT_KINDS:  # variations act on the analogue value itself
-        return _apply_kind(fault, level, key, w, bits=None).astype(w.dtype)
+    if bits is None or not uses_bits(fault.kind):  # variations act on the analogue value itself
+        return _stored(_apply_kind(fault, level, key, w, bits=None), w, fault, name)
+    if jnp.issubdtype(w.dtype, jnp.integer):
+        return _fault_integer_leaf(fault, level, key, w, bits, name)
     if bits == 1:
         # A binary cell stores the sign; the magnitude is the layer's scale, restored after.
         codes = jnp.where(w >= 0, 1, -1).astype(w.dtype)
@@ -113,23 +148,88 @@ def _fault_leaf(fault: Fault, level, key: jax.Array, w: jax.Array, bits: int | N
     return (w + (faulty - codes).astype(w.dtype) * scale).astype(w.dtype)
 
 
-def check_fault_for_params(fault: Fault, bits: int | None) -> int | None:
-    """Validate ``fault`` and ``bits`` for a parameter pytree; returns ``bits``."""
-    if not isinstance(fault, Fault):
-        raise TypeError(f"fault={fault!r} must be an invnorm_jax.faults.Fault, e.g. Fault('bit_flip', 0.1).")
-    if fault.site != "weights":
-        raise ValueError(
-            f"site={fault.site!r} needs the library's binary layers (the activation before sign()); "
-            "a parameter pytree only has weights: use site='weights'."
-        )
-    if fault.kind in BIT_KINDS:
-        if bits is None:
-            raise ValueError(
+def _fault_integer_leaf(fault: Fault, level, key: jax.Array, w: jax.Array, bits: int, name: str) -> jax.Array:
+    """An integer leaf holds the stored codes themselves: its low ``bits`` bits are the cells."""
+    width = jnp.iinfo(w.dtype).bits
+    if bits > width:
+        raise ArgumentError(f"bits={bits} is wider than the {w.dtype} leaf {name!r}, which holds {width}-bit codes: "
+                            f"pass bits={width} (its integer values are the stored codes) or fewer.")
+    w32 = w.astype(jnp.int32)  # room for a flipped sign and for |-128|
+    if bits == 1:
+        codes = jnp.where(w32 >= 0, 1, -1).astype(jnp.int32)
+        return _stored(_apply_kind(fault, level, key, codes, bits=1) * jnp.abs(w32), w, fault, name)
+    codes = fm._to_signed(fm._to_unsigned(w32, bits), bits, jnp.int32)
+    # Values inside the k-bit range are their own codes (w' = fault(w)); higher bits stay as they were.
+    return _stored(w32 + (_apply_kind(fault, level, key, codes, bits=bits) - codes), w, fault, name)
+
+
+def _stored(out: jax.Array, w: jax.Array, fault: Fault, name: str) -> jax.Array:
+    """``out`` in ``w``'s dtype; an integer leaf saturates, and refuses floats it would round away."""
+    if not jnp.issubdtype(w.dtype, jnp.integer):
+        return out.astype(w.dtype)
+    if not jnp.issubdtype(out.dtype, jnp.integer):
+        raise ArgumentTypeError(
+            f"Fault kind={kind_name(fault.kind)} gives floats for the {w.dtype} leaf {name!r}, which would round "
+            f"the noise away: cast the weights to float first (params = jax.tree.map(lambda w: "
+            f"w.astype(jnp.float32), params)), or fault the stored codes with a bit-level fault "
+            f"(Fault('bit_flip', rate) with bits={jnp.iinfo(w.dtype).bits}).")
+    have, want = jnp.iinfo(out.dtype), jnp.iinfo(w.dtype)
+    return jnp.clip(out, max(have.min, want.min), min(have.max, want.max)).astype(w.dtype)
+
+
+def _check_bits(bits) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= fm.MAX_BITS:
+        raise ArgumentError(f"bits={bits!r} is out of range: expected an integer in [1, {fm.MAX_BITS}] (1: binary "
+                            "cells storing the sign; k: k-bit two's-complement codes per output channel).")
+    return int(bits)
+
+
+def check_faults_for_params(faults: Sequence[Fault], bits: int | None) -> int | None:
+    """Validate faults that one chip step serves on a parameter pytree, and their shared ``bits``; returns ``bits``.
+
+    ``bits`` must mean something for one of them at least: the stored representation of a
+    bit-level or custom kind (a variation acts on the float weights and has no use for it).
+    """
+    for fault in faults:
+        if not isinstance(fault, Fault):
+            raise ArgumentTypeError(f"fault={describe(fault)} must be an invnorm_jax.faults.Fault, e.g. "
+                                    "Fault('bit_flip', 0.1).")
+        if fault.site != "weights":
+            raise ArgumentError(
+                f"site={fault.site!r} needs the library's binary layers (the activation before sign()); "
+                "a parameter pytree only has weights: use site='weights'."
+            )
+        if fault.kind in BIT_KINDS and bits is None:
+            raise ArgumentError(
                 f"Fault kind={fault.kind!r} acts on stored bits: pass bits=1 (binary cells: the sign flips, "
                 "the magnitude stays) or bits=k (k-bit codes per output channel, scale restored)."
             )
-        return _check_bits(bits)
-    return bits
+    if bits is None:
+        return None
+    if not any(uses_bits(f.kind) for f in faults):
+        kinds = ", ".join(kind_name(f.kind) for f in faults)
+        raise ArgumentError(
+            f"bits={bits!r} has no effect on Fault kind={kinds}: a variation acts on the float weights themselves "
+            "(in units of each leaf's max |w|). Drop bits=; it names the stored representation of 'bit_flip', "
+            "'stuck_at' and of fault models of your own.")
+    return _check_bits(bits)
+
+
+def check_fault_for_params(fault: Fault, bits: int | None) -> int | None:
+    """Validate ``fault`` and ``bits`` for a parameter pytree; returns ``bits``."""
+    return check_faults_for_params((fault,), bits)
+
+
+def check_level_override(fault: Fault, level) -> None:
+    """Fault's own checks on a concrete ``level=`` that overrides ``fault.level`` (traced: skipped)."""
+    if level is None or isinstance(level, jax.core.Tracer):
+        return
+    try:
+        dataclasses.replace(fault, level=level)
+    except ArgumentTypeError as err:
+        raise ArgumentTypeError(f"level={level!r} is not a number (it overrides fault.level): {err}") from None
+    except ArgumentError as err:
+        raise ArgumentError(f"level={level!r} is out of range (it overrides fault.level): {err}") from None
 
 
 def inject(params, fault: Fault, chip_key: jax.Array, *, select: Select = None, bits: int | None = None,
@@ -138,18 +238,26 @@ def inject(params, fault: Fault, chip_key: jax.Array, *, select: Select = None, 
 
     For a selected leaf ``w`` at path ``p``, with ``k = fold_in(chip_key, path_id(p))``:
 
-    * variations (``additive``, ``multiplicative``, ``uniform``): the fault model on ``w``
-      (additive sigma in units of ``max |w|``);
+    * variations (``additive``, ``multiplicative``, ``uniform``, ``drift``), and a custom kind
+      without ``bits``: the fault model on ``w`` itself (additive sigma in units of ``max |w|``);
     * ``bits=1``: ``w' = fault(sign(w)) * |w|`` (a flipped cell negates the weight);
     * ``bits=k``: ``codes, s = quantize_symmetric(w, k)`` per output channel (last axis),
-      ``w' = w + (fault(codes) - codes) * s``.
+      ``w' = w + (fault(codes) - codes) * s``;
+    * an integer leaf (int8 codes, say) is its own stored representation: with ``bits=k``
+      its values are the k-bit codes, ``w' = fault(w)`` when they lie in the k-bit range
+      (higher bits are kept otherwise), saturated at the dtype's range.
+
+    The result keeps each leaf's dtype. A fault that gives floats for an integer leaf (a
+    variation, or a custom kind returning floats) is refused rather than rounded back.
 
     Args:
       params: any pytree of arrays (linen variables, ``nnx.State``, a dict).
-      fault: what to inject, e.g. ``Fault("bit_flip", 0.1)``; site ``"weights"``.
+      fault: what to inject, e.g. ``Fault("bit_flip", 0.1)`` or ``Fault(my_fault, 0.1)``
+        (:mod:`invnorm_jax.faults.kinds`); site ``"weights"``.
       chip_key: the chip's key (chip ``i`` of the simulator is ``chip_keys(key, n)[i]``).
       select: which leaves; see :func:`select_paths`. Default: kernels (float, >= 2 axes).
-      bits: 1 or k for ``bit_flip`` / ``stuck_at``; unused by the variations.
+      bits: 1 or k for ``bit_flip`` / ``stuck_at`` (required) and custom kinds (optional: the
+        representation they see); refused for the variations, which have no use for it.
       level: overrides ``fault.level``; may be traced (one compilation per sweep).
 
     Returns:
@@ -157,7 +265,10 @@ def inject(params, fault: Fault, chip_key: jax.Array, *, select: Select = None, 
       arrays.
 
     Raises:
-      ValueError: if ``select`` picks no leaf, or a bit-level fault has no ``bits``.
+      ArgumentError: ``select`` picks no leaf or is a bad regular expression, a bit-level fault
+        without ``bits``, ``bits`` for a variation or wider than an integer leaf, a level out of
+        range. ArgumentTypeError: ``fault`` not a Fault, a predicate that does not take
+        ``(path, leaf)``, floats for an integer leaf.
 
     >>> params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}}
     >>> faulty = inject(params, Fault("bit_flip", 1.0), jax.random.key(0), bits=1)
@@ -165,6 +276,7 @@ def inject(params, fault: Fault, chip_key: jax.Array, *, select: Select = None, 
     ([[-1.0, -1.0], [-1.0, -1.0], [-1.0, -1.0]], [0.0, 0.0])
     """
     bits = check_fault_for_params(fault, bits)
+    check_level_override(fault, level)
     return inject_paths(params, fault, chip_key, select_paths(params, select), bits=bits, level=level)
 
 
@@ -198,7 +310,7 @@ def inject_paths(params, fault: Fault, chip_key: jax.Array, names: Sequence[str]
     for path, leaf in leaves:
         name = path_name(path)
         if name in wanted:
-            leaf = _fault_leaf(fault, level, jax.random.fold_in(chip_key, path_id(name)), jnp.asarray(leaf), bits)
+            leaf = _fault_leaf(fault, level, jax.random.fold_in(chip_key, path_id(name)), jnp.asarray(leaf), bits, name)
         out.append(leaf)
     faulty = jax.tree_util.tree_unflatten(treedef, out)
     chex.assert_trees_all_equal_shapes_and_dtypes(faulty, params)

@@ -43,7 +43,7 @@ from jax.sharding import Mesh, PartitionSpec
 from invnorm_jax._checks import ArgumentError, ArgumentTypeError, describe
 from invnorm_jax.faults.compiling import chip_compiler_options
 from invnorm_jax.faults.context import Fault, FaultChoice, FaultContext
-from invnorm_jax.faults.inject import check_fault_for_params, inject_paths, select_paths
+from invnorm_jax.faults.inject import check_faults_for_params, inject_paths, select_paths
 from invnorm_jax.faults.simulate_args import (
     _FUNCTIONAL_HINT, _check_args, _prepare_module, _program, _static,
 )
@@ -193,14 +193,16 @@ def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, 
         ``start`` the index of the slice's first example, so a stochastic ``apply_fn`` sees
         other draws when ``batch_size`` changes.
       x: inputs ``[batch, ...]``.
-      fault: what to inject, e.g. ``Fault("bit_flip", 0.1)`` or
-        ``Fault("additive", 0.5, site="preactivation")``.
+      fault: what to inject, e.g. ``Fault("bit_flip", 0.1)``,
+        ``Fault("additive", 0.5, site="preactivation")`` or your own ``Fault(my_fn, level)``
+        (:mod:`~invnorm_jax.faults.kinds`); a pytree, so its level may be traced.
       num_samples: MC samples T per chip and input.
       key: typed key; split into the chip root and the MC-sample root.
       num_chips: simulated chips.
       params: the parameter pytree of ``apply_fn`` (functional path only).
       select: which leaves of ``params`` to fault (:func:`~invnorm_jax.faults.select_paths`).
-      bits: 1 or k: the stored representation for bit-level faults (functional path only).
+      bits: 1 or k: the stored representation for bit-level and custom faults (functional path
+        only; refused when no fault of the step uses it).
       chunk_size: chips vmapped per step of the chip loop; default by backend: on a CPU by
         site (:data:`DEFAULT_CHUNK`), on a GPU/TPU as many as fit half the free device memory
         (:func:`chunk_for_budget`; ``INVNORM_CHIP_MEMORY`` sets the share). Peak memory follows
@@ -280,8 +282,7 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
         if params is None:
             raise ArgumentTypeError(f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
                             "a function is called as apply_fn(params, x, key).")
-        for f in program:  # every fault the step serves, checked against the stored representation
-            bits = check_fault_for_params(f, bits)
+        bits = check_faults_for_params(program, bits)  # every fault the step serves, against the representation
         names = select_paths(params, select)
         arrays = params
         make_step = functools.partial(_function_step, model, names, bits)

@@ -16,6 +16,7 @@ from flax import nnx
 
 from invnorm_jax._checks import ArgumentError, ArgumentTypeError, check_key, check_positive_int, describe
 from invnorm_jax.faults.context import Fault, has_preactivation_sites, number_fault_sites
+from invnorm_jax.faults.inject import check_level_override
 
 
 def _takes_faults(model) -> bool:
@@ -38,12 +39,7 @@ def _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size,
     if not isinstance(fault, Fault):
         raise ArgumentTypeError(f"fault={describe(fault)} must be an invnorm_jax.faults.Fault, e.g. "
                                 "Fault('bit_flip', 0.1).")
-    if level is not None and not isinstance(level, jax.core.Tracer):
-        # The override skips Fault's own checks: run them on the concrete level.
-        try:
-            dataclasses.replace(fault, level=float(level))
-        except ValueError as err:
-            raise ArgumentError(f"level={level!r} is out of range (it overrides fault.level): {err}") from None
+    check_level_override(fault, level)  # the override skips Fault's own checks: run them on a concrete level
     for name, value in (("num_chips", num_chips), ("num_samples", num_samples)):
         check_positive_int(value, name)
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
