@@ -73,7 +73,12 @@ def map_chips(one_chip, chips, chunk_size: int, mesh: Mesh | None, chip_axis: st
     call serves any number of chips up to its size): a loop on each device over chunks of
     ``chunk_size`` vmapped chips, writing into one output buffer per leaf (the chips of a call
     reuse one set of buffers). The rows of inactive chips stay zero. ``active=None``: every
-    chip, in a loop of static length (a scan, so that a caller's ``jax.grad`` can go through it)."""
+    chip, in a loop of static length (a scan, so that a caller's ``jax.grad`` can go through it).
+
+    >>> rows = jnp.arange(8.0).reshape(4, 2)   # a chip's key data, one row per chip
+    >>> map_chips(lambda r: {"sum": r.sum()}, rows, 1, None, "chips", active=3)["sum"].tolist()
+    [1.0, 5.0, 9.0, 0.0]
+    """
     def local_chips(keys, count, varying=()):
         steps_max = keys.shape[0] // chunk_size
         blocks = keys.reshape(steps_max, chunk_size, *keys.shape[1:])

@@ -14,7 +14,9 @@ weights, so their ``vmap`` folds into the batch of every conv and matmul. Chips 
 their weights, so vmapping many of them materializes ``chips x samples x batch`` activations
 and turns convolutions into grouped ones: on a CPU one chip per step is fastest
 (:data:`DEFAULT_CHUNK`); on a GPU or TPU as many as fit a memory budget (:func:`chunk_for_budget`).
-With more than one device, each step's chips are split across devices with ``jax.shard_map``.
+With more than one device (``num_devices``, or the caller's ``mesh``), each call's chips are split
+across devices along the chip axis with ``jax.shard_map``, and the outputs stay split
+(:mod:`~invnorm_jax.faults.chip_map`).
 
 On a CPU the compiled call depends on the model, the fault's kind and site, ``num_samples``,
 the chunk and the shape of one slice of ``x``, and on nothing else: not on the level (traced),
@@ -25,7 +27,11 @@ on the same slice shape share one compilation.
 
 Two kinds of model: an NNX module with the library's call convention (its layers consult a
 :class:`FaultContext`), or any pure ``apply_fn(params, x, key)`` with a parameter pytree, whose
-faulty copy :func:`~invnorm_jax.faults.inject` makes inside the mapped function.
+faulty copy :func:`~invnorm_jax.faults.inject` makes inside the mapped function. Either may
+return a pytree of per-example outputs, and a ``reduce_fn`` may reduce each chip's outputs to
+per-example values inside the step (:mod:`~invnorm_jax.faults.outputs`), so that every chip's
+``samples x batch x ...`` outputs never exist at once. The compiled steps are cached per
+function, held weakly (:mod:`~invnorm_jax.faults.step_cache`).
 """
 
 from __future__ import annotations
