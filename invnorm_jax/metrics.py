@@ -167,6 +167,20 @@ def rmse(pred: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.mean((pred - target) ** 2))
 
 
+def _check_chip_outputs(outputs, labels) -> None:
+    """Raise unless ``outputs`` is ``[chips, samples, batch, ...]`` with one row per label."""
+    shape = tuple(np.shape(outputs))
+    if len(shape) < 3:
+        raise ArgumentError(
+            f"outputs.shape={shape}: expected [chips, samples, batch, ...] as simulate_chips returns (at least 3 "
+            "axes); one chip's [samples, batch, ...] outputs are outputs[None], and a reduce_fn's [chips, batch] "
+            "values are averaged directly, e.g. .mean(axis=1).")
+    label_shape = tuple(np.shape(labels))
+    if label_shape and label_shape[0] != shape[2]:
+        raise ArgumentError(f"outputs has {shape[2]} examples (axis 2 of {shape}) but labels has {label_shape[0]} "
+                            f"(axis 0 of {label_shape}): they must be the same inputs.")
+
+
 def per_chip_summary(
     outputs: jax.Array,
     labels: jax.Array,
@@ -191,10 +205,14 @@ def per_chip_summary(
     Returns:
       ``{"per_chip": [chips], "mean": scalar, "std": scalar}``.
 
+    Raises:
+      ArgumentError: ``outputs`` of fewer than 3 axes, or another number of examples than ``labels``.
+
     >>> out = jnp.array([[[[1.0, 0.0]]], [[[0.0, 1.0]]]])   # 2 chips, 1 sample, 1 input
     >>> per_chip_summary(out, jnp.array([0]), accuracy)["per_chip"].tolist()
     [1.0, 0.0]
     """
+    _check_chip_outputs(outputs, labels)
     mean_outputs = mc_average(outputs, axis=1)
     if vectorize:
         per_chip = jax.vmap(lambda o: metric_fn(o, labels))(mean_outputs)

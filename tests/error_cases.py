@@ -15,13 +15,16 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from invnorm_jax import metrics, nn
 from invnorm_jax._checks import ArgumentError, ArgumentTypeError
 from invnorm_jax.faults import Fault, FaultContext, inject, simulate_chips
 from invnorm_jax.faults import models as fm
 from invnorm_jax.functional import affine_dropout, fake_quant, inverted_norm
+from invnorm_jax.metrics import accuracy, per_chip_summary
 from invnorm_jax.models import build_model
 
 KEY = jax.random.key(0)
@@ -68,6 +71,16 @@ def _apply(p, x, key):
 
 PARAMS = {"w1": jnp.ones((4, 3)), "w2": jnp.ones((3, 2)), "b": jnp.zeros(2)}
 INT8 = {"w": jnp.ones((3, 2), jnp.int8)}
+ADDITIVE = Fault("additive", 0.1)
+
+
+def _with_loss(p, x, key):  # a per-batch scalar among the per-example outputs
+    logits = _apply(p, x, key)
+    return {"logits": logits, "loss": jnp.mean(logits)}
+
+
+def _mesh():
+    return Mesh(np.asarray(jax.devices()[:1]), ("chips",))
 
 
 class FullPrecisionOnly(nnx.Module):
@@ -278,4 +291,33 @@ CASES = [
     Case("sim-module-params", "simulate_chips(nnx_model, x, params=p, ...)",
          lambda ctx: _sim(tiny_dense(), _x(3, 4), params=PARAMS), ArgumentTypeError,
          r"params=/select=/bits= are for a function apply_fn\(params, x, key\)"),
+    Case("sim-output-no-batch", "simulate_chips(lambda p, x, key: {'logits': x @ p['w'], 'loss': loss}, x, params=p, "
+         "...)", lambda ctx: _sim(_with_loss, _x(3, 4), params=PARAMS, fault=ADDITIVE), ArgumentError,
+         r"apply_fn's output\['loss'\] has shape \(\): every leaf must have the examples on its first axis, \[3, "),
+    Case("sim-reduce-per-chip", "simulate_chips(..., labels=y, reduce_fn=lambda out, y: accuracy(out.mean(0), y))",
+         lambda ctx: _sim(_apply, _x(3, 4), params=PARAMS, fault=ADDITIVE, labels=jnp.zeros(3, jnp.int32),
+                          reduce_fn=lambda out, y: accuracy(out.mean(0), y)), ArgumentError,
+         r"reduce_fn's result has shape \(\): .* per-example values"),
+    Case("sim-labels-no-reduce", "simulate_chips(apply_fn, x, params=p, labels=y, ...)",
+         lambda ctx: _sim(_apply, _x(3, 4), params=PARAMS, fault=ADDITIVE, labels=jnp.zeros(3)), ArgumentError,
+         r"labels= is passed to reduce_fn\(outputs, labels\) only, and reduce_fn is None"),
+    Case("sim-labels-length", "simulate_chips(apply_fn, x[3, 4], ..., labels=y[5], reduce_fn=f)",
+         lambda ctx: _sim(_apply, _x(3, 4), params=PARAMS, fault=ADDITIVE, labels=jnp.zeros(5),
+                          reduce_fn=lambda out, y: out), ArgumentError,
+         r"labels has shape \(5,\): every leaf must have the examples on its first axis, \[3, \.\.\.\]\. Labels "),
+    Case("sim-mesh-and-devices", "simulate_chips(..., mesh=mesh, num_devices=4)",
+         lambda ctx: _sim(_apply, _x(3, 4), params=PARAMS, fault=ADDITIVE, mesh=_mesh(), num_devices=4),
+         ArgumentError, r"num_devices=4 and mesh= both given: pass one"),
+    Case("sim-mesh-axis", "simulate_chips(..., mesh=Mesh(devices, ('chips',)), chip_axis='batch')",
+         lambda ctx: _sim(_apply, _x(3, 4), params=PARAMS, fault=ADDITIVE, mesh=_mesh(), chip_axis="batch"),
+         ArgumentError, r"chip_axis='batch' is not an axis of the mesh, whose axes are \('chips',\)"),
+    Case("sim-mesh-type", "simulate_chips(..., mesh=jax.devices())",
+         lambda ctx: _sim(_apply, _x(3, 4), params=PARAMS, fault=ADDITIVE, mesh=jax.devices()), ArgumentTypeError,
+         r"mesh=.* must be a jax.sharding.Mesh"),
+    Case("sim-summary-rank", "per_chip_summary(out[chips, batch], labels, accuracy)",
+         lambda ctx: per_chip_summary(_x(2, 3), jnp.zeros(3, jnp.int32), accuracy), ArgumentError,
+         r"outputs.shape=\(2, 3\): expected \[chips, samples, batch, \.\.\.\] as simulate_chips returns"),
+    Case("sim-summary-labels", "per_chip_summary(out[2, 1, 3, 4], labels[5], accuracy)",
+         lambda ctx: per_chip_summary(_x(2, 1, 3, 4), jnp.zeros(5, jnp.int32), accuracy), ArgumentError,
+         r"outputs has 3 examples \(axis 2 of \(2, 1, 3, 4\)\) but labels has 5"),
 ]

@@ -14,7 +14,9 @@ weights, so their ``vmap`` folds into the batch of every conv and matmul. Chips 
 their weights, so vmapping many of them materializes ``chips x samples x batch`` activations
 and turns convolutions into grouped ones: on a CPU one chip per step is fastest
 (:data:`DEFAULT_CHUNK`); on a GPU or TPU as many as fit a memory budget (:func:`chunk_for_budget`).
-With more than one device, each step's chips are split across devices with ``jax.shard_map``.
+With more than one device (``num_devices``, or the caller's ``mesh``), each call's chips are split
+across devices along the chip axis with ``jax.shard_map``, and the outputs stay split
+(:mod:`~invnorm_jax.faults.chip_map`).
 
 On a CPU the compiled call depends on the model, the fault's kind and site, ``num_samples``,
 the chunk and the shape of one slice of ``x``, and on nothing else: not on the level (traced),
@@ -25,7 +27,11 @@ on the same slice shape share one compilation.
 
 Two kinds of model: an NNX module with the library's call convention (its layers consult a
 :class:`FaultContext`), or any pure ``apply_fn(params, x, key)`` with a parameter pytree, whose
-faulty copy :func:`~invnorm_jax.faults.inject` makes inside the mapped function.
+faulty copy :func:`~invnorm_jax.faults.inject` makes inside the mapped function. Either may
+return a pytree of per-example outputs, and a ``reduce_fn`` may reduce each chip's outputs to
+per-example values inside the step (:mod:`~invnorm_jax.faults.outputs`), so that every chip's
+``samples x batch x ...`` outputs never exist at once. The compiled steps are cached per
+function, held weakly (:mod:`~invnorm_jax.faults.step_cache`).
 """
 
 from __future__ import annotations
@@ -33,20 +39,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, PartitionSpec
 
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError, describe
+from invnorm_jax._checks import ArgumentTypeError, describe
+from invnorm_jax.faults.chip_map import chip_mesh, chip_sharding, map_chips
 from invnorm_jax.faults.compiling import chip_compiler_options
 from invnorm_jax.faults.context import Fault, FaultChoice, FaultContext
 from invnorm_jax.faults.inject import check_faults_for_params, inject_paths, select_paths
+from invnorm_jax.faults.outputs import check_examples, check_reduce_args, join_slices, slice_examples, trim
 from invnorm_jax.faults.simulate_args import (
     _FUNCTIONAL_HINT, _check_args, _prepare_module, _program, _static,
 )
+from invnorm_jax.faults.step_cache import StepCache
 from invnorm_jax.functional.keys import example_keys
 
 from invnorm_jax.faults.chunking import (  # noqa: F401  (DEFAULT_CHUNK, CHIPS_PER_CALL: re-exported)
@@ -79,54 +86,29 @@ def sample_keys(key: jax.Array, num_samples: int) -> jax.Array:
     return jax.vmap(lambda t: jax.random.fold_in(sample_root, t))(jnp.arange(num_samples))
 
 
-def _map_chips(one_chip, chips, chunk_size, num_devices, active):
-    """``one_chip`` over the first ``active`` of one call's ``chips`` (a traced count: one compiled
-    call serves any number of chips up to its size): a loop on each device over chunks of
-    ``chunk_size`` vmapped chips, writing into one output buffer (the chips of a call reuse one
-    set of buffers). The rows of inactive chips stay zero. ``active=None``: every chip, in a loop
-    of static length (a scan, so that a caller's ``jax.grad`` can go through it)."""
-    def local_chips(keys, count, varying=()):
-        steps_max = keys.shape[0] // chunk_size
-        blocks = keys.reshape(steps_max, chunk_size, *keys.shape[1:])
-        run = (lambda k: one_chip(k[0])[None]) if chunk_size == 1 else jax.vmap(one_chip)
-        shape = jax.eval_shape(run, blocks[0])
-        out = jnp.zeros((steps_max, *shape.shape), shape.dtype)
-        if varying:  # inside shard_map: the buffer differs per device, as the loop's outputs do
-            out = jax.lax.pcast(out, varying, to="varying")
-
-        def body(i, out):
-            return jax.lax.dynamic_update_index_in_dim(out, run(blocks[i]), i, 0)
-
-        steps = steps_max if count is None else jnp.minimum((count + chunk_size - 1) // chunk_size, steps_max)
-        out = jax.lax.fori_loop(0, steps, body, out)
-        return out.reshape(keys.shape[0], *shape.shape[1:])
-
-    active = None if active is None else jnp.asarray(active, jnp.int32)
-    if num_devices == 1:
-        return local_chips(chips, active)
-    mesh = Mesh(np.asarray(jax.devices()[:num_devices]), ("chips",))
-    per_device = chips.shape[0] // num_devices
-
-    def device_chips(keys, count):  # this device's block of chips: the active ones among them
-        first = jax.lax.axis_index("chips") * per_device
-        return local_chips(keys, jnp.clip(count - first, 0, per_device), varying=("chips",))
-
-    if active is None:
-        return jax.shard_map(lambda keys: local_chips(keys, None, varying=("chips",)), mesh=mesh,
-                             in_specs=PartitionSpec("chips"), out_specs=PartitionSpec("chips"))(chips)
-    return jax.shard_map(
-        device_chips, mesh=mesh, in_specs=(PartitionSpec("chips"), PartitionSpec()), out_specs=PartitionSpec("chips")
-    )(chips, active)
+# Compiled steps per static setting, holding the caller's apply_fn / reduce_fn weakly (step_cache).
+_STEPS = StepCache(maxsize=64)
+_OUTPUT_HINT = (" apply_fn(params, x, key) returns per-example outputs (any pytree of them); reduce over the examples "
+                "after simulate_chips returns, or per chip and example with reduce_fn=.")
+_REDUCE_HINT = (" reduce_fn(outputs, labels) maps one chip's [samples, batch, ...] outputs to per-example values, e.g. "
+                "correct = outputs.mean(0).argmax(-1) == labels; simulate_chips joins them over slices of x, and "
+                "returns [chips, batch, ...]: average over the examples then, e.g. correct.mean(axis=1).")
 
 
-@functools.lru_cache(maxsize=64)
-def _module_step(graphdef, treedef, program, chunk_size, deterministic, num_devices, options=()):
-    """The jitted step of a library module: made once per static setting, so that a call in the
-    chip loop passes only arrays (no graphdef hashing per chip). ``program``: the static faults
-    it serves (level 0), ``choice`` picking one at run time; ``options``: XLA compiler options as
-    items (:func:`~invnorm_jax.faults.compiling.chip_compiler_options`)."""
+def _reduced(out, reduce_fn, labels, n):
+    """One chip's ``[samples, n, ...]`` outputs, or their reduction to per-example values."""
+    if reduce_fn is None:
+        return out
+    return check_examples(reduce_fn(out, labels), n, "reduce_fn's result", _REDUCE_HINT)
 
-    def chip_step(leaves, x, chips, samples, start, level, active, choice):
+
+def _module_step(reduce_fn, graphdef, treedef, program, chunk_size, deterministic, mesh, chip_axis, options=()):
+    """The jitted step of a library module: made once per static setting (:data:`_STEPS`), so that
+    a call in the chip loop passes only arrays (no graphdef hashing per chip). ``program``: the
+    static faults it serves (level 0), ``choice`` picking one at run time; ``options``: XLA
+    compiler options as items (:func:`~invnorm_jax.faults.compiling.chip_compiler_options`)."""
+
+    def chip_step(leaves, x, labels, chips, samples, start, level, active, choice):
         state = jax.tree.unflatten(treedef, leaves)
         chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
 
@@ -137,21 +119,23 @@ def _module_step(graphdef, treedef, program, chunk_size, deterministic, num_devi
             def one_sample(sample_key):
                 model = nnx.merge(graphdef, state)
                 keys = example_keys(sample_key, x.shape[0], offset=start)  # by index in the whole x
-                return model(x, key=keys, deterministic=deterministic, faults=faults)
+                out = model(x, key=keys, deterministic=deterministic, faults=faults)
+                return check_examples(out, x.shape[0], "the model's output")
 
-            return jax.vmap(one_sample)(samples)
+            return _reduced(jax.vmap(one_sample)(samples), reduce_fn, labels, x.shape[0])
 
-        return _map_chips(one_chip, chips, chunk_size, num_devices, active)
+        return map_chips(one_chip, chips, chunk_size, mesh, chip_axis, active)
 
     return jax.jit(chip_step, compiler_options=dict(options) or None)
 
 
-@functools.lru_cache(maxsize=64)
-def _function_step(apply_fn, names, bits, program, chunk_size, num_devices, options=()):
+def _function_step(apply_fn, reduce_fn, names, bits, program, per_example_keys, chunk_size, mesh, chip_axis,
+                   options=()):
     """The jitted step of a function ``apply_fn(params, x, key)`` (as :func:`_module_step`)."""
 
-    def chip_step(params, x, chips, samples, start, level, active, choice):
+    def chip_step(params, x, labels, chips, samples, start, level, active, choice):
         chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
+        n = x.shape[0]
 
         def one_chip(chip_key):
             inject = [functools.partial(inject_paths, fault=f, chip_key=chip_key, names=names, bits=bits, level=level)
@@ -159,13 +143,14 @@ def _function_step(apply_fn, names, bits, program, chunk_size, num_devices, opti
             faulty = inject[0](params) if len(inject) == 1 else jax.lax.switch(choice, inject, params)
 
             def one_sample(sample_key):
-                out = apply_fn(faulty, x, jax.random.fold_in(sample_key, start))
-                chex.assert_axis_dimension(out, 0, x.shape[0])
-                return out
+                # Per example, by its index in the whole x (slicing-independent); else one key per slice.
+                key = (example_keys(sample_key, n, offset=start) if per_example_keys
+                       else jax.random.fold_in(sample_key, start))
+                return check_examples(apply_fn(faulty, x, key), n, "apply_fn's output", _OUTPUT_HINT)
 
-            return jax.vmap(one_sample)(samples)
+            return _reduced(jax.vmap(one_sample)(samples), reduce_fn, labels, n)
 
-        return _map_chips(one_chip, chips, chunk_size, num_devices, active)
+        return map_chips(one_chip, chips, chunk_size, mesh, chip_axis, active)
 
     return jax.jit(chip_step, compiler_options=dict(options) or None)
 
@@ -173,7 +158,8 @@ def _function_step(apply_fn, names, bits, program, chunk_size, num_devices, opti
 def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, num_chips: int = 100,
                    params=None, select=None, bits: int | None = None, chunk_size: int | None = None, level=None,
                    batch_size: int | None = None, deterministic: bool | None = None,
-                   num_devices: int | None = None, compile_for=()) -> jax.Array:
+                   num_devices: int | None = None, compile_for=(), per_example_keys: bool = False,
+                   reduce_fn=None, labels=None, mesh=None, chip_axis: str = "chips"):
     """Outputs of ``model`` on ``num_chips`` faulty chips, ``num_samples`` MC samples each.
 
     Chip ``i`` is one realization of ``fault`` drawn from ``fold_in(chip_root, i)``: the same
@@ -181,7 +167,7 @@ def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, 
     it. MC sample ``t`` uses the same key on every chip, so that chips differ only by their
     faults and a zero-level fault reproduces the fault-free outputs exactly. A library model
     gets one key per example, ``fold_in(sample_key_t, i)`` with ``i`` the example's index in
-    ``x``: its outputs do not depend on ``batch_size``.
+    ``x``: its outputs do not depend on ``batch_size`` (a function too, with ``per_example_keys``).
 
     Args:
       model: either an NNX module with the library's call convention
@@ -189,9 +175,9 @@ def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, 
         or yours built from :mod:`invnorm_jax.nn` layers; weight and pre-activation sites), or
         a pure function ``apply_fn(params, x, key) -> outputs`` with ``params=`` (any JAX model:
         linen ``model.apply``, ``nnx.merge`` of a split model; weight faults via
-        :func:`~invnorm_jax.faults.inject`). Its ``key`` is ``fold_in(sample_key_t, start)``,
-        ``start`` the index of the slice's first example, so a stochastic ``apply_fn`` sees
-        other draws when ``batch_size`` changes.
+        :func:`~invnorm_jax.faults.inject`). Its outputs are a pytree of per-example arrays
+        (``[batch, ...]`` each). Compiled once per function: pass one defined once, not a new
+        lambda per call (the cache holds it weakly: dropping it frees what it captures).
       x: inputs ``[batch, ...]``.
       fault: what to inject, e.g. ``Fault("bit_flip", 0.1)``,
         ``Fault("additive", 0.5, site="preactivation")`` or your own ``Fault(my_fn, level)``
@@ -212,16 +198,36 @@ def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, 
         same shape, so that every slice runs the same compiled step).
       deterministic: switch the samplers off (then use T=1); None: each layer's own setting
         (``model.eval()``).
-      num_devices: devices to spread the chips over; default all local devices (the chip
-        count is padded up to a multiple of it; the padding chips are dropped).
+      num_devices: local devices to spread the chips over; default all (the chip count is
+        padded up to a multiple of it; the padding chips are dropped). Not with ``mesh``.
       compile_for: other faults (kinds, sites; their levels do not matter) that the same
         compiled step should serve: the step is compiled once for ``fault`` and all of them,
         picking the one to inject at run time (:class:`~invnorm_jax.faults.FaultChoice`), so
         that later calls with any of them reuse it. Outputs are those of a call without it.
         :func:`invnorm_jax.evaluation.evaluate_method` passes a config's sweeps and OOD fault.
+      per_example_keys: functional path: ``apply_fn`` gets a ``[batch]`` array of keys,
+        ``fold_in(sample_key_t, i)`` for example ``i`` of ``x``, as the library's models do, so
+        its outputs do not depend on ``batch_size``. Default False, one key per slice,
+        ``fold_in(sample_key_t, start)`` (``start``: the slice's first example): the call an
+        ``apply_fn`` written for one key expects (e.g. linen's ``rngs={"dropout": key}``), and
+        the draws of earlier versions.
+      reduce_fn: ``reduce_fn(outputs, labels) -> per-example values``, applied to each chip's
+        ``[samples, batch, ...]`` outputs inside the compiled step, so that every chip's
+        outputs never exist at once: e.g. ``lambda out, y: out.mean(0).argmax(-1) == y``. Its
+        result (a pytree of ``[batch, ...]`` arrays) is joined over the slices of ``x`` like
+        the outputs; reduce over the examples afterwards (``.mean(axis=1)``: per-chip accuracy).
+      labels: a pytree of ``[batch, ...]`` arrays sliced with ``x`` and passed to ``reduce_fn``
+        (None: ``reduce_fn`` gets None).
+      mesh: a ``jax.sharding.Mesh`` to split the chips over, along its axis ``chip_axis`` (the
+        chip count is padded to a multiple of its size); any devices, on any number of hosts.
+        Its other axes, if any, hold copies. Not with ``num_devices``.
+      chip_axis: the mesh axis of the chips.
 
     Returns:
-      ``[num_chips, num_samples, batch, ...]`` outputs (logits for classifiers).
+      ``[num_chips, num_samples, batch, ...]`` outputs (logits for classifiers), a pytree of
+      them if the model returns one; with ``reduce_fn``, its ``[num_chips, batch, ...]``
+      values. Split over the devices along the chips when ``num_chips`` is a multiple of their
+      number (JAX arrays have equal shards), not gathered.
 
     Raises:
       ValueError: no fault site (zero selected leaves, or a module without library fault
@@ -234,21 +240,24 @@ def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, 
     (5, 1, 2, 4)
     """
     outputs = [out for _, out in iter_simulate_chips(
-        model, x, fault=fault, num_chips=num_chips, num_samples=num_samples, key=key, params=params,
-        select=select, bits=bits, chunk_size=chunk_size, level=level, batch_size=batch_size,
-        deterministic=deterministic, num_devices=num_devices, compile_for=compile_for)]
-    return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=2)
+        model, x, fault=fault, num_chips=num_chips, num_samples=num_samples, key=key, params=params, select=select,
+        bits=bits, chunk_size=chunk_size, level=level, batch_size=batch_size, deterministic=deterministic,
+        num_devices=num_devices, compile_for=compile_for, per_example_keys=per_example_keys, reduce_fn=reduce_fn,
+        labels=labels, mesh=mesh, chip_axis=chip_axis)]
+    return join_slices(outputs, example_axis=1 if reduce_fn is not None else 2)
 
 
 def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, num_chips: int = 100,
                         params=None, select=None, bits: int | None = None, chunk_size: int | None = None,
                         level=None, batch_size: int | None = None, deterministic: bool | None = None,
-                        num_devices: int | None = None, compile_for=()) -> Iterator[tuple[int, jax.Array]]:
+                        num_devices: int | None = None, compile_for=(), per_example_keys: bool = False,
+                        reduce_fn=None, labels=None, mesh=None, chip_axis: str = "chips") -> Iterator[tuple[int, object]]:
     """:func:`simulate_chips` one slice of ``x`` at a time: yields ``(start, outputs)``.
 
-    ``outputs`` is ``[num_chips, num_samples, slice, ...]`` for ``x[start:start + batch_size]``,
-    the same values :func:`simulate_chips` puts there. Reduce each slice as it comes (e.g. to
-    per-chip counts) when every chip's outputs for the whole test set would not fit in memory.
+    ``outputs`` is ``[num_chips, num_samples, slice, ...]`` for ``x[start:start + batch_size]``
+    (``[num_chips, slice, ...]`` with ``reduce_fn``), the same values :func:`simulate_chips`
+    puts there. Reduce each slice as it comes (e.g. to per-chip counts) when every chip's
+    outputs for the whole test set would not fit in memory.
 
     Args:
       model, x, fault, ...: as for :func:`simulate_chips`; ``batch_size`` sets the slices
@@ -266,6 +275,8 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     2 (4, 1, 2, 2)
     """
     _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size, key)
+    check_reduce_args(reduce_fn, labels, np.shape(x)[0])
+    mesh, chip_axis, devices = chip_mesh(num_devices, mesh, chip_axis)
     program = _program(fault, compile_for)
     if isinstance(model, nnx.Module):
         if params is not None or select is not None or bits is not None:
@@ -276,33 +287,34 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
         graphdef, state = _prepare_module(model, program)  # every fault the step serves has its site
         leaves, treedef = jax.tree.flatten(state)
         arrays = leaves
-        make_step = functools.partial(_module_step, graphdef, treedef)
-        statics = dict(deterministic=deterministic)
+        step, fns, statics = _module_step, (reduce_fn,), (graphdef, treedef, program)
+        per_chunk = (deterministic,)
     elif callable(model):
         if params is None:
             raise ArgumentTypeError(f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
                             "a function is called as apply_fn(params, x, key).")
         bits = check_faults_for_params(program, bits)  # every fault the step serves, against the representation
-        names = select_paths(params, select)
         arrays = params
-        make_step = functools.partial(_function_step, model, names, bits)
-        statics = {}
+        step, fns = _function_step, (model, reduce_fn)
+        statics, per_chunk = (select_paths(params, select), bits, program, bool(per_example_keys)), ()
     else:
         raise ArgumentTypeError(f"model={describe(model)} must be an NNX module or a function "
                                 "apply_fn(params, x, key).")
+
+    def make_step(chunk, options):  # chip_step for this chunk; cached while model / reduce_fn live
+        return _STEPS.get(step, fns, (*statics, chunk, *per_chunk, mesh, chip_axis, options))
+
     level = jnp.asarray(fault.level if level is None else level, jnp.float32)
     choice = np.int32(program.index(_static(fault)))
-    devices = jax.local_device_count() if num_devices is None else int(num_devices)
-    if not 1 <= devices <= jax.local_device_count():
-        raise ArgumentError(f"num_devices={num_devices} must be in 1..{jax.local_device_count()} (the local "
-                            "devices).")
     per_device = -(-num_chips // devices)
     samples = sample_keys(key, num_samples)
     x = jnp.asarray(x)
+    labels = None if labels is None else jax.tree.map(jnp.asarray, labels)
     size = x.shape[0] if batch_size is None else min(int(batch_size), x.shape[0])
     # Inside the caller's jit (anything traced, the key included): one loop over all the chips.
-    traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((arrays, x, level, key)))
+    traced = any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((arrays, x, labels, level, key)))
     options = () if traced else chip_compiler_options()  # inside a caller's jit: the caller's compile
+    first_labels = slice_examples(labels, 0, size)
     if chunk_size is not None:
         chunk = int(chunk_size)
     elif jax.default_backend() == "cpu":
@@ -310,10 +322,9 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     elif traced:  # no compiled step to measure: a modest vmap
         chunk = 8
     else:
-        one = make_step(program, 1, num_devices=devices, options=options, **statics)
         one_chip = np.asarray(jax.random.key_data(chip_keys(key, devices)))
-        chunk = _accelerator_chunk(
-            one, (arrays, x[:size], one_chip, samples, np.uint32(0), level, np.int32(devices), choice), per_device)
+        chunk = _accelerator_chunk(make_step(1, options), (arrays, x[:size], first_labels, one_chip, samples,
+                                                           np.uint32(0), level, np.int32(devices), choice), per_device)
     # One call for every chip inside the caller's jit and on accelerators; on a CPU calls of
     # chips_per_call() chips (the same compiled call for any number of chips, so the chunk is
     # not cut down to a small run's chips: a run of fewer chips computes one step's worth).
@@ -327,14 +338,13 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     # a slice of a device array would be one more dispatched op per call.
     chips = jax.random.key_data(chip_keys(key, calls * per_call))
     chips = chips if traced else np.asarray(chips)
-    run = make_step(program, chunk, num_devices=devices, options=options, **statics)
+    run = make_step(chunk, options)
+    example_axis = 1 if reduce_fn is not None else 2
+    sharding = None if traced else chip_sharding(mesh, chip_axis, num_chips)  # kept split over the chips
     for start in range(0, x.shape[0], size):
-        xs = x[start : start + size]
-        if xs.shape[0] < size:  # the last slice, padded: every slice has one shape, one compilation
-            xs = jnp.concatenate([xs, jnp.broadcast_to(xs[-1:], (size - xs.shape[0], *xs.shape[1:]))])
+        xs, ls = slice_examples(x, start, size), slice_examples(labels, start, size)  # the last one padded
         # Inside a caller's jit every chip of the one call runs (None: a static loop).
-        outs = [run(arrays, xs, chips[i * per_call : (i + 1) * per_call], samples, np.uint32(start), level,
+        outs = [run(arrays, xs, ls, chips[i * per_call : (i + 1) * per_call], samples, np.uint32(start), level,
                     None if traced else np.int32(min(per_call, num_chips - i * per_call)), choice)
                 for i in range(calls)]
-        out = outs[0] if calls == 1 else jnp.concatenate(outs)
-        yield start, out[:num_chips, :, : min(size, x.shape[0] - start)]
+        yield start, trim(outs, num_chips, min(size, x.shape[0] - start), example_axis, sharding)
