@@ -85,7 +85,16 @@ def call_path(layer: nnx.Module) -> tuple:
 
 
 def layer_key_id(layer: nnx.Module) -> int:
-    """``layer.key_id`` if it was set, else the id of its :func:`call_path` (called from the layer)."""
+    """``layer.key_id`` if it was set, else the id of its :func:`call_path` (called from the layer).
+
+    >>> from invnorm_jax.nn.norm import MCDropout
+    >>> layer = MCDropout(0.5)
+    >>> layer_key_id(layer) == ROOT_ID  # on its own: the empty path
+    True
+    >>> layer.key_id = 7
+    >>> layer_key_id(layer)
+    7
+    """
     kid = layer.key_id
     return path_id(call_path(layer)) if kid is None else kid
 
