@@ -18,9 +18,9 @@ import argparse
 import pathlib
 import sys
 
-from invnorm_jax import report
-from invnorm_jax import results as results_lib
-from invnorm_jax.results import Results
+from invnorm_jax.pipeline import report
+from invnorm_jax.pipeline import results as results_lib
+from invnorm_jax.pipeline.results import Results
 
 METHOD_ORDER = ("nn", "spindrop", "spatial_spindrop", "proposed")
 
@@ -56,7 +56,7 @@ def _ordered_methods(methods: dict) -> dict:
 
 
 def collect(paths) -> tuple[Results, dict[str, dict]]:
-    """Merge the tasks of every run into one :class:`~invnorm_jax.results.Results`.
+    """Merge the tasks of every run into one :class:`~invnorm_jax.pipeline.results.Results`.
 
     A task name met twice (two runs of one config) is suffixed with its run folder.
 

@@ -19,37 +19,30 @@ one would expect (``ArgumentError`` is a ``ValueError``, ``DatasetNotFoundError`
 ``FileNotFoundError``). docs/errors.md lists them with their messages.
 """
 
-from invnorm_jax import faults, functional, metrics, models, nn
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError, InputError, MissingDependencyError
-from invnorm_jax.config import ConfigError
-from invnorm_jax.data import DatasetNotFoundError
+from invnorm_jax import errors, faults, functional, metrics, models, nn
+from invnorm_jax.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointIncompatibleError,
+    CheckpointMissingError,
+    ConfigError,
+    DatasetNotFoundError,
+    InputError,
+    MissingDependencyError,
+    NonFiniteError,
+    ResultsError,
+    TrainingDivergedError,
+    UsageError,
+)
 from invnorm_jax.faults import Fault, simulate_chips
 from invnorm_jax.functional import affine_dropout, inverted_norm
-from invnorm_jax.preflight import UsageError
-from invnorm_jax.results import ResultsError
 
 __version__ = "0.1.0"
 
-#: Errors of the input family defined where importing them costs more (orbax, optax): loaded on first use.
-_LAZY_ERRORS = {
-    "CheckpointError": "invnorm_jax.checkpoint",
-    "CheckpointMissingError": "invnorm_jax.checkpoint",
-    "CheckpointIncompatibleError": "invnorm_jax.checkpoint",
-    "CheckpointCorruptError": "invnorm_jax.checkpoint",
-    "TrainingDivergedError": "invnorm_jax.train",
-}
-
-
-def __getattr__(name):
-    if name in _LAZY_ERRORS:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY_ERRORS[name]), name)
-    raise AttributeError(f"module 'invnorm_jax' has no attribute {name!r}")
-
-
 __all__ = [
-    # errors in the input: every one is an InputError (the command line prints it on one line)
+    # errors in the input: every one is an InputError, a ValueError (the command line prints it on one line)
     "InputError",
     "ArgumentError",
     "ArgumentTypeError",
@@ -58,9 +51,15 @@ __all__ = [
     "DatasetNotFoundError",
     "UsageError",
     "ResultsError",
-    *_LAZY_ERRORS,
+    "CheckpointError",
+    "CheckpointMissingError",
+    "CheckpointIncompatibleError",
+    "CheckpointCorruptError",
+    "TrainingDivergedError",
+    "NonFiniteError",
     "Fault",
     "affine_dropout",
+    "errors",
     "faults",
     "functional",
     "inverted_norm",

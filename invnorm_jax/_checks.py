@@ -15,46 +15,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
-class InputError(Exception):
-    """Base of every error in the input (an argument, a config, a file): the message says how to fix it.
-
-    >>> import invnorm_jax as inj
-    >>> all(issubclass(e, inj.InputError) for e in (inj.ArgumentError, inj.ConfigError, inj.DatasetNotFoundError))
-    True
-    """
-
-
-class ArgumentError(InputError, ValueError):
-    """An argument with a value out of range, an unknown name or the wrong shape; also a ``ValueError``.
-
-    >>> try:
-    ...     check_rate(1.5)
-    ... except ArgumentError as err:
-    ...     print(err)
-    rate=1.5 is outside [0, 1]: expected a probability, e.g. rate=0.3.
-    """
-
-
-class ArgumentTypeError(InputError, TypeError):
-    """An argument of the wrong type or dtype; also a ``TypeError``.
-
-    >>> try:
-    ...     check_float_input([1.0, 2.0], "inverted_norm")
-    ... except TypeError as err:
-    ...     print(type(err).__name__, "-", err)
-    ArgumentTypeError - inverted_norm: x=... is not an array: pass a jax or numpy array.
-    """
-
-
-class MissingDependencyError(InputError, ImportError):
-    """An optional package that the asked-for feature needs is not installed; the message says what to install.
-
-    Also an ``ImportError``, so ``except ImportError`` around an optional import catches it.
-
-    >>> issubclass(MissingDependencyError, ImportError)
-    True
-    """
+from invnorm_jax.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+)
 
 
 def is_concrete(value) -> bool:
@@ -179,6 +143,12 @@ def check_channels(x, expected: int, who: str, *, axis_name: str = "channels", s
     )
 
 
+def _is_fault(value) -> bool:
+    """Whether ``value`` is an ``invnorm_jax.faults.Fault`` (by its fields: the layers below the
+    fault models do not import them)."""
+    return type(value).__name__ == "Fault" and all(hasattr(value, a) for a in ("kind", "level", "site"))
+
+
 def check_fault_context(faults):
     """``faults`` if it is a chip's fault context (has the site hooks), else a ``TypeError``.
 
@@ -188,11 +158,9 @@ def check_fault_context(faults):
     """
     if faults is None:
         return faults
-    from invnorm_jax.faults.context import Fault  # at call time: nn does not import the fault models
-
     if hasattr(faults, "weights"):
         fault = getattr(faults, "fault", None)
-        if fault is not None and not isinstance(fault, Fault):
+        if fault is not None and not _is_fault(fault):
             raise ArgumentTypeError(
                 f"FaultContext(fault={describe(fault)}, ...): the fault must be an invnorm_jax.faults.Fault, "
                 "e.g. FaultContext(Fault('bit_flip', 0.1), jax.random.key(chip))."
@@ -200,7 +168,7 @@ def check_fault_context(faults):
         if hasattr(faults, "chip_key"):
             check_key(faults.chip_key, "chip_key", "FaultContext(fault, chip_key)")
         return faults
-    if isinstance(faults, Fault):
+    if _is_fault(faults):
         raise ArgumentTypeError(
             f"faults={faults!r} describes what to inject, not a chip. A layer needs one chip's faults: "
             "faults=invnorm_jax.faults.FaultContext(fault, chip_key) with chip_key=jax.random.key(...); "

@@ -32,7 +32,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from invnorm_jax._checks import InputError
+from invnorm_jax.errors import (
+    CheckpointCorruptError,
+    CheckpointIncompatibleError,
+    CheckpointMissingError,
+)
 from invnorm_jax.numerics import path_name
 
 log = logging.getLogger(__name__)
@@ -41,42 +45,6 @@ log = logging.getLogger(__name__)
 UNFINISHED_SUFFIX = ".orbax-checkpoint-tmp"
 #: Differences listed in an incompatibility message before "and N more".
 MAX_LISTED = 4
-
-
-class CheckpointError(InputError, RuntimeError):
-    """A checkpoint folder that cannot be read back; the message says why and what to do.
-
-    An :class:`~invnorm_jax._checks.InputError`: the folder is the user's to fix (train first,
-    use the config it was trained with, delete a damaged save), so the command line prints it on one line.
-
-    >>> [issubclass(e, CheckpointError) for e in (CheckpointMissingError, CheckpointCorruptError,
-    ...                                           CheckpointIncompatibleError)]
-    [True, True, True]
-    """
-
-
-class CheckpointMissingError(CheckpointError):
-    """No complete checkpoint where one was expected.
-
-    >>> issubclass(CheckpointMissingError, CheckpointError) and issubclass(CheckpointMissingError, InputError)
-    True
-    """
-
-
-class CheckpointCorruptError(CheckpointError):
-    """A checkpoint whose files are damaged (truncated, overwritten, partly deleted).
-
-    >>> issubclass(CheckpointCorruptError, CheckpointError) and issubclass(CheckpointCorruptError, InputError)
-    True
-    """
-
-
-class CheckpointIncompatibleError(CheckpointError):
-    """A readable checkpoint of another model or optimizer than the one restored into.
-
-    >>> issubclass(CheckpointIncompatibleError, CheckpointError) and issubclass(CheckpointIncompatibleError, InputError)
-    True
-    """
 
 
 def _flat(tree) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -150,7 +118,7 @@ def _orbax_log_held(pass_on: bool = True):
 
 
 #: Set by the main thread when a Ctrl-C (or an error) must stop work running in other threads
-#: (:func:`invnorm_jax.experiment.run_task` trains methods side by side).
+#: (:func:`invnorm_jax.pipeline.experiment.run_task` trains methods side by side).
 _STOP = threading.Event()
 
 

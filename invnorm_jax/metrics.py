@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import xlogy
 
-from invnorm_jax._checks import ArgumentError
+from invnorm_jax.errors import ArgumentError
 
 # Probabilities are clipped here before the log so a confident miss costs -log(1e-12) ~ 27.6
 # nats instead of inf, which would swamp a mean over inputs or chips.
@@ -307,7 +307,7 @@ def chip_counts(outputs: jax.Array, labels, metric: str, mask=None) -> jax.Array
         correct = (pred == labels).reshape(pred.shape[0], -1).astype(jnp.float32)
         return jnp.stack([correct.sum(1), jnp.full(correct.shape[:1], correct.shape[1], jnp.float32)], 1)
     if metric != "miou":
-        raise ValueError(f"metric={metric!r} is unknown; expected one of {tuple(TASK_METRICS)}.")
+        raise ArgumentError(f"metric={metric!r} is unknown; expected one of {tuple(TASK_METRICS)}.")
     num_classes = outputs.shape[-1]
     valid = jnp.ones(labels.shape, bool) if mask is None else jnp.asarray(mask, bool)
     p = jax.nn.one_hot(pred, num_classes, dtype=bool) & valid[None, ..., None]

@@ -20,16 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from invnorm_jax.errors import NonFiniteError
+
 #: The environment variable that switches the opt-in checks on (``1``, ``true``, ``yes``).
 ENV_VAR = "INVNORM_CHECK_FINITE"
-
-
-class NonFiniteError(ValueError):
-    """A NaN or Inf where numbers must be finite; the message says where and what to try.
-
-    >>> issubclass(NonFiniteError, ValueError)
-    True
-    """
 
 
 def check_finite_enabled(flag: bool | None = None) -> bool:

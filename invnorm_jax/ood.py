@@ -19,10 +19,17 @@ import numpy as np
 from scipy.stats import rankdata
 
 from invnorm_jax import metrics
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.metrics import per_input_nll
-
 from invnorm_jax.shifts import (  # noqa: F401  (re-exported: the shifts belong to the OOD study)
-    NOISE_STAGES, ROTATION_STAGES, SHIFTS, Shift, gaussian_noise_shift, register_shift, rotate, uniform_noise_shift,
+    NOISE_STAGES,
+    ROTATION_STAGES,
+    SHIFTS,
+    Shift,
+    gaussian_noise_shift,
+    register_shift,
+    rotate,
+    uniform_noise_shift,
 )
 
 # ------------------------------------------------------------------------------ detection
@@ -54,9 +61,9 @@ def nll_threshold(nll_in_dist, kind: str = "mean", *, q: float = 0.95) -> float:
         return float(np.mean(v))
     if kind == "quantile":
         if not 0.0 <= q <= 1.0:
-            raise ValueError(f"q={q!r} is out of range: expected 0 <= q <= 1.")
+            raise ArgumentError(f"q={q!r} is out of range: expected 0 <= q <= 1.")
         return float(np.quantile(v, q))
-    raise ValueError(f"kind={kind!r} is unknown; expected 'mean' or 'quantile'.")
+    raise ArgumentError(f"kind={kind!r} is unknown; expected 'mean' or 'quantile'.")
 
 
 def detection_rate(nll_shifted, threshold: float) -> float:
@@ -98,7 +105,7 @@ def auroc(scores_in, scores_out) -> float:
     s_in = np.asarray(scores_in, dtype=np.float64).reshape(-1)
     s_out = np.asarray(scores_out, dtype=np.float64).reshape(-1)
     if s_in.size == 0 or s_out.size == 0:
-        raise ValueError(f"auroc needs both score sets non-empty, got {s_in.size} in and {s_out.size} out.")
+        raise ArgumentError(f"auroc needs both score sets non-empty, got {s_in.size} in and {s_out.size} out.")
     ranks = rankdata(np.concatenate([s_in, s_out]), method="average")
     u = ranks[s_in.size :].sum() - s_out.size * (s_out.size + 1) / 2.0
     return float(u / (s_in.size * s_out.size))

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
+from invnorm_jax.errors import ArgumentError
+
 __all__ = ["NOISE_STAGES", "ROTATION_STAGES", "SHIFTS", "Shift", "gaussian_noise_shift", "register_shift", "rotate",
            "uniform_noise_shift"]
 
@@ -44,7 +46,7 @@ def rotate(images, degrees: float) -> np.ndarray:
     """
     x = np.asarray(images)
     if x.ndim not in (3, 4):
-        raise ValueError(f"images.shape={x.shape}: expected [N, H, W] or [N, H, W, C].")
+        raise ArgumentError(f"images.shape={x.shape}: expected [N, H, W] or [N, H, W, C].")
     if float(degrees) % 360.0 == 0.0:
         return x.copy()
     return ndimage.rotate(x, float(degrees), axes=(1, 2), reshape=False, order=1, mode="constant", cval=0.0)
@@ -70,7 +72,7 @@ def _is_jax_key(key_or_seed) -> bool:
 def _add_noise(key_or_seed, x, strength: float, kind: str, clip):
     name = "strength"
     if not isinstance(strength, jax.core.Tracer) and not float(strength) >= 0.0:
-        raise ValueError(f"{name}={strength!r} is out of range: expected {name} >= 0.")
+        raise ArgumentError(f"{name}={strength!r} is out of range: expected {name} >= 0.")
     use_jax = _is_jax_key(key_or_seed)
     xp = jnp if use_jax else np
     x = xp.asarray(x)

@@ -27,14 +27,11 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from invnorm_jax import numerics
-from invnorm_jax._checks import ArgumentError, InputError, check_choice
-from invnorm_jax.checkpoint import (  # noqa: F401  (re-exported: train's public names)
-    CheckpointCorruptError,
-    CheckpointError,
-    CheckpointIncompatibleError,
-    Checkpointer,
-    CheckpointMissingError,
-    interrupts_held,
+from invnorm_jax._checks import check_choice
+from invnorm_jax.checkpoint import Checkpointer, interrupts_held
+from invnorm_jax.errors import (
+    ArgumentError,
+    TrainingDivergedError,
 )
 from invnorm_jax.nn.quantized import set_training_progress  # IR-Net's EDE temperature
 
@@ -49,17 +46,6 @@ log = logging.getLogger(__name__)
 #: What to try when the loss stops being finite.
 DIVERGED_HINT = ("Lower train.learning_rate (or add train.warmup_steps), or check the data for NaN/Inf "
                  "(INVNORM_CHECK_FINITE=1 names the first non-finite input or parameter).")
-
-
-class TrainingDivergedError(InputError, numerics.NonFiniteError):
-    """The training loss (or a parameter) became NaN or Inf; no checkpoint was written after it.
-
-    An :class:`~invnorm_jax._checks.InputError`: the fix is in the recipe or the data (the
-    message says what to try), so the command line prints it on one line, not as a bug.
-
-    >>> issubclass(TrainingDivergedError, InputError) and issubclass(TrainingDivergedError, ValueError)
-    True
-    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +198,7 @@ def train(
       TrainingDivergedError: the loss became NaN or Inf (always checked when the loss is read,
         every ``log_every`` steps and before each checkpoint); the last checkpoint written is
         the last good one.
-      numerics.NonFiniteError: with ``check_finite``, a non-finite input or parameter.
+      NonFiniteError: with ``check_finite``, a non-finite input or parameter.
     """
     if len(x) != len(y):
         raise ArgumentError(f"{description}: x has {len(x)} examples but y has {len(y)}: give one target per example.")

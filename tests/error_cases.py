@@ -20,7 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from invnorm_jax import metrics, nn
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError
 from invnorm_jax.faults import Fault, FaultContext, inject, simulate_chips
 from invnorm_jax.faults import models as fm
 from invnorm_jax.functional import affine_dropout, fake_quant, inverted_norm

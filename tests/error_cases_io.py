@@ -8,23 +8,24 @@ import json
 import pathlib
 
 import numpy as np
+from error_cases import Case, tiny_dense
 from flax import nnx
 
-from error_cases import Case, tiny_dense
-from invnorm_jax import config as config_lib
-from invnorm_jax import data, experiment, nn, results
-from invnorm_jax._checks import ArgumentError
-from invnorm_jax.config import ConfigError
-from invnorm_jax.data import DatasetNotFoundError
-from invnorm_jax.preflight import UsageError
-from invnorm_jax.results import ResultsError
-from invnorm_jax.testing import write_drive_folder, write_speech_commands_folder
-from invnorm_jax.checkpoint import (
-    UNFINISHED_SUFFIX,
+from invnorm_jax import data, nn
+from invnorm_jax.checkpoint import UNFINISHED_SUFFIX
+from invnorm_jax.errors import (
+    ArgumentError,
     CheckpointCorruptError,
     CheckpointIncompatibleError,
     CheckpointMissingError,
+    ConfigError,
+    DatasetNotFoundError,
+    ResultsError,
+    UsageError,
 )
+from invnorm_jax.pipeline import config as config_lib
+from invnorm_jax.pipeline import experiment, results
+from invnorm_jax.testing import write_drive_folder, write_speech_commands_folder
 from invnorm_jax.train import Checkpointer, TrainConfig, train
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -159,7 +160,7 @@ CASES = [
          ConfigError, r"mine.py raised NameError on line 2 while running get_config\('full'\): name 'cfg'"),
     Case("cfg-kwargs", "a config file with model.kwargs.widht=(16, 32)",
          lambda ctx: config_lib.load_config(_config_file(ctx, (
-             "from invnorm_jax.configs.digits import get_config as base\n\ndef get_config(variant='full'):\n"
+             "from invnorm_jax.pipeline.configs.digits import get_config as base\n\ndef get_config(variant='full'):\n"
              "    c = base(variant)\n    c.model.kwargs.widht = (16, 32)\n    return c\n"))), ConfigError,
          r"model.kwargs.widht: 'resnet' takes no argument 'widht' \(did you mean 'widths'\?\)"),
     Case("ovr-key", "--config.eval.num_chip=7", _load("digits", "eval.num_chip=7"), ConfigError,

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from invnorm_jax import ablate, cli
-from invnorm_jax import config as config_lib
-from invnorm_jax.results import Level, MethodResult, SweepInfo, TaskResult
+from invnorm_jax.pipeline import ablate, cli
+from invnorm_jax.pipeline import config as config_lib
+from invnorm_jax.pipeline.results import Level, MethodResult, SweepInfo, TaskResult
 
 
 def _task(chips_by_level):

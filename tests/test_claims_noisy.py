@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
-from invnorm_jax import claims, claims_noisy, report
-from invnorm_jax.results import Level, MethodResult, Results, SweepInfo, TaskResult
+from invnorm_jax.pipeline import claims, claims_noisy, report
+from invnorm_jax.pipeline.results import (
+    Level,
+    MethodResult,
+    Results,
+    SweepInfo,
+    TaskResult,
+)
 
 LEVELS = (0.0, 0.1, 0.2, 0.3)
 BASE = ("nn", "spindrop", "spatial_spindrop", "proposed")
@@ -31,7 +37,7 @@ def _noisy(rng, means, chips=30, sd=0.03):
 
 
 def _ood(rates: dict):
-    from invnorm_jax.results import OODResult, OODShift
+    from invnorm_jax.pipeline.results import OODResult, OODShift
 
     keys = ("accuracy", "nll", "entropy", "mutual_information", "ece", "auroc_nll", "auroc_entropy", "nll_threshold")
     shift = OODShift(stages=[0.0, 0.5, 1.0], methods={
@@ -161,11 +167,11 @@ def test_report_of_five_methods(tmp_path):
 
 
 def test_importing_the_report_leaves_the_plotting_backend_alone():
-    """A notebook's inline backend survives ``import invnorm_jax.report`` (its plots use no pyplot)."""
+    """A notebook's inline backend survives ``import invnorm_jax.pipeline.report`` (its plots use no pyplot)."""
     import subprocess
     import sys
 
-    code = "import matplotlib; matplotlib.use('svg'); import invnorm_jax.report; print(matplotlib.get_backend())"
+    code = "import matplotlib; matplotlib.use('svg'); import invnorm_jax.pipeline.report; print(matplotlib.get_backend())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "svg"
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from invnorm_jax import cli
+from invnorm_jax.pipeline import cli
 
 # One compile through the CLI's cache settings (threshold lowered so that a small program is
 # kept), printing the cache events it saw.

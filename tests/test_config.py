@@ -5,9 +5,9 @@ import json
 import ml_collections
 import pytest
 
-from invnorm_jax import cli
-from invnorm_jax import config as config_lib
-from invnorm_jax.config import ConfigError
+from invnorm_jax.errors import ConfigError
+from invnorm_jax.pipeline import cli
+from invnorm_jax.pipeline import config as config_lib
 
 
 @pytest.mark.parametrize("name", config_lib.available_configs())
@@ -78,7 +78,7 @@ def test_config_file_with_a_syntax_error_names_the_line(tmp_path):
 
 def test_user_config_file_with_variant(tmp_path):
     path = tmp_path / "mine.py"
-    path.write_text("from invnorm_jax.configs.digits import get_config as base\n\n"
+    path.write_text("from invnorm_jax.pipeline.configs.digits import get_config as base\n\n"
                     "def get_config(variant='full'):\n    c = base(variant)\n    c.name = 'mine'\n    return c\n")
     config = config_lib.load_config(f"{path}:smoke")
     assert config.name == "mine" and config.variant == "smoke" and config.train.steps == 8

@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 import invnorm_jax.nn.quantized as quantized
-from invnorm_jax._checks import ArgumentError
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.models import build_model
 from invnorm_jax.nn import BinaryConv, BinaryDense, QuantDense, QuantLSTMCell
 from invnorm_jax.nn.dropout import CrossbarDropout, crossbar_dropout

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from invnorm_jax import cli
-from invnorm_jax import results as results_lib
-from invnorm_jax.configs._common import METHODS  # the configs' default methods: what the demo trains
+from invnorm_jax.nn import PAPER_METHODS as METHODS
+from invnorm_jax.pipeline import cli
+from invnorm_jax.pipeline import results as results_lib
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +115,7 @@ def test_sweep_on_a_workdir_trained_with_another_config_names_the_keys(demo_run,
 def test_cli_end_to_end_at_xla_default_optimization_level(tmp_path):
     # The test session compiles at level 0 (conftest.py); users get XLA's default.
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    cmd = [sys.executable, "-m", "invnorm_jax.cli", "demo", "--smoke", "--tasks", "digits", "--methods", "nn",
+    cmd = [sys.executable, "-m", "invnorm_jax.pipeline.cli", "demo", "--smoke", "--tasks", "digits", "--methods", "nn",
            "proposed", "--no-ood", "--out", str(tmp_path / "run"), "--no-progress"]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]

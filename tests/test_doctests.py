@@ -22,7 +22,7 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 #: took about a minute on the shared 2-core CPU, these modules three quarters of it, so they run in
 #: the full suite only and the fast tier keeps about 20 s of examples (the core functional ones).
 SLOW = frozenset({
-    "invnorm_jax.config",
+    "invnorm_jax.pipeline.config",
     "invnorm_jax.data.embedded",
     "invnorm_jax.faults.models",
     "invnorm_jax.faults.simulate",

@@ -180,7 +180,7 @@ def test_drift_on_chips_grows_with_time():
 
 @pytest.mark.parametrize("task", ["digits", "mnist1d", "co2"])
 def test_drift_configs_reuse_the_tasks_checkpoints(task):
-    from invnorm_jax import config as config_lib
+    from invnorm_jax.pipeline import config as config_lib
 
     for variant in ("full", "smoke"):
         base = config_lib.load_config(task, variant)

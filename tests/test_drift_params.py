@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax import config as config_lib
-from invnorm_jax.config import ConfigError
-from invnorm_jax.configs._common import drift_sweep, sweep
-from invnorm_jax.evaluation import fault_of
+from invnorm_jax.errors import ConfigError
 from invnorm_jax.faults import Fault, FaultContext, simulate_chips
 from invnorm_jax.faults.drift import PCM, PRESETS, RRAM, drift, drift_model
+from invnorm_jax.faults.spec import fault_from_spec
 from invnorm_jax.models import build_model
+from invnorm_jax.pipeline import config as config_lib
+from invnorm_jax.pipeline.configs._common import drift_sweep, sweep
 
 YEAR = 3.15e7
 
@@ -65,10 +65,10 @@ def test_sweep_helpers_carry_the_parameters_and_fault_of_forwards_them():
     assert drift_sweep("smoke").drift is None
     assert "drift" not in sweep("bit_flip", (0.0, 0.1))  # other sweeps are unchanged
     s = drift_sweep("smoke", preset="rram", compensate=True)
-    assert fault_of(s, YEAR) == Fault("drift", YEAR, drift=dataclasses.replace(RRAM, compensate=True))
-    assert fault_of(drift_sweep("smoke"), YEAR) == Fault("drift", YEAR)  # PCM defaults
+    assert fault_from_spec(s, YEAR) == Fault("drift", YEAR, drift=dataclasses.replace(RRAM, compensate=True))
+    assert fault_from_spec(drift_sweep("smoke"), YEAR) == Fault("drift", YEAR)  # PCM defaults
     # The sweep cache key holds the parameters: another model never reads these values.
-    keys = {json.dumps(dataclasses.asdict(fault_of(x, YEAR)), sort_keys=True) for x in (drift_sweep("smoke"), s)}
+    keys = {json.dumps(dataclasses.asdict(fault_from_spec(x, YEAR)), sort_keys=True) for x in (drift_sweep("smoke"), s)}
     assert len(keys) == 2
 
 
@@ -83,10 +83,10 @@ def test_config_parameters_reach_a_layers_codes(spec, expected):
     layer = next(n for _, n in nnx.iter_graph(model) if isinstance(n, nnx.Module) and hasattr(n, "deployed_weights"))
     codes, scale = layer.deployed_weights()
     chip_key = jax.random.key(7)
-    got = layer._effective_kernel(FaultContext(fault_of(c.sweeps.drift, YEAR), chip_key))
+    got = layer._effective_kernel(FaultContext(fault_from_spec(c.sweeps.drift, YEAR), chip_key))
     want = drift(jax.random.fold_in(chip_key, layer.fault_id), codes, t=YEAR, model=expected) * scale
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-    default = layer._effective_kernel(FaultContext(fault_of(drift_sweep("smoke"), YEAR), chip_key))
+    default = layer._effective_kernel(FaultContext(fault_from_spec(drift_sweep("smoke"), YEAR), chip_key))
     assert not np.allclose(np.asarray(got), np.asarray(default))
 
 
@@ -95,9 +95,9 @@ def test_chips_with_config_parameters_differ_from_the_pcm_run():
     model.eval()
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
     run = dict(level=YEAR, num_chips=2, num_samples=1, key=jax.random.key(1))
-    rram = simulate_chips(model, x, fault=fault_of(drift_sweep("smoke", preset="rram"), 0.0), **run)
+    rram = simulate_chips(model, x, fault=fault_from_spec(drift_sweep("smoke", preset="rram"), 0.0), **run)
     direct = simulate_chips(model, x, fault=Fault("drift", 0.0, drift=RRAM), **run)
-    pcm = simulate_chips(model, x, fault=fault_of(drift_sweep("smoke"), 0.0), **run)
+    pcm = simulate_chips(model, x, fault=fault_from_spec(drift_sweep("smoke"), 0.0), **run)
     clean = model(x)[None, None]
     np.testing.assert_array_equal(np.asarray(rram), np.asarray(direct))
     # RRAM drifts ten times less: its chips stay closer to the fault-free outputs.
@@ -125,4 +125,4 @@ def test_documented_variant_commands_give_their_models():
         overrides = [a for a in argv if a.startswith("--config.")]
         c = config_lib.load_config(argv[argv.index("--config") + 1], "smoke", overrides)
         config_lib.validate(c)
-        assert fault_of(c.sweeps.drift, 1.0).drift == want
+        assert fault_from_spec(c.sweeps.drift, 1.0).drift == want

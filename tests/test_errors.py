@@ -2,7 +2,7 @@
 
 The cases live in ``tests/error_cases.py`` and ``tests/error_cases_io.py``, one per row of the doc's table (same id, same
 order). Each is provoked for real: the exact exception type and a regex of its message; a
-command-line case runs ``invnorm_jax.cli.main`` in-process and must print one line on stderr,
+command-line case runs ``invnorm_jax.pipeline.cli.main`` in-process and must print one line on stderr,
 exit with 2 and show no traceback (``--debug`` raises the error instead), before any data is
 loaded or model built. The doc cannot drift: its ids, types and messages are checked against
 the calls (a doc message cut with `` …`` must be the start of the real one).
@@ -25,7 +25,7 @@ import error_cases_io
 import pytest
 from error_cases import Ctx
 
-from invnorm_jax import ablate, cli, experiment
+from invnorm_jax.pipeline import ablate, cli, experiment
 
 CASES = error_cases.CASES + error_cases_io.CASES
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -187,8 +187,8 @@ def test_ctrl_c_exits_quietly_with_130(monkeypatch, tmp_path):
 
 
 def test_a_previous_run_folder_is_accepted_as_output(tmp_path):
-    from invnorm_jax import config as config_lib
-    from invnorm_jax.preflight import check_output_folder, is_run_folder
+    from invnorm_jax.pipeline import config as config_lib
+    from invnorm_jax.pipeline.preflight import check_output_folder, is_run_folder
 
     run = tmp_path / "run"
     config_lib.save(config_lib.load_config("digits:smoke"), run / "digits" / "nn")
@@ -201,8 +201,8 @@ def test_a_previous_run_folder_is_accepted_as_output(tmp_path):
 
 def test_what_the_checks_refuse_they_accept_when_complete(tmp_path):
     """Positive controls: a complete dataset folder passes the checks, an argument override is kept."""
-    from invnorm_jax import config as config_lib
     from invnorm_jax import data
+    from invnorm_jax.pipeline import config as config_lib
     from invnorm_jax.testing import write_drive_folder, write_speech_commands_folder
 
     write_drive_folder(tmp_path / "DRIVE", height=16, width=16, train_ids=("21",), test_ids=("01",))
@@ -271,9 +271,11 @@ def test_the_library_errors_of_the_table_are_public_input_errors():
 @pytest.mark.parametrize("error", ["diverged", "checkpoint", "results"])
 def test_user_facing_library_errors_are_one_line_not_a_bug(error, monkeypatch, tmp_path):
     """Raised where the CLI cannot check beforehand (mid-training, mid-restore): still the user's to fix."""
-    from invnorm_jax.checkpoint import CheckpointIncompatibleError
-    from invnorm_jax.results import ResultsError
-    from invnorm_jax.train import TrainingDivergedError
+    from invnorm_jax.errors import (
+        CheckpointIncompatibleError,
+        ResultsError,
+        TrainingDivergedError,
+    )
 
     monkeypatch.chdir(tmp_path)
     raised = {"diverged": TrainingDivergedError("digits/nn: training diverged: the loss of step 3 is nan.\nLower it."),

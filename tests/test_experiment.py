@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax import evaluation, metrics
+from invnorm_jax import metrics
 from invnorm_jax.faults import Fault
 from invnorm_jax.models import build_model
+from invnorm_jax.pipeline import evaluation
 
 
 @pytest.fixture
@@ -74,8 +75,8 @@ def test_counts_of_slices_add_up_to_the_whole_set(outputs):
 
 @pytest.mark.parametrize("method", ["proposed", "nn"])
 def test_level_zero_reuses_the_fault_free_run_and_agrees_with_simulating_it(method):
-    from invnorm_jax.config import load_config
     from invnorm_jax.data.common import Split
+    from invnorm_jax.pipeline.config import load_config
 
     config = load_config("digits:smoke")
     config.eval.num_chips, config.eval.num_samples = 4, 3

@@ -8,9 +8,9 @@ import pytest
 from flax import nnx
 
 from invnorm_jax import data
-from invnorm_jax._checks import ArgumentError
 from invnorm_jax.data.common import Split
 from invnorm_jax.data.forecast import naive_forecast_values
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.models import LSTMForecaster
 
 

@@ -22,15 +22,15 @@ import pytest
 from flax import nnx
 from orbax.checkpoint._src.path import atomicity
 
-from invnorm_jax import evaluation, experiment
-from invnorm_jax.checkpoint import (
-    UNFINISHED_SUFFIX,
+from invnorm_jax.checkpoint import UNFINISHED_SUFFIX
+from invnorm_jax.errors import (
     CheckpointCorruptError,
     CheckpointIncompatibleError,
     CheckpointMissingError,
 )
-from invnorm_jax.config import load_config
 from invnorm_jax.models import build_model
+from invnorm_jax.pipeline import evaluation, experiment
+from invnorm_jax.pipeline.config import load_config
 from invnorm_jax.train import Checkpointer, TrainConfig, make_optimizer, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -398,7 +398,7 @@ sys.exit(cli.main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_sigkilled_sweep_resumes_without_redoing_finished_levels(tmp_path, monkeypatch):
-    from invnorm_jax import cli
+    from invnorm_jax.pipeline import cli
 
     overrides = [*SWEEP_OVERRIDES, "train.steps=4", "sweeps.additive.levels=0,0.5,1.0"]
     config = load_config("digits:smoke", overrides=overrides)
@@ -454,7 +454,7 @@ def _without_timing(results: dict) -> dict:
 
 @pytest.mark.slow
 def test_same_seed_gives_bit_identical_results(tmp_path):
-    from invnorm_jax import cli
+    from invnorm_jax.pipeline import cli
 
     runs = []
     for name in ("a", "b"):

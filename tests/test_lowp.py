@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax._checks import ArgumentError
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.faults import Fault, FaultContext, simulate_chips
 from invnorm_jax.models import build_model
 from invnorm_jax.nn.lowp import (
-    ENV_VAR, INT8_MIN_REDUCTION, auto_compute, codes_stay_binary, resolve_compute, set_binary_compute,
+    ENV_VAR,
+    INT8_MIN_REDUCTION,
+    auto_compute,
+    codes_stay_binary,
+    resolve_compute,
+    set_binary_compute,
 )
 from invnorm_jax.nn.quantized import BinaryConv, BinaryDense
 

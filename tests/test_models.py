@@ -17,11 +17,11 @@ import pytest
 from flax import nnx
 
 from invnorm_jax.models import (
+    M5,
     MODELS,
     PRESETS,
     BinaryResNet,
     LSTMForecaster,
-    M5,
     UNet,
     available_models,
     build_model,

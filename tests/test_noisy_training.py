@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax import config as config_lib
 from invnorm_jax.faults import Fault, FaultContext
 from invnorm_jax.models import MODELS, PRESETS, build_model
 from invnorm_jax.nn import DETERMINISTIC_METHODS, METHODS, QuantDense
 from invnorm_jax.nn.noise_training import NoisyTraining, TrainingNoise
+from invnorm_jax.pipeline import config as config_lib
 from invnorm_jax.train import TrainConfig, train
 
 INPUTS = {"digits": (3, 8, 8, 1), "mnist1d": (3, 40, 1), "co2": (3, 12, 1)}

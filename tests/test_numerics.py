@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax import evaluation, numerics
-from invnorm_jax.config import load_config
+from invnorm_jax import numerics
 from invnorm_jax.data.common import Split
-from invnorm_jax.train import Checkpointer, TrainConfig, TrainingDivergedError, batch_indices, train
+from invnorm_jax.errors import NonFiniteError, TrainingDivergedError
+from invnorm_jax.pipeline import evaluation
+from invnorm_jax.pipeline.config import load_config
+from invnorm_jax.train import Checkpointer, TrainConfig, batch_indices, train
 
 
 class Linear(nnx.Module):
@@ -43,14 +45,14 @@ def test_describe_nonfinite_counts_like_numpy():
     assert numerics.describe_nonfinite(np.ones(3)) is None
     assert numerics.describe_nonfinite(np.arange(3)) is None  # integers are always finite
     numerics.check_array(jnp.ones(2), "fine")
-    with pytest.raises(numerics.NonFiniteError, match=r"^the thing: 1 NaN, 2 Inf of 12 values.* try this$"):
+    with pytest.raises(NonFiniteError, match=r"^the thing: 1 NaN, 2 Inf of 12 values.* try this$"):
         numerics.check_array(a, "the thing", "try this")
 
 
 def test_check_tree_names_every_bad_leaf_by_path():
     tree = {"a": {"b": jnp.array([1.0, jnp.nan]), "c": jnp.ones(2)}, "d": [jnp.ones(1), jnp.array([jnp.inf])]}
     assert [s.split(" ")[0] for s in numerics.nonfinite_leaves(tree)] == ["a/b", "d/1"]
-    with pytest.raises(numerics.NonFiniteError, match=r"params: non-finite values in a/b \(1 NaN.*; d/1 \(0 NaN, 1 Inf"):
+    with pytest.raises(NonFiniteError, match=r"params: non-finite values in a/b \(1 NaN.*; d/1 \(0 NaN, 1 Inf"):
         numerics.check_tree(tree, "params")
     numerics.check_tree({"a": jnp.ones(3), "k": jax.random.key(0)}, "fine")
 
@@ -82,7 +84,7 @@ def test_nan_input_is_named_with_its_example_when_checked(monkeypatch):
     x, y = _regression()
     x[5, 2] = np.nan
     monkeypatch.setenv(numerics.ENV_VAR, "1")
-    with pytest.raises(numerics.NonFiniteError, match=r"training inputs x: 1 NaN, 0 Inf of 128 values, first at "
+    with pytest.raises(NonFiniteError, match=r"training inputs x: 1 NaN, 0 Inf of 128 values, first at "
                                                        r"index \(5, 2\)"):
         train(Linear(), x, y, TrainConfig(learning_rate=0.01, **SGD), progress=False)
 
@@ -154,11 +156,11 @@ def test_nonfinite_parameters_are_never_checkpointed_even_with_a_finite_loss(tmp
 
 def test_checked_training_names_the_parameter_and_step_that_went_bad():
     x, y = _regression()
-    with pytest.raises(numerics.NonFiniteError, match=r"the parameters at initialization: non-finite values in "
+    with pytest.raises(NonFiniteError, match=r"the parameters at initialization: non-finite values in "
                                                       r"spare"):
         train(Linear(spare=np.inf), x, y, TrainConfig(learning_rate=0.01, **SGD), progress=False, check_finite=True)
     # The first update overflows w (gradient ~1e19, learning rate 1e21) while the loss of step 1 is finite.
-    with pytest.raises(numerics.NonFiniteError, match=r"the parameters after step 1: non-finite values in w \("):
+    with pytest.raises(NonFiniteError, match=r"the parameters after step 1: non-finite values in w \("):
         train(Linear(), x * 1e18, y, TrainConfig(learning_rate=1e21, **SGD), progress=False, check_finite=True)
 
 
@@ -195,7 +197,7 @@ def tiny_eval(monkeypatch):
 
 def test_evaluation_names_the_sweep_level_chip_and_input(tiny_eval):
     config, split = tiny_eval
-    with pytest.raises(numerics.NonFiniteError) as err:
+    with pytest.raises(NonFiniteError) as err:
         evaluation.evaluate_method(None, config, split, "nn", sweeps=["bit_flip"], progress=False,
                                    check_finite=True)
     text = str(err.value)

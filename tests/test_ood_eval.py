@@ -1,4 +1,4 @@
-"""Tests of the OOD study (scoring in ``invnorm_jax.ood``, the study in ``invnorm_jax.ood_eval``; Fig. 7).
+"""Tests of the OOD study (scoring in ``invnorm_jax.ood``, the study in ``invnorm_jax.pipeline.ood_eval``; Fig. 7).
 
 Behaviour, not lines: the detection rate and AUROC of a stage equal hand-computed values; a
 model without any confidence (uniform probabilities) detects nothing at the mean-NLL
@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax import cli, config as config_lib, experiment, ood, ood_eval
-from invnorm_jax.config import ConfigError
+from invnorm_jax import ood
+from invnorm_jax.errors import ConfigError
 from invnorm_jax.faults import Fault
+from invnorm_jax.pipeline import cli, experiment, ood_eval
+from invnorm_jax.pipeline import config as config_lib
 
 ROW_KEYS = {"stage", "accuracy", "nll", "entropy", "mutual_information", "ece", "detection_rate", "auroc_nll",
             "auroc_entropy", "nll_threshold"}

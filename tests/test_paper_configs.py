@@ -12,8 +12,11 @@ import pathlib
 import numpy as np
 import pytest
 
-from invnorm_jax import cli, data
-from invnorm_jax import config as config_lib
+from invnorm_jax import data
+from invnorm_jax.pipeline import cli
+from invnorm_jax.pipeline import config as config_lib
+from invnorm_jax.pipeline import datasets as config_datasets
+from invnorm_jax.testing import get_synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "invnorm_jax" / "configs"
@@ -102,17 +105,17 @@ def test_every_config_has_the_papers_fault_grid(name):
 
 
 def test_synthetic_stand_ins_have_the_real_shapes_and_labels():
-    cifar = data.get_dataset("cifar10", synthetic=True, num_train=24, num_test=8)
+    cifar = get_synthetic("cifar10", num_train=24, num_test=8)
     assert cifar.x_train.shape == (24, 32, 32, 3) and cifar.x_test.shape == (8, 32, 32, 3)
     assert cifar.num_classes == 10 and cifar.extras["synthetic"]
 
-    speech = data.get_dataset("speech_commands", synthetic=True, clips_per_word=3)
+    speech = get_synthetic("speech_commands", clips_per_word=3)
     assert speech.class_names == data.SPEECH_COMMANDS_WORDS and speech.num_classes == 35
     assert speech.x_train.shape == (35, 8000, 1) and speech.x_val.shape == speech.x_test.shape == (35, 8000, 1)
     assert sorted(speech.y_test.tolist()) == list(range(35))
     assert np.abs(speech.x_train).max() > 0.1  # real audio, not silence
 
-    drive = data.get_dataset("drive", synthetic=True, height=40, width=56, num_train=3, num_test=2,
+    drive = get_synthetic("drive", height=40, width=56, num_train=3, num_test=2,
                              patch_size=16, num_patches=20)
     assert drive.x_train.shape == (20, 16, 16, 1) and drive.x_test.shape == (2, 48, 64, 1)
     fov = drive.extras["test_mask"]
@@ -123,9 +126,9 @@ def test_synthetic_stand_ins_have_the_real_shapes_and_labels():
 
 def test_synthetic_needs_a_downloaded_dataset():
     with pytest.raises(ValueError, match="no synthetic stand-in.*cifar10, drive, speech_commands"):
-        data.get_dataset("co2", synthetic=True)
+        config_datasets.get_dataset("co2", {"synthetic": True})
     with pytest.raises(ValueError, match="unknown dataset"):
-        data.get_dataset("imagenet", synthetic=True)
+        config_datasets.get_dataset("imagenet", {"synthetic": True})
 
 
 # --------------------------------------------------------------------------- smoke runs through the CLI

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from invnorm_jax import results as R
+from invnorm_jax.pipeline import results as R
 
 
 def _results():

@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax import experiment
-from invnorm_jax.config import load_config
 from invnorm_jax.models import LSTMForecaster
-from invnorm_jax.ood_eval import shift_stages
-from invnorm_jax.schedule import dense_flops, forward_flops, job_flops, longest_first
+from invnorm_jax.pipeline import experiment
+from invnorm_jax.pipeline.config import load_config
+from invnorm_jax.pipeline.ood_eval import shift_stages
+from invnorm_jax.pipeline.schedule import (
+    dense_flops,
+    forward_flops,
+    job_flops,
+    longest_first,
+)
 
 
 def test_conv_and_matmul_flops_are_twice_the_multiply_adds():

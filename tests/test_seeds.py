@@ -3,10 +3,17 @@
 import numpy as np
 import pytest
 
-from invnorm_jax import experiment, study
-from invnorm_jax.config import load_config
-from invnorm_jax.evaluation import eval_seed
-from invnorm_jax.results import Level, MethodResult, OODResult, OODShift, TaskResult, pool_seeds
+from invnorm_jax.pipeline import experiment, study
+from invnorm_jax.pipeline.config import load_config
+from invnorm_jax.pipeline.evaluation import eval_seed
+from invnorm_jax.pipeline.results import (
+    Level,
+    MethodResult,
+    OODResult,
+    OODShift,
+    TaskResult,
+    pool_seeds,
+)
 
 
 def test_a_training_seed_keeps_the_chips_and_its_own_folder(tmp_path):
@@ -108,11 +115,11 @@ def test_study_command_writes_both_readings_seeds_and_the_earlier_placement(tmp_
     import subprocess
     import sys
 
-    from invnorm_jax.results import load
+    from invnorm_jax.pipeline.results import load
 
     out = tmp_path / "study"
     # Its own process: a study compiles many programs, which this long-lived test process need not keep.
-    done = subprocess.run([sys.executable, "-m", "invnorm_jax.cli", "study", "--smoke", "--tasks", "digits", "--seeds",
+    done = subprocess.run([sys.executable, "-m", "invnorm_jax.pipeline.cli", "study", "--smoke", "--tasks", "digits", "--seeds",
                            "2", "--out", str(out), "--no-progress", "--no-ood"], capture_output=True, text=True,
                           timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]

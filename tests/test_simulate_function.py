@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError
 from invnorm_jax.faults import Fault, chunking, sample_keys, simulate_chips
 from invnorm_jax.metrics import per_chip_summary
 from invnorm_jax.nn import QuantDense

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from invnorm_jax.errors import CheckpointError
 from invnorm_jax.models import build_model
-from invnorm_jax.train import Checkpointer, CheckpointError, TrainConfig, batch_indices, train
+from invnorm_jax.train import Checkpointer, TrainConfig, batch_indices, train
 
 
 def _data(n=96, seed=0):

@@ -6,13 +6,13 @@ import threading
 
 import numpy as np
 import pytest
-
-from invnorm_jax import checkpoint, experiment
-from invnorm_jax._checks import ArgumentError
-from invnorm_jax.config import load_config
-from invnorm_jax.train import Checkpointer, train
-
 from test_interrupt import CONFIG, _data, _model
+
+from invnorm_jax import checkpoint
+from invnorm_jax.errors import ArgumentError
+from invnorm_jax.pipeline import experiment
+from invnorm_jax.pipeline.config import load_config
+from invnorm_jax.train import Checkpointer, train
 
 METHODS = ("nn", "proposed")
 
@@ -35,8 +35,8 @@ def test_methods_side_by_side_give_the_results_of_one_at_a_time(tmp_path):
 def test_ood_studies_run_in_the_workers_and_equal_the_serial_study(tmp_path):
     """Each method's OOD study runs in its worker right after its sweeps; collected, it is the study
     ood_eval.run_ood makes of the same models one after the other."""
-    from invnorm_jax.evaluation import num_samples_of
-    from invnorm_jax.ood_eval import run_ood
+    from invnorm_jax.pipeline.evaluation import num_samples_of
+    from invnorm_jax.pipeline.ood_eval import run_ood
 
     config = load_config("digits:smoke", overrides=["eval.num_chips=2"])
     task = experiment.run_task(config, tmp_path, methods=METHODS, sweeps=False, progress=False, workers=2)

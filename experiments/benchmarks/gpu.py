@@ -28,7 +28,7 @@ from experiments.benchmarks.common import ceiling_op
 from invnorm_jax.faults import Fault, simulate_chips
 from invnorm_jax.models import build_model
 from invnorm_jax.nn.lowp import set_binary_compute
-from invnorm_jax.schedule import forward_flops
+from invnorm_jax.pipeline.schedule import forward_flops
 
 FAULT = Fault("bit_flip", 0.1)
 

@@ -12,10 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from experiments.benchmarks.common import load_inputs
 from invnorm_jax.faults import Fault
 from invnorm_jax.models import build_model
-
-from experiments.benchmarks.common import load_inputs
 
 
 @dataclasses.dataclass(frozen=True)

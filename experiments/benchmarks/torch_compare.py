@@ -31,10 +31,9 @@ try:
 except ImportError:  # the optional extra is not installed
     torch = None
 
-from invnorm_jax.faults import Fault
-
 from experiments.benchmarks.common import compile_simulate, interleaved_medians
 from experiments.benchmarks.models import build, inputs
+from invnorm_jax.faults import Fault
 
 RATE, EPS = 0.1, 1e-5
 SIZES = {False: (100, 10, 360), True: (3, 2, 32)}  # quick -> (chips, samples, images)

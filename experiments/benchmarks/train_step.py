@@ -12,10 +12,9 @@ import time
 import jax
 from flax import nnx
 
-from invnorm_jax.train import TrainConfig, _train_step, make_optimizer
-
 from experiments.benchmarks.common import interleaved_medians
 from experiments.benchmarks.models import SPECS, build, inputs, targets
+from invnorm_jax.train import TrainConfig, _train_step, make_optimizer
 
 TARGET = 1.10
 BATCH = {"digits": 64, "m5": 64, "lstm": 64, "resnet18": 32}

@@ -15,24 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from invnorm_jax._checks import ArgumentError, InputError
+from invnorm_jax.errors import ArgumentError
 
 #: Environment variable naming the folder that holds manually downloaded datasets.
 DATA_DIR_ENV = "INVNORM_DATA_DIR"
 
 SeedLike = int | Sequence[int] | np.random.SeedSequence | None
-
-
-class DatasetNotFoundError(InputError, FileNotFoundError):
-    """A dataset is not present locally, or only in part; the message says how to get it.
-
-    The library never downloads anything itself (the machines it is tested on
-    have no network), so every loader of a non-embedded dataset raises this
-    error with the exact download/prepare instructions and the path it searched.
-
-    >>> issubclass(DatasetNotFoundError, FileNotFoundError)
-    True
-    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +75,7 @@ class Split:
           ValueError: if the split was not standardized.
         """
         if self.mean is None or self.std is None:
-            raise ValueError("this Split holds no standardization statistics")
+            raise ArgumentError("this Split holds no standardization statistics")
         return (np.asarray(values) * self.std + self.mean).astype(np.float32)
 
 

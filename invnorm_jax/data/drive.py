@@ -20,8 +20,8 @@ import pathlib
 
 import numpy as np
 
-from invnorm_jax._checks import ArgumentError
-from invnorm_jax.data.common import DatasetNotFoundError, Split, default_data_root
+from invnorm_jax.data.common import Split, default_data_root
+from invnorm_jax.errors import ArgumentError, DatasetNotFoundError
 
 DRIVE_URL = "https://drive.grand-challenge.org/"
 #: (sub-folder, file suffix) of the image, manual annotation and FOV mask.

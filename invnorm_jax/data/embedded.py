@@ -14,9 +14,8 @@ import random
 
 import numpy as np
 
-from invnorm_jax._checks import ArgumentError
-
 from invnorm_jax.data.common import Split, standardize
+from invnorm_jax.errors import ArgumentError
 
 #: Size of the digits test split: the demo evaluates exactly 360 test images.
 DIGITS_TEST_SIZE = 360

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from invnorm_jax._checks import ArgumentError
+from invnorm_jax.errors import ArgumentError
 
 #: Weeks in a year: the CO2 series' seasonal period.
 WEEKLY_SEASON = 52

@@ -24,11 +24,9 @@ import warnings
 
 import numpy as np
 
-from invnorm_jax._checks import ArgumentError
-from invnorm_jax.data.common import (
-    DatasetNotFoundError, Split, default_data_root, subsample_per_class,
-)
+from invnorm_jax.data.common import Split, default_data_root, subsample_per_class
 from invnorm_jax.data.tfds_sources import TF_EXTRA_HINT, open_data_sources, read_records
+from invnorm_jax.errors import ArgumentError, DatasetNotFoundError
 
 SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 FOLDER_NAME = "speech_commands_v0.02"

@@ -14,8 +14,7 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-from invnorm_jax._checks import MissingDependencyError
-from invnorm_jax.data.common import DatasetNotFoundError
+from invnorm_jax.errors import DatasetNotFoundError, MissingDependencyError
 
 TF_EXTRA_HINT = 'pip install "invnorm-jax[tf]"'
 

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError, describe
+from invnorm_jax._checks import describe
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError
 
 __all__ = ["chip_mesh", "chip_sharding", "map_chips"]
 

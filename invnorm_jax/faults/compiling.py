@@ -17,7 +17,7 @@ import os
 
 import jax
 
-from invnorm_jax._checks import ArgumentError
+from invnorm_jax.errors import ArgumentError
 
 __all__ = ["CPU_OPT_LEVEL", "chip_compiler_options"]
 

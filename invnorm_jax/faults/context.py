@@ -22,14 +22,20 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError
 from invnorm_jax.faults import drift as drift_lib
 from invnorm_jax.faults import models as fm
 from invnorm_jax.faults.kinds import (  # noqa: F401  (KINDS, SITES: their home is kinds.py)
-    KINDS, PREACTIVATION_KINDS, SITES, apply_custom, check_kind, check_level, is_custom, kind_name,
+    KINDS,
+    PREACTIVATION_KINDS,
+    SITES,
+    apply_custom,
+    check_kind,
+    check_level,
+    is_custom,
+    kind_name,
 )
 from invnorm_jax.functional.keys import example_keys, fold_in_each
-from invnorm_jax.nn.keys import number_stochastic_sites
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,12 +280,12 @@ class FaultChoice:
 
     def __post_init__(self):
         if not isinstance(self.choices, tuple) or not self.choices or not all(isinstance(f, Fault) for f in self.choices):
-            raise TypeError(f"FaultChoice(choices={self.choices!r}, ...): expected a non-empty tuple of Fault, e.g. "
+            raise ArgumentTypeError(f"FaultChoice(choices={self.choices!r}, ...): expected a non-empty tuple of Fault, e.g. "
                             "(Fault('bit_flip', 0), Fault('additive', 0, site='preactivation')).")
         if not isinstance(self.index, jax.core.Tracer):  # lax.switch would clamp a wrong index silently
             index = int(self.index)
             if not 0 <= index < len(self.choices):
-                raise ValueError(f"FaultChoice index={index} is out of range for {len(self.choices)} choices "
+                raise ArgumentError(f"FaultChoice index={index} is out of range for {len(self.choices)} choices "
                                  f"(0..{len(self.choices) - 1}).")
 
     def _contexts(self):
@@ -335,39 +341,6 @@ class FaultChoice:
 def _touches_weights(fault: Fault, bits: int | None) -> bool:
     """Whether :meth:`FaultContext.weights` changes a layer's weights under ``fault`` (statically)."""
     return fault.site == "weights" and (bits is not None or fault.include_full_precision)
-
-
-def number_fault_sites(model: nnx.Module) -> int:
-    """Give every faultable layer of ``model`` a distinct ``fault_id``; returns their count.
-
-    The order is that of ``nnx.iter_graph`` (deterministic for a given model class and
-    config), so the numbering, and with it every chip's faults, is reproducible. It also gives
-    every stochastic layer the key id of its path
-    (:func:`invnorm_jax.nn.number_stochastic_sites`): one call at the end of a model's
-    ``__init__`` numbers both kinds of site.
-
-    Args:
-      model: an NNX module; its faultable layers are those with a ``fault_id`` attribute.
-
-    Returns:
-      The number of fault sites.
-
-    >>> from invnorm_jax import nn as inn
-    >>> class Tiny(nnx.Module):
-    ...     def __init__(self, rngs):
-    ...         self.first = inn.BinaryDense(4, 4, rngs=rngs)
-    ...         self.second = inn.BinaryDense(4, 2, rngs=rngs)
-    >>> model = Tiny(nnx.Rngs(0))
-    >>> number_fault_sites(model), model.first.fault_id, model.second.fault_id
-    (2, 0, 1)
-    """
-    number_stochastic_sites(model)
-    count = 0
-    for _, node in nnx.iter_graph(model):
-        if isinstance(node, nnx.Module) and hasattr(node, "fault_id"):
-            node.fault_id = count
-            count += 1
-    return count
 
 
 def has_preactivation_sites(model: Any) -> bool:

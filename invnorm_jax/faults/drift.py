@@ -47,13 +47,13 @@ noise, no compensation. :data:`RRAM` is the weak-drift preset. :func:`drift_mode
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError, did_you_mean
 from invnorm_jax.faults.models import _check_level, _float_dtype
 
 __all__ = ["PCM", "PRESETS", "RRAM", "DriftModel", "drift", "drift_factor_log", "drift_model"]
@@ -93,15 +93,15 @@ class DriftModel:
         for name in ("nu_mean", "nu_std", "t0", "read_noise"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TypeError(f"DriftModel {name}={value!r} must be a number.")
+                raise ArgumentTypeError(f"DriftModel {name}={value!r} must be a number.")
             object.__setattr__(self, name, float(value))
         if not isinstance(self.compensate, (bool, np.bool_)):
-            raise TypeError(f"DriftModel compensate={self.compensate!r} must be True or False.")
+            raise ArgumentTypeError(f"DriftModel compensate={self.compensate!r} must be True or False.")
         object.__setattr__(self, "compensate", bool(self.compensate))
         for name in ("nu_mean", "nu_std", "read_noise"):
             _check_level(name, getattr(self, name), 0.0)
         if not float(self.t0) > 0.0:
-            raise ValueError(f"t0={self.t0!r} is out of range: expected t0 > 0 seconds (the first read).")
+            raise ArgumentError(f"t0={self.t0!r} is out of range: expected t0 > 0 seconds (the first read).")
 
 
 #: PCM-like drift (aihwkit's ``t0``, a mean exponent at the low end of the measured range).
@@ -133,18 +133,17 @@ def drift_model(spec) -> DriftModel | None:
     if spec is None or isinstance(spec, DriftModel):
         return spec
     if not isinstance(spec, Mapping):
-        raise TypeError(f"drift={spec!r} must be a mapping of DriftModel fields (e.g. dict(preset='rram', "
+        raise ArgumentTypeError(f"drift={spec!r} must be a mapping of DriftModel fields (e.g. dict(preset='rram', "
                         "compensate=True)), a DriftModel or None.")
     spec = dict(spec)
     preset = spec.pop("preset", "pcm")
     if preset not in PRESETS:
-        raise ValueError(f"drift preset={preset!r} is unknown; expected one of {tuple(PRESETS)}.")
+        raise ArgumentError(f"drift preset={preset!r} is unknown; expected one of {tuple(PRESETS)}.")
     fields = tuple(f.name for f in dataclasses.fields(DriftModel))
     for key in spec:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"drift has no parameter {key!r}{hint}; expected 'preset' and any of {fields}.")
+            raise ArgumentError(f"drift has no parameter {key!r}{did_you_mean(key, fields)}; expected 'preset' and "
+                                f"any of {fields}.")
     return dataclasses.replace(PRESETS[preset], **spec)
 
 

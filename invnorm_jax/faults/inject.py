@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError, describe
+from invnorm_jax._checks import describe
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError
 from invnorm_jax.faults import models as fm
 from invnorm_jax.faults.context import Fault, _apply_kind
 from invnorm_jax.faults.kinds import BIT_KINDS, kind_name, uses_bits

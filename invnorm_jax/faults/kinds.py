@@ -23,13 +23,13 @@ built-in kind name is (``Fault(my_fn, 0.1)``, :func:`~invnorm_jax.faults.inject`
 
 from __future__ import annotations
 
-import difflib
 import inspect
 
 import jax
 import numpy as np
 
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError, describe
+from invnorm_jax._checks import describe
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError, did_you_mean
 
 KINDS = ("bit_flip", "additive", "multiplicative", "uniform", "stuck_at", "drift")
 SITES = ("weights", "preactivation")
@@ -73,9 +73,7 @@ def check_kind(kind) -> None:
     """Raise unless ``kind`` is a built-in kind name or a hashable function of ``(key, array, level)``."""
     if isinstance(kind, str):
         if kind not in KINDS:
-            close = difflib.get_close_matches(kind, KINDS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ArgumentError(f"Fault kind={kind!r} is unknown; {hint}expected one of {KINDS}, or a function "
+            raise ArgumentError(f"Fault kind={kind!r} is unknown{did_you_mean(kind, KINDS)}; expected one of {KINDS}, or a function "
                                 f"{PROTOCOL} of your own.")
         return
     if not callable(kind):

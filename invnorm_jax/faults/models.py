@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from invnorm_jax.errors import ArgumentError
+
 MAX_BITS = 16
 
 
@@ -32,12 +34,12 @@ def _check_level(name: str, value, low: float, high: float = np.inf) -> None:
     # `not (low <= v <= high)` also rejects NaN.
     if not np.all((v >= low) & (v <= high)):
         allowed = f"[{low}, {high}]" if np.isfinite(high) else f">= {low}"
-        raise ValueError(f"{name}={value!r} is out of range: expected {name} {allowed}.")
+        raise ArgumentError(f"{name}={value!r} is out of range: expected {name} {allowed}.")
 
 
 def _check_bits(bits) -> int:
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= MAX_BITS:
-        raise ValueError(f"bits={bits!r} is out of range: expected an integer in [1, {MAX_BITS}].")
+        raise ArgumentError(f"bits={bits!r} is out of range: expected an integer in [1, {MAX_BITS}].")
     return int(bits)
 
 

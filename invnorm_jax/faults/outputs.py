@@ -15,7 +15,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError, describe
+from invnorm_jax._checks import describe
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError
 
 __all__ = ["check_examples", "check_reduce_args", "join_slices", "slice_examples", "trim"]
 
@@ -35,7 +36,7 @@ def check_examples(tree, n: int, who: str, hint: str = ""):
     >>> check_examples({"logits": jnp.zeros((3, 2)), "loss": jnp.zeros(())}, 3, "outputs")
     Traceback (most recent call last):
     ...
-    invnorm_jax._checks.ArgumentError: outputs['loss'] has shape (): every leaf must have the examples on its first axis, [3, ...].
+    invnorm_jax.errors.ArgumentError: outputs['loss'] has shape (): every leaf must have the examples on its first axis, [3, ...].
     """
     leaves = jax.tree_util.tree_leaves_with_path(tree)
     if not leaves:

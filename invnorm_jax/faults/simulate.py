@@ -44,21 +44,39 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from invnorm_jax._checks import ArgumentTypeError, describe
+from invnorm_jax._checks import describe
+from invnorm_jax.errors import ArgumentTypeError
 from invnorm_jax.faults.chip_map import chip_mesh, chip_sharding, map_chips
+from invnorm_jax.faults.chunking import (  # noqa: F401  (DEFAULT_CHUNK, CHIPS_PER_CALL: re-exported)
+    CHIPS_PER_CALL,
+    DEFAULT_CHUNK,
+    _accelerator_chunk,
+    chips_per_call,
+    chunk_for_budget,
+)
 from invnorm_jax.faults.compiling import chip_compiler_options
 from invnorm_jax.faults.context import Fault, FaultChoice, FaultContext
-from invnorm_jax.faults.inject import check_faults_for_params, inject_paths, select_paths
-from invnorm_jax.faults.outputs import check_examples, check_reduce_args, join_slices, slice_examples, trim
+from invnorm_jax.faults.inject import (
+    check_faults_for_params,
+    inject_paths,
+    select_paths,
+)
+from invnorm_jax.faults.outputs import (
+    check_examples,
+    check_reduce_args,
+    join_slices,
+    slice_examples,
+    trim,
+)
 from invnorm_jax.faults.simulate_args import (
-    _FUNCTIONAL_HINT, _check_args, _prepare_module, _program, _static,
+    _FUNCTIONAL_HINT,
+    _check_args,
+    _prepare_module,
+    _program,
+    _static,
 )
 from invnorm_jax.faults.step_cache import StepCache
 from invnorm_jax.functional.keys import example_keys
-
-from invnorm_jax.faults.chunking import (  # noqa: F401  (DEFAULT_CHUNK, CHIPS_PER_CALL: re-exported)
-    CHIPS_PER_CALL, DEFAULT_CHUNK, _accelerator_chunk, chips_per_call, chunk_for_budget,
-)
 
 
 def chip_keys(key: jax.Array, num_chips: int) -> jax.Array:
@@ -204,7 +222,7 @@ def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, 
         compiled step should serve: the step is compiled once for ``fault`` and all of them,
         picking the one to inject at run time (:class:`~invnorm_jax.faults.FaultChoice`), so
         that later calls with any of them reuse it. Outputs are those of a call without it.
-        :func:`invnorm_jax.evaluation.evaluate_method` passes a config's sweeps and OOD fault.
+        :func:`invnorm_jax.pipeline.evaluation.evaluate_method` passes a config's sweeps and OOD fault.
       per_example_keys: functional path: ``apply_fn`` gets a ``[batch]`` array of keys,
         ``fold_in(sample_key_t, i)`` for example ``i`` of ``x``, as the library's models do, so
         its outputs do not depend on ``batch_size``. Default False, one key per slice,

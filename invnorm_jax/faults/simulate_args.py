@@ -14,9 +14,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError, check_key, check_positive_int, describe
-from invnorm_jax.faults.context import Fault, has_preactivation_sites, number_fault_sites
+from invnorm_jax._checks import check_key, check_positive_int, describe
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError
+from invnorm_jax.faults.context import Fault, has_preactivation_sites
 from invnorm_jax.faults.inject import check_level_override
+from invnorm_jax.nn.keys import number_fault_sites
 
 
 def _takes_faults(model) -> bool:

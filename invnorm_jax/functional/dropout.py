@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from invnorm_jax._checks import check_rate
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.functional.keys import is_key_batch
 
 
@@ -35,7 +36,7 @@ def _per_example(key: jax.Array, x: jax.Array, rate, mask_shape_of, fn=_dropout)
     if not is_key_batch(key):
         return fn(key, x, rate, mask_shape_of(x))
     if key.shape[0] != x.shape[0]:
-        raise ValueError(f"key holds {key.shape[0]} per-example keys but x has {x.shape[0]} examples.")
+        raise ArgumentError(f"key holds {key.shape[0]} per-example keys but x has {x.shape[0]} examples.")
     # Each example alone, as a batch of one: its mask depends on its own key only.
     one = lambda k, xi: fn(k, xi[None], rate, mask_shape_of(xi[None]))[0]  # noqa: E731
     return jax.vmap(one)(key, x)
@@ -98,7 +99,7 @@ def mc_spatial_dropout(key: jax.Array, x: jax.Array, *, rate) -> jax.Array:
     True
     """
     if x.ndim < 2:
-        raise ValueError(f"x.shape={x.shape}: expected [batch, ..., channels].")
+        raise ArgumentError(f"x.shape={x.shape}: expected [batch, ..., channels].")
     return _per_example(key, x, rate, _channel_shape)
 
 
@@ -130,5 +131,5 @@ def dropout_mask(key: jax.Array, x: jax.Array, *, rate, spatial: bool = False) -
     ((2, 1, 1, 3), [0.0, 1.0])
     """
     if x.ndim < 2:
-        raise ValueError(f"x.shape={x.shape}: expected [batch, ..., channels].")
+        raise ArgumentError(f"x.shape={x.shape}: expected [batch, ..., channels].")
     return _per_example(key, x, rate, _channel_shape if spatial else (lambda a: a.shape), fn=_mask)

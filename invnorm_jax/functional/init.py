@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from invnorm_jax._checks import check_nonnegative
+from invnorm_jax.errors import ArgumentError
 
 
 def normal_gamma(sigma: float = 0.3):
@@ -72,7 +73,7 @@ def uniform_gamma(k: float = 2.0):
     (True, 1.0)
     """
     if not k > 0:
-        raise ValueError(f"k_gamma={k!r} must be > 0.")
+        raise ArgumentError(f"k_gamma={k!r} must be > 0.")
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, minval=0.0, maxval=k)
@@ -97,7 +98,7 @@ def uniform_beta(k: float = 0.5):
     (True, True)
     """
     if not k > 0:
-        raise ValueError(f"k_beta={k!r} must be > 0.")
+        raise ArgumentError(f"k_beta={k!r} must be > 0.")
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, minval=-k, maxval=k)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from invnorm_jax._checks import ArgumentError
+from invnorm_jax.errors import ArgumentError
 
 
 def is_key_batch(key: jax.Array) -> bool:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from einops import rearrange
 
 from invnorm_jax._checks import check_choice, check_rate
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.functional.keys import is_key_batch
 from invnorm_jax.functional.stats import standardize
 
@@ -26,28 +27,28 @@ MODES = ("vector", "element")
 
 def _check_affine_shapes(x_features: int | None, scale: jax.Array, bias: jax.Array, batch: int | None) -> None:
     if scale.shape != bias.shape:
-        raise ValueError(f"scale.shape={scale.shape} and bias.shape={bias.shape} must be equal.")
+        raise ArgumentError(f"scale.shape={scale.shape} and bias.shape={bias.shape} must be equal.")
     if scale.ndim not in (1, 2):
-        raise ValueError(
+        raise ArgumentError(
             f"scale.shape={scale.shape} must be (features,) or (batch, features) for per-example draws."
         )
     if x_features is not None and scale.shape[-1] != x_features:
-        raise ValueError(
+        raise ArgumentError(
             f"scale/bias have {scale.shape[-1]} features but x has {x_features} channels (last axis); "
             "they must match."
         )
     if scale.ndim == 2 and batch is not None and scale.shape[0] != batch:
-        raise ValueError(f"per-example scale.shape={scale.shape} must have batch size {batch} on axis 0.")
+        raise ArgumentError(f"per-example scale.shape={scale.shape} must have batch size {batch} on axis 0.")
 
 
 def _check_groups(num_groups, channels: int) -> None:
     if num_groups is None:
         return
     if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
-        raise ValueError(f"num_groups={num_groups!r} must be a positive integer or None (per instance).")
+        raise ArgumentError(f"num_groups={num_groups!r} must be a positive integer or None (per instance).")
     if channels % num_groups:
         divisors = [d for d in range(1, channels + 1) if channels % d == 0]
-        raise ValueError(
+        raise ArgumentError(
             f"num_groups={num_groups} does not divide the {channels} channels; allowed values: {divisors}."
         )
 
@@ -86,7 +87,7 @@ def normalize(y: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5,
     [[[-1.213, -0.728, -1.213, -0.728], [0.728, 1.213, 0.728, 1.213]]]
     """
     if y.ndim < 2:
-        raise ValueError(f"x.shape={y.shape}: expected at least 2 axes, [batch, ..., channels].")
+        raise ArgumentError(f"x.shape={y.shape}: expected at least 2 axes, [batch, ..., channels].")
     channels = y.shape[-1]
     _check_groups(num_groups, channels)
     groups = 1 if num_groups is None else num_groups
@@ -144,7 +145,7 @@ def inverted_norm(
     True
     """
     if x.ndim < 2:
-        raise ValueError(f"x.shape={x.shape}: expected at least 2 axes, [batch, ..., channels].")
+        raise ArgumentError(f"x.shape={x.shape}: expected at least 2 axes, [batch, ..., channels].")
     _check_affine_shapes(x.shape[-1], scale, bias, x.shape[0])
     _check_groups(num_groups, x.shape[-1])
     compute = _stats_dtype(jnp.result_type(x.dtype, scale.dtype))
@@ -200,13 +201,13 @@ def affine_dropout(
     check_rate(rate)
     check_choice(mode, "mode", MODES)
     if scale.ndim != 1:
-        raise ValueError(f"scale.shape={scale.shape} must be (features,); use batch_size= for per-example draws.")
+        raise ArgumentError(f"scale.shape={scale.shape} must be (features,); use batch_size= for per-example draws.")
     _check_affine_shapes(None, scale, bias, None)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size={batch_size!r} must be a positive integer or None.")
+        raise ArgumentError(f"batch_size={batch_size!r} must be a positive integer or None.")
     if is_key_batch(key):
         if batch_size not in (None, key.shape[0]):
-            raise ValueError(f"batch_size={batch_size} but key holds {key.shape[0]} per-example keys.")
+            raise ArgumentError(f"batch_size={batch_size} but key holds {key.shape[0]} per-example keys.")
         draw = lambda k: affine_dropout(k, scale, bias, rate=rate, mode=mode)  # noqa: E731
         new_scale, new_bias = jax.vmap(draw)(key)
         chex.assert_shape([new_scale, new_bias], (key.shape[0],) + scale.shape)

@@ -28,12 +28,17 @@ from typing import Any
 
 from flax import nnx
 
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.models.common import check_method, count_params
 from invnorm_jax.models.lstm import LSTMForecaster
 from invnorm_jax.models.m5 import M5
 from invnorm_jax.models.resnet import BasicBlock, BinaryResNet
 from invnorm_jax.models.unet import UNet
-from invnorm_jax.nn.noise_training import DEFAULT_LEVEL, DEFAULT_NOISE, enable_weight_noise
+from invnorm_jax.nn.noise_training import (
+    DEFAULT_LEVEL,
+    DEFAULT_NOISE,
+    enable_weight_noise,
+)
 
 MODELS: dict[str, type[nnx.Module]] = {
     "resnet": BinaryResNet,
@@ -96,7 +101,7 @@ def build_model(name: str, method: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Modu
         name, defaults = PRESETS[name]
         kwargs = {**defaults, **kwargs}
     if name not in MODELS:
-        raise ValueError(f"model name={name!r} is unknown; expected one of {available_models()}.")
+        raise ArgumentError(f"model name={name!r} is unknown; expected one of {available_models()}.")
     check_method(method)
     noise = {k: kwargs.pop(k) for k in ("train_noise", "train_noise_level") if k in kwargs}
     if method == "noisy_training":  # the nn network, trained with weight noise (nn.noise_training)

@@ -35,9 +35,10 @@ import jax.numpy as jnp  # noqa: F401  (the doctests use it)
 from flax import nnx
 
 from invnorm_jax._checks import check_choice
-from invnorm_jax.faults.context import number_fault_sites
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.models.common import Call, check_method
 from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
+from invnorm_jax.nn.keys import number_fault_sites
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import QuantDense
 from invnorm_jax.nn.recurrent import QuantLSTMCell
@@ -92,7 +93,7 @@ class LSTMForecaster(nnx.Module):
         check_method(method)
         check_choice(norm_placement, "norm_placement", NORM_PLACEMENTS)
         if num_layers < 1:
-            raise ValueError(f"num_layers={num_layers} must be >= 1.")
+            raise ArgumentError(f"num_layers={num_layers} must be >= 1.")
         self.method = method
         self.residual = residual
         cells, sites = [], []
@@ -116,7 +117,7 @@ class LSTMForecaster(nnx.Module):
     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
         """Forecast ``[B, out_features]`` from windows ``[B, L, in_features]``."""
         if x.ndim != 3:
-            raise ValueError(f"x.shape={x.shape}: expected [batch, time, features].")
+            raise ArgumentError(f"x.shape={x.shape}: expected [batch, time, features].")
         call = Call(key, train, deterministic, faults)
         # Level-free: read the window relative to its last value, forecast the change from it.
         last = x[:, -1:, :1] if self.residual else None

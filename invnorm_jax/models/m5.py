@@ -23,9 +23,15 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
-from invnorm_jax.faults.context import number_fault_sites
-from invnorm_jax.models.common import Call, check_method, global_avg_pool, max_pool_if_fits
+from invnorm_jax.errors import ArgumentError
+from invnorm_jax.models.common import (
+    Call,
+    check_method,
+    global_avg_pool,
+    max_pool_if_fits,
+)
 from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
+from invnorm_jax.nn.keys import number_fault_sites
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import QuantConv, QuantDense
 
@@ -73,7 +79,7 @@ class M5(nnx.Module):
     ):
         check_method(method)
         if not channels:
-            raise ValueError("channels must name at least one conv block, e.g. channels=(32, 32, 64, 64).")
+            raise ArgumentError("channels must name at least one conv block, e.g. channels=(32, 32, 64, 64).")
         self.method = method
         self.pool = pool
         convs, sites, in_ch = [], [], in_channels

@@ -21,13 +21,19 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
-from invnorm_jax.faults.context import number_fault_sites
+from invnorm_jax._checks import check_choice
+from invnorm_jax.errors import ArgumentError
+from invnorm_jax.functional.init import normal_beta, normal_gamma
 from invnorm_jax.models.common import Call, check_method, global_avg_pool, hardtanh
 from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
+from invnorm_jax.nn.keys import number_fault_sites
 from invnorm_jax.nn.norm import norm_site
-from invnorm_jax._checks import check_choice
-from invnorm_jax.functional.init import normal_beta, normal_gamma
-from invnorm_jax.nn.quantized import BinaryConv, PreactivationSite, QuantConv, QuantDense
+from invnorm_jax.nn.quantized import (
+    BinaryConv,
+    PreactivationSite,
+    QuantConv,
+    QuantDense,
+)
 
 #: Where pre-activation variation goes in a block (docs/faults.md): on the standardized
 #: activation (every method alike), after the baselines' affine and dropout, or at sign()'s input.
@@ -158,7 +164,7 @@ class BinaryResNet(nnx.Module):
     ):
         check_method(method)
         if len(widths) != len(blocks) or not widths:
-            raise ValueError(f"widths={tuple(widths)} and blocks={tuple(blocks)} must be non-empty and equally long.")
+            raise ArgumentError(f"widths={tuple(widths)} and blocks={tuple(blocks)} must be non-empty and equally long.")
         self.method = method
         self.stem = _full_precision_conv(in_channels, widths[0], 3, 1, rngs)
         site_kwargs = dict(mode=mode, scale_init=normal_gamma(init_std), bias_init=normal_beta(init_std))

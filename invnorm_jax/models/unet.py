@@ -24,9 +24,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from invnorm_jax.faults.context import number_fault_sites
-from invnorm_jax.models.common import Call, check_method, max_pool_if_fits, upsample_nearest
+from invnorm_jax.errors import ArgumentError
+from invnorm_jax.models.common import (
+    Call,
+    check_method,
+    max_pool_if_fits,
+    upsample_nearest,
+)
 from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
+from invnorm_jax.nn.keys import number_fault_sites
 from invnorm_jax.nn.norm import norm_site
 from invnorm_jax.nn.quantized import PACT, BinaryConv, QuantConv
 
@@ -92,7 +98,7 @@ class UNet(nnx.Module):
     ):
         check_method(method)
         if not widths:
-            raise ValueError("widths must name at least one level, e.g. widths=(16, 32, 64, 128).")
+            raise ArgumentError("widths must name at least one level, e.g. widths=(16, 32, 64, 128).")
         self.method = method
         self.levels = len(widths)
         unit = dict(num_groups=num_groups, act_bits=act_bits, rate=rate, dropout_site=dropout_site, rngs=rngs)
@@ -116,7 +122,7 @@ class UNet(nnx.Module):
     def _check_input(self, x: jax.Array) -> None:
         multiple = 2 ** (self.levels - 1)
         if x.ndim != 4 or x.shape[1] % multiple or x.shape[2] % multiple:
-            raise ValueError(
+            raise ArgumentError(
                 f"x.shape={x.shape}: expected [batch, H, W, channels] with H and W multiples of {multiple} "
                 f"(2 ** (len(widths) - 1))."
             )

@@ -1,10 +1,17 @@
 """Flax NNX layers: thin shells over :mod:`invnorm_jax.functional`."""
 
 from invnorm_jax.nn.dropout import DROPOUT_SITES, CrossbarDropout, crossbar_dropout
-from invnorm_jax.nn.keys import number_stochastic_sites, path_id, stochastic_site_ids
+from invnorm_jax.nn.keys import (
+    number_fault_sites,
+    number_stochastic_sites,
+    path_id,
+    stochastic_site_ids,
+)
+from invnorm_jax.nn.lowp import set_binary_compute
 from invnorm_jax.nn.norm import (
     DETERMINISTIC_METHODS,
     METHODS,
+    PAPER_METHODS,
     ConventionalNorm,
     InvertedNorm,
     MCDropout,
@@ -12,24 +19,23 @@ from invnorm_jax.nn.norm import (
     NormSite,
     norm_site,
 )
-
 from invnorm_jax.nn.quantized import (
     PACT,
     BinaryConv,
     BinaryDense,
-    PreactivationSite,
     EDEProgress,
+    PreactivationSite,
     QuantConv,
     QuantDense,
     set_training_progress,
 )
-from invnorm_jax.nn.lowp import set_binary_compute
 from invnorm_jax.nn.recurrent import QuantLSTMCell
 
 __all__ = [
     "DROPOUT_SITES",
     "CrossbarDropout",
     "crossbar_dropout",
+    "number_fault_sites",
     "number_stochastic_sites",
     "path_id",
     "stochastic_site_ids",
@@ -45,6 +51,7 @@ __all__ = [
     "set_binary_compute",
     "DETERMINISTIC_METHODS",
     "METHODS",
+    "PAPER_METHODS",
     "ConventionalNorm",
     "InvertedNorm",
     "MCDropout",

@@ -22,7 +22,8 @@ import zlib
 import jax
 from flax import nnx
 
-from invnorm_jax._checks import ArgumentError, ArgumentTypeError, check_key
+from invnorm_jax._checks import check_key
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError
 from invnorm_jax.functional.keys import example_keys, fold_in_each
 
 
@@ -127,6 +128,39 @@ def number_stochastic_sites(model: nnx.Module) -> int:
     return len(seen)
 
 
+def number_fault_sites(model: nnx.Module) -> int:
+    """Give every faultable layer of ``model`` a distinct ``fault_id``; returns their count.
+
+    The order is that of ``nnx.iter_graph`` (deterministic for a given model class and
+    config), so the numbering, and with it every chip's faults, is reproducible. It also gives
+    every stochastic layer the key id of its path
+    (:func:`number_stochastic_sites`): one call at the end of a model's
+    ``__init__`` numbers both kinds of site.
+
+    Args:
+      model: an NNX module; its faultable layers are those with a ``fault_id`` attribute.
+
+    Returns:
+      The number of fault sites.
+
+    >>> from invnorm_jax.nn.quantized import BinaryDense
+    >>> class Tiny(nnx.Module):
+    ...     def __init__(self, rngs):
+    ...         self.first = BinaryDense(4, 4, rngs=rngs)
+    ...         self.second = BinaryDense(4, 2, rngs=rngs)
+    >>> model = Tiny(nnx.Rngs(0))
+    >>> number_fault_sites(model), model.first.fault_id, model.second.fault_id
+    (2, 0, 1)
+    """
+    number_stochastic_sites(model)
+    count = 0
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Module) and hasattr(node, "fault_id"):
+            node.fault_id = count
+            count += 1
+    return count
+
+
 def stochastic_site_ids(model: nnx.Module) -> dict[str, int]:
     """``{path: key_id}`` of every stochastic layer of ``model`` (None: set when it is called).
 
@@ -221,5 +255,5 @@ def layer_keys(key: jax.Array, key_id: int, batch_size: int) -> jax.Array:
     return fold_in_each(example_keys(key, batch_size), key_id)
 
 
-__all__ = ["ROOT_ID", "call_path", "layer_key_id", "layer_keys", "number_stochastic_sites", "path_id", "resolve_key", "rng_stream",
+__all__ = ["ROOT_ID", "call_path", "layer_key_id", "layer_keys", "number_fault_sites", "number_stochastic_sites", "path_id", "resolve_key", "rng_stream",
            "stochastic_site_ids"]

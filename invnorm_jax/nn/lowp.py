@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from invnorm_jax._checks import ArgumentError
+from invnorm_jax.errors import ArgumentError
 
 __all__ = [
     "COMPUTES",

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from invnorm_jax._checks import check_choice
+from invnorm_jax.errors import ArgumentError
 
 __all__ = ["DEFAULT_LEVEL", "DEFAULT_NOISE", "NOISE_KINDS", "NoisyTraining", "TrainingNoise", "enable_weight_noise"]
 
@@ -48,7 +49,7 @@ def _check_noise(kind: str, level) -> float:
     check_choice(kind, "train_noise", NOISE_KINDS)
     value = float(level)
     if not value >= 0.0:  # also NaN
-        raise ValueError(f"train_noise_level={level!r} must be >= 0 (a sigma; 0 trains without noise).")
+        raise ArgumentError(f"train_noise_level={level!r} must be >= 0 (a sigma; 0 trains without noise).")
     return value
 
 
@@ -144,7 +145,7 @@ class NoisyTraining(nnx.Module):
                  **kwargs):
         if train and faults is None:
             if key is None:
-                raise ValueError("noisy_training draws its weight noise from the forward pass's key: call "
+                raise ArgumentError("noisy_training draws its weight noise from the forward pass's key: call "
                                  "model(x, key=key, train=True) (invnorm_jax.train does).")
             step_key = key if jnp.ndim(key) == 0 else jnp.ravel(key)[0]
             faults = TrainingNoise(self.kind, self.level, jax.random.fold_in(step_key, _NOISE_STREAM),

@@ -15,14 +15,27 @@ from flax import nnx
 from flax.nnx.module import first_from
 
 from invnorm_jax._checks import (
-    ArgumentError, check_channels, check_choice, check_float_input, check_positive_int, check_rate,
+    check_channels,
+    check_choice,
+    check_float_input,
+    check_positive_int,
+    check_rate,
 )
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.functional import init as inits
 from invnorm_jax.functional.dropout import mc_dropout, mc_spatial_dropout
-from invnorm_jax.functional.norm import MODES, _check_groups, affine_dropout, inverted_norm, normalize
+from invnorm_jax.functional.norm import (
+    MODES,
+    _check_groups,
+    affine_dropout,
+    inverted_norm,
+    normalize,
+)
 from invnorm_jax.nn.keys import layer_key_id, layer_keys, resolve_key, rng_stream
 
 METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed", "noisy_training")
+#: The paper's four methods (its Table I), the configs' default; ``noisy_training`` is an extra baseline.
+PAPER_METHODS = METHODS[:4]
 #: Methods without a sampler at test time: one forward pass is their prediction (T = 1).
 DETERMINISTIC_METHODS = ("nn", "noisy_training")
 NORM_KINDS = ("batch", "layer", "group")

@@ -24,9 +24,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from invnorm_jax._checks import (
-    ArgumentError, check_bits, check_channels, check_fault_context, check_float_input, check_positive_int,
+    check_bits,
+    check_channels,
+    check_fault_context,
+    check_float_input,
+    check_positive_int,
 )
-from invnorm_jax.nn.lowp import check_compute, layer_product
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.functional.quantize import (
     ede_schedule,
     fake_quant,
@@ -34,7 +38,7 @@ from invnorm_jax.functional.quantize import (
     quantize_symmetric,
     sign,
 )
-
+from invnorm_jax.nn.lowp import check_compute, layer_product
 from invnorm_jax.nn.pact import PACT
 
 if TYPE_CHECKING:  # the type only: nn must not pull in the fault models at import time

@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from invnorm_jax._checks import ArgumentError, check_channels, check_float_input, check_positive_int
+from invnorm_jax._checks import check_channels, check_float_input, check_positive_int
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.nn.quantized import QuantDense
 
 if TYPE_CHECKING:  # the type only: nn must not pull in the fault models at import time

@@ -1,6 +1,6 @@
 """Synthetic stand-ins for the datasets that must be downloaded, for smoke runs and tests.
 
-``get_dataset(name, synthetic=True, **kwargs)`` returns a `Split` with the real dataset's
+``get_synthetic(name, **kwargs)`` returns a `Split` with the real dataset's
 shapes, dtypes, label space and preprocessing, built without network:
 
 * ``cifar10``: random images and labels from TFDS's own mock
@@ -32,8 +32,13 @@ import numpy as np
 from invnorm_jax.data.cifar10 import load_cifar10
 from invnorm_jax.data.common import Split
 from invnorm_jax.data.speech_commands import WORDS, load_speech_commands
+from invnorm_jax.errors import ArgumentError
 from invnorm_jax.testing.synthetic_drive import (  # noqa: F401  (re-exported)
-    DRIVE_TEST_IDS, DRIVE_TRAIN_IDS, mark_synthetic, synthetic_drive, write_drive_folder,
+    DRIVE_TEST_IDS,
+    DRIVE_TRAIN_IDS,
+    mark_synthetic,
+    synthetic_drive,
+    write_drive_folder,
 )
 
 # --------------------------------------------------------------------------- Speech Commands
@@ -131,7 +136,7 @@ def write_speech_commands_folder(
     root = pathlib.Path(root)
     freqs = dict(words) if isinstance(words, Mapping) else word_frequencies(words)
     if clips_per_word < num_validation + num_test:
-        raise ValueError(f"clips_per_word={clips_per_word} < num_validation + num_test = "
+        raise ArgumentError(f"clips_per_word={clips_per_word} < num_validation + num_test = "
                          f"{num_validation + num_test}.")
     rng = np.random.default_rng(seed)
     lists: dict[str, list[str]] = {"validation": [], "test": []}
@@ -250,7 +255,7 @@ def get_synthetic(name: str, **kwargs) -> Split:
     try:
         loader = SYNTHETIC_DATASETS[name]
     except KeyError:
-        raise ValueError(
+        raise ArgumentError(
             f"dataset {name!r} has no synthetic stand-in; synthetic=True works for "
             f"{', '.join(sorted(SYNTHETIC_DATASETS))} (digits, mnist1d and co2 are offline already)."
         ) from None

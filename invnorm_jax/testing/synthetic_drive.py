@@ -13,6 +13,7 @@ import numpy as np
 
 from invnorm_jax.data.common import Split
 from invnorm_jax.data.drive import load_drive
+from invnorm_jax.errors import ArgumentError
 
 #: Official DRIVE image ids: 21..40 training, 01..20 test.
 DRIVE_TRAIN_IDS = tuple(str(i) for i in range(21, 41))
@@ -152,7 +153,7 @@ def synthetic_drive(
     ((4, 32, 32, 1), (2, 64, 64, 1), 2)
     """
     if not (1 <= num_train <= 20 and 1 <= num_test <= 20):
-        raise ValueError(f"num_train={num_train} and num_test={num_test} must be in 1..20 (DRIVE's ids).")
+        raise ArgumentError(f"num_train={num_train} and num_test={num_test} must be in 1..20 (DRIVE's ids).")
     with tempfile.TemporaryDirectory(prefix="invnorm_drive_") as tmp:
         write_drive_folder(tmp, height=height, width=width, train_ids=DRIVE_TRAIN_IDS[:num_train],
                            test_ids=DRIVE_TEST_IDS[:num_test], seed=seed)
