@@ -73,8 +73,9 @@ def _fmt(stat, scale: float) -> str:
 
 def _weights(num_chips: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return np.stack([np.bincount(rng.integers(0, num_chips, num_chips), minlength=num_chips)
-                     for _ in range(N_BOOT)]).astype(np.float64)
+    return np.stack(
+        [np.bincount(rng.integers(0, num_chips, num_chips), minlength=num_chips) for _ in range(N_BOOT)]
+    ).astype(np.float64)
 
 
 def _chips(m, sweep: str, level: float) -> np.ndarray | None:
@@ -95,10 +96,23 @@ def drift_table(res) -> tuple[str, list[dict]]:
                     continue
                 w = _weights(clean.size)
                 stats = [_ci(v, w) for v in (clean, day, decade, decade - clean)]
-                lines.append(f"| {task} | {report.METHOD_LABELS.get(method, method)} | {comp} | "
-                             + " | ".join(_fmt(s, scale) for s in stats) + " |")
-                out.append(dict(task=task, sweep=sweep, method=method, compensate=comp == "yes",
-                                fault_free=stats[0], day=stats[1], decade=stats[2], drop=stats[3]))
+                lines.append(
+                    f"| {task} | {report.METHOD_LABELS.get(method, method)} | {comp} | "
+                    + " | ".join(_fmt(s, scale) for s in stats)
+                    + " |"
+                )
+                out.append(
+                    dict(
+                        task=task,
+                        sweep=sweep,
+                        method=method,
+                        compensate=comp == "yes",
+                        fault_free=stats[0],
+                        day=stats[1],
+                        decade=stats[2],
+                        drop=stats[3],
+                    )
+                )
     return "\n".join(lines), out
 
 
@@ -108,9 +122,11 @@ def sweep_table(res) -> tuple[str, list[dict]]:
     for task, t in res.tasks.items():
         scale = TASK_METRICS[t.metric].scale
         methods = list(t.methods)
-        lines += [f"\n**{task}** ({t.metric}{', lower is better' if not TASK_METRICS[t.metric].higher_is_better else ''})\n",
-                  "| sweep | " + " | ".join(report.METHOD_LABELS.get(m, m) for m in methods) + " |",
-                  "|---" * (len(methods) + 1) + "|"]
+        lines += [
+            f"\n**{task}** ({t.metric}{', lower is better' if not TASK_METRICS[t.metric].higher_is_better else ''})\n",
+            "| sweep | " + " | ".join(report.METHOD_LABELS.get(m, m) for m in methods) + " |",
+            "|---" * (len(methods) + 1) + "|",
+        ]
         for sweep in t.sweeps:
             cells = []
             for method in methods:
@@ -141,12 +157,19 @@ def main(argv=None) -> int:
         drift_only = dataclasses.replace(t, sweeps={s: i for s, i in t.sweeps.items() if i.kind == "drift"})
         if drift_only.sweeps:
             report.plot_task(task, drift_only, args.out / f"{task}_drift.png")
-    text = ("## Drift: the metric over time (mean over chips [95 % interval])\n\n" + drift_md
-            + "\n\n## Every sweep: the metric averaged over its faulty levels\n" + sweep_md
-            + "\n\n" + comparison_markdown(comparison) + "\n")
+    text = (
+        "## Drift: the metric over time (mean over chips [95 % interval])\n\n"
+        + drift_md
+        + "\n\n## Every sweep: the metric averaged over its faulty levels\n"
+        + sweep_md
+        + "\n\n"
+        + comparison_markdown(comparison)
+        + "\n"
+    )
     (args.out / "tables.md").write_text(text)
-    (args.out / "study.json").write_text(json.dumps(dict(drift=drift_rows, sweeps=sweep_rows,
-                                                         comparison=comparison_json(comparison)), indent=1))
+    (args.out / "study.json").write_text(
+        json.dumps(dict(drift=drift_rows, sweeps=sweep_rows, comparison=comparison_json(comparison)), indent=1)
+    )
     print(text)
     return 0
 

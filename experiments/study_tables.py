@@ -42,8 +42,13 @@ def verdict_table(run: pathlib.Path, extra: dict[str, pathlib.Path]) -> str:
         rows = _rows(folder)
         for reading in claims.row_readings(rows):
             name = f"{reading}{' ' + label if label else ''}"
-            columns.append((name, {c.id: claims.deciding_row(rows, c.id, reading=reading) for c in claims.CLAIMS},
-                            claims.claim_verdicts(rows, reading=reading)))
+            columns.append(
+                (
+                    name,
+                    {c.id: claims.deciding_row(rows, c.id, reading=reading) for c in claims.CLAIMS},
+                    claims.claim_verdicts(rows, reading=reading),
+                )
+            )
     lines = ["| claim | paper | " + " | ".join(c[0] for c in columns) + " |", "|---|---|" + "---|" * len(columns)]
     for c in claims.CLAIMS:
         cells = []
@@ -58,8 +63,10 @@ def verdict_table(run: pathlib.Path, extra: dict[str, pathlib.Path]) -> str:
 
 def co2_table(run: results.Results) -> str:
     """Fault-free RMSE per method (mean ± std over seeds) beside the naive forecasts."""
-    lines = ["| task | " + " | ".join(LABELS.values()) + " | persistence | seasonal-naive | seasonal drift |",
-             "|---|" + "---|" * 7]
+    lines = [
+        "| task | " + " | ".join(LABELS.values()) + " | persistence | seasonal-naive | seasonal drift |",
+        "|---|" + "---|" * 7,
+    ]
     for name, t in run.tasks.items():
         if not t.naive:
             continue
@@ -86,11 +93,23 @@ def depth_table(rows) -> str:
             for base in ("nn", "dropout"):  # each claim's own baseline
                 cells = []
                 for task in ("digits", "digits_deep"):
-                    found = [r for r in rows if r.claim == cid and r.baseline == base and r.reading == reading
-                             and r.task is not None and r.task.split("@")[0] == task and r.measured is not None]
+                    found = [
+                        r
+                        for r in rows
+                        if r.claim == cid
+                        and r.baseline == base
+                        and r.reading == reading
+                        and r.task is not None
+                        and r.task.split("@")[0] == task
+                        and r.measured is not None
+                    ]
                     best = max(found, key=lambda r: r.measured, default=None)
-                    cells.append("–" if best is None else f"{best.measured:+.1f} pp [{best.interval[0]:+.1f}, "
-                                 f"{best.interval[1]:+.1f}] ({best.sweep} {best.best_level:g})")
+                    cells.append(
+                        "–"
+                        if best is None
+                        else f"{best.measured:+.1f} pp [{best.interval[0]:+.1f}, "
+                        f"{best.interval[1]:+.1f}] ({best.sweep} {best.best_level:g})"
+                    )
                 if any(c != "–" for c in cells):
                     lines.append(f"| {reading} | {cid} | {base} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

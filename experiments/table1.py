@@ -92,16 +92,27 @@ def markdown(results: Results, runs: dict | None = None, *, sweeps: bool = False
             samples = max(m.num_samples for m in t.methods.values())
             sizes.append(f"{task}: {chips} chips, T = {samples}")
     lines += ["MC-averaged predictions (NN is deterministic: T = 1). " + "; ".join(sizes) + ".", ""]
-    flagged = [f"`{task}` ({run['settings'].get('variant')})" for task, run in (runs or {}).items()
-               if run["settings"].get("variant", "full") != "full"]
+    flagged = [
+        f"`{task}` ({run['settings'].get('variant')})"
+        for task, run in (runs or {}).items()
+        if run["settings"].get("variant", "full") != "full"
+    ]
     if flagged:
-        lines += ["**Not paper scale:** " + ", ".join(flagged)
-                  + ". Smoke runs use a few steps on synthetic or cut data: their numbers are meaningless.", ""]
+        lines += [
+            "**Not paper scale:** "
+            + ", ".join(flagged)
+            + ". Smoke runs use a few steps on synthetic or cut data: their numbers are meaningless.",
+            "",
+        ]
     if sweeps:
         for task, t in results.tasks.items():
             for name, sweep in t.sweeps.items():
-                lines += [f"### {task}: {name} at {sweep.site} (mean ± std over chips)", "",
-                          report.robustness_table(t, name), ""]
+                lines += [
+                    f"### {task}: {name} at {sweep.site} (mean ± std over chips)",
+                    "",
+                    report.robustness_table(t, name),
+                    "",
+                ]
     return "\n".join(lines)
 
 

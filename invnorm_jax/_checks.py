@@ -105,8 +105,11 @@ def check_key(key, name: str = "key", who: str = "", *, single: bool = False):
         allowed = "one key" if single else "one key or one key per example ([batch])"
         raise ArgumentError(
             f"{prefix}{name} holds keys of shape {shape}: expected {allowed}"
-            + (", e.g. jax.random.key(0); the chips' and samples' keys are made from it." if single else
-               "; split(key, n) gives n keys for n examples.")
+            + (
+                ", e.g. jax.random.key(0); the chips' and samples' keys are made from it."
+                if single
+                else "; split(key, n) gives n keys for n examples."
+            )
         )
     return key
 
@@ -125,8 +128,9 @@ def check_float_input(x, who: str) -> None:
         )
 
 
-def check_channels(x, expected: int, who: str, *, axis_name: str = "channels", size_name: str = "in_features",
-                   name: str = "x") -> None:
+def check_channels(
+    x, expected: int, who: str, *, axis_name: str = "channels", size_name: str = "in_features", name: str = "x"
+) -> None:
     """Raise unless the last axis of ``x`` has ``expected`` entries (a layer's ``in_features``)."""
     if x.ndim == 0:
         raise ArgumentError(f"{who}: {name} is a scalar: expected an array [batch, ..., {expected}].")

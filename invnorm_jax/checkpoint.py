@@ -211,27 +211,43 @@ class Checkpointer:
         unfinished = self.unfinished_saves()
         if step is not None:
             if step not in complete:
-                raise CheckpointMissingError(f"no complete checkpoint of step {step} in {self.directory} (it has "
-                                             f"steps {complete}): restore one of those, or the latest (step=None).")
+                raise CheckpointMissingError(
+                    f"no complete checkpoint of step {step} in {self.directory} (it has "
+                    f"steps {complete}): restore one of those, or the latest (step=None)."
+                )
             return step
         if not complete:
-            extra = (f" (only the unfinished save of step {unfinished[-1]}, interrupted while writing)"
-                     if unfinished else "")
-            raise CheckpointMissingError(f"no checkpoint in {self.directory}{extra}: train first (invnorm-jax "
-                                         "train ...), or point --workdir at the folder of a trained run.")
+            extra = (
+                f" (only the unfinished save of step {unfinished[-1]}, interrupted while writing)" if unfinished else ""
+            )
+            raise CheckpointMissingError(
+                f"no checkpoint in {self.directory}{extra}: train first (invnorm-jax "
+                "train ...), or point --workdir at the folder of a trained run."
+            )
         newer = [s for s in unfinished if s > complete[-1]]
         if newer:
-            log.warning("checkpoint of step %d in %s was not finished (the run stopped while saving it); restoring "
-                        "step %d, the last complete checkpoint.", newer[-1], self.directory, complete[-1])
+            log.warning(
+                "checkpoint of step %d in %s was not finished (the run stopped while saving it); restoring "
+                "step %d, the last complete checkpoint.",
+                newer[-1],
+                self.directory,
+                complete[-1],
+            )
         return complete[-1]
 
     def _damaged(self, step: int, err: Exception) -> CheckpointCorruptError:
         folder = self.directory / str(step)
         older = [s for s in self.manager.all_steps() if s < step]
-        fix = (f"delete {folder} to resume from step {max(older)}, the checkpoint before it, or delete "
-               f"{self.directory} to start over" if older else f"delete {self.directory} to start over")
-        return CheckpointCorruptError(f"checkpoint {folder} cannot be read: its files are damaged (truncated or "
-                                      f"overwritten; {type(err).__name__}: {str(err)[:300]}). {fix}.")
+        fix = (
+            f"delete {folder} to resume from step {max(older)}, the checkpoint before it, or delete "
+            f"{self.directory} to start over"
+            if older
+            else f"delete {self.directory} to start over"
+        )
+        return CheckpointCorruptError(
+            f"checkpoint {folder} cannot be read: its files are damaged (truncated or "
+            f"overwritten; {type(err).__name__}: {str(err)[:300]}). {fix}."
+        )
 
     def _check_compatible(self, step: int, target: dict) -> None:
         """Compare the checkpoint's array names, shapes and dtypes with ``target``'s."""
@@ -245,17 +261,26 @@ class Checkpointer:
             return
         more = f"; and {len(diffs) - MAX_LISTED} more" if len(diffs) > MAX_LISTED else ""
         if all(d.startswith("optimizer/") for d in diffs):
-            what = ("the optimizer state differs: the run was trained with another optimizer (train.optimizer, "
-                    "train.weight_decay or the schedule)")
+            what = (
+                "the optimizer state differs: the run was trained with another optimizer (train.optimizer, "
+                "train.weight_decay or the schedule)"
+            )
         else:
-            what = ("the model differs: it was trained with another model config (model.kwargs such as widths or "
-                    "blocks, the method, or the dataset's shapes)")
+            what = (
+                "the model differs: it was trained with another model config (model.kwargs such as widths or "
+                "blocks, the method, or the dataset's shapes)"
+            )
         saved_config = self.workdir / "config.json"
-        where = (f"{saved_config} records the config it was trained with" if saved_config.is_file()
-                 else "use the config and method it was trained with")
+        where = (
+            f"{saved_config} records the config it was trained with"
+            if saved_config.is_file()
+            else "use the config and method it was trained with"
+        )
         raise CheckpointIncompatibleError(
             f"checkpoint {self.directory / str(step)} does not fit the model being restored: {what}. "
-            + "; ".join(diffs[:MAX_LISTED]) + more + f". Restore it with the config it was trained with ({where}), "
+            + "; ".join(diffs[:MAX_LISTED])
+            + more
+            + f". Restore it with the config it was trained with ({where}), "
             "or train into another --workdir."
         )
 
@@ -286,9 +311,14 @@ class Checkpointer:
                 restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
             else:  # the model's subtree only (evaluation needs no moments), whatever this manager saved
                 with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as reader:
-                    restored = reader.restore(self.directory / str(step) / "default", args=ocp.args.PyTreeRestore(
-                        target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                        partial_restore=True))
+                    restored = reader.restore(
+                        self.directory / str(step) / "default",
+                        args=ocp.args.PyTreeRestore(
+                            target,
+                            restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                            partial_restore=True,
+                        ),
+                    )
         except Exception as err:  # orbax raises many types for a damaged folder
             raise self._damaged(step, err) from err
         return restored

@@ -152,7 +152,19 @@ def did_you_mean(value, choices: Iterable, *, cutoff: float = 0.6) -> str:
 
 
 __all__ = [
-    "ArgumentError", "ArgumentTypeError", "CheckpointCorruptError", "CheckpointError", "CheckpointIncompatibleError",
-    "CheckpointMissingError", "ConfigError", "DatasetNotFoundError", "InputError", "MissingDependencyError",
-    "NonFiniteError", "ResultsError", "TrainingDivergedError", "UsageError", "did_you_mean",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "CheckpointCorruptError",
+    "CheckpointError",
+    "CheckpointIncompatibleError",
+    "CheckpointMissingError",
+    "ConfigError",
+    "DatasetNotFoundError",
+    "InputError",
+    "MissingDependencyError",
+    "NonFiniteError",
+    "ResultsError",
+    "TrainingDivergedError",
+    "UsageError",
+    "did_you_mean",
 ]

@@ -13,7 +13,7 @@ mean and standard deviation over 100 chips: that is :func:`per_chip_summary`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -174,11 +174,14 @@ def _check_chip_outputs(outputs, labels) -> None:
         raise ArgumentError(
             f"outputs.shape={shape}: expected [chips, samples, batch, ...] as simulate_chips returns (at least 3 "
             "axes); one chip's [samples, batch, ...] outputs are outputs[None], and a reduce_fn's [chips, batch] "
-            "values are averaged directly, e.g. .mean(axis=1).")
+            "values are averaged directly, e.g. .mean(axis=1)."
+        )
     label_shape = tuple(np.shape(labels))
     if label_shape and label_shape[0] != shape[2]:
-        raise ArgumentError(f"outputs has {shape[2]} examples (axis 2 of {shape}) but labels has {label_shape[0]} "
-                            f"(axis 0 of {label_shape}): they must be the same inputs.")
+        raise ArgumentError(
+            f"outputs has {shape[2]} examples (axis 2 of {shape}) but labels has {label_shape[0]} "
+            f"(axis 0 of {label_shape}): they must be the same inputs."
+        )
 
 
 def per_chip_summary(

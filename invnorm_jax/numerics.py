@@ -61,8 +61,7 @@ def describe_nonfinite(value) -> str | None:
     if not bad.any():
         return None
     first = tuple(int(i) for i in np.argwhere(bad)[0])
-    return (f"{int(np.isnan(a).sum())} NaN, {int(np.isinf(a).sum())} Inf of {a.size} values, "
-            f"first at index {first}")
+    return f"{int(np.isnan(a).sum())} NaN, {int(np.isinf(a).sum())} Inf of {a.size} values, first at index {first}"
 
 
 def check_array(value, what: str, hint: str = "") -> None:
@@ -116,5 +115,13 @@ def check_tree(tree, what: str, hint: str = "") -> None:
         raise NonFiniteError(f"{what}: non-finite values in {listed}." + (f" {hint}" if hint else ""))
 
 
-__all__ = ["ENV_VAR", "NonFiniteError", "check_array", "check_finite_enabled", "check_tree",
-           "describe_nonfinite", "nonfinite_leaves", "path_name"]
+__all__ = [
+    "ENV_VAR",
+    "NonFiniteError",
+    "check_array",
+    "check_finite_enabled",
+    "check_tree",
+    "describe_nonfinite",
+    "nonfinite_leaves",
+    "path_name",
+]

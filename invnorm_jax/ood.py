@@ -168,8 +168,10 @@ def block_scores(outputs, labels, num_blocks: int, *, from_logits: bool = True) 
     c, t, mn, k = outputs.shape
     shaped = jnp.reshape(jnp.asarray(outputs, jnp.float32), (c, t, num_blocks, mn // num_blocks, k))
     acc, ece, nll, entropy, mi = (np.asarray(a) for a in _score_blocks(shaped, jnp.asarray(labels), from_logits))
-    return [[Scores(float(acc[i, b]), float(ece[i, b]), nll[i, b], entropy[i, b], mi[i, b]) for b in range(num_blocks)]
-            for i in range(c)]
+    return [
+        [Scores(float(acc[i, b]), float(ece[i, b]), nll[i, b], entropy[i, b], mi[i, b]) for b in range(num_blocks)]
+        for i in range(c)
+    ]
 
 
 def scores(probs_samples, labels) -> Scores:

@@ -10,7 +10,8 @@ scoring are in :mod:`invnorm_jax.ood`, which re-exports these names.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +20,16 @@ from scipy import ndimage
 
 from invnorm_jax.errors import ArgumentError
 
-__all__ = ["NOISE_STAGES", "ROTATION_STAGES", "SHIFTS", "Shift", "gaussian_noise_shift", "register_shift", "rotate",
-           "uniform_noise_shift"]
+__all__ = [
+    "NOISE_STAGES",
+    "ROTATION_STAGES",
+    "SHIFTS",
+    "Shift",
+    "gaussian_noise_shift",
+    "register_shift",
+    "rotate",
+    "uniform_noise_shift",
+]
 
 # --------------------------------------------------------------------------------- shifts
 
@@ -134,8 +143,14 @@ class Shift:
 SHIFTS: dict[str, Shift] = {}
 
 
-def register_shift(name: str, fn: Callable[[Any, Any, float], Any], stages: Sequence[float], *, unit: str = "",
-                   axis_label: str | None = None) -> Shift:
+def register_shift(
+    name: str,
+    fn: Callable[[Any, Any, float], Any],
+    stages: Sequence[float],
+    *,
+    unit: str = "",
+    axis_label: str | None = None,
+) -> Shift:
     """Add a shift to :data:`SHIFTS` (replacing any of the same name) and return it.
 
     Args:
@@ -150,8 +165,12 @@ def register_shift(name: str, fn: Callable[[Any, Any, float], Any], stages: Sequ
     (0.0, 1.0)
     >>> _ = SHIFTS.pop("flip_lr")
     """
-    shift = Shift(fn=fn, stages=tuple(float(s) for s in stages), unit=unit,
-                  axis_label=axis_label or f"{name.replace('_', ' ')} strength")
+    shift = Shift(
+        fn=fn,
+        stages=tuple(float(s) for s in stages),
+        unit=unit,
+        axis_label=axis_label or f"{name.replace('_', ' ')} strength",
+    )
     SHIFTS[name] = shift
     return shift
 
@@ -161,7 +180,8 @@ def register_shift(name: str, fn: Callable[[Any, Any, float], Any], stages: Sequ
 ROTATION_STAGES = tuple(float(7 * i) for i in range(13))
 NOISE_STAGES = tuple(round(0.1 * i, 1) for i in range(13))
 
-register_shift("rotation", lambda key, x, level: rotate(x, level), ROTATION_STAGES, unit="°",
-               axis_label="rotation (degrees)")
+register_shift(
+    "rotation", lambda key, x, level: rotate(x, level), ROTATION_STAGES, unit="°", axis_label="rotation (degrees)"
+)
 register_shift("uniform_noise", uniform_noise_shift, NOISE_STAGES)
 register_shift("gaussian_noise", gaussian_noise_shift, NOISE_STAGES)

@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 
 
 #: What to try when the loss stops being finite.
-DIVERGED_HINT = ("Lower train.learning_rate (or add train.warmup_steps), or check the data for NaN/Inf "
-                 "(INVNORM_CHECK_FINITE=1 names the first non-finite input or parameter).")
+DIVERGED_HINT = (
+    "Lower train.learning_rate (or add train.warmup_steps), or check the data for NaN/Inf "
+    "(INVNORM_CHECK_FINITE=1 names the first non-finite input or parameter)."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,10 +93,14 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise ArgumentError(f"learning_rate={self.learning_rate!r} must be > 0.")
         if self.warmup_steps < 0 or self.weight_decay < 0:
-            raise ArgumentError(f"warmup_steps={self.warmup_steps!r} and weight_decay={self.weight_decay!r} must be >= 0.")
+            raise ArgumentError(
+                f"warmup_steps={self.warmup_steps!r} and weight_decay={self.weight_decay!r} must be >= 0."
+            )
         if self.optimizer == "adam" and self.weight_decay:
-            raise ArgumentError(f"weight_decay={self.weight_decay!r} would be ignored by optimizer='adam': use "
-                                "optimizer='adamw' (decoupled weight decay) or weight_decay=0.")
+            raise ArgumentError(
+                f"weight_decay={self.weight_decay!r} would be ignored by optimizer='adam': use "
+                "optimizer='adamw' (decoupled weight decay) or weight_decay=0."
+            )
 
 
 def make_schedule(config: TrainConfig) -> optax.Schedule:
@@ -203,8 +209,10 @@ def train(
     if len(x) != len(y):
         raise ArgumentError(f"{description}: x has {len(x)} examples but y has {len(y)}: give one target per example.")
     if len(x) < config.batch_size:
-        raise ArgumentError(f"{description}: batch_size={config.batch_size} exceeds the {len(x)} training examples: use "
-                            f"batch_size <= {len(x)} (--config.train.batch_size={min(64, len(x))}).")
+        raise ArgumentError(
+            f"{description}: batch_size={config.batch_size} exceeds the {len(x)} training examples: use "
+            f"batch_size <= {len(x)} (--config.train.batch_size={min(64, len(x))})."
+        )
     check = numerics.check_finite_enabled(check_finite)
     if check:
         numerics.check_array(x, "training inputs x")
@@ -218,12 +226,16 @@ def train(
         start = ckpt.restore(model, optimizer)
         log.info("%s: resumed from the checkpoint of step %d in %s", description, start, ckpt.directory)
     if check:
-        numerics.check_tree(nnx.to_pure_dict(nnx.state(model)), f"{description}: the parameters "
-                            + (f"restored from step {start}" if start else "at initialization"))
+        numerics.check_tree(
+            nnx.to_pure_dict(nnx.state(model)),
+            f"{description}: the parameters " + (f"restored from step {start}" if start else "at initialization"),
+        )
     key = jax.random.key(config.seed)
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     metrics_log = MetricsLog(None if workdir is None else pathlib.Path(workdir) / "metrics.jsonl")
-    bar = tqdm(range(start, end), desc=description, disable=not progress, initial=start, total=config.steps, leave=False)
+    bar = tqdm(
+        range(start, end), desc=description, disable=not progress, initial=start, total=config.steps, leave=False
+    )
     reader = _LossReader(config, description, ckpt, metrics_log, bar)
 
     def save(step: int) -> None:  # every save: losses read and finite, parameters finite
@@ -239,12 +251,23 @@ def train(
                 if check and augment is not None:
                     numerics.check_array(xb, f"{description}: the augmented training batch of step {step + 1}")
                 set_training_progress(model, step / max(config.steps - 1, 1))
-                reader.pending.append(_train_step(model, optimizer, jnp.asarray(xb), jnp.asarray(y[idx]),
-                                                  jax.random.fold_in(key, step), loss_kind=config.loss))
+                reader.pending.append(
+                    _train_step(
+                        model,
+                        optimizer,
+                        jnp.asarray(xb),
+                        jnp.asarray(y[idx]),
+                        jax.random.fold_in(key, step),
+                        loss_kind=config.loss,
+                    )
+                )
                 if check:
                     reader.read(step + 1)  # this step's loss alone
-                    numerics.check_tree(nnx.to_pure_dict(nnx.state(model)),
-                                        f"{description}: the parameters after step {step + 1}", DIVERGED_HINT)
+                    numerics.check_tree(
+                        nnx.to_pure_dict(nnx.state(model)),
+                        f"{description}: the parameters after step {step + 1}",
+                        DIVERGED_HINT,
+                    )
                 if (step + 1) % config.log_every == 0 or step + 1 == end:
                     reader.read(step + 1)
                 if ckpt is not None and (step + 1) % config.checkpoint_every == 0:
@@ -268,13 +291,14 @@ def train(
     return {"losses": reader.losses, "start_step": start, "steps": config.steps}
 
 
-def _check_parameters(model, step: int, reader: "_LossReader") -> None:
+def _check_parameters(model, step: int, reader: _LossReader) -> None:
     """Refuse to checkpoint non-finite parameters (a NaN can reach them before any loss shows it)."""
     bad = numerics.nonfinite_leaves(nnx.to_pure_dict(nnx.state(model)))
     if bad:
         raise TrainingDivergedError(
             f"{reader.description}: training diverged: after step {step} of {reader.config.steps} the parameters "
-            f"are not finite ({'; '.join(bad[:3])}), {reader.last_finite()}; {reader.kept()} {DIVERGED_HINT}")
+            f"are not finite ({'; '.join(bad[:3])}), {reader.last_finite()}; {reader.kept()} {DIVERGED_HINT}"
+        )
 
 
 class MetricsLog:
@@ -298,7 +322,13 @@ class _LossReader:
     """The losses of dispatched steps: read from the device in groups, logged, checked finite."""
 
     def __init__(self, config: TrainConfig, description: str, ckpt, metrics_log: MetricsLog, bar):
-        self.config, self.description, self.ckpt, self.metrics_log, self.bar = config, description, ckpt, metrics_log, bar
+        self.config, self.description, self.ckpt, self.metrics_log, self.bar = (
+            config,
+            description,
+            ckpt,
+            metrics_log,
+            bar,
+        )
         self.pending: list = []  # device scalars not read yet
         self.losses: list[float] = []  # read
         self.last = None  # (step, loss) of the last finite loss
@@ -321,17 +351,24 @@ class _LossReader:
         self.losses += values
 
     def last_finite(self) -> str:
-        return ("no finite loss was read before" if self.last is None
-                else f"the last finite loss was {self.last[1]:.6g} at step {self.last[0]}")
+        return (
+            "no finite loss was read before"
+            if self.last is None
+            else f"the last finite loss was {self.last[1]:.6g} at step {self.last[0]}"
+        )
 
     def kept(self) -> str:
         if self.ckpt is None:
             return "nothing was saved (no workdir)."
         latest = self.ckpt.latest_step()
-        return ("no checkpoint was written." if latest is None else
-                f"no checkpoint was written after it: the last good one is step {latest} in {self.ckpt.directory}.")
+        return (
+            "no checkpoint was written."
+            if latest is None
+            else f"no checkpoint was written after it: the last good one is step {latest} in {self.ckpt.directory}."
+        )
 
     def _diverged(self, step: int, value: float):
         raise TrainingDivergedError(
             f"{self.description}: training diverged: the loss of step {step} of {self.config.steps} is {value} "
-            f"({self.last_finite()}, learning rate {self.config.learning_rate:g}); {self.kept()} {DIVERGED_HINT}")
+            f"({self.last_finite()}, learning rate {self.config.learning_rate:g}); {self.kept()} {DIVERGED_HINT}"
+        )

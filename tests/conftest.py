@@ -40,7 +40,8 @@ def _free_compiled_programs():
 # Tests measured as the fast tier's slowest (pytest --durations on 2 cores): they run in the
 # slow tier, so that `pytest -m "not slow"` stays under five minutes. One node id per line.
 _SLOW_BY_MEASUREMENT = frozenset(
-    line.strip() for line in open(os.path.join(os.path.dirname(__file__), "slow_by_measurement.txt"))
+    line.strip()
+    for line in open(os.path.join(os.path.dirname(__file__), "slow_by_measurement.txt"))
     if line.strip() and not line.startswith("#")
 )
 

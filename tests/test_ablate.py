@@ -11,11 +11,19 @@ from invnorm_jax.pipeline.results import Level, MethodResult, SweepInfo, TaskRes
 
 
 def _task(chips_by_level):
-    rows = [Level(level=lv, mean=float(np.mean(c)), std=float(np.std(c)), chips=list(c))
-            for lv, c in chips_by_level.items()]
-    return TaskResult(metric="accuracy", higher_is_better=True, sweeps={"bit_flip": SweepInfo("bit_flip", "weights")},
-                      methods={"proposed": MethodResult(fault_free=0.9, num_chips=len(rows[0].chips), num_samples=5,
-                                                        sweeps={"bit_flip": rows})})
+    rows = [
+        Level(level=lv, mean=float(np.mean(c)), std=float(np.std(c)), chips=list(c)) for lv, c in chips_by_level.items()
+    ]
+    return TaskResult(
+        metric="accuracy",
+        higher_is_better=True,
+        sweeps={"bit_flip": SweepInfo("bit_flip", "weights")},
+        methods={
+            "proposed": MethodResult(
+                fault_free=0.9, num_chips=len(rows[0].chips), num_samples=5, sweeps={"bit_flip": rows}
+            )
+        },
+    )
 
 
 def test_compare_is_paired_over_chips_and_skips_level_zero():
@@ -36,8 +44,17 @@ def test_compare_is_paired_over_chips_and_skips_level_zero():
 
 def test_rows_follow_the_config():
     digits = {a.name: a for a in ablate.ablations_for(config_lib.load_config("digits"))}
-    assert {"mode=element", "init std 0.55", "T=1 (deterministic)", "T=10", "T=20", "rate 0.1", "rate 0.2",
-            "rate 0.5", "per-inference additive"} == set(digits)
+    assert {
+        "mode=element",
+        "init std 0.55",
+        "T=1 (deterministic)",
+        "T=10",
+        "T=20",
+        "rate 0.1",
+        "rate 0.2",
+        "rate 0.5",
+        "per-inference additive",
+    } == set(digits)
     assert digits["mode=element"].training and not digits["T=10"].training
     assert digits["mode=element"].methods == ("proposed",)
     assert digits["per-inference additive"].sweeps == ("additive",)
@@ -73,11 +90,12 @@ def test_table_puts_the_methods_of_one_ablation_side_by_side():
 
     def task(offset):
         t = _task({0.0: np.full(8, 0.9), 0.2: rng.uniform(0.4, 0.8, 8) + offset})
-        t.methods = {m: t.methods["proposed"] for m in methods}
+        t.methods = dict.fromkeys(methods, t.methods["proposed"])
         return t
 
-    rows = [ablate.Ablation(f"rate {r:g}", "", methods, (f"rate={r}",), True, family="rate", value=r)
-            for r in (0.1, 0.5)]
+    rows = [
+        ablate.Ablation(f"rate {r:g}", "", methods, (f"rate={r}",), True, family="rate", value=r) for r in (0.1, 0.5)
+    ]
     jobs = [(a, m, None) for a in rows for m in methods][::-1]  # the jobs' order is not the table's
     tasks = [task(0.05 * i) for i in range(len(jobs))]
     table = ablate._table(rows, jobs, tasks, task(0.0))
@@ -90,8 +108,22 @@ def test_table_puts_the_methods_of_one_ablation_side_by_side():
 @pytest.mark.slow
 def test_ablate_smoke_writes_the_table(tmp_path, capsys):
     out = tmp_path / "abl"
-    assert cli.main(["ablate", "--task", "digits", "--smoke", "--out", str(out), "--no-progress",
-                     "--config.sweeps.bit_flip.levels=(0, 0.2)", "--config.train.steps=4"]) == 0
+    assert (
+        cli.main(
+            [
+                "ablate",
+                "--task",
+                "digits",
+                "--smoke",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--config.sweeps.bit_flip.levels=(0, 0.2)",
+                "--config.train.steps=4",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "ablation.json").read_text())
     names = {r["ablation"] for r in result["rows"]}
     assert {"mode=element", "T=1 (deterministic)", "rate 0.1", "per-inference additive"} <= names

@@ -57,8 +57,11 @@ def plain_fn(params, x, key):
 
 def _plain_params():
     rng = np.random.default_rng(0)
-    return {"w1": jnp.asarray(rng.normal(size=(5, 6)), jnp.float32), "w2": jnp.asarray(rng.normal(size=(6, 2)),
-            jnp.float32), "b": jnp.zeros(2)}
+    return {
+        "w1": jnp.asarray(rng.normal(size=(5, 6)), jnp.float32),
+        "w2": jnp.asarray(rng.normal(size=(6, 2)), jnp.float32),
+        "b": jnp.zeros(2),
+    }
 
 
 def _styles():
@@ -100,13 +103,19 @@ def python_loop(apply_fn, params, x, fault, bits):
 @pytest.mark.parametrize("style", list(STYLES))
 def test_three_model_styles_equal_python_loop(style, fault, bits):
     apply_fn, params, x = STYLES[style]
-    out = np.asarray(simulate_chips(apply_fn, x, params=params, fault=fault, bits=bits, num_chips=CHIPS,
-                                    num_samples=SAMPLES, key=KEY))
+    out = np.asarray(
+        simulate_chips(
+            apply_fn, x, params=params, fault=fault, bits=bits, num_chips=CHIPS, num_samples=SAMPLES, key=KEY
+        )
+    )
     assert out.shape[:3] == (CHIPS, SAMPLES, x.shape[0])
     np.testing.assert_allclose(out, python_loop(apply_fn, params, x, fault, bits), **TOL)
     assert not np.allclose(out[0], out[1]), "two chips should differ"
-    clean = np.asarray(simulate_chips(apply_fn, x, params=params, fault=fault, bits=bits, level=0.0,
-                                      num_chips=2, num_samples=SAMPLES, key=KEY))
+    clean = np.asarray(
+        simulate_chips(
+            apply_fn, x, params=params, fault=fault, bits=bits, level=0.0, num_chips=2, num_samples=SAMPLES, key=KEY
+        )
+    )
     reference = np.asarray([apply_fn(params, x, jax.random.fold_in(k, 0)) for k in sample_keys(KEY, SAMPLES)])
     np.testing.assert_allclose(clean[1], reference, **TOL)  # level 0 is the fault-free model
 
@@ -158,8 +167,7 @@ def test_inject_selects_by_path_and_keys_by_path():
 def test_zero_fault_sites_is_an_error():
     apply_fn, params, x = STYLES["function"]
     with pytest.raises(ValueError, match=r"no fault site: select='conv' picked none of the 3 leaves.*looked for"):
-        simulate_chips(apply_fn, x, params=params, select="conv", fault=Fault("additive", 0.1), num_samples=1,
-                       key=KEY)
+        simulate_chips(apply_fn, x, params=params, select="conv", fault=Fault("additive", 0.1), num_samples=1, key=KEY)
     with pytest.raises(ValueError, match="no fault site"):
         inject({"b": jnp.ones(3)}, Fault("additive", 0.1), KEY)  # default: kernels only
 
@@ -189,8 +197,14 @@ def test_library_module_without_reachable_sites_is_an_error():
     x = STYLES["function"][2]
     with pytest.raises(ValueError, match="no fault site: _FullPrecisionOnly"):
         simulate_chips(_FullPrecisionOnly(), x, fault=Fault("additive", 0.1), num_samples=1, key=KEY)
-    out = simulate_chips(_FullPrecisionOnly(), x, fault=Fault("additive", 0.1, include_full_precision=True),
-                         num_chips=2, num_samples=1, key=KEY)
+    out = simulate_chips(
+        _FullPrecisionOnly(),
+        x,
+        fault=Fault("additive", 0.1, include_full_precision=True),
+        num_chips=2,
+        num_samples=1,
+        key=KEY,
+    )
     assert not np.allclose(out[0], out[1])
 
 
@@ -206,8 +220,14 @@ def test_simulate_does_not_touch_the_callers_model():
     model = _FullPrecisionOnly()
     model.dense.fault_id = 41  # as a user might leave it: the simulator numbers its own copy
     before = nnx.graphdef(model)
-    simulate_chips(model, STYLES["function"][2], fault=Fault("additive", 0.1, include_full_precision=True),
-                   num_chips=2, num_samples=1, key=KEY)
+    simulate_chips(
+        model,
+        STYLES["function"][2],
+        fault=Fault("additive", 0.1, include_full_precision=True),
+        num_chips=2,
+        num_samples=1,
+        key=KEY,
+    )
     assert model.dense.fault_id == 41
     assert nnx.graphdef(model) == before
 

@@ -28,8 +28,13 @@ def expected_rows() -> list[str]:
     names = [f"ceiling {op} {dt}" for op in ("conv", "matmul") for dt in ("float32", "bfloat16", "int8")]
     names += [f"simulate_chips: {s.label}" for s in SPECS.values()]
     names += [f"train step proposed/nn: {s.label}" for s in SPECS.values()]
-    names += ["peak memory: chunk_size 1", "peak memory: chunk_size 5", "peak memory: num_chips 5 (chunk 1)",
-              "peak memory: num_chips 10 (chunk 1)", "peak memory: num_chips ratio at chunk 1"]
+    names += [
+        "peak memory: chunk_size 1",
+        "peak memory: chunk_size 5",
+        "peak memory: num_chips 5 (chunk 1)",
+        "peak memory: num_chips 10 (chunk 1)",
+        "peak memory: num_chips ratio at chunk 1",
+    ]
     if importlib.util.find_spec("torch") and importlib.util.find_spec("pytorchfi"):
         names += ["torch: simulate_chips vs hand-written torch loop", "torch: simulate_chips vs PyTorchFI"]
     return names
@@ -45,8 +50,14 @@ def test_registry_skips_only_missing_optional_modules():
 @pytest.mark.slow
 def test_quick_run_reports_every_row(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "experiments.benchmarks", "--quick", "--out", str(tmp_path)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmarks", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = json.loads((tmp_path / "table.json").read_text())
     rows = {r["name"]: r for r in table["rows"]}

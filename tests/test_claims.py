@@ -28,8 +28,9 @@ def _method(sweeps: dict, fault_free: float = 0.9) -> MethodResult:
     out = {}
     for name, values in sweeps.items():
         v = np.asarray(values, float)
-        out[name] = [Level(lv, float(row.mean()), float(row.std()), [float(x) for x in row])
-                     for lv, row in zip(LEVELS, v)]
+        out[name] = [
+            Level(lv, float(row.mean()), float(row.std()), [float(x) for x in row]) for lv, row in zip(LEVELS, v)
+        ]
     num_chips = len(next(iter(out.values()))[0].chips) if out else 0
     return MethodResult(fault_free=fault_free, num_chips=num_chips, num_samples=5, sweeps=out)
 
@@ -37,8 +38,13 @@ def _method(sweeps: dict, fault_free: float = 0.9) -> MethodResult:
 def _task(values: dict, *, kind="bit_flip", metric="accuracy", sweep="bf", fault_free=None, ood=None) -> TaskResult:
     """``values``: method -> ``[level, chip]`` array of one sweep."""
     fault_free = fault_free or {}
-    return TaskResult(metric=metric, higher_is_better=metric != "rmse", sweeps={sweep: SweepInfo(kind, "weights")},
-                      methods={m: _method({sweep: v}, fault_free.get(m, 0.9)) for m, v in values.items()}, ood=ood)
+    return TaskResult(
+        metric=metric,
+        higher_is_better=metric != "rmse",
+        sweeps={sweep: SweepInfo(kind, "weights")},
+        methods={m: _method({sweep: v}, fault_free.get(m, 0.9)) for m, v in values.items()},
+        ood=ood,
+    )
 
 
 def _rows(results, claim, **kw):
@@ -73,8 +79,12 @@ def test_strongest_baseline_is_chosen_per_level():
     # NN is the best baseline at level 0, SpinDrop at 0.1, Spatial-SpinDrop at 0.2.
     c = 20
     const = lambda *v: np.repeat(np.asarray(v, float)[:, None], c, axis=1)  # noqa: E731
-    values = {"nn": const(0.99, 0.30, 0.10), "spindrop": const(0.90, 0.70, 0.20),
-              "spatial_spindrop": const(0.80, 0.50, 0.50), "proposed": const(0.98, 0.80, 0.55)}
+    values = {
+        "nn": const(0.99, 0.30, 0.10),
+        "spindrop": const(0.90, 0.70, 0.20),
+        "spatial_spindrop": const(0.80, 0.50, 0.50),
+        "proposed": const(0.98, 0.80, 0.55),
+    }
     rows = _rows(Results(tasks={"t": _task(values)}), 2, n_boot=100)
     # vs the strongest per faulty level: +10, +5 pp -> 10 at 0.1 (SpinDrop strongest there).
     strongest = _row(rows, "strongest")
@@ -119,10 +129,20 @@ def test_band_keeps_false_positives_rare_where_the_percentile_interval_does_not(
         rng = np.random.default_rng(100 + k)
         levels = tuple(0.1 * i for i in range(7))
         values = {m: 0.5 + 0.05 * rng.normal(size=(7, 20)) for m in ("nn", "proposed")}
-        task = TaskResult("accuracy", True, {"bf": SweepInfo("bit_flip", "weights")}, {
-            m: MethodResult(0.9, 20, 5, {"bf": [Level(lv, float(r.mean()), float(r.std()), list(r))
-                                                for lv, r in zip(levels, v)]})
-            for m, v in values.items()})
+        task = TaskResult(
+            "accuracy",
+            True,
+            {"bf": SweepInfo("bit_flip", "weights")},
+            {
+                m: MethodResult(
+                    0.9,
+                    20,
+                    5,
+                    {"bf": [Level(lv, float(r.mean()), float(r.std()), list(r)) for lv, r in zip(levels, v)]},
+                )
+                for m, v in values.items()
+            },
+        )
         row = _row(_rows(Results(tasks={"t": task}), 1, n_boot=400, seed=k), "nn")
         band += row.interval[0] > 0
         percentile += row.interval_percentile[0] > 0
@@ -157,8 +177,10 @@ def test_interval_contains_the_point_is_reproducible_and_shrinks_like_one_over_s
     assert _one_level_row(25, seed=3).interval != _one_level_row(25, seed=4).interval
 
 
-@pytest.mark.parametrize("gain, sd, expected", [(0.70, 0.02, "holds"), (0.05, 0.01, "holds in part"),
-                                                (0.0, 0.0, "does not hold"), (0.01, 0.2, "does not hold")])
+@pytest.mark.parametrize(
+    "gain, sd, expected",
+    [(0.70, 0.02, "holds"), (0.05, 0.01, "holds in part"), (0.0, 0.0, "does not hold"), (0.01, 0.2, "does not hold")],
+)
 def test_verdicts_in_clear_cut_cases(gain, sd, expected):
     rng = np.random.default_rng(3)
     nn = _noisy(rng, [0.9, 0.2, 0.1], 20, 0.0)
@@ -230,15 +252,24 @@ def test_fault_free_claim_must_hold_on_every_task():
 
 def _ood(rates: dict) -> OODResult:
     keys = ("accuracy", "nll", "entropy", "mutual_information", "ece", "auroc_nll", "auroc_entropy", "nll_threshold")
-    shift = OODShift(stages=[0.0, 0.5, 1.0], methods={
-        m: {"healthy": [{"stage": s, "detection_rate": r, **{k: 0.5 for k in keys}}
-                        for s, r in zip((0.0, 0.5, 1.0), v)]}
-        for m, v in rates.items()})
-    return OODResult("mean", None, "chip", "raw", 100, None, {m: 5 for m in rates}, {"uniform_noise": shift})
+    shift = OODShift(
+        stages=[0.0, 0.5, 1.0],
+        methods={
+            m: {
+                "healthy": [
+                    {"stage": s, "detection_rate": r, **dict.fromkeys(keys, 0.5)} for s, r in zip((0.0, 0.5, 1.0), v)
+                ]
+            }
+            for m, v in rates.items()
+        },
+    )
+    return OODResult("mean", None, "chip", "raw", 100, None, dict.fromkeys(rates, 5), {"uniform_noise": shift})
 
 
-@pytest.mark.parametrize("prop, expected", [((0.9, 0.60, 0.58), "holds"), ((0.9, 0.40, 0.45), "holds in part"),
-                                            ((0.9, 0.20, 0.30), "does not hold")])
+@pytest.mark.parametrize(
+    "prop, expected",
+    [((0.9, 0.60, 0.58), "holds"), ((0.9, 0.40, 0.45), "holds in part"), ((0.9, 0.20, 0.30), "does not hold")],
+)
 def test_ood_detection_is_the_best_shifted_stage(prop, expected):
     nn = np.full((3, 4), 0.9)
     ood = _ood({"proposed": prop, "nn": (0.1, 0.2, 0.35)})
@@ -248,14 +279,24 @@ def test_ood_detection_is_the_best_shifted_stage(prop, expected):
     assert row.baseline_value == pytest.approx(35.0) and "false-alarm" in row.note
 
 
-@pytest.mark.parametrize("metric, prop, best, expected", [
-    ("accuracy", 0.985, 0.99, "holds"), ("accuracy", 0.97, 0.99, "does not hold"),
-    ("rmse", 1.04, 1.0, "holds"), ("rmse", 1.06, 1.0, "does not hold")])
+@pytest.mark.parametrize(
+    "metric, prop, best, expected",
+    [
+        ("accuracy", 0.985, 0.99, "holds"),
+        ("accuracy", 0.97, 0.99, "does not hold"),
+        ("rmse", 1.04, 1.0, "holds"),
+        ("rmse", 1.06, 1.0, "does not hold"),
+    ],
+)
 def test_fault_free_comparable_criterion(metric, prop, best, expected):
     worse = best - 0.1 if metric == "accuracy" else best + 0.1
     v = np.full((3, 4), 0.5)
-    task = _task({"nn": v, "spindrop": v, "proposed": v}, metric=metric, kind="additive",
-                 fault_free={"nn": worse, "spindrop": best, "proposed": prop})
+    task = _task(
+        {"nn": v, "spindrop": v, "proposed": v},
+        metric=metric,
+        kind="additive",
+        fault_free={"nn": worse, "spindrop": best, "proposed": prop},
+    )
     (row,) = _rows(Results(tasks={"t": task}), 10, n_boot=10)
     gap = 100 * (prop - best) if metric == "accuracy" else 100 * (1 - prop / best)
     assert row.measured == pytest.approx(gap) and row.verdict == expected and "spindrop" in row.note
@@ -266,9 +307,14 @@ def _mixed_results():
     acc = {m: _noisy(rng, [0.9, 0.6, 0.3], 12, 0.05) for m in ("nn", "spindrop", "spatial_spindrop", "proposed")}
     acc["proposed"] += np.asarray([0.0, 0.2, 0.3])[:, None]
     ood = _ood({"proposed": (0.1, 0.5, 0.8), "nn": (0.1, 0.2, 0.3)})
-    return Results(tasks={"digits": _task(acc, ood=ood),
-                          "lstm": _task({m: _noisy(rng, [1, 1.2, 1.5], 12, 0.02) for m in ("nn", "proposed")},
-                                        kind="additive", metric="rmse")})
+    return Results(
+        tasks={
+            "digits": _task(acc, ood=ood),
+            "lstm": _task(
+                {m: _noisy(rng, [1, 1.2, 1.5], 12, 0.02) for m in ("nn", "proposed")}, kind="additive", metric="rmse"
+            ),
+        }
+    )
 
 
 def test_json_round_trip_and_file_writing(tmp_path):
@@ -290,33 +336,47 @@ def test_markdown_names_every_claims_paper_value_and_the_summary():
     assert md.count("| claim | paper |") == 5  # one table per group
 
 
-def _seeded_task(values: dict, *, metric="accuracy", kind="bit_flip", config=None, naive=None,
-                 fault_free=None) -> TaskResult:
+def _seeded_task(
+    values: dict, *, metric="accuracy", kind="bit_flip", config=None, naive=None, fault_free=None
+) -> TaskResult:
     """``values``: method -> ``[level, seed, chip]`` array of one sweep "bf" at :data:`LEVELS`."""
     methods = {}
     for m, v in values.items():
         v = np.asarray(v, float)
-        rows = [Level(lv, float(x.mean()), float(x.std()), [float(c) for c in x[0]], x.tolist())
-                for lv, x in zip(LEVELS, v)]
+        rows = [
+            Level(lv, float(x.mean()), float(x.std()), [float(c) for c in x[0]], x.tolist()) for lv, x in zip(LEVELS, v)
+        ]
         ff = (fault_free or {}).get(m, 0.9)
         methods[m] = MethodResult(ff, v.shape[2], 5, {"bf": rows}, fault_free_seeds=[ff] * v.shape[1])
-    return TaskResult(metric, metric != "rmse", {"bf": SweepInfo(kind, "weights")}, methods,
-                      config=config or {}, seeds=list(range(np.asarray(next(iter(values.values()))).shape[1])),
-                      naive=naive)
+    return TaskResult(
+        metric,
+        metric != "rmse",
+        {"bf": SweepInfo(kind, "weights")},
+        methods,
+        config=config or {},
+        seeds=list(range(np.asarray(next(iter(values.values()))).shape[1])),
+        naive=naive,
+    )
 
 
 def test_several_seeds_resample_seeds_and_chips_and_pick_the_strongest_per_replicate():
     rng = np.random.default_rng(8)
     s, c, n_boot, seed = 3, 6, 300, 2
-    v = {m: mu + 0.05 * rng.normal(size=(3, s, c)) + 0.05 * rng.normal(size=(1, s, 1))
-         for m, mu in [("nn", 0.5), ("spindrop", 0.52), ("proposed", 0.6)]}
-    (row,) = [r for r in _rows(Results(tasks={"t": _seeded_task(v)}), 1, n_boot=n_boot, seed=seed)
-              if r.baseline == "strongest"]
+    v = {
+        m: mu + 0.05 * rng.normal(size=(3, s, c)) + 0.05 * rng.normal(size=(1, s, 1))
+        for m, mu in [("nn", 0.5), ("spindrop", 0.52), ("proposed", 0.6)]
+    }
+    (row,) = [
+        r
+        for r in _rows(Results(tasks={"t": _seeded_task(v)}), 1, n_boot=n_boot, seed=seed)
+        if r.baseline == "strongest"
+    ]
     assert (row.num_seeds, row.num_chips) == (s, c)
     draws = np.random.default_rng(seed)  # the documented draws: the chips first, then the seeds
     chips, seeds = draws.integers(0, c, size=(n_boot, c)), draws.integers(0, s, size=(n_boot, s))
-    point = np.array([100 * (v["proposed"][i].mean() - max(v["nn"][i].mean(), v["spindrop"][i].mean()))
-                      for i in (1, 2)])
+    point = np.array(
+        [100 * (v["proposed"][i].mean() - max(v["nn"][i].mean(), v["spindrop"][i].mean())) for i in (1, 2)]
+    )
     assert row.measured == pytest.approx(point.max())
     boot = np.empty((n_boot, 2))
     for b in range(n_boot):
@@ -345,10 +405,16 @@ def test_each_reading_of_the_dropout_site_gets_its_own_verdicts(tmp_path):
     rng = np.random.default_rng(10)
     prop = 0.8 + 0.02 * rng.normal(size=(3, 2, 30))
     weak, strong = prop - 0.3, prop + 0.01  # the NN ahead under the norm reading
-    results = Results(tasks={
-        "digits": _seeded_task({"nn": weak, "proposed": prop}, config={"name": "digits", "dropout_site": "crossbar"}),
-        "digits/norm_dropout": _seeded_task({"nn": strong, "proposed": prop},
-                                            config={"name": "digits", "dropout_site": "norm"})})
+    results = Results(
+        tasks={
+            "digits": _seeded_task(
+                {"nn": weak, "proposed": prop}, config={"name": "digits", "dropout_site": "crossbar"}
+            ),
+            "digits/norm_dropout": _seeded_task(
+                {"nn": strong, "proposed": prop}, config={"name": "digits", "dropout_site": "norm"}
+            ),
+        }
+    )
     rows = claims.evaluate_claims(results, n_boot=200)
     assert claims.row_readings(rows) == ["crossbar", "norm"]
     assert {r.task for r in rows if r.reading == "norm" and r.task} == {"digits/norm_dropout"}
@@ -357,7 +423,7 @@ def test_each_reading_of_the_dropout_site_gets_its_own_verdicts(tmp_path):
     d = claims.claims_json(rows)
     assert d["verdicts_by_reading"]["norm"]["1"] == "does not hold" and d["verdicts"]["1"] == "holds in part"
     md = claims.claims_markdown(rows)
-    assert md.count("| claim | paper |") == 10 and 'Under the baselines\' dropout after every normalization' in md
+    assert md.count("| claim | paper |") == 10 and "Under the baselines' dropout after every normalization" in md
     assert "Rests on 2 training seeds per method and 30 chips" in md and "One training seed" not in md
     assert claims.rows_from_json(json.loads(json.dumps(d))) == rows
 
@@ -398,10 +464,13 @@ def test_forecasts_are_measured_only_among_methods_that_beat_the_naive_forecasts
 def test_co2_claims_are_not_measured_when_the_proposed_method_or_every_baseline_fails_the_naive_bar(ff):
     rows = claims.evaluate_claims(Results(tasks={"co2": _co2(ff, NAIVE)}), n_boot=100)
     mine = [r for r in rows if r.claim in (5, 10)]
-    assert mine and all(r.verdict == "not measured" and "does not beat persistence/seasonal-naive" in r.note
-                        for r in mine)
+    assert mine and all(
+        r.verdict == "not measured" and "does not beat persistence/seasonal-naive" in r.note for r in mine
+    )
     assert claims.claim_verdicts(rows)[5] == "not measured" and claims.claim_verdicts(rows)[10] == "not measured"
     assert "does not beat" in "\n".join(claims.summary(rows))
     # Without stored naive RMSEs the same task is measured as before.
-    assert claims.claim_verdicts(claims.evaluate_claims(Results(tasks={"co2": _co2(ff)}), n_boot=100))[10] != \
-        "not measured"
+    assert (
+        claims.claim_verdicts(claims.evaluate_claims(Results(tasks={"co2": _co2(ff)}), n_boot=100))[10]
+        != "not measured"
+    )

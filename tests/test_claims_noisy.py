@@ -21,14 +21,27 @@ from invnorm_jax.pipeline.results import (
 
 LEVELS = (0.0, 0.1, 0.2, 0.3)
 BASE = ("nn", "spindrop", "spatial_spindrop", "proposed")
-JSON_KEYS = {"version", "confidence", "fault_free_tolerance", "naive_margin", "claims", "rows", "verdicts",
-             "verdicts_by_reading"}
+JSON_KEYS = {
+    "version",
+    "confidence",
+    "fault_free_tolerance",
+    "naive_margin",
+    "claims",
+    "rows",
+    "verdicts",
+    "verdicts_by_reading",
+}
 
 
 def _method(values, fault_free=0.9) -> MethodResult:
     """``values``: ``{sweep: [level, chip]}``."""
-    sweeps = {name: [Level(lv, float(np.mean(r)), float(np.std(r)), [float(x) for x in r])
-                     for lv, r in zip(LEVELS, np.asarray(v, float))] for name, v in values.items()}
+    sweeps = {
+        name: [
+            Level(lv, float(np.mean(r)), float(np.std(r)), [float(x) for x in r])
+            for lv, r in zip(LEVELS, np.asarray(v, float))
+        ]
+        for name, v in values.items()
+    }
     return MethodResult(fault_free, len(next(iter(sweeps.values()))[0].chips), 1, sweeps)
 
 
@@ -40,30 +53,51 @@ def _ood(rates: dict):
     from invnorm_jax.pipeline.results import OODResult, OODShift
 
     keys = ("accuracy", "nll", "entropy", "mutual_information", "ece", "auroc_nll", "auroc_entropy", "nll_threshold")
-    shift = OODShift(stages=[0.0, 0.5, 1.0], methods={
-        m: {"healthy": [{"stage": s, "detection_rate": r, **{k: 0.5 for k in keys}} for s, r in zip((0.0, 0.5, 1.0), v)]}
-        for m, v in rates.items()})
-    return OODResult("mean", None, "chip", "raw", 100, None, {m: 1 for m in rates}, {"uniform_noise": shift})
+    shift = OODShift(
+        stages=[0.0, 0.5, 1.0],
+        methods={
+            m: {
+                "healthy": [
+                    {"stage": s, "detection_rate": r, **dict.fromkeys(keys, 0.5)} for s, r in zip((0.0, 0.5, 1.0), v)
+                ]
+            }
+            for m, v in rates.items()
+        },
+    )
+    return OODResult("mean", None, "chip", "raw", 100, None, dict.fromkeys(rates, 1), {"uniform_noise": shift})
 
 
 def _results(noisy: dict | None = None, seed: int = 3) -> Results:
     """Accuracy (bit-flip + additive) and RMSE (bit-flip) tasks of the four methods, plus ``noisy``:
     ``{task: {sweep: means}}`` for noisy_training (None: without it)."""
     rng = np.random.default_rng(seed)
-    acc_means = {"nn": [0.9, 0.5, 0.3, 0.2], "spindrop": [0.9, 0.6, 0.4, 0.3], "spatial_spindrop": [0.9, 0.6, 0.5, 0.3],
-                 "proposed": [0.9, 0.8, 0.7, 0.5]}
+    acc_means = {
+        "nn": [0.9, 0.5, 0.3, 0.2],
+        "spindrop": [0.9, 0.6, 0.4, 0.3],
+        "spatial_spindrop": [0.9, 0.6, 0.5, 0.3],
+        "proposed": [0.9, 0.8, 0.7, 0.5],
+    }
     acc = {m: {s: _noisy(rng, v) for s in ("bf", "add")} for m, v in acc_means.items()}
-    rmse = {m: {"bf": _noisy(rng, v, sd=0.01)} for m, v in {"nn": [1.0, 1.5, 2.0, 2.5],
-                                                           "proposed": [1.0, 1.2, 1.4, 1.6]}.items()}
+    rmse = {
+        m: {"bf": _noisy(rng, v, sd=0.01)}
+        for m, v in {"nn": [1.0, 1.5, 2.0, 2.5], "proposed": [1.0, 1.2, 1.4, 1.6]}.items()
+    }
     rates = {"proposed": (0.1, 0.5, 0.7), "nn": (0.1, 0.2, 0.3)}
-    ff = {m: 0.9 for m in acc}
+    ff = dict.fromkeys(acc, 0.9)
     if noisy is not None:
         acc["noisy_training"] = {s: _noisy(rng, v) for s, v in noisy["digits"].items()}
         rmse["noisy_training"] = {s: _noisy(rng, v, sd=0.01) for s, v in noisy["co2"].items()}
         rates["noisy_training"], ff["noisy_training"] = (0.1, 0.95, 0.99), 0.99  # better than every baseline
-    digits = TaskResult("accuracy", True, {"bf": SweepInfo("bit_flip", "weights"), "add": SweepInfo("additive", "weights")},
-                        {m: _method(v, ff[m]) for m, v in acc.items()}, ood=_ood(rates))
-    co2 = TaskResult("rmse", False, {"bf": SweepInfo("bit_flip", "weights")}, {m: _method(v, 1.0) for m, v in rmse.items()})
+    digits = TaskResult(
+        "accuracy",
+        True,
+        {"bf": SweepInfo("bit_flip", "weights"), "add": SweepInfo("additive", "weights")},
+        {m: _method(v, ff[m]) for m, v in acc.items()},
+        ood=_ood(rates),
+    )
+    co2 = TaskResult(
+        "rmse", False, {"bf": SweepInfo("bit_flip", "weights")}, {m: _method(v, 1.0) for m, v in rmse.items()}
+    )
     return Results(tasks={"digits": digits, "co2": co2})
 
 
@@ -131,8 +165,12 @@ def test_identical_methods_are_no_difference_and_the_band_is_the_claims_band():
     rng = np.random.default_rng(9)
     c, n_boot, seed = 12, 300, 4
     p, b = _noisy(rng, [0.9, 0.7, 0.66, 0.5], c, 0.1), _noisy(rng, [0.9, 0.6, 0.62, 0.5], c, 0.1)
-    task = TaskResult("accuracy", True, {"bf": SweepInfo("bit_flip", "weights")},
-                      {"proposed": _method({"bf": p}), "noisy_training": _method({"bf": b})})
+    task = TaskResult(
+        "accuracy",
+        True,
+        {"bf": SweepInfo("bit_flip", "weights")},
+        {"proposed": _method({"bf": p}), "noisy_training": _method({"bf": b})},
+    )
     (row,) = claims_noisy.evaluate_noisy_training(Results(tasks={"t": task}), n_boot=n_boot, seed=seed)
     idx = np.random.default_rng(seed).integers(0, c, size=(n_boot, c))
     boot = np.array([[100 * (p[i, idx[k]].mean() - b[i, idx[k]].mean()) for i in (1, 2, 3)] for k in range(n_boot)])
@@ -171,7 +209,9 @@ def test_importing_the_report_leaves_the_plotting_backend_alone():
     import subprocess
     import sys
 
-    code = "import matplotlib; matplotlib.use('svg'); import invnorm_jax.pipeline.report; print(matplotlib.get_backend())"
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import invnorm_jax.pipeline.report; print(matplotlib.get_backend())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "svg"
 
@@ -181,8 +221,9 @@ def test_the_other_reading_of_the_same_config_adds_no_comparison_rows():
     r = _results(STRONG)
     for name, t in list(r.tasks.items()):
         t.config = {"name": name, "dropout_site": "crossbar"}
-        r.tasks[name + "/norm_dropout"] = TaskResult(t.metric, t.higher_is_better, t.sweeps, dict(t.methods),
-                                                     config={"name": name, "dropout_site": "norm"})
+        r.tasks[name + "/norm_dropout"] = TaskResult(
+            t.metric, t.higher_is_better, t.sweeps, dict(t.methods), config={"name": name, "dropout_site": "norm"}
+        )
     rows = claims_noisy.evaluate_noisy_training(r, n_boot=100)
     assert {x.task for x in rows} == {"digits", "co2"}
     del r.tasks["digits"]  # no default twin left: the norm reading's task is compared

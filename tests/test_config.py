@@ -25,9 +25,17 @@ def test_every_shipped_config_loads_with_every_key(name, variant):
 
 
 def test_override_changes_one_value_and_keeps_types():
-    config = config_lib.load_config("digits:quick", overrides=[
-        "eval.num_chips=7", "train.learning_rate=1", "methods=nn,proposed", "ood.fault.level=0.2",
-        "eval.max_test=50", "sweeps.bit_flip.levels=(0, 0.1)"])
+    config = config_lib.load_config(
+        "digits:quick",
+        overrides=[
+            "eval.num_chips=7",
+            "train.learning_rate=1",
+            "methods=nn,proposed",
+            "ood.fault.level=0.2",
+            "eval.max_test=50",
+            "sweeps.bit_flip.levels=(0, 0.1)",
+        ],
+    )
     assert config.eval.num_chips == 7 and config.variant == "quick"
     assert config.train.learning_rate == 1.0 and isinstance(config.train.learning_rate, float)
     assert config.methods == ("nn", "proposed")
@@ -37,19 +45,22 @@ def test_override_changes_one_value_and_keeps_types():
     assert untouched.eval.num_chips == 20  # the file's value: overrides do not leak between loads
 
 
-@pytest.mark.parametrize("item, match", [
-    ("eval.num_chip=7", r"no key 'eval.num_chip'; did you mean 'eval.num_chips'"),
-    ("trian.steps=3", r"did you mean 'train.steps'"),
-    ("eval.num_chips=many", r"expected an int"),
-    ("train.learning_rate=fast", r"expected a float"),
-    ("eval.num_chips=0", r"eval.num_chips=0 must be an integer >= 1"),
-    ("metric=f1", r"metric='f1' is unknown"),
-    ("methods=nn,bnn", r"methods='bnn' is unknown"),
-    ("sweeps.bit_flip.levels=0,2", r"level=2.0 is a probability"),
-    ("train.optimizer=lion", r"optimizer='lion'"),
-    ("eval", r"must look like --config.KEY=VALUE"),
-    ("ood.shifts=rotation,spin", r"ood.shifts='spin' is unknown"),
-])
+@pytest.mark.parametrize(
+    "item, match",
+    [
+        ("eval.num_chip=7", r"no key 'eval.num_chip'; did you mean 'eval.num_chips'"),
+        ("trian.steps=3", r"did you mean 'train.steps'"),
+        ("eval.num_chips=many", r"expected an int"),
+        ("train.learning_rate=fast", r"expected a float"),
+        ("eval.num_chips=0", r"eval.num_chips=0 must be an integer >= 1"),
+        ("metric=f1", r"metric='f1' is unknown"),
+        ("methods=nn,bnn", r"methods='bnn' is unknown"),
+        ("sweeps.bit_flip.levels=0,2", r"level=2.0 is a probability"),
+        ("train.optimizer=lion", r"optimizer='lion'"),
+        ("eval", r"must look like --config.KEY=VALUE"),
+        ("ood.shifts=rotation,spin", r"ood.shifts='spin' is unknown"),
+    ],
+)
 def test_bad_override_is_a_clear_error(item, match):
     with pytest.raises(ConfigError, match=match):
         config_lib.load_config("digits", overrides=[item])
@@ -78,8 +89,10 @@ def test_config_file_with_a_syntax_error_names_the_line(tmp_path):
 
 def test_user_config_file_with_variant(tmp_path):
     path = tmp_path / "mine.py"
-    path.write_text("from invnorm_jax.pipeline.configs.digits import get_config as base\n\n"
-                    "def get_config(variant='full'):\n    c = base(variant)\n    c.name = 'mine'\n    return c\n")
+    path.write_text(
+        "from invnorm_jax.pipeline.configs.digits import get_config as base\n\n"
+        "def get_config(variant='full'):\n    c = base(variant)\n    c.name = 'mine'\n    return c\n"
+    )
     config = config_lib.load_config(f"{path}:smoke")
     assert config.name == "mine" and config.variant == "smoke" and config.train.steps == 8
 
@@ -99,7 +112,9 @@ def test_training_differences_name_every_changed_training_key(tmp_path):
 
 
 def test_cli_parses_overrides_in_both_forms():
-    args = cli.parse_args(["demo", "--quick", "--config.eval.num_chips=7", "--config.train.steps", "30", "--chips", "5"])
+    args = cli.parse_args(
+        ["demo", "--quick", "--config.eval.num_chips=7", "--config.train.steps", "30", "--chips", "5"]
+    )
     assert args.overrides == ["eval.num_chips=7", "train.steps=30"]
     assert cli._overrides(args) == ["eval.num_chips=7", "train.steps=30", "eval.num_chips=5"]
 

@@ -41,8 +41,11 @@ def binomial_band(n: int, p: float) -> float:
 
 
 def dropout_layers(model):
-    return {"/".join(map(str, path)): node for path, node in nnx.iter_graph(model)
-            if isinstance(node, nnx.Module) and getattr(node, "input_dropout", None) is not None}
+    return {
+        "/".join(map(str, path)): node
+        for path, node in nnx.iter_graph(model)
+        if isinstance(node, nnx.Module) and getattr(node, "input_dropout", None) is not None
+    }
 
 
 @pytest.fixture
@@ -141,8 +144,9 @@ def test_every_layer_draws_its_own_mask():
     layers = dropout_layers(model)
     key = jax.random.key(1)
     # blocks/0/conv1 and blocks/0/conv2 both read [B, 8, 8, 8]: same shape, same call key.
-    m1, m2 = (np.asarray(layers[p].input_mask(x.repeat(8, axis=-1), key=key)) for p in ("blocks/0/conv1",
-                                                                                     "blocks/0/conv2"))
+    m1, m2 = (
+        np.asarray(layers[p].input_mask(x.repeat(8, axis=-1), key=key)) for p in ("blocks/0/conv1", "blocks/0/conv2")
+    )
     assert m1.shape == m2.shape and not np.array_equal(m1, m2)
     assert len({layer.input_dropout.key_id for layer in layers.values()}) == len(layers)
 
@@ -158,14 +162,14 @@ def test_the_output_is_rescaled_not_the_input():
 
 
 def test_quantized_layer_masks_its_quantized_input():
-    layer = QuantDense(16, 3, bits=8, act_bits=8, input_dropout=CrossbarDropout(RATE, spatial=True),
-                       rngs=nnx.Rngs(0))
+    layer = QuantDense(16, 3, bits=8, act_bits=8, input_dropout=CrossbarDropout(RATE, spatial=True), rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(0), (6, 16))
     key = jax.random.key(4)
     mask = np.asarray(layer.input_mask(x, key=key), np.float64)
     xq = np.asarray(layer._quant_input(x), np.float64)
     want = (xq * mask) @ np.asarray(layer._effective_kernel(None), np.float64) / (1 - RATE) + np.asarray(
-        layer.bias[...], np.float64)
+        layer.bias[...], np.float64
+    )
     np.testing.assert_allclose(np.asarray(layer(x, key=key), np.float64), want, rtol=1e-5, atol=1e-5)
 
 

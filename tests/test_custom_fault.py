@@ -71,8 +71,11 @@ def plain_fn(p, x, key):
     return jnp.tanh(x @ p["w1"]) @ p["w2"] + p["b"]
 
 
-PARAMS = {"w1": jnp.asarray(np.random.default_rng(0).normal(size=(6, 8)), jnp.float32),
-          "w2": jnp.asarray(np.random.default_rng(1).normal(size=(8, 3)), jnp.float32), "b": jnp.zeros(3)}
+PARAMS = {
+    "w1": jnp.asarray(np.random.default_rng(0).normal(size=(6, 8)), jnp.float32),
+    "w2": jnp.asarray(np.random.default_rng(1).normal(size=(8, 3)), jnp.float32),
+    "b": jnp.zeros(3),
+}
 X = jnp.asarray(np.random.default_rng(2).normal(size=(5, 6)), jnp.float32)
 
 
@@ -104,8 +107,19 @@ def module_loop(model, x, fault, n=CHIPS):
 
 def test_custom_kind_through_simulate_chips_equals_a_hand_loop():
     """Chips in chunks of 2, x in slices of 2: each chip's leaves are fn(leaf key, w, level)."""
-    out = np.asarray(simulate_chips(plain_fn, X, params=PARAMS, fault=Fault(dead_columns, 0.4), num_chips=CHIPS,
-                                    num_samples=1, key=KEY, chunk_size=2, batch_size=2))
+    out = np.asarray(
+        simulate_chips(
+            plain_fn,
+            X,
+            params=PARAMS,
+            fault=Fault(dead_columns, 0.4),
+            num_chips=CHIPS,
+            num_samples=1,
+            key=KEY,
+            chunk_size=2,
+            batch_size=2,
+        )
+    )
     chips, _ = hand_chips(KEY, CHIPS)
     for i, chip in enumerate(chips):
         faulty = {**PARAMS, **{n: dead_columns(leaf_key(chip, n), PARAMS[n], 0.4) for n in ("w1", "w2")}}
@@ -119,8 +133,11 @@ def test_custom_kind_with_a_stochastic_apply_fn_and_mc_samples():
         h = jnp.tanh(x @ p["w1"]) * jax.random.bernoulli(key, 0.7, (x.shape[0], 8))
         return h @ p["w2"]
 
-    out = np.asarray(simulate_chips(noisy, X, params=PARAMS, fault=Fault(dead_columns, 0.3), num_chips=3,
-                                    num_samples=2, key=KEY, select="w"))
+    out = np.asarray(
+        simulate_chips(
+            noisy, X, params=PARAMS, fault=Fault(dead_columns, 0.3), num_chips=3, num_samples=2, key=KEY, select="w"
+        )
+    )
     chips, sample_root = hand_chips(KEY, 3)
     for i, chip in enumerate(chips):
         faulty = {**PARAMS, **{n: dead_columns(leaf_key(chip, n), PARAMS[n], 0.3) for n in ("w1", "w2")}}
@@ -149,8 +166,9 @@ def test_custom_kind_sees_the_representation_bits_names():
 
 
 def test_a_custom_function_reproduces_the_builtin_kind_exactly():
-    run = lambda fault, **kw: np.asarray(simulate_chips(plain_fn, X, params=PARAMS, fault=fault, num_chips=CHIPS,
-                                                        num_samples=1, key=KEY, **kw))
+    run = lambda fault, **kw: np.asarray(
+        simulate_chips(plain_fn, X, params=PARAMS, fault=fault, num_chips=CHIPS, num_samples=1, key=KEY, **kw)
+    )
     np.testing.assert_array_equal(run(Fault(additive_mine, 0.2)), run(Fault("additive", 0.2)))
     np.testing.assert_array_equal(run(Fault(flips_mine, 0.1), bits=8), run(Fault("bit_flip", 0.1), bits=8))
 
@@ -172,20 +190,27 @@ def test_custom_weight_fault_through_a_library_model_equals_a_hand_loop(model):
     # The hook: fn(fold_in(chip, fault_id), deployed codes, level, bits=...).
     chip = hand_chips(KEY, 1)[0][0]
     codes, _ = model.fc1.deployed_weights()
-    np.testing.assert_array_equal(FaultContext(fault, chip).weights(model.fc1.fault_id, codes, bits=8),
-                                  scaled(jax.random.fold_in(chip, model.fc1.fault_id), codes, 0.3, bits=8))
+    np.testing.assert_array_equal(
+        FaultContext(fault, chip).weights(model.fc1.fault_id, codes, bits=8),
+        scaled(jax.random.fold_in(chip, model.fc1.fault_id), codes, 0.3, bits=8),
+    )
     assert not np.allclose(out[0], out[1])
 
 
-@pytest.mark.parametrize("builtin,mine", [
-    (Fault("bit_flip", 0.1), Fault(flips_mine, 0.1)),
-    (Fault("additive", 0.7, site="preactivation"), Fault(preact_additive_mine, 0.7, site="preactivation")),
-    (Fault("additive", 0.7, site="preactivation", per_inference=True),
-     Fault(preact_additive_mine, 0.7, site="preactivation", per_inference=True)),
-], ids=["weights", "preactivation", "per-inference"])
+@pytest.mark.parametrize(
+    "builtin,mine",
+    [
+        (Fault("bit_flip", 0.1), Fault(flips_mine, 0.1)),
+        (Fault("additive", 0.7, site="preactivation"), Fault(preact_additive_mine, 0.7, site="preactivation")),
+        (
+            Fault("additive", 0.7, site="preactivation", per_inference=True),
+            Fault(preact_additive_mine, 0.7, site="preactivation", per_inference=True),
+        ),
+    ],
+    ids=["weights", "preactivation", "per-inference"],
+)
 def test_a_custom_function_reproduces_the_builtin_kind_on_a_library_model(model, builtin, mine):
-    run = lambda fault: np.asarray(simulate_chips(model, X, fault=fault, num_chips=CHIPS, num_samples=2,
-                                                  key=KEY))
+    run = lambda fault: np.asarray(simulate_chips(model, X, fault=fault, num_chips=CHIPS, num_samples=2, key=KEY))
     theirs = run(builtin)
     np.testing.assert_allclose(run(mine), theirs, rtol=1e-6, atol=1e-6)
     assert not np.allclose(theirs, run(dataclasses.replace(builtin, level=0.0))), "the fault changed nothing"
@@ -195,8 +220,9 @@ def test_a_static_custom_preactivation_fault_is_the_same_for_every_input():
     x = jnp.tile(jnp.linspace(-1.0, 1.0, 6)[None], (4, 1))  # four equal inputs
     static = FaultContext(Fault(preact_additive_mine, 0.5, site="preactivation"), KEY).preactivation(2, x)
     np.testing.assert_array_equal(static, jnp.tile(static[:1], (4, 1)))
-    np.testing.assert_allclose(static[0], x[0] + 0.5 * jax.random.normal(jax.random.fold_in(KEY, 2), (6,)),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        static[0], x[0] + 0.5 * jax.random.normal(jax.random.fold_in(KEY, 2), (6,)), rtol=1e-6, atol=1e-6
+    )
     reads = FaultContext(Fault(preact_additive_mine, 0.5, site="preactivation", per_inference=True), KEY)
     per_input = np.asarray(reads.preactivation(2, x, key=jax.random.key(9)))
     assert len({row.tobytes() for row in per_input}) == 4, "per_inference: every input its own draw"
@@ -213,8 +239,9 @@ def test_compile_for_serves_custom_and_builtin_kinds_with_one_compilation():
         return dead_columns(key, w, level)
 
     program = (Fault("bit_flip", 0.0), Fault(counted, 0.0))
-    run = lambda fault, **kw: np.asarray(simulate_chips(plain_fn, X, params=PARAMS, fault=fault, bits=1,
-                                                        num_chips=CHIPS, num_samples=1, key=KEY, **kw))
+    run = lambda fault, **kw: np.asarray(
+        simulate_chips(plain_fn, X, params=PARAMS, fault=fault, bits=1, num_chips=CHIPS, num_samples=1, key=KEY, **kw)
+    )
     mine = run(Fault(counted, 0.5), compile_for=program)
     compiled = len(traces)
     flips = run(Fault("bit_flip", 0.2), compile_for=program)
@@ -253,15 +280,20 @@ def test_fault_is_a_pytree_of_its_level():
 
 
 def test_a_traced_level_under_jit_equals_the_concrete_call(model):
-    concrete = simulate_chips(plain_fn, X, params=PARAMS, fault=Fault("additive", 0.1), num_chips=3, num_samples=1,
-                              key=KEY)
-    traced = jax.jit(lambda level: simulate_chips(plain_fn, X, params=PARAMS, fault=Fault("additive", level),
-                                                  num_chips=3, num_samples=1, key=KEY))(0.1)
+    concrete = simulate_chips(
+        plain_fn, X, params=PARAMS, fault=Fault("additive", 0.1), num_chips=3, num_samples=1, key=KEY
+    )
+    traced = jax.jit(
+        lambda level: simulate_chips(
+            plain_fn, X, params=PARAMS, fault=Fault("additive", level), num_chips=3, num_samples=1, key=KEY
+        )
+    )(0.1)
     np.testing.assert_allclose(traced, concrete, **TOL)
     as_argument = jax.jit(lambda f: simulate_chips(model, X, fault=f, num_chips=3, num_samples=1, key=KEY))
     for fault in (Fault("additive", 0.3, site="preactivation"), Fault(dead_columns, 0.3)):
-        np.testing.assert_allclose(as_argument(fault), simulate_chips(model, X, fault=fault, num_chips=3,
-                                                                      num_samples=1, key=KEY), **TOL)
+        np.testing.assert_allclose(
+            as_argument(fault), simulate_chips(model, X, fault=fault, num_chips=3, num_samples=1, key=KEY), **TOL
+        )
 
 
 def test_vmap_over_levels_equals_a_loop(model):
@@ -287,8 +319,9 @@ def test_bit_faults_on_integer_leaves_act_on_the_stored_codes():
     np.testing.assert_array_equal(out, fm.bit_flip(leaf_key(KEY, "q"), codes, rate=0.2, bits=8))
     small = jnp.clip(codes, -8, 7)  # 4-bit codes stored in int8
     out4 = inject({"q": small}, Fault("stuck_at", 0.5), KEY, bits=4, select="q")["q"]
-    np.testing.assert_array_equal(out4, fm.stuck_at(leaf_key(KEY, "q"), small.astype(jnp.int32), rate=0.5,
-                                                    bits=4).astype(jnp.int8))
+    np.testing.assert_array_equal(
+        out4, fm.stuck_at(leaf_key(KEY, "q"), small.astype(jnp.int32), rate=0.5, bits=4).astype(jnp.int8)
+    )
     signs = inject({"q": jnp.array([[-128, -3, 0, 5]], jnp.int8)}, Fault("bit_flip", 1.0), KEY, bits=1, select="q")
     np.testing.assert_array_equal(signs["q"], [[127, 3, 0, -5]])  # +128 saturates at int8's 127; sign(0) is +
     kept = inject({"q": codes}, Fault(lambda k, w, level: w // 2, 0.0), KEY, select="q")["q"]  # integers: kept
@@ -314,7 +347,7 @@ def test_a_custom_kind_must_be_hashable_and_its_level_a_number():
 
 def test_the_docs_example_runs(tmp_path, capsys):
     doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "any_model.md").read_text()
-    section = doc[doc.index("## Your own fault model"):]
+    section = doc[doc.index("## Your own fault model") :]
     code, shown = re.findall(r"```(?:python|text)\n(.*?)```", section, re.DOTALL)[:2]
     (tmp_path / "example.py").write_text(code)
     runpy.run_path(str(tmp_path / "example.py"))

@@ -38,8 +38,9 @@ def make_speech_folder(root: pathlib.Path) -> dict[str, list[str]]:
     Returns:
       `{"validation": [...], "test": [...]}` relative paths written to the lists.
     """
-    lists = write_speech_commands_folder(root, words=SPEECH_FREQS, clips_per_word=4, num_validation=1,
-                                         num_test=1, noise=0.0, jitter=0.0, burst=False)
+    lists = write_speech_commands_folder(
+        root, words=SPEECH_FREQS, clips_per_word=4, num_validation=1, num_test=1, noise=0.0, jitter=0.0, burst=False
+    )
     for word, freq in SPEECH_FREQS.items():
         write_sine_wav(root / word / "short.wav", freq, seconds=0.5)
     return lists
@@ -151,8 +152,11 @@ def test_data_package_imports_no_jax_or_higher_layers():
     forbidden = ("jax", "flax", "optax", "invnorm_jax.models", "invnorm_jax.nn", "invnorm_jax.train")
     for path in DATA_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             for name in names:
                 assert not name.startswith(forbidden), f"{path.name} imports {name}"
 
@@ -204,8 +208,10 @@ def test_random_crop_flip_really_flips_and_crops():
     assert out.shape == x.shape
     for o, xi in zip(out[:8], x[:8]):
         found = any(
-            np.array_equal(o, np.pad(v, ((2, 2), (2, 2), (0, 0)))[t : t + 6, l : l + 7])
-            for v in (xi, xi[:, ::-1]) for t in range(5) for l in range(5)
+            np.array_equal(o, np.pad(v, ((2, 2), (2, 2), (0, 0)))[t : t + 6, c : c + 7])
+            for v in (xi, xi[:, ::-1])
+            for t in range(5)
+            for c in range(5)
         )
         assert found
     assert np.any(out == 0)  # some crops reach into the zero padding
@@ -238,8 +244,7 @@ def test_speech_folder_resample_pad_and_split(tmp_path):
     index = data.index_speech_folder(tmp_path)
     assert sorted(r for r, _ in index["validation"]) == sorted(lists["validation"])
     assert sorted(r for r, _ in index["test"]) == sorted(lists["test"])
-    assert not any("_background_noise_" in r for split in ("train", "validation", "test")
-                   for r, _ in index[split])
+    assert not any("_background_noise_" in r for split in ("train", "validation", "test") for r, _ in index[split])
     for clip, label in zip(s.x_test[..., 0], s.y_test):
         assert _dominant_hz(clip, 8000) == pytest.approx(SPEECH_FREQS[s.class_names[label]], abs=2)
     # The 0.5 s clip: 4000 real samples, then zeros to 8000.

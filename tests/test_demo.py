@@ -20,15 +20,33 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    code = cli.main(["demo", "--smoke", "--tasks", "digits", "co2", "--out", str(out), "--no-progress", "--no-ood",
-                     "--config.eval.num_chips=3"])
+    code = cli.main(
+        [
+            "demo",
+            "--smoke",
+            "--tasks",
+            "digits",
+            "co2",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-ood",
+            "--config.eval.num_chips=3",
+        ]
+    )
     assert code == 0
     return out
 
 
 def test_demo_writes_every_file(demo_run):
-    for name in ("results.json", "config.json", "results.csv", "report.md", "digits_robustness.png",
-                 "co2_robustness.png"):
+    for name in (
+        "results.json",
+        "config.json",
+        "results.csv",
+        "report.md",
+        "digits_robustness.png",
+        "co2_robustness.png",
+    ):
         assert (demo_run / name).is_file(), name
     for task in ("digits", "co2"):
         for method in METHODS:
@@ -61,16 +79,18 @@ def test_results_schema_and_level_zero_equals_fault_free(demo_run):
     results = json.loads((demo_run / "results.json").read_text())
     assert results["version"] == results_lib.SCHEMA_VERSION
     assert set(results["tasks"]) == {"digits", "co2"}
-    expected = {"digits": ("accuracy", True, {"bit_flip", "additive"}),
-                "co2": ("rmse", False, {"bit_flip", "additive", "multiplicative", "uniform"})}
+    expected = {
+        "digits": ("accuracy", True, {"bit_flip", "additive"}),
+        "co2": ("rmse", False, {"bit_flip", "additive", "multiplicative", "uniform"}),
+    }
     for task, (metric, higher, kinds) in expected.items():
         t = results["tasks"][task]
         assert t["metric"] == metric and t["higher_is_better"] is higher
         assert set(t["methods"]) == set(METHODS)
-        for method, m in t["methods"].items():
+        for _method, m in t["methods"].items():
             assert np.isfinite(m["fault_free"])
             assert set(m["sweeps"]) == kinds
-            for kind, rows in m["sweeps"].items():
+            for _kind, rows in m["sweeps"].items():
                 assert rows[0]["level"] == 0.0
                 for row in rows:
                     assert set(row) == {"level", "mean", "std", "chips", "seeds"}
@@ -85,15 +105,29 @@ def test_results_schema_and_level_zero_equals_fault_free(demo_run):
 def test_csv_has_a_row_per_level(demo_run):
     results = json.loads((demo_run / "results.json").read_text())
     rows = (demo_run / "results.csv").read_text().strip().splitlines()
-    expected = sum(1 + sum(len(v) for v in m["sweeps"].values())
-                   for t in results["tasks"].values() for m in t["methods"].values())
+    expected = sum(
+        1 + sum(len(v) for v in m["sweeps"].values()) for t in results["tasks"].values() for m in t["methods"].values()
+    )
     assert len(rows) == 1 + expected
 
 
 def test_rerun_reuses_checkpoints_and_gives_the_same_numbers(demo_run, tmp_path):
     before = json.loads((demo_run / "results.json").read_text())
-    code = cli.main(["demo", "--smoke", "--tasks", "digits", "--methods", "proposed", "--out", str(demo_run),
-                     "--no-progress", "--no-ood", "--config.eval.num_chips=3"])
+    code = cli.main(
+        [
+            "demo",
+            "--smoke",
+            "--tasks",
+            "digits",
+            "--methods",
+            "proposed",
+            "--out",
+            str(demo_run),
+            "--no-progress",
+            "--no-ood",
+            "--config.eval.num_chips=3",
+        ]
+    )
     assert code == 0
     after = json.loads((demo_run / "results.json").read_text())
     a, b = (r["tasks"]["digits"]["methods"]["proposed"] for r in (after, before))
@@ -102,8 +136,18 @@ def test_rerun_reuses_checkpoints_and_gives_the_same_numbers(demo_run, tmp_path)
 
 
 def test_sweep_on_a_workdir_trained_with_another_config_names_the_keys(demo_run, tmp_path, capsys):
-    args = ["sweep", "--config", "digits:smoke", "--workdir", str(demo_run / "digits"), "--out", str(tmp_path),
-            "--no-progress", "--method", "proposed"]
+    args = [
+        "sweep",
+        "--config",
+        "digits:smoke",
+        "--workdir",
+        str(demo_run / "digits"),
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--method",
+        "proposed",
+    ]
     assert cli.main(args + ["--config.train.steps=9", "--config.seed=1"]) == 2
     err = capsys.readouterr().err
     assert "trained with a different config" in err and "seed: 0 -> 1" in err and "train.steps: 8 -> 9" in err
@@ -115,8 +159,22 @@ def test_sweep_on_a_workdir_trained_with_another_config_names_the_keys(demo_run,
 def test_cli_end_to_end_at_xla_default_optimization_level(tmp_path):
     # The test session compiles at level 0 (conftest.py); users get XLA's default.
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    cmd = [sys.executable, "-m", "invnorm_jax.pipeline.cli", "demo", "--smoke", "--tasks", "digits", "--methods", "nn",
-           "proposed", "--no-ood", "--out", str(tmp_path / "run"), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "invnorm_jax.pipeline.cli",
+        "demo",
+        "--smoke",
+        "--tasks",
+        "digits",
+        "--methods",
+        "nn",
+        "proposed",
+        "--no-ood",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+    ]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     task = results_lib.load(tmp_path / "run").tasks["digits"]

@@ -21,23 +21,25 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 #: Modules whose examples build whole models or compile many small programs: all examples together
 #: took about a minute on the shared 2-core CPU, these modules three quarters of it, so they run in
 #: the full suite only and the fast tier keeps about 20 s of examples (the core functional ones).
-SLOW = frozenset({
-    "invnorm_jax.pipeline.config",
-    "invnorm_jax.data.embedded",
-    "invnorm_jax.faults.models",
-    "invnorm_jax.faults.simulate",
-    "invnorm_jax.functional.quantize",
-    "invnorm_jax.metrics",
-    "invnorm_jax.models",
-    "invnorm_jax.models.lstm",
-    "invnorm_jax.models.m5",
-    "invnorm_jax.models.resnet",
-    "invnorm_jax.models.unet",
-    "invnorm_jax.nn.norm",
-    "invnorm_jax.nn.quantized",
-    "invnorm_jax.nn.recurrent",
-    "invnorm_jax.ood",
-})
+SLOW = frozenset(
+    {
+        "invnorm_jax.pipeline.config",
+        "invnorm_jax.data.embedded",
+        "invnorm_jax.faults.models",
+        "invnorm_jax.faults.simulate",
+        "invnorm_jax.functional.quantize",
+        "invnorm_jax.metrics",
+        "invnorm_jax.models",
+        "invnorm_jax.models.lstm",
+        "invnorm_jax.models.m5",
+        "invnorm_jax.models.resnet",
+        "invnorm_jax.models.unet",
+        "invnorm_jax.nn.norm",
+        "invnorm_jax.nn.quantized",
+        "invnorm_jax.nn.recurrent",
+        "invnorm_jax.ood",
+    }
+)
 
 #: Module -> why its examples cannot run here (an optional dependency or a dataset folder).
 SKIP: dict[str, str] = {}
@@ -75,8 +77,13 @@ def _is_function_or_class(obj) -> bool:
 
 def test_every_module_is_found():
     names = _module_names()
-    for expected in ("invnorm_jax.functional.norm", "invnorm_jax.faults.models", "invnorm_jax.nn.norm",
-                     "invnorm_jax.metrics", "invnorm_jax.data.embedded"):
+    for expected in (
+        "invnorm_jax.functional.norm",
+        "invnorm_jax.faults.models",
+        "invnorm_jax.nn.norm",
+        "invnorm_jax.metrics",
+        "invnorm_jax.data.embedded",
+    ):
         assert expected in names
 
 

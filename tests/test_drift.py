@@ -38,8 +38,13 @@ def _codes(n, bits, seed=0):
     return jnp.asarray(rng.integers(-half, half, size=n), jnp.int32)
 
 
-MODELS = [PCM, RRAM, DriftModel(read_noise=0.05), DriftModel(compensate=True, read_noise=0.02),
-          DriftModel(nu_mean=0.02, nu_std=0.03)]  # the last clips many exponents at 0
+MODELS = [
+    PCM,
+    RRAM,
+    DriftModel(read_noise=0.05),
+    DriftModel(compensate=True, read_noise=0.02),
+    DriftModel(nu_mean=0.02, nu_std=0.03),
+]  # the last clips many exponents at 0
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -75,8 +80,10 @@ def test_mean_log_ratio_is_minus_nu_times_log_time(model):
 
 def test_rram_drifts_much_less_than_pcm():
     w = _codes(20_000, 1)
-    loss = {name: 1 - float(jnp.mean(jnp.abs(drift(jax.random.key(0), w, t=DECADE, model=m))))
-            for name, m in (("pcm", PCM), ("rram", RRAM))}
+    loss = {
+        name: 1 - float(jnp.mean(jnp.abs(drift(jax.random.key(0), w, t=DECADE, model=m))))
+        for name, m in (("pcm", PCM), ("rram", RRAM))
+    }
     assert 5 * loss["rram"] < loss["pcm"]
 
 
@@ -115,7 +122,7 @@ def test_compensation_restores_the_mean_magnitude():
     # Without it the mean decays by about E[exp(-nu L)]; the sample mean within 5 standard errors.
     big_l = math.log(DECADE / PCM.t0)
     nu = np.linspace(-8, 8, 20001) * PCM.nu_std + PCM.nu_mean
-    dens = np.exp(-((nu - PCM.nu_mean) / PCM.nu_std) ** 2 / 2)
+    dens = np.exp(-(((nu - PCM.nu_mean) / PCM.nu_std) ** 2) / 2)
     expected = float(np.sum(np.exp(-np.maximum(nu, 0) * big_l) * dens) / np.sum(dens))
     ratio = plain / np.maximum(np.abs(np.asarray(w, np.float64)), 1e-30)
     ratio = ratio[np.asarray(w) != 0]
@@ -133,19 +140,27 @@ def test_deterministic_per_key():
     assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(t=-1.0), "t=-1.0"),
-    (dict(t=float("nan")), "t=nan"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(t=-1.0), "t=-1.0"),
+        (dict(t=float("nan")), "t=nan"),
+    ],
+)
 def test_bad_time_is_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         drift(jax.random.key(0), jnp.ones(3), **kwargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(t0=0.0), "t0"), (dict(nu_mean=-0.1), "nu_mean"), (dict(nu_std=-1.0), "nu_std"),
-    (dict(read_noise=-0.1), "read_noise"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(t0=0.0), "t0"),
+        (dict(nu_mean=-0.1), "nu_mean"),
+        (dict(nu_std=-1.0), "nu_std"),
+        (dict(read_noise=-0.1), "read_noise"),
+    ],
+)
 def test_bad_model_parameters_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DriftModel(**kwargs)
@@ -159,8 +174,9 @@ def test_fault_kind_drift_is_a_weights_fault():
     ctx = FaultContext(Fault("drift", YEAR), jax.random.key(0))
     w = _codes(100, 1)
     got = ctx.weights(3, w, bits=1)
-    np.testing.assert_array_equal(np.asarray(got), np.asarray(drift(jax.random.fold_in(jax.random.key(0), 3), w,
-                                                                     t=YEAR)))
+    np.testing.assert_array_equal(
+        np.asarray(got), np.asarray(drift(jax.random.fold_in(jax.random.key(0), 3), w, t=YEAR))
+    )
 
 
 @pytest.mark.slow  # about 10 s: two compiled chip simulations

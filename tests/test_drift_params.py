@@ -37,16 +37,19 @@ def test_drift_model_from_a_mapping_is_the_preset_with_overrides():
     hash(Fault("drift", 1.0, drift=got))  # a static jit argument
 
 
-@pytest.mark.parametrize("spec, error, match", [
-    (dict(preset="xx"), ValueError, "preset='xx' is unknown"),
-    (dict(nu_man=0.1), ValueError, "did you mean 'nu_mean'"),
-    (dict(nu_mean=-0.1), ValueError, "nu_mean"),
-    (dict(nu_std=float("nan")), ValueError, "nu_std"),
-    (dict(t0=0.0), ValueError, "t0"),
-    (dict(read_noise="a"), TypeError, "read_noise='a' must be a number"),
-    (dict(compensate="yes"), TypeError, "compensate='yes' must be True or False"),
-    (3, TypeError, "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "spec, error, match",
+    [
+        (dict(preset="xx"), ValueError, "preset='xx' is unknown"),
+        (dict(nu_man=0.1), ValueError, "did you mean 'nu_mean'"),
+        (dict(nu_mean=-0.1), ValueError, "nu_mean"),
+        (dict(nu_std=float("nan")), ValueError, "nu_std"),
+        (dict(t0=0.0), ValueError, "t0"),
+        (dict(read_noise="a"), TypeError, "read_noise='a' must be a number"),
+        (dict(compensate="yes"), TypeError, "compensate='yes' must be True or False"),
+        (3, TypeError, "must be a mapping"),
+    ],
+)
 def test_bad_drift_parameters_are_named(spec, error, match):
     with pytest.raises(error, match=match):
         drift_model(spec)
@@ -72,10 +75,13 @@ def test_sweep_helpers_carry_the_parameters_and_fault_of_forwards_them():
     assert len(keys) == 2
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("{'compensate': True}", dataclasses.replace(PCM, compensate=True)),
-    ("{'preset': 'rram'}", RRAM),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("{'compensate': True}", dataclasses.replace(PCM, compensate=True)),
+        ("{'preset': 'rram'}", RRAM),
+    ],
+)
 def test_config_parameters_reach_a_layers_codes(spec, expected):
     c = config_lib.load_config("digits_drift", "smoke", _override(spec))
     config_lib.validate(c)
@@ -104,11 +110,14 @@ def test_chips_with_config_parameters_differ_from_the_pcm_run():
     assert 0.0 < float(np.abs(rram - clean).mean()) < float(np.abs(pcm - clean).mean())
 
 
-@pytest.mark.parametrize("spec, match", [
-    ("{'preset': 'flash'}", "sweeps.drift: drift preset='flash' is unknown"),
-    ("{'nu_mean': -1}", "sweeps.drift: nu_mean=-1.0 is out of range"),
-    ("{'compensat': True}", "did you mean 'compensate'"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("{'preset': 'flash'}", "sweeps.drift: drift preset='flash' is unknown"),
+        ("{'nu_mean': -1}", "sweeps.drift: nu_mean=-1.0 is out of range"),
+        ("{'compensat': True}", "did you mean 'compensate'"),
+    ],
+)
 def test_bad_parameters_in_a_config_are_a_config_error(spec, match):
     with pytest.raises(ConfigError, match=match):  # load_config validates the overridden config
         config_lib.load_config("digits_drift", "smoke", _override(spec))

@@ -57,11 +57,16 @@ def run_cli(argv) -> tuple[int, str]:
 
 def _forbid_work(monkeypatch) -> None:
     """Loading data, building or training a model fails the test: the input must be refused first."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("started loading data or training before the input was checked")
 
-    for module, name in ((experiment, "load_data"), (experiment, "train_method"), (experiment, "load_trained"),
-                         (ablate, "run_ablations")):
+    for module, name in (
+        (experiment, "load_data"),
+        (experiment, "train_method"),
+        (experiment, "load_trained"),
+        (ablate, "run_ablations"),
+    ):
         monkeypatch.setattr(module, name, refuse)
 
 
@@ -218,11 +223,20 @@ def test_what_the_checks_refuse_they_accept_when_complete(tmp_path):
 # ------------------------------------------------------------------------------------------- the doc's table
 
 
-SECTIONS = {"fn": "Functions", "nn": "Layers and models", "model": "Layers and models",
-            "fault": "Faults and the chip simulator", "sim": "Faults and the chip simulator",
-            "cfg": "Configs and `--config.KEY=VALUE` overrides", "ovr": "Configs and `--config.KEY=VALUE` overrides",
-            "train": "Configs and `--config.KEY=VALUE` overrides", "data": "Datasets",
-            "ckpt": "Checkpoints and results", "results": "Checkpoints and results", "cli": "The command line"}
+SECTIONS = {
+    "fn": "Functions",
+    "nn": "Layers and models",
+    "model": "Layers and models",
+    "fault": "Faults and the chip simulator",
+    "sim": "Faults and the chip simulator",
+    "cfg": "Configs and `--config.KEY=VALUE` overrides",
+    "ovr": "Configs and `--config.KEY=VALUE` overrides",
+    "train": "Configs and `--config.KEY=VALUE` overrides",
+    "data": "Datasets",
+    "ckpt": "Checkpoints and results",
+    "results": "Checkpoints and results",
+    "cli": "The command line",
+}
 
 
 def tables() -> str:
@@ -278,15 +292,18 @@ def test_user_facing_library_errors_are_one_line_not_a_bug(error, monkeypatch, t
     )
 
     monkeypatch.chdir(tmp_path)
-    raised = {"diverged": TrainingDivergedError("digits/nn: training diverged: the loss of step 3 is nan.\nLower it."),
-              "checkpoint": CheckpointIncompatibleError("checkpoint x does not fit the model being restored."),
-              "results": ResultsError("results.json lacks 'tasks'.")}[error]
+    raised = {
+        "diverged": TrainingDivergedError("digits/nn: training diverged: the loss of step 3 is nan.\nLower it."),
+        "checkpoint": CheckpointIncompatibleError("checkpoint x does not fit the model being restored."),
+        "results": ResultsError("results.json lacks 'tasks'."),
+    }[error]
 
     def fail(*args, **kwargs):
         raise raised
 
     monkeypatch.setattr(experiment, "train_method", fail)
-    code, err = run_cli(["train", "--config", "digits:smoke", "--workdir", str(tmp_path / "w"), "--no-progress",
-                         "--method", "nn"])
+    code, err = run_cli(
+        ["train", "--config", "digits:smoke", "--workdir", str(tmp_path / "w"), "--no-progress", "--method", "nn"]
+    )
     assert code == 2 and "Traceback" not in err and "bug" not in err, err
     assert err.strip().splitlines()[-1] == "invnorm-jax train: error: " + " ".join(str(raised).split("\n"))

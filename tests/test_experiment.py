@@ -48,8 +48,9 @@ def test_accuracy_and_rmse_per_chip(outputs):
 
 
 def test_sliced_evaluation_equals_whole_batch():
-    model = build_model("resnet", "proposed", in_channels=1, num_classes=10, widths=(8, 8), blocks=(1, 1),
-                        rngs=nnx.Rngs(0))
+    model = build_model(
+        "resnet", "proposed", in_channels=1, num_classes=10, widths=(8, 8), blocks=(1, 1), rngs=nnx.Rngs(0)
+    )
     x = np.asarray(jax.random.normal(jax.random.key(0), (12, 8, 8, 1)))
     y = np.arange(12) % 10
     kw = dict(fault=Fault("bit_flip", 0.2), num_chips=3, num_samples=2, key=jax.random.key(1), deterministic=True)
@@ -64,7 +65,8 @@ def test_counts_of_slices_add_up_to_the_whole_set(outputs):
     labels = np.array([0, 1, 1, 0, 1])
     whole = metrics.chip_counts(flat, labels, "accuracy")
     parts = metrics.chip_counts(flat[:, :, :2], labels[:2], "accuracy") + metrics.chip_counts(
-        flat[:, :, 2:], labels[2:], "accuracy")
+        flat[:, :, 2:], labels[2:], "accuracy"
+    )
     np.testing.assert_array_equal(np.asarray(parts), np.asarray(whole))
     # And the per-chip accuracy equals per_chip_summary's on the MC-averaged probabilities.
     summary = metrics.per_chip_summary(jax.nn.softmax(flat, -1), jnp.asarray(labels), metrics.accuracy)
@@ -80,8 +82,7 @@ def test_level_zero_reuses_the_fault_free_run_and_agrees_with_simulating_it(meth
 
     config = load_config("digits:smoke")
     config.eval.num_chips, config.eval.num_samples = 4, 3
-    model = build_model("resnet", method, in_channels=1, num_classes=10, widths=(8, 8), blocks=(1, 1),
-                        rngs=nnx.Rngs(0))
+    model = build_model("resnet", method, in_channels=1, num_classes=10, widths=(8, 8), blocks=(1, 1), rngs=nnx.Rngs(0))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(20, 8, 8, 1)).astype(np.float32)
     split = Split(x, np.arange(20) % 10, x, np.arange(20) % 10, num_classes=10)

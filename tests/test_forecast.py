@@ -28,8 +28,9 @@ def _reference(series, window, horizon, season):
         t = start + window - 1  # the last observed step
         out["persistence"].append([series[t]] * horizon)
         out["seasonal_naive"].append([series[t + k - season] for k in range(1, horizon + 1)])
-        out["seasonal_drift"].append([series[t] + series[t + k - season] - series[t - season]
-                                      for k in range(1, horizon + 1)])
+        out["seasonal_drift"].append(
+            [series[t] + series[t + k - season] - series[t - season] for k in range(1, horizon + 1)]
+        )
         out["truth"].append([series[t + k] for k in range(1, horizon + 1)])
     return {k: np.array(v) for k, v in out.items()}
 
@@ -43,8 +44,8 @@ def test_make_windows_targets_are_the_next_values():
     x, y = data.make_windows(series, window=4, horizon=3)
     assert x.shape == (6, 4, 1) and y.shape == (6, 3)
     for i in range(6):
-        np.testing.assert_array_equal(x[i, :, 0], series[i:i + 4])
-        np.testing.assert_array_equal(y[i], series[i + 4:i + 7])
+        np.testing.assert_array_equal(x[i, :, 0], series[i : i + 4])
+        np.testing.assert_array_equal(y[i], series[i + 4 : i + 7])
     with pytest.raises(ArgumentError, match="horizon=0"):
         data.make_windows(series, window=4, horizon=0)
 
@@ -81,8 +82,9 @@ def test_naive_forecast_errors_say_what_to_change():
     x, y = data.make_windows(_series(), window=10, horizon=8)
     with pytest.raises(ArgumentError, match="horizon=8 exceeds season=6"):
         data.naive_forecasts(_split(x, y), season=6)
-    classes = Split(x_train=x, y_train=np.zeros(len(x), np.int32), x_test=x, y_test=np.zeros(len(x), np.int32),
-                    num_classes=2)
+    classes = Split(
+        x_train=x, y_train=np.zeros(len(x), np.int32), x_test=x, y_test=np.zeros(len(x), np.int32), num_classes=2
+    )
     with pytest.raises(ArgumentError, match="classification task"):
         data.naive_forecasts(classes, season=6)
     with pytest.raises(ArgumentError, match="targets \\[N, horizon\\]"):
@@ -122,8 +124,9 @@ def test_load_co2_rejects_a_bad_test_stride(stride):
 def test_co2_default_task_naive_levels():
     scores = data.naive_forecasts(data.load_co2())
     # The levels docs/datasets.md quotes: 26 weeks ahead, the seasonal drift is the one to beat.
-    assert scores == pytest.approx({"persistence": 0.2489, "seasonal_naive": 0.1446, "seasonal_drift": 0.0661},
-                                   abs=5e-4)
+    assert scores == pytest.approx(
+        {"persistence": 0.2489, "seasonal_naive": 0.1446, "seasonal_drift": 0.0661}, abs=5e-4
+    )
 
 
 def test_lstm_residual_forecast_is_level_free():

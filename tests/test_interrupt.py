@@ -45,8 +45,9 @@ def _data(n=64, seed=0):
 
 
 def _model(widths=(4, 4)):
-    return build_model("resnet", "proposed", in_channels=1, num_classes=10, widths=widths, blocks=(1, 1),
-                       rngs=nnx.Rngs(0))
+    return build_model(
+        "resnet", "proposed", in_channels=1, num_classes=10, widths=widths, blocks=(1, 1), rngs=nnx.Rngs(0)
+    )
 
 
 def _leaves(tree):
@@ -213,8 +214,14 @@ def test_missing_checkpoint_says_train_first(tmp_path, finished_run):
 
 # ------------------------------------------------------------------------------ sweeps
 
-SWEEP_OVERRIDES = ["methods=proposed", "eval.num_chips=3", "eval.num_samples=2", "eval.max_test=8",
-                   "model.kwargs.widths=(4,4)", "sweeps.bit_flip.levels=0,0.1,0.2,0.3,0.4"]
+SWEEP_OVERRIDES = [
+    "methods=proposed",
+    "eval.num_chips=3",
+    "eval.num_samples=2",
+    "eval.max_test=8",
+    "model.kwargs.widths=(4,4)",
+    "sweeps.bit_flip.levels=0,0.1,0.2,0.3,0.4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -248,8 +255,9 @@ def _evaluate(setup, monkeypatch, cache, fail_after=None, config=None, simulate=
     counter = _Counter(fail_after, simulate)
     monkeypatch.setattr(evaluation, "per_chip_metric", counter)
     try:
-        return evaluation.evaluate_method(model or setup[2], config, setup[1], "proposed", sweeps=["bit_flip"],
-                                          progress=False, cache=cache), counter.calls
+        return evaluation.evaluate_method(
+            model or setup[2], config, setup[1], "proposed", sweeps=["bit_flip"], progress=False, cache=cache
+        ), counter.calls
     finally:
         monkeypatch.undo()
 
@@ -270,26 +278,29 @@ def test_interrupted_sweep_resumes_without_redoing_finished_levels(tmp_path, swe
     assert calls == [] and again == reference
 
 
-@pytest.mark.parametrize("override, recomputed", [
-    ("eval.num_chips=4", ["fault-free", 0.1, 0.2, 0.3, 0.4]),
-    ("eval.num_samples=1", ["fault-free", 0.1, 0.2, 0.3, 0.4]),
-    ("seed=1", ["fault-free", 0.1, 0.2, 0.3, 0.4]),
-    ("eval.deterministic=True", ["fault-free", 0.1, 0.2, 0.3, 0.4]),
-    # A new fault kind is another compiled program (evaluation.program_faults), which may round
-    # differently: the fault-free run too is computed again. Additive pre-activation noise (the
-    # other sweep's) and bit-flips (the OOD fault's) stay in the program: the fault-free run is kept.
-    ("sweeps.bit_flip.kind=stuck_at", ["fault-free", 0.1, 0.2, 0.3, 0.4]),
-    ("sweeps.bit_flip.site=preactivation", [0.1, 0.2, 0.3, 0.4]),
-    ("sweeps.bit_flip.levels=0,0.1,0.25", [0.25]),  # chip i is the same chip at every level: 0.1 is kept
-])
-def test_a_different_evaluation_never_reuses_cached_levels(tmp_path, sweep_setup, monkeypatch, override,
-                                                           recomputed):
+@pytest.mark.parametrize(
+    "override, recomputed",
+    [
+        ("eval.num_chips=4", ["fault-free", 0.1, 0.2, 0.3, 0.4]),
+        ("eval.num_samples=1", ["fault-free", 0.1, 0.2, 0.3, 0.4]),
+        ("seed=1", ["fault-free", 0.1, 0.2, 0.3, 0.4]),
+        ("eval.deterministic=True", ["fault-free", 0.1, 0.2, 0.3, 0.4]),
+        # A new fault kind is another compiled program (evaluation.program_faults), which may round
+        # differently: the fault-free run too is computed again. Additive pre-activation noise (the
+        # other sweep's) and bit-flips (the OOD fault's) stay in the program: the fault-free run is kept.
+        ("sweeps.bit_flip.kind=stuck_at", ["fault-free", 0.1, 0.2, 0.3, 0.4]),
+        ("sweeps.bit_flip.site=preactivation", [0.1, 0.2, 0.3, 0.4]),
+        ("sweeps.bit_flip.levels=0,0.1,0.25", [0.25]),  # chip i is the same chip at every level: 0.1 is kept
+    ],
+)
+def test_a_different_evaluation_never_reuses_cached_levels(tmp_path, sweep_setup, monkeypatch, override, recomputed):
     cache = evaluation.LevelCache(tmp_path / "levels")
     _evaluate(sweep_setup, monkeypatch, cache, simulate=False)
     if override.startswith("sweeps.bit_flip.site"):
         override = "sweeps.bit_flip.kind=additive"  # bit flips have no pre-activation site
-        other = load_config("digits:smoke", overrides=[*SWEEP_OVERRIDES, override,
-                                                       "sweeps.bit_flip.site=preactivation"])
+        other = load_config(
+            "digits:smoke", overrides=[*SWEEP_OVERRIDES, override, "sweeps.bit_flip.site=preactivation"]
+        )
     else:
         other = load_config("digits:smoke", overrides=[*SWEEP_OVERRIDES, override])
     _, calls = _evaluate(sweep_setup, monkeypatch, cache, config=other, simulate=False)
@@ -360,8 +371,7 @@ def test_sigkilled_training_resumes_bit_identical(tmp_path):
     def has_checkpoint():
         return ckpts.is_dir() and any(p.name.isdigit() and int(p.name) > 0 for p in ckpts.iterdir())
 
-    proc = subprocess.Popen([sys.executable, str(script), str(workdir)], env=_env(), stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, str(script), str(workdir)], env=_env(), stderr=subprocess.PIPE, text=True)
     _kill_when(proc, has_checkpoint)
     killed_at = Checkpointer(workdir).latest_step()
     assert 0 < killed_at < 24
@@ -404,8 +414,15 @@ def test_sigkilled_sweep_resumes_without_redoing_finished_levels(tmp_path, monke
     config = load_config("digits:smoke", overrides=overrides)
     split = experiment.load_data(config)
     experiment.train_method(config, "proposed", split, tmp_path / "run" / "proposed", progress=False)
-    args = ["sweep", "--config", "digits:smoke", "--workdir", str(tmp_path / "run"), "--no-progress",
-            *[f"--config.{o}" for o in overrides]]
+    args = [
+        "sweep",
+        "--config",
+        "digits:smoke",
+        "--workdir",
+        str(tmp_path / "run"),
+        "--no-progress",
+        *[f"--config.{o}" for o in overrides],
+    ]
     script = tmp_path / "sweep.py"
     script.write_text(SWEEP_SCRIPT)
     levels = tmp_path / "run" / "proposed" / "sweep_levels"
@@ -459,8 +476,24 @@ def test_same_seed_gives_bit_identical_results(tmp_path):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        assert cli.main(["demo", "--smoke", "--tasks", "digits", "--methods", "proposed", "--out", str(out),
-                         "--no-progress", "--config.eval.num_chips=3", "--config.ood.num_chips=2"]) == 0
+        assert (
+            cli.main(
+                [
+                    "demo",
+                    "--smoke",
+                    "--tasks",
+                    "digits",
+                    "--methods",
+                    "proposed",
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                    "--config.eval.num_chips=3",
+                    "--config.ood.num_chips=2",
+                ]
+            )
+            == 0
+        )
         runs.append(out)
     a, b = (json.loads((out / "results.json").read_text()) for out in runs)
     assert a["tasks"]["digits"]["ood"] is not None and a["tasks"]["digits"]["methods"]["proposed"]["sweeps"]
@@ -469,8 +502,10 @@ def test_same_seed_gives_bit_identical_results(tmp_path):
     for method in ("proposed",):
         trained = [experiment.load_trained(config, method, out / "digits" / method) for out in runs]
         assert_bit_identical(_state(trained[0]), _state(trained[1]))
-        losses = [[r["loss"] for r in map(json.loads, (out / "digits" / method / "metrics.jsonl").read_text()
-                                          .splitlines())] for out in runs]
+        losses = [
+            [r["loss"] for r in map(json.loads, (out / "digits" / method / "metrics.jsonl").read_text().splitlines())]
+            for out in runs
+        ]
         assert losses[0] == losses[1]
 
 

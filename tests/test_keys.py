@@ -46,8 +46,12 @@ def recorded_keys(monkeypatch):
     """Every per-example key the samplers draw from, in call order: ``[(site, example) -> key data]``."""
     calls = []
     # The norm sites' samplers, and the masks of the dropout on the crossbar inputs.
-    for module, name in ((norm_module, "affine_dropout"), (norm_module, "mc_dropout"),
-                         (norm_module, "mc_spatial_dropout"), (dropout_module, "dropout_mask")):
+    for module, name in (
+        (norm_module, "affine_dropout"),
+        (norm_module, "mc_dropout"),
+        (norm_module, "mc_spatial_dropout"),
+        (dropout_module, "dropout_mask"),
+    ):
         original = getattr(module, name)
 
         def wrapper(key, *args, _original=original, **kwargs):
@@ -122,14 +126,14 @@ def test_stochastic_results_do_not_depend_on_batch_size(name):
     kwargs, shape = TINY[name]
     model = build_model(name, "proposed" if name == "m5" else "spindrop", rngs=nnx.Rngs(0), **kwargs)
     x = jax.random.normal(jax.random.key(9), (9,) + shape[1:])
-    fault = Fault("additive", 0.3) if name == "m5" else Fault("additive", 0.5, site="preactivation",
-                                                                per_inference=True)
+    fault = Fault("additive", 0.3) if name == "m5" else Fault("additive", 0.5, site="preactivation", per_inference=True)
     run = dict(fault=fault, num_chips=2, num_samples=3, key=jax.random.key(4))
     whole = np.asarray(simulate_chips(model, x, **run))
     assert not np.allclose(whole[:, 0], whole[:, 1]), "MC samples should differ"
     for batch_size in (1, 7):
-        np.testing.assert_allclose(np.asarray(simulate_chips(model, x, batch_size=batch_size, **run)), whole,
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(simulate_chips(model, x, batch_size=batch_size, **run)), whole, rtol=1e-5, atol=1e-5
+        )
     pieces = {start: np.asarray(out) for start, out in iter_simulate_chips(model, x, batch_size=7, **run)}
     assert sorted(pieces) == [0, 7]
     np.testing.assert_allclose(np.concatenate([pieces[0], pieces[7]], axis=2), whole, rtol=1e-5, atol=1e-5)
@@ -152,8 +156,9 @@ class _Flat(nnx.Module):
 
     def __init__(self, kinds, rngs):
         shared = nnx.Rngs(params=0, dropout=7)
-        self.layers = nnx.List([_user_layer(k, {"each": nnx.Rngs(3), "shared": shared, None: None}[rngs])
-                                for k in kinds])
+        self.layers = nnx.List(
+            [_user_layer(k, {"each": nnx.Rngs(3), "shared": shared, None: None}[rngs]) for k in kinds]
+        )
 
     def __call__(self, x, *, key=None):
         return [layer(x, key=key) for layer in self.layers]
@@ -181,8 +186,12 @@ class _Nested(nnx.Module):
         return [self.first(x, key=key), _through_a_helper(self.second, x, key), self.top(x, key=key)]
 
 
-KINDS = [("inverted", "inverted"), ("dropout", "dropout", "spatial"), ("inverted", "dropout", "inverted", "dropout"),
-         ("dropout",) * 5]
+KINDS = [
+    ("inverted", "inverted"),
+    ("dropout", "dropout", "spatial"),
+    ("inverted", "dropout", "inverted", "dropout"),
+    ("dropout",) * 5,
+]
 
 
 @pytest.mark.parametrize("rngs", ["each", "shared", None])
@@ -302,11 +311,11 @@ def test_deterministic_inverted_norm_equals_flax_norm_of_the_affine_input(groups
     y = layer(x, deterministic=True)
     affine = layer.scale[...] * x + layer.bias[...]
     if groups is None:
-        flax_norm = nnx.LayerNorm(4, epsilon=1e-3, use_scale=False, use_bias=False, reduction_axes=(1, 2),
-                                  feature_axes=-1, rngs=nnx.Rngs(0))
+        flax_norm = nnx.LayerNorm(
+            4, epsilon=1e-3, use_scale=False, use_bias=False, reduction_axes=(1, 2), feature_axes=-1, rngs=nnx.Rngs(0)
+        )
     else:
-        flax_norm = nnx.GroupNorm(4, num_groups=groups, epsilon=1e-3, use_scale=False, use_bias=False,
-                                  rngs=nnx.Rngs(0))
+        flax_norm = nnx.GroupNorm(4, num_groups=groups, epsilon=1e-3, use_scale=False, use_bias=False, rngs=nnx.Rngs(0))
     np.testing.assert_allclose(y, flax_norm(affine), rtol=1e-5, atol=1e-5)
 
 
@@ -317,8 +326,12 @@ def test_inverted_norm_keeps_bfloat16_and_computes_statistics_in_float32():
     assert y16.dtype == jnp.bfloat16
     y32 = layer(x.astype(jnp.bfloat16).astype(jnp.float32), deterministic=True)
     np.testing.assert_allclose(np.asarray(y16, np.float32), y32, atol=0.05)  # one bfloat16 rounding
-    assert InvertedNorm(8, dtype=jnp.float32, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))(
-        x.astype(jnp.bfloat16), deterministic=True).dtype == jnp.float32
+    assert (
+        InvertedNorm(8, dtype=jnp.float32, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))(
+            x.astype(jnp.bfloat16), deterministic=True
+        ).dtype
+        == jnp.float32
+    )
 
 
 def test_eps_is_a_deprecated_alias_of_epsilon():

@@ -53,12 +53,16 @@ def _operand_dtypes(fn, *args):
 
 
 @pytest.mark.parametrize("mode", ["int8", "bfloat16"])
-@pytest.mark.parametrize("kernel_size,shape,stride,padding", [
-    ((3, 3), (2, 7, 6, 70), 1, "SAME"), ((3, 3), (2, 9, 9, 8), 2, "VALID"), (5, (3, 16, 2), 2, "SAME"),
-])
+@pytest.mark.parametrize(
+    "kernel_size,shape,stride,padding",
+    [
+        ((3, 3), (2, 7, 6, 70), 1, "SAME"),
+        ((3, 3), (2, 9, 9, 8), 2, "VALID"),
+        (5, (3, 16, 2), 2, "SAME"),
+    ],
+)
 def test_binary_conv_low_precision_is_bit_identical_and_exact(mode, kernel_size, shape, stride, padding):
-    ref = BinaryConv(shape[-1], 6, kernel_size, strides=stride, padding=padding, compute="float32",
-                     rngs=nnx.Rngs(1))
+    ref = BinaryConv(shape[-1], 6, kernel_size, strides=stride, padding=padding, compute="float32", rngs=nnx.Rngs(1))
     low = BinaryConv(shape[-1], 6, kernel_size, strides=stride, padding=padding, compute=mode, rngs=nnx.Rngs(1))
     x = _x(shape)
     assert _operand_dtypes(low, x) == {"i8[" if mode == "int8" else "bf16["}  # really ran in low precision
@@ -70,8 +74,9 @@ def test_binary_conv_low_precision_is_bit_identical_and_exact(mode, kernel_size,
     nd = len(shape) - 2
     dn = ("NWC", "WIO", "NWC") if nd == 1 else ("NHWC", "HWIO", "NHWC")
     with jax.enable_x64(True):
-        expected = jax.lax.conv_general_dilated(jnp.asarray(_np_sign(x)), jnp.asarray(codes * scale),
-                                                (stride,) * nd, padding, dimension_numbers=dn)
+        expected = jax.lax.conv_general_dilated(
+            jnp.asarray(_np_sign(x)), jnp.asarray(codes * scale), (stride,) * nd, padding, dimension_numbers=dn
+        )
     np.testing.assert_array_equal(np.asarray(y_low, np.float64), np.asarray(expected))
 
 
@@ -236,16 +241,31 @@ def test_simulate_chips_of_a_resnet_is_bit_identical_under_auto(fault):
 def test_simulate_chips_of_digits_is_bit_identical_in_int8(method):
     x = _x((5, 8, 8, 1), seed=9)
     for fault in PAPER_FAULTS.values():
-        outs = [simulate_chips(_forced(build_model("digits", method, rngs=nnx.Rngs(0)), mode), x, fault=fault,
-                               num_chips=3, num_samples=2, key=jax.random.key(4)) for mode in ("float32", "int8")]
+        outs = [
+            simulate_chips(
+                _forced(build_model("digits", method, rngs=nnx.Rngs(0)), mode),
+                x,
+                fault=fault,
+                num_chips=3,
+                num_samples=2,
+                key=jax.random.key(4),
+            )
+            for mode in ("float32", "int8")
+        ]
         np.testing.assert_array_equal(outs[1], outs[0])
 
 
 def test_forced_int8_refuses_an_analogue_fault_in_simulate_chips():
     model = _forced(build_model("digits", "proposed", rngs=nnx.Rngs(0)), "int8")
     with pytest.raises(ArgumentError, match="makes its codes analogue"):
-        simulate_chips(model, _x((2, 8, 8, 1)), fault=Fault("multiplicative", 0.1), num_chips=1, num_samples=1,
-                       key=jax.random.key(0))
+        simulate_chips(
+            model,
+            _x((2, 8, 8, 1)),
+            fault=Fault("multiplicative", 0.1),
+            num_chips=1,
+            num_samples=1,
+            key=jax.random.key(0),
+        )
 
 
 _FULL_OPTIMIZATION_CHECK = """
@@ -276,6 +296,7 @@ def test_bit_identical_under_xla_full_optimization():
     import sys
 
     env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "").replace("--xla_backend_optimization_level=0", ""))
-    done = subprocess.run([sys.executable, "-c", _FULL_OPTIMIZATION_CHECK], env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_OPTIMIZATION_CHECK], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0 and "identical" in done.stdout, done.stderr[-3000:]

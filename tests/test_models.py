@@ -34,7 +34,11 @@ STOCHASTIC = ("spindrop", "spatial_spindrop", "proposed")
 # name -> (tiny constructor kwargs, input shape, task)
 TINY = {
     "resnet": (dict(in_channels=1, widths=(8, 16), blocks=(1, 1)), (4, 8, 8, 1), "classify"),
-    "m5": (dict(num_classes=10, channels=(8, 8, 16, 16), first_kernel=5, first_stride=1, pool=2), (4, 40, 1), "classify"),
+    "m5": (
+        dict(num_classes=10, channels=(8, 8, 16, 16), first_kernel=5, first_stride=1, pool=2),
+        (4, 40, 1),
+        "classify",
+    ),
     "lstm": (dict(hidden=8), (4, 12, 1), "regress"),
     "unet": (dict(widths=(8, 16)), (2, 8, 8, 1), "segment"),
 }
@@ -228,8 +232,10 @@ def test_lstm_spindrop_and_spatial_spindrop_drop_differently():
     # the whole window: same weights, same key, different masks. (On the crossbar inputs both
     # draw one mask per input feature and sequence: there the two readings coincide.)
     kwargs, shape, _ = TINY["lstm"]
-    spin, spatial = (build_model("lstm", m, rngs=nnx.Rngs(0), dropout_site="norm", **kwargs)
-                     for m in ("spindrop", "spatial_spindrop"))
+    spin, spatial = (
+        build_model("lstm", m, rngs=nnx.Rngs(0), dropout_site="norm", **kwargs)
+        for m in ("spindrop", "spatial_spindrop")
+    )
     x, key = jax.random.normal(jax.random.key(100), shape), jax.random.key(1)
     assert not np.allclose(forward(spin, x, key), forward(spatial, x, key))
 
@@ -365,8 +371,7 @@ def test_lstm_cell_scan_is_the_step_by_step_loop_on_a_faulty_chip():
     from invnorm_jax.faults import Fault, FaultContext
     from invnorm_jax.nn import QuantLSTMCell, norm_site
 
-    cell = QuantLSTMCell(3, 4, gate_site=norm_site("proposed", 16, norm="layer", rngs=nnx.Rngs(1)),
-                         rngs=nnx.Rngs(0))
+    cell = QuantLSTMCell(3, 4, gate_site=norm_site("proposed", 16, norm="layer", rngs=nnx.Rngs(1)), rngs=nnx.Rngs(0))
     cell.input_proj.fault_id, cell.recurrent_proj.fault_id = 1, 2
     xs = jax.random.normal(jax.random.key(0), (5, 9, 3))
     faults, key = FaultContext(Fault("bit_flip", 0.05), jax.random.key(3)), jax.random.key(7)

@@ -21,14 +21,17 @@ def _x(preset):
 
 
 def _pair(preset, **kwargs):
-    return (build_model(preset, "nn", rngs=nnx.Rngs(0)),
-            build_model(preset, "noisy_training", rngs=nnx.Rngs(0), **kwargs))
+    return (
+        build_model(preset, "nn", rngs=nnx.Rngs(0)),
+        build_model(preset, "noisy_training", rngs=nnx.Rngs(0), **kwargs),
+    )
 
 
 def test_method_is_registered_and_deterministic_at_test_time():
     assert "noisy_training" in METHODS and "noisy_training" in DETERMINISTIC_METHODS
     config = config_lib.load_config(
-        "digits:smoke", overrides=["methods=nn,spindrop,spatial_spindrop,proposed,noisy_training"])
+        "digits:smoke", overrides=["methods=nn,spindrop,spatial_spindrop,proposed,noisy_training"]
+    )
     assert config.methods[-1] == "noisy_training"
     assert "noisy_training" not in config_lib.load_config("digits:smoke").methods  # not in the demo's budget
 
@@ -37,10 +40,16 @@ def test_method_is_registered_and_deterministic_at_test_time():
 def _forwards(nn_model, noisy, x):
     chip = FaultContext(Fault("additive", 0.3), jax.random.key(2))
     return dict(
-        ref=nn_model(x), eval=noisy(x), eval_key=noisy(x, key=jax.random.key(5)),
-        chip_nn=nn_model(x, faults=chip), chip=noisy(x, faults=chip),
-        a=noisy(x, key=jax.random.key(1), train=True), b=noisy(x, key=jax.random.key(1), train=True),
-        c=noisy(x, key=jax.random.key(2), train=True), nn_train=nn_model(x, key=jax.random.key(1), train=True))
+        ref=nn_model(x),
+        eval=noisy(x),
+        eval_key=noisy(x, key=jax.random.key(5)),
+        chip_nn=nn_model(x, faults=chip),
+        chip=noisy(x, faults=chip),
+        a=noisy(x, key=jax.random.key(1), train=True),
+        b=noisy(x, key=jax.random.key(1), train=True),
+        c=noisy(x, key=jax.random.key(2), train=True),
+        nn_train=nn_model(x, key=jax.random.key(1), train=True),
+    )
 
 
 # The fast tier runs the binary preset; the k-bit path is covered fast by the level-zero test.
@@ -68,6 +77,7 @@ def test_evaluation_is_the_nn_model_and_training_is_noisy(preset):
 def _loss_and_grads(model, x, key):
     def loss(m):
         return jnp.mean(m(x, key=key, train=True) ** 2)
+
     return nnx.value_and_grad(loss)(model)
 
 
@@ -93,8 +103,11 @@ def test_gradients_reach_every_latent_kernel_through_the_noise(preset):
     _, noisy = _pair(preset, train_noise_level=0.3)
     loss, grads = _loss_and_grads(noisy, _x(preset), jax.random.key(4))
     assert np.isfinite(float(loss))
-    faultable = {path for path, node in nnx.iter_graph(noisy)
-                 if hasattr(node, "deployed_weights") and getattr(node, "bits", None)}
+    faultable = {
+        path
+        for path, node in nnx.iter_graph(noisy)
+        if hasattr(node, "deployed_weights") and getattr(node, "bits", None)
+    }
     kernels = _kernels(grads)
     assert faultable and all(p + ("kernel",) in kernels for p in faultable)
     for p in faultable:
@@ -127,8 +140,12 @@ def test_full_precision_layers_are_left_alone_unless_asked():
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_builds_for_every_model(name):
-    small = {"resnet": dict(widths=(8, 16), blocks=(1, 1)), "m5": dict(channels=(8, 8, 8, 8)),
-             "lstm": dict(hidden=8), "unet": dict(widths=(8, 16))}[name]
+    small = {
+        "resnet": dict(widths=(8, 16), blocks=(1, 1)),
+        "m5": dict(channels=(8, 8, 8, 8)),
+        "lstm": dict(hidden=8),
+        "unet": dict(widths=(8, 16)),
+    }[name]
     try:
         model = build_model(name, "noisy_training", rngs=nnx.Rngs(0), **small)
     except TypeError:  # a model without these size options: its defaults
@@ -136,9 +153,13 @@ def test_builds_for_every_model(name):
     assert isinstance(model, NoisyTraining) and model.level == 0.1 and model.kind == "additive"
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(train_noise="gaussian"), "train_noise"), (dict(train_noise_level=-0.1), "train_noise_level"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(train_noise="gaussian"), "train_noise"),
+        (dict(train_noise_level=-0.1), "train_noise_level"),
+    ],
+)
 def test_bad_noise_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_model("digits", "noisy_training", rngs=nnx.Rngs(0), **kwargs)
@@ -155,8 +176,7 @@ def test_a_few_training_steps_run_and_move_the_weights():
     flat_before = {k: np.asarray(v) for k, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 8, 8, 1)).astype(np.float32), rng.integers(0, 10, size=32)
-    history = train(model, x, y, TrainConfig(steps=3, batch_size=16, log_every=1, checkpoint_every=3),
-                    progress=False)
+    history = train(model, x, y, TrainConfig(steps=3, batch_size=16, log_every=1, checkpoint_every=3), progress=False)
     assert history is not None
     after = {k: np.asarray(v) for k, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
     assert any(not np.array_equal(after[k], flat_before[k]) for k in flat_before)

@@ -220,9 +220,15 @@ def test_mc_dropouts_statistics(rate):
     [
         (lambda: inj.affine_dropout(jax.random.key(0), jnp.ones(3), jnp.zeros(3), rate=1.5), r"rate=1.5.*\[0, 1\]"),
         (lambda: inj.affine_dropout(jax.random.key(0), jnp.ones(3), jnp.zeros(3), rate=-0.1), r"rate"),
-        (lambda: inj.affine_dropout(jax.random.key(0), jnp.ones(3), jnp.zeros(3), rate=0.3, mode="row"), r"mode='row'.*vector.*element"),
+        (
+            lambda: inj.affine_dropout(jax.random.key(0), jnp.ones(3), jnp.zeros(3), rate=0.3, mode="row"),
+            r"mode='row'.*vector.*element",
+        ),
         (lambda: inj.affine_dropout(jax.random.key(0), jnp.ones(3), jnp.zeros(4), rate=0.3), r"scale.shape"),
-        (lambda: inj.inverted_norm(jnp.ones((2, 4, 6)), jnp.ones(6), jnp.zeros(6), num_groups=4), r"num_groups=4.*\[1, 2, 3, 6\]"),
+        (
+            lambda: inj.inverted_norm(jnp.ones((2, 4, 6)), jnp.ones(6), jnp.zeros(6), num_groups=4),
+            r"num_groups=4.*\[1, 2, 3, 6\]",
+        ),
         (lambda: inj.inverted_norm(jnp.ones((2, 4, 6)), jnp.ones(5), jnp.zeros(5)), r"5 features.*6 channels"),
         (lambda: inj.nn.InvertedNorm(6, num_groups=4, rngs=nnx.Rngs(0)), r"num_groups"),
         (lambda: inj.nn.InvertedNorm(6, rate=2.0, rngs=nnx.Rngs(0)), r"rate"),
@@ -311,5 +317,9 @@ def test_forward_and_reverse_mode_agree_and_vmap_mixes_both_paths():
 
     batched = jax.vmap(jax.grad(loss))(both)
     for i in range(2):
-        np.testing.assert_allclose(np.asarray(batched[i]), np.asarray(jax.grad(loss)(both[i])), rtol=1e-5,
-                                   atol=1e-6 * float(jnp.abs(jax.grad(loss)(both[i])).max()))
+        np.testing.assert_allclose(
+            np.asarray(batched[i]),
+            np.asarray(jax.grad(loss)(both[i])),
+            rtol=1e-5,
+            atol=1e-6 * float(jnp.abs(jax.grad(loss)(both[i])).max()),
+        )

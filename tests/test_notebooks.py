@@ -40,8 +40,7 @@ def _text(cell) -> str:
 
 
 def _errors(nb) -> list[str]:
-    return [f"{o.ename}: {o.evalue}" for c in _code_cells(nb) for o in c.get("outputs", [])
-            if o.output_type == "error"]
+    return [f"{o.ename}: {o.evalue}" for c in _code_cells(nb) for o in c.get("outputs", []) if o.output_type == "error"]
 
 
 def _executed_small(path, tmp_root) -> nbformat.NotebookNode:
@@ -104,4 +103,5 @@ def test_stored_check_cells_match_the_code(path, tmp_root):
     for old, new in zip(stored, fresh):
         assert _text(new) == _text(old), (
             f"{path.name} is stale: the cell starting {old.source.splitlines()[0]!r} now prints\n{_text(new)}\n"
-            f"instead of the stored\n{_text(old)}\nExecute the notebook and store it again (notebooks/README.md).")
+            f"instead of the stored\n{_text(old)}\nExecute the notebook and store it again (notebooks/README.md)."
+        )

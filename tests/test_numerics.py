@@ -57,8 +57,9 @@ def test_check_tree_names_every_bad_leaf_by_path():
     numerics.check_tree({"a": jnp.ones(3), "k": jax.random.key(0)}, "fine")
 
 
-@pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("YES", True), ("0", False), ("", False),
-                                       (None, False)])
+@pytest.mark.parametrize(
+    "value, on", [("1", True), ("true", True), ("YES", True), ("0", False), ("", False), (None, False)]
+)
 def test_the_environment_variable_switches_the_checks(monkeypatch, value, on):
     if value is None:
         monkeypatch.delenv(numerics.ENV_VAR, raising=False)
@@ -73,6 +74,7 @@ def test_the_environment_variable_switches_the_checks(monkeypatch, value, on):
 
 def _no_checks(monkeypatch):
     """Make every opt-in check fail loudly, to show that none runs."""
+
     def boom(*args, **kwargs):
         raise AssertionError("an opt-in check ran while the checks are off")
 
@@ -84,8 +86,11 @@ def test_nan_input_is_named_with_its_example_when_checked(monkeypatch):
     x, y = _regression()
     x[5, 2] = np.nan
     monkeypatch.setenv(numerics.ENV_VAR, "1")
-    with pytest.raises(NonFiniteError, match=r"training inputs x: 1 NaN, 0 Inf of 128 values, first at "
-                                                       r"index \(5, 2\)"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"training inputs x: 1 NaN, 0 Inf of 128 values, first at "
+        r"index \(5, 2\)",
+    ):
         train(Linear(), x, y, TrainConfig(learning_rate=0.01, **SGD), progress=False)
 
 
@@ -156,8 +161,11 @@ def test_nonfinite_parameters_are_never_checkpointed_even_with_a_finite_loss(tmp
 
 def test_checked_training_names_the_parameter_and_step_that_went_bad():
     x, y = _regression()
-    with pytest.raises(NonFiniteError, match=r"the parameters at initialization: non-finite values in "
-                                                      r"spare"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"the parameters at initialization: non-finite values in "
+        r"spare",
+    ):
         train(Linear(spare=np.inf), x, y, TrainConfig(learning_rate=0.01, **SGD), progress=False, check_finite=True)
     # The first update overflows w (gradient ~1e19, learning rate 1e21) while the loss of step 1 is finite.
     with pytest.raises(NonFiniteError, match=r"the parameters after step 1: non-finite values in w \("):
@@ -179,10 +187,12 @@ def test_unchecked_training_runs_no_check_and_learns_the_same(monkeypatch):
 @pytest.fixture
 def tiny_eval(monkeypatch):
     """A config and split of 6 test inputs, and a stand-in simulator whose outputs go NaN above level 0.15."""
-    config = load_config("digits:smoke", overrides=["methods=nn", "eval.num_chips=3",
-                                                    "sweeps.bit_flip.levels=0,0.1,0.2"])
-    split = Split(x_train=np.zeros((1, 2)), y_train=np.zeros(1), x_test=np.zeros((6, 2)),
-                  y_test=np.arange(6) % 3, num_classes=3)
+    config = load_config(
+        "digits:smoke", overrides=["methods=nn", "eval.num_chips=3", "sweeps.bit_flip.levels=0,0.1,0.2"]
+    )
+    split = Split(
+        x_train=np.zeros((1, 2)), y_train=np.zeros(1), x_test=np.zeros((6, 2)), y_test=np.arange(6) % 3, num_classes=3
+    )
 
     def simulate(model, x, *, fault, num_chips, num_samples, level=None, **kwargs):
         level = fault.level if level is None else level
@@ -198,8 +208,7 @@ def tiny_eval(monkeypatch):
 def test_evaluation_names_the_sweep_level_chip_and_input(tiny_eval):
     config, split = tiny_eval
     with pytest.raises(NonFiniteError) as err:
-        evaluation.evaluate_method(None, config, split, "nn", sweeps=["bit_flip"], progress=False,
-                                   check_finite=True)
+        evaluation.evaluate_method(None, config, split, "nn", sweeps=["bit_flip"], progress=False, check_finite=True)
     text = str(err.value)
     assert "digits/nn: sweep 'bit_flip' at level 0.2" in text
     assert "not finite on 1 of 3 chips (first: chip 1, test input 4" in text

@@ -96,8 +96,9 @@ def test_registered_shift_runs_through_a_generic_sweep():
         ood.register_shift("invert", invert, [0, 0.5, 1])
         x = np.ones((2, 4, 4, 1))
         # The evaluation loop knows nothing of the shift beyond its registry entry.
-        out = {name: [s(0, x, lv) for lv in s.stages] for name, s in ood.SHIFTS.items()
-               if name in ("invert", "rotation")}
+        out = {
+            name: [s(0, x, lv) for lv in s.stages] for name, s in ood.SHIFTS.items() if name in ("invert", "rotation")
+        }
         assert [float(o.mean()) for o in out["invert"]] == [1.0, 0.0, -1.0]
         assert len(out["rotation"]) == 13
     finally:

@@ -24,8 +24,18 @@ from invnorm_jax.faults import Fault
 from invnorm_jax.pipeline import cli, experiment, ood_eval
 from invnorm_jax.pipeline import config as config_lib
 
-ROW_KEYS = {"stage", "accuracy", "nll", "entropy", "mutual_information", "ece", "detection_rate", "auroc_nll",
-            "auroc_entropy", "nll_threshold"}
+ROW_KEYS = {
+    "stage",
+    "accuracy",
+    "nll",
+    "entropy",
+    "mutual_information",
+    "ece",
+    "detection_rate",
+    "auroc_nll",
+    "auroc_entropy",
+    "nll_threshold",
+}
 
 
 def test_stage_metrics_equal_hand_computed_values():
@@ -73,8 +83,9 @@ def test_uniform_model_detects_nothing_at_the_mean_nll_threshold():
     x = rng.normal(size=(24, 8, 8, 1)).astype(np.float32)
     y = rng.integers(0, 10, 24).astype(np.int32)
     stages = {"rotation": (0.0, 42.0, 84.0), "uniform_noise": (0.0, 0.6, 1.2)}
-    result = ood_eval.evaluate_shifts(UniformModel(), x, y, stages, num_samples=2, key=jax.random.key(0),
-                                      fault=Fault("bit_flip", 0.1), num_chips=3)
+    result = ood_eval.evaluate_shifts(
+        UniformModel(), x, y, stages, num_samples=2, key=jax.random.key(0), fault=Fault("bit_flip", 0.1), num_chips=3
+    )
     for name in stages:
         for kind in ("healthy", "faulty"):
             rows = result[name][kind]
@@ -133,9 +144,9 @@ def test_cli_ood_writes_results_markdown_and_png(tmp_path, capsys):
     assert set(results["shifts"]) == {"rotation", "uniform_noise"}
     assert results["shifts"]["rotation"]["stages"] == [7.0 * i for i in range(13)]
     assert results["num_samples"]["nn"] == 1
-    for name, entry in results["shifts"].items():
+    for entry in results["shifts"].values():
         assert set(entry["methods"]) == set(config.methods)
-        for method, rows in entry["methods"].items():
+        for rows in entry["methods"].values():
             for kind in ("healthy", "faulty"):
                 assert [r["stage"] for r in rows[kind]] == entry["stages"]
                 for r in rows[kind]:

@@ -64,7 +64,12 @@ def test_paper_scale_recipes():
     assert model["widths"] == (64, 128, 256, 512) and model["blocks"] == (2, 2, 2, 2)
     t = cifar["train"]
     assert (t["optimizer"], t["learning_rate"], t["schedule"], t["batch_size"], t["weight_decay"]) == (
-        "sgd", 0.1, "cosine", 128, 1e-4)
+        "sgd",
+        0.1,
+        "cosine",
+        128,
+        1e-4,
+    )
     assert t["steps"] == 400 * (50_000 // 128)
     assert max(cifar["sweeps"]["bit_flip"]["levels"]) == 0.3
     assert cifar["sweeps"]["additive"]["site"] == "preactivation"
@@ -90,11 +95,17 @@ def test_every_config_has_the_papers_fault_grid(name):
     config = config_lib.load_config(name)
     kinds = {(s.kind, s.site) for s in config.sweeps.values()}
     model = config.model.name
-    want = {"resnet": {("bit_flip", "weights"), ("additive", "preactivation")},
-            "m5": {("bit_flip", "weights"), ("additive", "weights")},
-            "lstm": {("bit_flip", "weights"), ("additive", "weights"), ("multiplicative", "weights"),
-                     ("uniform", "weights")},
-            "unet": {("bit_flip", "weights"), ("additive", "weights")}}[model]
+    want = {
+        "resnet": {("bit_flip", "weights"), ("additive", "preactivation")},
+        "m5": {("bit_flip", "weights"), ("additive", "weights")},
+        "lstm": {
+            ("bit_flip", "weights"),
+            ("additive", "weights"),
+            ("multiplicative", "weights"),
+            ("uniform", "weights"),
+        },
+        "unet": {("bit_flip", "weights"), ("additive", "weights")},
+    }[model]
     assert kinds == want
     for sweep in config.sweeps.values():
         levels = list(sweep.levels)
@@ -115,8 +126,7 @@ def test_synthetic_stand_ins_have_the_real_shapes_and_labels():
     assert sorted(speech.y_test.tolist()) == list(range(35))
     assert np.abs(speech.x_train).max() > 0.1  # real audio, not silence
 
-    drive = get_synthetic("drive", height=40, width=56, num_train=3, num_test=2,
-                             patch_size=16, num_patches=20)
+    drive = get_synthetic("drive", height=40, width=56, num_train=3, num_test=2, patch_size=16, num_patches=20)
     assert drive.x_train.shape == (20, 16, 16, 1) and drive.x_test.shape == (2, 48, 64, 1)
     fov = drive.extras["test_mask"]
     vessel = drive.y_test[fov].mean()
@@ -198,15 +208,27 @@ def test_drive_smoke_end_to_end(tmp_path, capsys):
 
 
 def _fake_results(task, metric, methods, variant="full"):
-    sweep_rows = [{"level": 0.0, "mean": 0.5, "std": 0.0, "chips": [0.5, 0.5]},
-                  {"level": 0.1, "mean": 0.25, "std": 0.05, "chips": [0.2, 0.3]}]
+    sweep_rows = [
+        {"level": 0.0, "mean": 0.5, "std": 0.0, "chips": [0.5, 0.5]},
+        {"level": 0.1, "mean": 0.25, "std": 0.05, "chips": [0.2, 0.3]},
+    ]
     return {
-        "tasks": {task: {
-            "metric": metric, "higher_is_better": metric != "rmse",
-            "sweeps": {"bit_flip": {"kind": "bit_flip", "site": "weights"}},
-            "methods": {m: {"fault_free": v, "num_chips": 2, "num_samples": 1 if m == "nn" else 10,
-                            "sweeps": {"bit_flip": sweep_rows}} for m, v in methods.items()},
-        }},
+        "tasks": {
+            task: {
+                "metric": metric,
+                "higher_is_better": metric != "rmse",
+                "sweeps": {"bit_flip": {"kind": "bit_flip", "site": "weights"}},
+                "methods": {
+                    m: {
+                        "fault_free": v,
+                        "num_chips": 2,
+                        "num_samples": 1 if m == "nn" else 10,
+                        "sweeps": {"bit_flip": sweep_rows},
+                    }
+                    for m, v in methods.items()
+                },
+            }
+        },
         "settings": {"variant": variant},
         "version": 2,
     }
@@ -218,10 +240,12 @@ def test_table1_collects_runs_into_one_table(tmp_path, capsys):
     a.mkdir(parents=True)
     b.mkdir(parents=True)
     # Methods written in a non-canonical order: the table puts them in the paper's order.
-    (a / "results.json").write_text(json.dumps(_fake_results("cifar10_resnet18", "accuracy",
-                                                             {"proposed": 0.9012, "nn": 0.8534})))
-    (b / "results.json").write_text(json.dumps(_fake_results("co2_lstm", "rmse", {"nn": 0.51234, "proposed": 0.40001},
-                                                             variant="smoke")))
+    (a / "results.json").write_text(
+        json.dumps(_fake_results("cifar10_resnet18", "accuracy", {"proposed": 0.9012, "nn": 0.8534}))
+    )
+    (b / "results.json").write_text(
+        json.dumps(_fake_results("co2_lstm", "rmse", {"nn": 0.51234, "proposed": 0.40001}, variant="smoke"))
+    )
     out = tmp_path / "table1.md"
     assert table1.main([str(a), str(b / "results.json"), "--out", str(out), "--sweeps"]) == 0
     printed = capsys.readouterr().out

@@ -152,7 +152,10 @@ def test_constant_input_normalizes_to_exactly_zero(config, seed):
     amplified by 1/sqrt(eps) (the float mean of n equal numbers need not equal them)."""
     shape, dtype, num_groups, per_example, out_dtype = config
     rng = np.random.default_rng(seed)
-    ones, zeros = make(np.ones(affine_shape(shape, per_example)), dtype), make(np.zeros(affine_shape(shape, per_example)), dtype)
+    ones, zeros = (
+        make(np.ones(affine_shape(shape, per_example)), dtype),
+        make(np.zeros(affine_shape(shape, per_example)), dtype),
+    )
     for magnitude in (1.0, 1e4, 1e30, 1e-30):
         x = make(np.full(shape, rng.normal() * magnitude), dtype)
         out = jit_inverted_norm(x, ones, zeros, num_groups=num_groups, eps=1e-5, dtype=out_dtype)
@@ -163,8 +166,12 @@ def test_constant_input_normalizes_to_exactly_zero(config, seed):
 @functools.partial(jax.jit, static_argnums=0)
 def _layer_outputs(graphdef, state, x, key):
     layer = nnx.merge(graphdef, state)
-    return (layer(x, key=key), normalize(x, num_groups=layer.num_groups), layer(x, deterministic=True),
-            inverted_norm(x, layer.scale[...], layer.bias[...], num_groups=layer.num_groups))
+    return (
+        layer(x, key=key),
+        normalize(x, num_groups=layer.num_groups),
+        layer(x, deterministic=True),
+        inverted_norm(x, layer.scale[...], layer.bias[...], num_groups=layer.num_groups),
+    )
 
 
 #: (shape, dtype, num_groups, mode, param_dtype)
@@ -182,8 +189,16 @@ def test_inverted_norm_layer_rate_one_is_plain_normalization(config, seed):
     shape, dtype, num_groups, mode, param_dtype = config
     rng = np.random.default_rng(seed)
     init = lambda mean: lambda key, shape, dtype: make(rng.normal(mean, 0.5, shape), dtype)  # noqa: E731
-    layer = InvertedNorm(shape[-1], num_groups=num_groups, rate=1.0, mode=mode, param_dtype=param_dtype,
-                         scale_init=init(1.0), bias_init=init(0.0), rngs=nnx.Rngs(0))
+    layer = InvertedNorm(
+        shape[-1],
+        num_groups=num_groups,
+        rate=1.0,
+        mode=mode,
+        param_dtype=param_dtype,
+        scale_init=init(1.0),
+        bias_init=init(0.0),
+        rngs=nnx.Rngs(0),
+    )
     graphdef, state = nnx.split(layer)
     for kind, magnitude in VALUES:
         x = make(sample(rng, shape, kind, magnitude), dtype)
@@ -336,8 +351,15 @@ def _quantize_all(x, *, bits, axis):
     codes, scale = quantize_symmetric(x, bits, axis=axis)
     fixed = scale * jnp.asarray(0.5, x.dtype)  # clips half the range
     once, once_fixed = fake_quant(x, bits, axis=axis), fake_quant(x, bits, axis=axis, scale=fixed)
-    return (codes, scale, once, fake_quant(once, bits, axis=axis), quantize_symmetric(once, bits, axis=axis)[0],
-            once_fixed, fake_quant(once_fixed, bits, axis=axis, scale=fixed))
+    return (
+        codes,
+        scale,
+        once,
+        fake_quant(once, bits, axis=axis),
+        quantize_symmetric(once, bits, axis=axis)[0],
+        once_fixed,
+        fake_quant(once_fixed, bits, axis=axis, scale=fixed),
+    )
 
 
 #: (shape, dtype, bits, axis): ranks 1-4, both dtypes, narrow to 16 bits, per tensor and per
@@ -469,9 +491,11 @@ def codes_of(rng, shape, bits, dtype) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("bits",))
 def _bit_faults(key, first, second, rate, high, *, bits):
     """bit_flip at ``rate``; stuck_at at ``rate`` on two different arrays with the same key."""
-    return (fm.bit_flip(key, first, rate=rate, bits=bits),
-            fm.stuck_at(key, first, rate=rate, bits=bits, high_fraction=high),
-            fm.stuck_at(key, second, rate=rate, bits=bits, high_fraction=high))
+    return (
+        fm.bit_flip(key, first, rate=rate, bits=bits),
+        fm.stuck_at(key, first, rate=rate, bits=bits, high_fraction=high),
+        fm.stuck_at(key, second, rate=rate, bits=bits, high_fraction=high),
+    )
 
 
 @SOME

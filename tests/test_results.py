@@ -9,14 +9,32 @@ from invnorm_jax.pipeline import results as R
 
 def _results():
     level = R.Level(level=0.1, mean=0.5, std=0.1, chips=[0.4, 0.6])
-    ood = R.OODResult(threshold="mean", q=None, calibration="chip", domain="raw", num_test=3, fault=None,
-                      num_samples={"proposed": 5},
-                      shifts={"rotation": R.OODShift(stages=[0.0], methods={"proposed": {"healthy": [
-                          {"stage": 0.0, **{k: 0.5 for k in R.OOD_ROW_KEYS}}]}})})
-    task = R.TaskResult(metric="accuracy", higher_is_better=True, sweeps={"bit_flip": R.SweepInfo("bit_flip", "weights")},
-                        methods={"proposed": R.MethodResult(fault_free=0.9, num_chips=2, num_samples=5,
-                                                            sweeps={"bit_flip": [level]}, seconds={"train": 1.0})},
-                        config={"name": "digits"}, ood=ood)
+    ood = R.OODResult(
+        threshold="mean",
+        q=None,
+        calibration="chip",
+        domain="raw",
+        num_test=3,
+        fault=None,
+        num_samples={"proposed": 5},
+        shifts={
+            "rotation": R.OODShift(
+                stages=[0.0], methods={"proposed": {"healthy": [{"stage": 0.0, **dict.fromkeys(R.OOD_ROW_KEYS, 0.5)}]}}
+            )
+        },
+    )
+    task = R.TaskResult(
+        metric="accuracy",
+        higher_is_better=True,
+        sweeps={"bit_flip": R.SweepInfo("bit_flip", "weights")},
+        methods={
+            "proposed": R.MethodResult(
+                fault_free=0.9, num_chips=2, num_samples=5, sweeps={"bit_flip": [level]}, seconds={"train": 1.0}
+            )
+        },
+        config={"name": "digits"},
+        ood=ood,
+    )
     return R.Results(tasks={"digits": task}, settings={"variant": "smoke"})
 
 

@@ -24,8 +24,9 @@ from invnorm_jax.pipeline.schedule import (
 
 def test_conv_and_matmul_flops_are_twice_the_multiply_adds():
     x, w = jnp.ones((2, 9, 7, 3)), jnp.ones((3, 5, 3, 4))
-    conv = jax.make_jaxpr(lambda x, w: jax.lax.conv_general_dilated(
-        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))(x, w).jaxpr
+    conv = jax.make_jaxpr(
+        lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    )(x, w).jaxpr
     assert dense_flops(conv) == 2 * (2 * 9 * 7 * 4) * (3 * 5 * 3)
     matmul = jax.make_jaxpr(lambda a, b: jnp.einsum("bij,bjk->bik", a, b))(jnp.ones((6, 2, 3)), jnp.ones((6, 3, 5)))
     assert dense_flops(matmul.jaxpr) == 2 * 6 * 2 * 5 * 3
@@ -55,8 +56,11 @@ def test_job_estimate_counts_training_faulty_levels_and_the_ood_study():
     faulty = sum(sum(v != 0 for v in s.levels) for s in c.sweeps.values())
     stages = sum(len(v) for v in shift_stages(c.ood).values())
     for method, samples in (("nn", 1), ("proposed", c.eval.num_samples)):
-        want = per_example * (3 * c.train.steps * c.train.batch_size + (faulty * c.eval.num_chips + 1) * samples * n
-                              + stages * (1 + c.ood.num_chips) * samples * n)
+        want = per_example * (
+            3 * c.train.steps * c.train.batch_size
+            + (faulty * c.eval.num_chips + 1) * samples * n
+            + stages * (1 + c.ood.num_chips) * samples * n
+        )
         assert job_flops(c, method, per_example=per_example, num_test=n) == pytest.approx(want, rel=1e-12)
 
 
@@ -125,10 +129,13 @@ def _strip(task) -> dict:
 def test_two_tasks_in_one_pool_give_each_tasks_own_results(tmp_path):
     methods = ("nn", "proposed")
     configs = {t: load_config(f"{t}:smoke", overrides=["eval.num_chips=2"]) for t in ("mnist1d", "co2")}
-    alone = {t: experiment.run_task(c, tmp_path / "alone" / t, methods=methods, ood=False, progress=False, workers=1)
-             for t, c in configs.items()}
-    pooled = experiment.run_tasks(configs, {t: tmp_path / "pooled" / t for t in configs}, methods=methods,
-                                  ood=False, progress=False, workers=2)
+    alone = {
+        t: experiment.run_task(c, tmp_path / "alone" / t, methods=methods, ood=False, progress=False, workers=1)
+        for t, c in configs.items()
+    }
+    pooled = experiment.run_tasks(
+        configs, {t: tmp_path / "pooled" / t for t in configs}, methods=methods, ood=False, progress=False, workers=2
+    )
     assert list(pooled) == list(configs)
     for t in configs:
         assert list(pooled[t].methods) == list(methods)

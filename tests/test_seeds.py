@@ -73,8 +73,9 @@ def test_the_study_runs_every_task_under_both_readings_and_shares_nn_and_propose
     assert set(configs) == {t if r == "crossbar" else f"{t}@{r}" for t in study.STUDY_TASKS for r in study.READINGS}
     for name, config in configs.items():
         assert config.dropout_site == ("norm" if "@" in name else "crossbar")
-        assert set(config.methods) == ({"spindrop", "spatial_spindrop"} if "@" in name else
-                                       {"nn", "spindrop", "spatial_spindrop", "proposed"})
+        assert set(config.methods) == (
+            {"spindrop", "spatial_spindrop"} if "@" in name else {"nn", "spindrop", "spatial_spindrop", "proposed"}
+        )
     only = study.study_configs("smoke", tasks=("digits",), methods=["nn"])
     assert list(only) == ["digits"]  # nn does not depend on the reading: no second task
 
@@ -84,11 +85,24 @@ def test_share_readings_copies_the_shared_methods_and_their_ood_rows():
         return MethodResult(v, 2, 1, {})
 
     def ood(methods):
-        return OODResult("mean", None, "chip", "raw", 4, None, {m: 1 for m in methods},
-                         {"rotation": OODShift([0.0], {m: {"healthy": [{"m": m}]} for m in methods})})
+        return OODResult(
+            "mean",
+            None,
+            "chip",
+            "raw",
+            4,
+            None,
+            dict.fromkeys(methods, 1),
+            {"rotation": OODShift([0.0], {m: {"healthy": [{"m": m}]} for m in methods})},
+        )
 
-    base = TaskResult("accuracy", True, {}, {"nn": method(0.9), "spindrop": method(0.8), "proposed": method(0.95)},
-                      ood=ood(["nn", "spindrop", "proposed"]))
+    base = TaskResult(
+        "accuracy",
+        True,
+        {},
+        {"nn": method(0.9), "spindrop": method(0.8), "proposed": method(0.95)},
+        ood=ood(["nn", "spindrop", "proposed"]),
+    )
     other = TaskResult("accuracy", True, {}, {"spindrop": method(0.7)}, ood=ood(["spindrop"]))
     out = study.share_readings({"digits": base, "digits@norm": other})
     shared = out["digits@norm"]
@@ -119,9 +133,26 @@ def test_study_command_writes_both_readings_seeds_and_the_earlier_placement(tmp_
 
     out = tmp_path / "study"
     # Its own process: a study compiles many programs, which this long-lived test process need not keep.
-    done = subprocess.run([sys.executable, "-m", "invnorm_jax.pipeline.cli", "study", "--smoke", "--tasks", "digits", "--seeds",
-                           "2", "--out", str(out), "--no-progress", "--no-ood"], capture_output=True, text=True,
-                          timeout=1200)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invnorm_jax.pipeline.cli",
+            "study",
+            "--smoke",
+            "--tasks",
+            "digits",
+            "--seeds",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-ood",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = load(out)
     assert set(results.tasks) == {"digits", "digits@norm"}

@@ -123,7 +123,11 @@ def four_device_run():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = os.pathsep.join([here, os.path.dirname(here), env.get("PYTHONPATH", "")])
     proc = subprocess.Popen(
-        [sys.executable, "-c", _DEVICES_SCRIPT], env=env, cwd=here, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", _DEVICES_SCRIPT],
+        env=env,
+        cwd=here,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     yield proc
@@ -232,8 +236,9 @@ def test_four_devices_equal_one_device(four_device_run):
 # --------------------------------------------------------------------------- static faults
 
 
-@pytest.mark.parametrize("fault", [Fault("bit_flip", 0.2), Fault("additive", 1.0, site="preactivation")],
-                         ids=["weights", "preactivation"])
+@pytest.mark.parametrize(
+    "fault", [Fault("bit_flip", 0.2), Fault("additive", 1.0, site="preactivation")], ids=["weights", "preactivation"]
+)
 def test_static_faults_same_for_every_sample_and_input(bnn, images, fault):
     # A deterministic model: the only randomness left is the chip's faults, drawn once per chip.
     common = dict(num_samples=3, deterministic=True)
@@ -383,8 +388,9 @@ def test_inside_a_callers_jit_the_step_is_traced_once(bnn, images, bnn_weights):
     graphdef, state = nnx.split(bnn)
 
     def run(state, x):
-        return simulate_chips(nnx.merge(graphdef, state), x, fault=WEIGHTS, num_chips=CHIPS, num_samples=SAMPLES,
-                              key=KEY)
+        return simulate_chips(
+            nnx.merge(graphdef, state), x, fault=WEIGHTS, num_chips=CHIPS, num_samples=SAMPLES, key=KEY
+        )
 
     text = str(jax.make_jaxpr(run)(state, images))
     assert text.count("name=chip_step") == 1, text.count("name=chip_step")
@@ -403,13 +409,17 @@ def test_gradient_through_simulate_chips_inside_a_callers_jit():
     fault = Fault("additive", 0.3)
 
     def total(w):
-        return simulate_chips(apply_fn, x, params={"w": w}, fault=fault, num_chips=CHIPS, num_samples=SAMPLES,
-                              key=KEY).sum()
+        return simulate_chips(
+            apply_fn, x, params={"w": w}, fault=fault, num_chips=CHIPS, num_samples=SAMPLES, key=KEY
+        ).sum()
 
     def loop(w):
         chips, samples = chip_keys(KEY, CHIPS), sample_keys(KEY, SAMPLES)
-        return sum(apply_fn(inject({"w": w}, fault, chips[i]), x, jax.random.fold_in(samples[t], 0)).sum()
-                   for i in range(CHIPS) for t in range(SAMPLES))
+        return sum(
+            apply_fn(inject({"w": w}, fault, chips[i]), x, jax.random.fold_in(samples[t], 0)).sum()
+            for i in range(CHIPS)
+            for t in range(SAMPLES)
+        )
 
     grad = jax.jit(jax.grad(total))(w0)
     np.testing.assert_allclose(np.asarray(grad), np.asarray(jax.grad(loop)(w0)), rtol=1e-4, atol=1e-5)
@@ -425,14 +435,17 @@ def test_last_slice_is_padded_not_recompiled(bnn, images, bnn_weights):
     np.testing.assert_allclose(sliced, bnn_weights, **TOL)
 
 
-@pytest.mark.parametrize("per_chip, budget, chips, want", [
-    (10, 1000, 100, 100),   # 100 fit: one step
-    (40, 1000, 100, 25),    # 25 fit: four steps of 25
-    (30, 1000, 100, 25),    # 33 fit: four steps of 25, not 33 + 33 + 33 + 1 padded to 33
-    (16, 1024, 100, 50),    # 64 fit: two steps of 50
-    (5000, 1000, 100, 1),   # not even one fits: one at a time
-    (1, 10**9, 1000, 125),  # at most MAX_ACCELERATOR_CHUNK (128): 8 steps of 125
-])
+@pytest.mark.parametrize(
+    "per_chip, budget, chips, want",
+    [
+        (10, 1000, 100, 100),  # 100 fit: one step
+        (40, 1000, 100, 25),  # 25 fit: four steps of 25
+        (30, 1000, 100, 25),  # 33 fit: four steps of 25, not 33 + 33 + 33 + 1 padded to 33
+        (16, 1024, 100, 50),  # 64 fit: two steps of 50
+        (5000, 1000, 100, 1),  # not even one fits: one at a time
+        (1, 10**9, 1000, 125),  # at most MAX_ACCELERATOR_CHUNK (128): 8 steps of 125
+    ],
+)
 def test_chunk_for_budget(per_chip, budget, chips, want):
     got = simulate_module.chunk_for_budget(per_chip, budget, chips)
     assert got == want
@@ -578,11 +591,13 @@ def test_compile_for_a_function_with_params():
     apply_fn = lambda p, x, key: jnp.tanh(x @ p["w"])
     program = (Fault("bit_flip", 0.3), Fault("additive", 0.5))
     for fault in program:
-        run = lambda **kw: np.asarray(simulate_chips(apply_fn, x, params=params, fault=fault, num_chips=4,
-                                                     num_samples=1, key=KEY, **kw))
+        run = lambda **kw: np.asarray(
+            simulate_chips(apply_fn, x, params=params, fault=fault, num_chips=4, num_samples=1, key=KEY, **kw)
+        )
         # bits=1 is the bit-flips' representation; alone, the additive fault has no use for it (refused).
-        np.testing.assert_allclose(run(compile_for=program, bits=1), run(bits=1 if fault.kind == "bit_flip" else None),
-                                   **TOL)
+        np.testing.assert_allclose(
+            run(compile_for=program, bits=1), run(bits=1 if fault.kind == "bit_flip" else None), **TOL
+        )
 
 
 def test_fault_choice_keeps_binary_codes_only_if_every_choice_does():

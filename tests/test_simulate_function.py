@@ -93,8 +93,14 @@ def mesh_run():
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(here), env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen([sys.executable, "-c", _MESH_SCRIPT], env=env, cwd=here, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MESH_SCRIPT],
+        env=env,
+        cwd=here,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     yield proc
     if proc.poll() is None:
         proc.kill()
@@ -124,8 +130,9 @@ class _CountCompiles:
 
 
 def test_per_example_keys_make_outputs_independent_of_slicing():
-    outs = {b: np.asarray(simulate_chips(noisy, X, batch_size=b, per_example_keys=True, **COMMON))
-            for b in (1, 3, None)}
+    outs = {
+        b: np.asarray(simulate_chips(noisy, X, batch_size=b, per_example_keys=True, **COMMON)) for b in (1, 3, None)
+    }
     np.testing.assert_allclose(outs[1], outs[None], **TOL)
     np.testing.assert_allclose(outs[3], outs[None], **TOL)
     # Example i of sample t draws from fold_in(sample_key_t, i), its index in the whole x: at level 0
@@ -140,6 +147,7 @@ def test_per_example_keys_make_outputs_independent_of_slicing():
 def test_without_per_example_keys_a_slice_shares_one_key():
     """The default (one key per slice, the call an apply_fn written for one key expects): the draws
     follow the slice, so batch_size changes them; that is what per_example_keys=True fixes."""
+
     def one_key(params, x, key):
         assert key.shape == (), "apply_fn should get one key"
         return x @ params["w"] + jax.random.normal(key, (x.shape[0], 3))
@@ -196,13 +204,15 @@ def test_reduce_fn_equals_reducing_the_full_output():
     full = np.asarray(simulate_chips(noisy, X, **run))
     want_hits = full.mean(1).argmax(-1) == np.asarray(LABELS)
     for batch_size in (None, 3):
-        hits = simulate_chips(noisy, X, batch_size=batch_size, labels=LABELS,
-                              reduce_fn=lambda out, y: out.mean(0).argmax(-1) == y, **run)
+        hits = simulate_chips(
+            noisy, X, batch_size=batch_size, labels=LABELS, reduce_fn=lambda out, y: out.mean(0).argmax(-1) == y, **run
+        )
         assert hits.shape == (4, 7)
         np.testing.assert_array_equal(np.asarray(hits), want_hits)
     # a pytree result, without labels: the MC mean and the spread over samples of each example
-    stats = simulate_chips(noisy, X, batch_size=3, reduce_fn=lambda out, _: {"mean": out.mean(0), "std": out.std(0)},
-                           **run)
+    stats = simulate_chips(
+        noisy, X, batch_size=3, reduce_fn=lambda out, _: {"mean": out.mean(0), "std": out.std(0)}, **run
+    )
     np.testing.assert_allclose(np.asarray(stats["mean"]), full.mean(1), **TOL)
     np.testing.assert_allclose(np.asarray(stats["std"]), full.std(1), **TOL)
     accuracy = per_chip_summary(full, LABELS, lambda p, y: jnp.mean(jnp.argmax(p, -1) == y))["per_chip"]
@@ -278,8 +288,11 @@ def test_a_one_device_mesh_equals_the_default():
     from jax.sharding import Mesh
 
     mesh = Mesh(np.asarray(jax.devices()[:1]), ("chips",))
-    np.testing.assert_allclose(np.asarray(simulate_chips(noisy, X, mesh=mesh, per_example_keys=True, **COMMON)),
-                               np.asarray(simulate_chips(noisy, X, per_example_keys=True, **COMMON)), **TOL)
+    np.testing.assert_allclose(
+        np.asarray(simulate_chips(noisy, X, mesh=mesh, per_example_keys=True, **COMMON)),
+        np.asarray(simulate_chips(noisy, X, per_example_keys=True, **COMMON)),
+        **TOL,
+    )
 
 
 # --------------------------------------------------------------------------- bad input
@@ -301,12 +314,16 @@ def test_bad_new_arguments_raise():
         simulate_chips(noisy, X, labels=LABELS[:5], reduce_fn=lambda o, y: o, **COMMON)
     with pytest.raises(ArgumentTypeError, match=r"reduce_fn=3 must be a function"):
         simulate_chips(noisy, X, reduce_fn=3, **COMMON)
-    with pytest.raises(ArgumentError, match=r"apply_fn's output\['loss'\] has shape \(\): every leaf must have the "
-                                            r"examples on its first axis, \[7, \.\.\.\]"):
+    with pytest.raises(
+        ArgumentError,
+        match=r"apply_fn's output\['loss'\] has shape \(\): every leaf must have the "
+        r"examples on its first axis, \[7, \.\.\.\]",
+    ):
         simulate_chips(lambda p, x, k: {"logits": x @ p["w"], "loss": jnp.sum(x)}, X, **COMMON)
     with pytest.raises(ArgumentError, match=r"reduce_fn's result has shape \(\): .* correct.mean\(axis=1\)"):
-        simulate_chips(two_heads, X, labels=LABELS, reduce_fn=lambda o, y: jnp.mean(o["logits"].mean(0).argmax(-1) == y),
-                       **COMMON)
+        simulate_chips(
+            two_heads, X, labels=LABELS, reduce_fn=lambda o, y: jnp.mean(o["logits"].mean(0).argmax(-1) == y), **COMMON
+        )
 
 
 def test_per_chip_summary_on_the_wrong_rank_names_the_expected_axes():
@@ -314,7 +331,6 @@ def test_per_chip_summary_on_the_wrong_rank_names_the_expected_axes():
         per_chip_summary(jnp.zeros((3, 7)), LABELS, lambda p, y: p.mean())
     with pytest.raises(ArgumentError, match=r"outputs has 5 examples .* labels has 7"):
         per_chip_summary(jnp.zeros((3, 2, 5, 3)), LABELS, lambda p, y: p.mean())
-
 
 
 # --------------------------------------------------------------------------- the documented example
@@ -326,7 +342,9 @@ def test_the_doc_shows_the_example_file():
     with open(os.path.join(DOCS, "examples", "function_path.py")) as f:
         example = f.read()
     with open(os.path.join(DOCS, "any_model.md")) as f:
-        assert "```python\n" + example + "```" in f.read(), "docs/any_model.md differs from docs/examples/function_path.py"
+        assert "```python\n" + example + "```" in f.read(), (
+            "docs/any_model.md differs from docs/examples/function_path.py"
+        )
 
 
 @pytest.mark.slow

@@ -65,8 +65,12 @@ def _calibrated(method: str, x: jax.Array, **kwargs):
     for _, node in nnx.iter_graph(model):
         if isinstance(node, nnx.BatchNorm):
             node.momentum = 0.0
-    model(x, key=jax.random.key(1), train=True, faults=FaultContext(Fault("additive", SIGMA, site="preactivation"),
-                                                                     jax.random.key(3)))
+    model(
+        x,
+        key=jax.random.key(1),
+        train=True,
+        faults=FaultContext(Fault("additive", SIGMA, site="preactivation"), jax.random.key(3)),
+    )
     return model
 
 

@@ -21,8 +21,7 @@ def _data(n=96, seed=0):
 
 
 def _model(method="proposed"):
-    return build_model("resnet", method, in_channels=1, num_classes=10, widths=(8, 16), blocks=(1, 1),
-                       rngs=nnx.Rngs(0))
+    return build_model("resnet", method, in_channels=1, num_classes=10, widths=(8, 16), blocks=(1, 1), rngs=nnx.Rngs(0))
 
 
 def _params(model):
@@ -136,8 +135,7 @@ def test_warmup_starts_above_zero_and_reaches_the_peak():
 def test_metrics_log_every_n_steps_without_changing_the_result(tmp_path):
     x, y = _data(64)
     every_step = train(_model(), x, y, TrainConfig(steps=7, batch_size=16, log_every=1), progress=False)
-    batched = train(_model(), x, y, TrainConfig(steps=7, batch_size=16, log_every=3), workdir=tmp_path,
-                    progress=False)
+    batched = train(_model(), x, y, TrainConfig(steps=7, batch_size=16, log_every=3), workdir=tmp_path, progress=False)
     assert batched["losses"] == every_step["losses"] and len(batched["losses"]) == 7
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [3, 6, 7]

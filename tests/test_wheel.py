@@ -38,8 +38,25 @@ def test_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS", "INVNORM_CACHE_DIR")}
     where = _run([str(py), "-c", "import invnorm_jax; print(invnorm_jax.__file__)"], cwd=work, env=env).stdout
     assert where.startswith(str(venv)), where  # the wheel's copy, not the source tree
-    _run([str(venv / "bin" / "invnorm-jax"), "demo", "--smoke", "--tasks", "digits", "--methods", "proposed",
-          "--no-ood", "--out", "run", "--no-progress", "--config.eval.num_chips=2"], cwd=work, env=env, timeout=900)
+    _run(
+        [
+            str(venv / "bin" / "invnorm-jax"),
+            "demo",
+            "--smoke",
+            "--tasks",
+            "digits",
+            "--methods",
+            "proposed",
+            "--no-ood",
+            "--out",
+            "run",
+            "--no-progress",
+            "--config.eval.num_chips=2",
+        ],
+        cwd=work,
+        env=env,
+        timeout=900,
+    )
     results = json.loads((work / "run" / "results.json").read_text())
     assert results["tasks"]["digits"]["methods"]["proposed"]["num_chips"] == 2
     assert (work / "runs" / ".jax-cache").is_dir()  # the CLI's compilation cache, under the run root

@@ -41,8 +41,13 @@ def test_ood_studies_run_in_the_workers_and_equal_the_serial_study(tmp_path):
     config = load_config("digits:smoke", overrides=["eval.num_chips=2"])
     task = experiment.run_task(config, tmp_path, methods=METHODS, sweeps=False, progress=False, workers=2)
     models = {m: experiment.load_trained(config, m, tmp_path / m) for m in METHODS}
-    serial = run_ood(config, models, experiment.load_data(config), progress=False,
-                     num_samples={m: num_samples_of(config, m) for m in METHODS})
+    serial = run_ood(
+        config,
+        models,
+        experiment.load_data(config),
+        progress=False,
+        num_samples={m: num_samples_of(config, m) for m in METHODS},
+    )
     got, want = (dict(dataclasses.asdict(r), seconds=None) for r in (task.ood, serial))
     assert list(task.ood.num_samples) == list(METHODS) and task.ood.seconds > 0
     assert got == want

@@ -59,8 +59,10 @@ def markdown(rows: list[dict], header: str) -> str:
 
 def text_table(rows: list[dict]) -> str:
     width = max(len(r["name"]) for r in rows)
-    return "\n".join(f"{r['name']:{width}s}  {figures_text(r['figures'])}" + (f"  [{r['note']}]" if r.get("note") else "")
-                     for r in rows)
+    return "\n".join(
+        f"{r['name']:{width}s}  {figures_text(r['figures'])}" + (f"  [{r['note']}]" if r.get("note") else "")
+        for r in rows
+    )
 
 
 def main(argv=None) -> int:
@@ -93,13 +95,19 @@ def main(argv=None) -> int:
         print(f"{len(got)} rows in {time.perf_counter() - start:.0f} s", flush=True)
     total = time.perf_counter() - t0
     cpu = sum(os.times()[:4])  # this process and its waited-for children (the memory subprocesses)
-    header = (f"{'quick' if a.quick else 'full'} run, {datetime.date.today().isoformat()}, {total:.0f} s wall, "
-              f"{cpu:.0f} s CPU; machine: {machine}")
-    print("\n" + text_table(rows) + f"\n\ntotal {total:.0f} s wall, {cpu:.0f} s CPU (user + system, with the "
-          "subprocesses); load average at the end " + ", ".join(f"{v:.1f}" for v in os.getloadavg()), flush=True)
+    header = (
+        f"{'quick' if a.quick else 'full'} run, {datetime.date.today().isoformat()}, {total:.0f} s wall, "
+        f"{cpu:.0f} s CPU; machine: {machine}"
+    )
+    print(
+        "\n" + text_table(rows) + f"\n\ntotal {total:.0f} s wall, {cpu:.0f} s CPU (user + system, with the "
+        "subprocesses); load average at the end " + ", ".join(f"{v:.1f}" for v in os.getloadavg()),
+        flush=True,
+    )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table.json").write_text(json.dumps({"quick": a.quick, "machine": machine, "seconds": total, "cpu_seconds": cpu,
-                                                "rows": rows}, indent=1))
+    (out / "table.json").write_text(
+        json.dumps({"quick": a.quick, "machine": machine, "seconds": total, "cpu_seconds": cpu, "rows": rows}, indent=1)
+    )
     (out / "table.md").write_text(markdown(rows, header))
     print(f"wrote {out / 'table.json'} and {out / 'table.md'}")
     return 1 if failed else 0

@@ -20,9 +20,16 @@ def rows(quick: bool) -> list[dict]:
         rate = {d: flops[d] / seconds[d] / 1e9 for d in DTYPES}
         for dtype in DTYPES:
             unit = "GOP/s" if dtype == "int8" else "GFLOP/s"
-            out.append({"name": f"ceiling {op} {dtype}",
-                        "figures": {unit: rate[dtype], "vs float32": rate[dtype] / rate["float32"]},
-                        "note": ("3x3 conv [B,56,56,128]x[3,3,128,128], B=" + str(max(1, int(64 * scale)))
-                                 if op == "conv" else f"[{max(1, int(2048 * scale))},2048]x[2048,2048]")
-                        + ("" if dtype == "float32" else f", {dtype} in, {'int32' if dtype == 'int8' else 'f32'} acc")})
+            out.append(
+                {
+                    "name": f"ceiling {op} {dtype}",
+                    "figures": {unit: rate[dtype], "vs float32": rate[dtype] / rate["float32"]},
+                    "note": (
+                        "3x3 conv [B,56,56,128]x[3,3,128,128], B=" + str(max(1, int(64 * scale)))
+                        if op == "conv"
+                        else f"[{max(1, int(2048 * scale))},2048]x[2048,2048]"
+                    )
+                    + ("" if dtype == "float32" else f", {dtype} in, {'int32' if dtype == 'int8' else 'f32'} acc"),
+                }
+            )
     return out

@@ -99,8 +99,16 @@ def peak_memory_child(site: str, chunk: int, chips: int, samples: int, images: i
 
 
 def peak_memory(site, chunk, chips, samples, images) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--_memory-child", site, str(chunk), str(chips),
-           str(samples), str(images)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--_memory-child",
+        site,
+        str(chunk),
+        str(chips),
+        str(samples),
+        str(images),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -134,18 +142,24 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
 
     print(f"machine: {machine_line()}")
-    print(f"workload: digits BinaryResNet (proposed, untrained), {a.chips} chips x {a.samples} samples x "
-          f"{a.images} images; sweep on {a.sweep_chips} chips; median of {a.repeats}")
+    print(
+        f"workload: digits BinaryResNet (proposed, untrained), {a.chips} chips x {a.samples} samples x "
+        f"{a.images} images; sweep on {a.sweep_chips} chips; median of {a.repeats}"
+    )
     model = build_model("digits", "proposed", rngs=nnx.Rngs(0))
     x = load_inputs(a.images)
 
     flops = model_flops(model, x)
-    print(f"\nFLOPs per image (one chip, one MC sample): XLA cost_analysis {flops['xla'] / 1e6:.3f} M, "
-          f"conv+matmul dense count {flops['dense'] / 1e6:.3f} M")
+    print(
+        f"\nFLOPs per image (one chip, one MC sample): XLA cost_analysis {flops['xla'] / 1e6:.3f} M, "
+        f"conv+matmul dense count {flops['dense'] / 1e6:.3f} M"
+    )
     ceiling = conv_ceiling(a.repeats)
-    print("conv ceiling [64,56,56,128]x[3,3,128,128]: "
-          + ", ".join(f"{k} {v:.1f} G{'OP' if k == 'int8' else 'FLOP'}/s" for k, v in ceiling.items())
-          + "\n(the float32 ceiling is measured again in turn with every timed table below: the % columns use that)")
+    print(
+        "conv ceiling [64,56,56,128]x[3,3,128,128]: "
+        + ", ".join(f"{k} {v:.1f} G{'OP' if k == 'int8' else 'FLOP'}/s" for k, v in ceiling.items())
+        + "\n(the float32 ceiling is measured again in turn with every timed table below: the % columns use that)"
+    )
     ceiling_run = ceiling_conv()
 
     def gflops(rate):
@@ -153,28 +167,38 @@ def main(argv=None) -> None:
 
     n_sweep, n_full = a.sweep_chips * a.samples * a.images, a.chips * a.samples * a.images
     print(f"\nchunk sweep on {a.sweep_chips} chips (chips*samples*images per second; the chunk sizes take turns):")
-    print(f"{'site':14s} {'chunk':>5s} {'img/s':>9s} {'s/run':>7s} {'compile s':>9s} {'GFLOP/s':>8s} "
-          f"{'ceiling':>7s} {'% ceiling':>9s}")
+    print(
+        f"{'site':14s} {'chunk':>5s} {'img/s':>9s} {'s/run':>7s} {'compile s':>9s} {'GFLOP/s':>8s} "
+        f"{'ceiling':>7s} {'% ceiling':>9s}"
+    )
     best = {}
     for site in FAULTS:
         runs, compile_s = {"ceiling": ceiling_run}, {}
         for chunk in chunks:
-            runs[chunk], compile_s[chunk] = compile_simulate(model, x, site, chips=a.sweep_chips, samples=a.samples,
-                                                             chunk=chunk)
+            runs[chunk], compile_s[chunk] = compile_simulate(
+                model, x, site, chips=a.sweep_chips, samples=a.samples, chunk=chunk
+            )
         seconds = interleaved_medians(runs, a.repeats)
         del runs
         roof = CEILING_FLOPS / seconds.pop("ceiling") / 1e9
         for chunk in chunks:
             rate = n_sweep / seconds[chunk]
-            print(f"{site:14s} {chunk:5d} {rate:9.0f} {seconds[chunk]:7.2f} {compile_s[chunk]:9.1f} "
-                  f"{gflops(rate):8.1f} {roof:7.1f} {100 * gflops(rate) / roof:8.1f}%", flush=True)
+            print(
+                f"{site:14s} {chunk:5d} {rate:9.0f} {seconds[chunk]:7.2f} {compile_s[chunk]:9.1f} "
+                f"{gflops(rate):8.1f} {roof:7.1f} {100 * gflops(rate) / roof:8.1f}%",
+                flush=True,
+            )
         best[site] = min(chunks, key=seconds.get)
     print(f"fastest chunk per site: {best}   (DEFAULT_CHUNK is {DEFAULT_CHUNK})")
 
-    print(f"\n{a.chips} chips x {a.samples} samples x {a.images} images: simulate_chips at the fastest chunk vs a "
-          "Python loop of one jitted chip (taking turns):")
-    print(f"{'site':14s} {'chunk':>5s} {'simulate img/s':>14s} {'loop img/s':>10s} {'ratio':>6s} {'GFLOP/s':>8s} "
-          f"{'ceiling':>7s} {'% ceiling':>9s}")
+    print(
+        f"\n{a.chips} chips x {a.samples} samples x {a.images} images: simulate_chips at the fastest chunk vs a "
+        "Python loop of one jitted chip (taking turns):"
+    )
+    print(
+        f"{'site':14s} {'chunk':>5s} {'simulate img/s':>14s} {'loop img/s':>10s} {'ratio':>6s} {'GFLOP/s':>8s} "
+        f"{'ceiling':>7s} {'% ceiling':>9s}"
+    )
     headline = {}
     for site, chunk in best.items():
         sim, compile_s = compile_simulate(model, x, site, chips=a.chips, samples=a.samples, chunk=chunk)
@@ -184,34 +208,46 @@ def main(argv=None) -> None:
         roof = CEILING_FLOPS / seconds["ceiling"] / 1e9
         pct = 100 * gflops(rate) / roof
         headline[site] = (rate / loop_rate, pct)
-        print(f"{site:14s} {chunk:5d} {rate:14.0f} {loop_rate:10.0f} {rate / loop_rate:5.2f}x {gflops(rate):8.1f} "
-              f"{roof:7.1f} {pct:8.1f}%", flush=True)
+        print(
+            f"{site:14s} {chunk:5d} {rate:14.0f} {loop_rate:10.0f} {rate / loop_rate:5.2f}x {gflops(rate):8.1f} "
+            f"{roof:7.1f} {pct:8.1f}%",
+            flush=True,
+        )
 
     mem_ok = None
     if not a.skip_memory:
         mchips = [int(c) for c in a.memory_chips.split(",")]
         mchunks = [int(c) for c in a.memory_chunks.split(",")]
-        print(f"\npeak RSS (MiB) of one simulate_chips run in a fresh process, site={a.memory_site}, {a.samples} "
-              f"samples x {a.images} images. run = peak during the run minus RSS before it (peak reset after "
-              "compiling); compile = peak while compiling:")
+        print(
+            f"\npeak RSS (MiB) of one simulate_chips run in a fresh process, site={a.memory_site}, {a.samples} "
+            f"samples x {a.images} images. run = peak during the run minus RSS before it (peak reset after "
+            "compiling); compile = peak while compiling:"
+        )
         print(f"{'chunk':>5s} " + "".join(f"{f'{c} chips: run / compile':>26s}" for c in mchips))
         growth = []
         for chunk in mchunks:
             row = [peak_memory(a.memory_site, chunk, c, a.samples, a.images) for c in mchips]
             used = [r["peak_mib"] - r["before_mib"] for r in row]
             growth.append(used[-1] - used[0])
-            print(f"{chunk:5d} " + "".join(f"{u:15.0f} / {r['compile_peak_mib']:8.0f}" for r, u in zip(row, used)),
-                  flush=True)
+            print(
+                f"{chunk:5d} " + "".join(f"{u:15.0f} / {r['compile_peak_mib']:8.0f}" for r, u in zip(row, used)),
+                flush=True,
+            )
         # Output grows with chips (chips x samples x images x classes floats); the rest must not.
         out_mib = (mchips[-1] - mchips[0]) * a.samples * a.images * 10 * 4 / 2**20
         mem_ok = max(growth) < 64 + 2 * out_mib
-        print(f"growth from {mchips[0]} to {mchips[-1]} chips at a fixed chunk: "
-              + ", ".join(f"{g:+.0f}" for g in growth) + f" MiB (the larger output alone: {out_mib:.0f} MiB)")
+        print(
+            f"growth from {mchips[0]} to {mchips[-1]} chips at a fixed chunk: "
+            + ", ".join(f"{g:+.0f}" for g in growth)
+            + f" MiB (the larger output alone: {out_mib:.0f} MiB)"
+        )
 
     print("\ntargets (2-core CPU, 100 chips x 10 samples x 360 images):")
     for site, (ratio, pct) in headline.items():
-        print(f"  {site:14s} vs loop {ratio:.2f}x (target >= 1.2x: {'met' if ratio >= 1.2 else 'MISSED'}), "
-              f"{pct:.0f}% of the conv ceiling (target >= 50%: {'met' if pct >= 50 else 'MISSED'})")
+        print(
+            f"  {site:14s} vs loop {ratio:.2f}x (target >= 1.2x: {'met' if ratio >= 1.2 else 'MISSED'}), "
+            f"{pct:.0f}% of the conv ceiling (target >= 50%: {'met' if pct >= 50 else 'MISSED'})"
+        )
     if mem_ok is not None:
         print(f"  peak memory follows chunk_size, not num_chips: {'met' if mem_ok else 'MISSED'}")
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())

@@ -126,8 +126,11 @@ def ceiling_op(op: str = "conv", dtype: str = "float32", scale: float = 1.0):
     a = jnp.asarray(np.sign(rng.standard_normal(a_shape)), dt)
     b = jnp.asarray(np.sign(rng.standard_normal(b_shape)), dt)
     if op == "conv":
-        fn = jax.jit(lambda a, b: jax.lax.conv_general_dilated(
-            a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=acc))
+        fn = jax.jit(
+            lambda a, b: jax.lax.conv_general_dilated(
+                a, b, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=acc
+            )
+        )
         flops = 2.0 * math.prod(a_shape[:3]) * 9 * b_shape[2] * b_shape[3]
     else:
         fn = jax.jit(lambda a, b: jax.lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=acc))
@@ -161,8 +164,16 @@ def compile_simulate(model, x, fault: Fault, *, chips, samples, chunk):
     graphdef, state = nnx.split(model)
 
     def simulate(state, x, key, level):
-        return simulate_chips(nnx.merge(graphdef, state), x, fault=fault, level=level, num_chips=chips,
-                              num_samples=samples, key=key, chunk_size=chunk)
+        return simulate_chips(
+            nnx.merge(graphdef, state),
+            x,
+            fault=fault,
+            level=level,
+            num_chips=chips,
+            num_samples=samples,
+            key=key,
+            chunk_size=chunk,
+        )
 
     args = (state, x, jax.random.key(1), jnp.float32(fault.level))
     start = time.perf_counter()

@@ -39,8 +39,9 @@ def _peak_mib() -> float:
 
 
 def _run(model, x, *, chips, samples, chunk):
-    return simulate_chips(model, x, fault=FAULT, num_chips=chips, num_samples=samples, key=jax.random.key(1),
-                          chunk_size=chunk)
+    return simulate_chips(
+        model, x, fault=FAULT, num_chips=chips, num_samples=samples, key=jax.random.key(1), chunk_size=chunk
+    )
 
 
 def main(argv=None) -> int:
@@ -79,20 +80,37 @@ def main(argv=None) -> int:
             out = np.asarray(out)
             reference = out if reference is None else reference
             gops = chips * samples * images * per_image / seconds / 1e9
-            row = dict(mode=mode, chunk=chunk, chips=chips, samples=samples, images=images, seconds=seconds,
-                       first_call_s=compile_s, img_per_s=chips * samples * images / seconds,
-                       s_per_100_chips=100 * seconds / chips, peak_mib=_peak_mib(), gops=gops,
-                       ceiling_gops=ceiling_gops, identical=bool(np.array_equal(out, reference)))
+            row = dict(
+                mode=mode,
+                chunk=chunk,
+                chips=chips,
+                samples=samples,
+                images=images,
+                seconds=seconds,
+                first_call_s=compile_s,
+                img_per_s=chips * samples * images / seconds,
+                s_per_100_chips=100 * seconds / chips,
+                peak_mib=_peak_mib(),
+                gops=gops,
+                ceiling_gops=ceiling_gops,
+                identical=bool(np.array_equal(out, reference)),
+            )
             rows.append(row)
-            print(f"{mode:9s} chunk {chunk:3d}: {row['img_per_s']:10.0f} img/s  {row['s_per_100_chips']:7.2f} s/100 chips  "
-                  f"first call {compile_s:6.1f} s  peak {row['peak_mib']:8.0f} MiB  {gops:7.1f} GOP/s "
-                  f"({100 * gops / ceiling_gops:4.0f} % of the {mode} matmul ceiling {ceiling_gops:.0f})  "
-                  f"identical to float32 chunk 1: {row['identical']}", flush=True)
+            print(
+                f"{mode:9s} chunk {chunk:3d}: {row['img_per_s']:10.0f} img/s  {row['s_per_100_chips']:7.2f} s/100 chips  "
+                f"first call {compile_s:6.1f} s  peak {row['peak_mib']:8.0f} MiB  {gops:7.1f} GOP/s "
+                f"({100 * gops / ceiling_gops:4.0f} % of the {mode} matmul ceiling {ceiling_gops:.0f})  "
+                f"identical to float32 chunk 1: {row['identical']}",
+                flush=True,
+            )
     set_binary_compute(model, "auto")
     t = time.perf_counter()
     _run(model, x, chips=chips, samples=samples, chunk=None).block_until_ready()
-    print(f"simulate_chips' own chunk (chunk_size=None, auto compute): {time.perf_counter() - t:.2f} s for "
-          f"{chips} chips, first call included", flush=True)
+    print(
+        f"simulate_chips' own chunk (chunk_size=None, auto compute): {time.perf_counter() - t:.2f} s for "
+        f"{chips} chips, first call included",
+        flush=True,
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))

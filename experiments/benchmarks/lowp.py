@@ -66,8 +66,9 @@ def _compile_simulate(model, x, chips: int, samples: int):
     graphdef, state = nnx.split(model)
 
     def simulate(state, x, key, level):
-        return simulate_chips(nnx.merge(graphdef, state), x, fault=FAULT, level=level, num_chips=chips,
-                              num_samples=samples, key=key)
+        return simulate_chips(
+            nnx.merge(graphdef, state), x, fault=FAULT, level=level, num_chips=chips, num_samples=samples, key=key
+        )
 
     args = (state, x, jax.random.key(1), jnp.float32(FAULT.level))
     start = time.perf_counter()
@@ -90,11 +91,25 @@ def simulate_rows(workload: str, quick: bool) -> list[dict]:
     flops = forward_flops(model, np.zeros((1, *shape), np.float32)) * chips * samples * images
     convs = [n for _, n in nnx.iter_graph(model) if isinstance(n, BinaryConv)]
     auto = sorted({auto_compute(reduction_length(c.kernel.shape)) for c in convs})
-    return [dict(table="simulate", workload=workload, mode=mode, chips=chips, samples=samples, images=images,
-                 seconds=seconds[mode], compile_s=compile_s[mode], img_per_s=chips * samples * images / seconds[mode],
-                 speedup=seconds["float32"] / seconds[mode], gops=flops / seconds[mode] / 1e9,
-                 int8_ceiling_gops=ceiling, auto="/".join(auto),
-                 identical=bool(np.array_equal(outputs[mode], outputs["float32"]))) for mode in MODES]
+    return [
+        dict(
+            table="simulate",
+            workload=workload,
+            mode=mode,
+            chips=chips,
+            samples=samples,
+            images=images,
+            seconds=seconds[mode],
+            compile_s=compile_s[mode],
+            img_per_s=chips * samples * images / seconds[mode],
+            speedup=seconds["float32"] / seconds[mode],
+            gops=flops / seconds[mode] / 1e9,
+            int8_ceiling_gops=ceiling,
+            auto="/".join(auto),
+            identical=bool(np.array_equal(outputs[mode], outputs["float32"])),
+        )
+        for mode in MODES
+    ]
 
 
 def _binary_layers(model, shape, batch: int):
@@ -120,23 +135,42 @@ def layer_rows(quick: bool) -> list[dict]:
         layers, shapes, flops = _binary_layers(_model(name, mode), shape, samples * images)
         graphdef, state = nnx.split(nnx.List(layers))
         xs = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in shapes]
-        fn = jax.jit(lambda state, xs: [m(x) for m, x in zip(nnx.merge(graphdef, state), xs)])
+        fn = jax.jit(lambda state, xs, g=graphdef: [m(x) for m, x in zip(nnx.merge(g, state), xs)])
         jax.block_until_ready(fn(state, xs))
-        runs[mode] = (lambda fn=fn, state=state, xs=xs: jax.block_until_ready(fn(state, xs)))
+        runs[mode] = lambda fn=fn, state=state, xs=xs: jax.block_until_ready(fn(state, xs))
     runs["float32 ceiling"] = ceiling_conv()
     runs["int8 ceiling"] = ceiling_conv(jnp.int8, jnp.int32)
     seconds = interleaved_medians(runs, REPEATS)
     ceil = {m: CEILING_FLOPS / seconds[f"{m} ceiling"] / 1e9 for m in ("float32", "int8")}
-    return [dict(table="binary layers", workload="resnet18", mode=mode, batch=samples * images,
-                 seconds=seconds[mode], gops=flops / seconds[mode] / 1e9, ceiling_gops=ceil[mode],
-                 int8_ceiling_gops=ceil["int8"], pct_of_int8_ceiling=100 * flops / seconds[mode] / 1e9 / ceil["int8"],
-                 pct_of_own_ceiling=100 * flops / seconds[mode] / 1e9 / ceil[mode]) for mode in ("float32", "int8")]
+    return [
+        dict(
+            table="binary layers",
+            workload="resnet18",
+            mode=mode,
+            batch=samples * images,
+            seconds=seconds[mode],
+            gops=flops / seconds[mode] / 1e9,
+            ceiling_gops=ceil[mode],
+            int8_ceiling_gops=ceil["int8"],
+            pct_of_int8_ceiling=100 * flops / seconds[mode] / 1e9 / ceil["int8"],
+            pct_of_own_ceiling=100 * flops / seconds[mode] / 1e9 / ceil[mode],
+        )
+        for mode in ("float32", "int8")
+    ]
 
 
 #: (batch, size, C_in, C_out, stride) of the 3x3 binary convs behind the auto rule: ResNet-18's
 #: (batch 2 samples x 32 images) and the digits model's (batch 2 x 360).
-SHAPES = [(64, 32, 64, 64, 1), (64, 32, 64, 128, 2), (64, 16, 128, 128, 1), (64, 8, 256, 256, 1),
-          (64, 4, 512, 512, 1), (720, 8, 16, 16, 1), (720, 8, 16, 32, 2), (720, 4, 32, 32, 1)]
+SHAPES = [
+    (64, 32, 64, 64, 1),
+    (64, 32, 64, 128, 2),
+    (64, 16, 128, 128, 1),
+    (64, 8, 256, 256, 1),
+    (64, 4, 512, 512, 1),
+    (720, 8, 16, 16, 1),
+    (720, 8, 16, 32, 2),
+    (720, 4, 32, 32, 1),
+]
 
 
 def shape_rows() -> list[dict]:
@@ -149,11 +183,18 @@ def shape_rows() -> list[dict]:
             graphdef, state = nnx.split(BinaryConv(cin, cout, (3, 3), strides=stride, compute=mode, rngs=nnx.Rngs(0)))
             fn = jax.jit(lambda s, x, g=graphdef: nnx.merge(g, s)(x))
             fn(state, x).block_until_ready()
-            runs[mode] = (lambda fn=fn, s=state: fn(s, x).block_until_ready())
+            runs[mode] = lambda fn=fn, s=state, x=x: fn(s, x).block_until_ready()
         seconds = interleaved_medians(runs, REPEATS)
         flops = 2.0 * batch * (-(-size // stride)) ** 2 * 9 * cin * cout
-        out.append(dict(table="shapes", shape=f"[{batch},{size},{size},{cin}]->{cout}/s{stride}", reduction=9 * cin,
-                        auto=auto_compute(9 * cin), **{f"{m}_gops": flops / seconds[m] / 1e9 for m in MODES}))
+        out.append(
+            dict(
+                table="shapes",
+                shape=f"[{batch},{size},{size},{cin}]->{cout}/s{stride}",
+                reduction=9 * cin,
+                auto=auto_compute(9 * cin),
+                **{f"{m}_gops": flops / seconds[m] / 1e9 for m in MODES},
+            )
+        )
     return out
 
 
@@ -162,12 +203,26 @@ def rows(quick: bool) -> list[dict]:
     out = []
     for r in table_rows(quick):
         if r["table"] == "simulate":
-            out.append(dict(name=f"lowp {r['workload']} {r['mode']}", note=f"auto picks {r['auto']}",
-                            figures={"img/s": r["img_per_s"], "x float32": r["speedup"], "GOP/s": r["gops"],
-                                     "identical": float(r["identical"])}))
+            out.append(
+                dict(
+                    name=f"lowp {r['workload']} {r['mode']}",
+                    note=f"auto picks {r['auto']}",
+                    figures={
+                        "img/s": r["img_per_s"],
+                        "x float32": r["speedup"],
+                        "GOP/s": r["gops"],
+                        "identical": float(r["identical"]),
+                    },
+                )
+            )
         else:
-            out.append(dict(name=f"lowp resnet18 binary convs {r['mode']}", note="the 16 binary convs alone",
-                            figures={"GOP/s": r["gops"], "% int8 ceiling": r["pct_of_int8_ceiling"]}))
+            out.append(
+                dict(
+                    name=f"lowp resnet18 binary convs {r['mode']}",
+                    note="the 16 binary convs alone",
+                    figures={"GOP/s": r["gops"], "% int8 ceiling": r["pct_of_int8_ceiling"]},
+                )
+            )
     return out
 
 
@@ -180,25 +235,40 @@ def format_table(table: list[dict]) -> str:
     sim, layers = ([r for r in table if r["table"] == t] for t in ("simulate", "binary layers"))
     lines = []
     if sim:
-        lines += [f"{'workload':9s} {'mode':9s} {'c x s x img':>13s} {'s/run':>7s} {'compile s':>9s} {'img/s':>8s} "
-                  f"{'vs f32':>6s} {'GOP/s':>6s} {'int8 ceil':>9s} {'auto':>13s} identical"]
+        lines += [
+            f"{'workload':9s} {'mode':9s} {'c x s x img':>13s} {'s/run':>7s} {'compile s':>9s} {'img/s':>8s} "
+            f"{'vs f32':>6s} {'GOP/s':>6s} {'int8 ceil':>9s} {'auto':>13s} identical"
+        ]
     for r in sim:
-        lines.append(f"{r['workload']:9s} {r['mode']:9s} {r['chips']:>4d}x{r['samples']:>2d}x{r['images']:>4d} "
-                     f"{r['seconds']:7.2f} {r['compile_s']:9.1f} {r['img_per_s']:8.0f} {r['speedup']:5.2f}x "
-                     f"{r['gops']:6.1f} {r['int8_ceiling_gops']:9.1f} {r['auto']:>13s} {r['identical']}")
+        lines.append(
+            f"{r['workload']:9s} {r['mode']:9s} {r['chips']:>4d}x{r['samples']:>2d}x{r['images']:>4d} "
+            f"{r['seconds']:7.2f} {r['compile_s']:9.1f} {r['img_per_s']:8.0f} {r['speedup']:5.2f}x "
+            f"{r['gops']:6.1f} {r['int8_ceiling_gops']:9.1f} {r['auto']:>13s} {r['identical']}"
+        )
     if layers:
-        lines += ["", "ResNet-18 binary convs alone (16 layers, batch = samples x images):",
-                  f"{'mode':9s} {'s/run':>7s} {'GOP/s':>7s} {'own ceiling':>11s} {'% own':>6s} {'int8 ceil':>9s} "
-                  f"{'% int8 ceiling':>14s}"]
+        lines += [
+            "",
+            "ResNet-18 binary convs alone (16 layers, batch = samples x images):",
+            f"{'mode':9s} {'s/run':>7s} {'GOP/s':>7s} {'own ceiling':>11s} {'% own':>6s} {'int8 ceil':>9s} "
+            f"{'% int8 ceiling':>14s}",
+        ]
     for r in layers:
-        lines.append(f"{r['mode']:9s} {r['seconds']:7.3f} {r['gops']:7.1f} {r['ceiling_gops']:11.1f} "
-                     f"{r['pct_of_own_ceiling']:5.0f}% {r['int8_ceiling_gops']:9.1f} {r['pct_of_int8_ceiling']:13.0f}%")
+        lines.append(
+            f"{r['mode']:9s} {r['seconds']:7.3f} {r['gops']:7.1f} {r['ceiling_gops']:11.1f} "
+            f"{r['pct_of_own_ceiling']:5.0f}% {r['int8_ceiling_gops']:9.1f} {r['pct_of_int8_ceiling']:13.0f}%"
+        )
     shapes = [r for r in table if r["table"] == "shapes"]
     if shapes:
-        lines += ["", "one BinaryConv 3x3 per shape (GOP/s):",
-                  f"{'shape':28s} {'K':>5s} {'float32':>8s} {'int8':>8s} {'bfloat16':>8s} {'auto':>8s}"]
-        lines += [f"{r['shape']:28s} {r['reduction']:5d} {r['float32_gops']:8.1f} {r['int8_gops']:8.1f} "
-                  f"{r['bfloat16_gops']:8.1f} {r['auto']:>8s}" for r in shapes]
+        lines += [
+            "",
+            "one BinaryConv 3x3 per shape (GOP/s):",
+            f"{'shape':28s} {'K':>5s} {'float32':>8s} {'int8':>8s} {'bfloat16':>8s} {'auto':>8s}",
+        ]
+        lines += [
+            f"{r['shape']:28s} {r['reduction']:5d} {r['float32_gops']:8.1f} {r['int8_gops']:8.1f} "
+            f"{r['bfloat16_gops']:8.1f} {r['auto']:>8s}"
+            for r in shapes
+        ]
     return "\n".join(lines)
 
 
@@ -208,11 +278,13 @@ def main(argv=None) -> None:
     p.add_argument("--shapes", action="store_true", help="only the per-shape table behind the auto rule")
     a = p.parse_args(argv)
     start = time.perf_counter()
-    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine_line()}")
+    print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {machine_line()}")
     print(f"fault {FAULT}; median of {REPEATS} runs after a warm-up, contenders taking turns", flush=True)
     print(format_table(shape_rows() if a.shapes else table_rows(a.quick)))
-    print(f"total {time.perf_counter() - start:.0f} s; load average at the end "
-          + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
+    print(
+        f"total {time.perf_counter() - start:.0f} s; load average at the end "
+        + ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    )
 
 
 if __name__ == "__main__":

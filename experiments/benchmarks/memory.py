@@ -25,17 +25,33 @@ def rows(quick: bool) -> list[dict]:
     def used(point):
         return runs[point]["peak_mib"] - runs[point]["before_mib"]
 
-    out = [{"name": f"peak memory: chunk_size {chunk}",
-            "figures": {"run MiB": used((chunk, chip_counts[-1])),
-                        "compile MiB": runs[(chunk, chip_counts[-1])]["compile_peak_mib"]},
-            "note": f"{chip_counts[-1]} chips x {samples} samples x {images} images, {SITE} faults"}
-           for chunk in chunks]
-    out += [{"name": f"peak memory: num_chips {chips} (chunk 1)",
-             "figures": {"run MiB": used((1, chips)), "compile MiB": runs[(1, chips)]["compile_peak_mib"]},
-             "note": f"{samples} samples x {images} images"} for chips in chip_counts]
+    out = [
+        {
+            "name": f"peak memory: chunk_size {chunk}",
+            "figures": {
+                "run MiB": used((chunk, chip_counts[-1])),
+                "compile MiB": runs[(chunk, chip_counts[-1])]["compile_peak_mib"],
+            },
+            "note": f"{chip_counts[-1]} chips x {samples} samples x {images} images, {SITE} faults",
+        }
+        for chunk in chunks
+    ]
+    out += [
+        {
+            "name": f"peak memory: num_chips {chips} (chunk 1)",
+            "figures": {"run MiB": used((1, chips)), "compile MiB": runs[(1, chips)]["compile_peak_mib"]},
+            "note": f"{samples} samples x {images} images",
+        }
+        for chips in chip_counts
+    ]
     out_mib = (chip_counts[-1] - chip_counts[0]) * samples * images * 10 * 4 / 2**20
-    out.append({"name": "peak memory: num_chips ratio at chunk 1",
-                "figures": {f"{chip_counts[-1]} / {chip_counts[0]} chips": used((1, chip_counts[-1]))
-                            / used((1, chip_counts[0]))},
-                "note": f"flat is 1.0 (the larger output alone adds {out_mib:.1f} MiB)"})
+    out.append(
+        {
+            "name": "peak memory: num_chips ratio at chunk 1",
+            "figures": {
+                f"{chip_counts[-1]} / {chip_counts[0]} chips": used((1, chip_counts[-1])) / used((1, chip_counts[0]))
+            },
+            "note": f"flat is 1.0 (the larger output alone adds {out_mib:.1f} MiB)",
+        }
+    )
     return out

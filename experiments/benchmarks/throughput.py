@@ -43,8 +43,15 @@ def measure(key: str, *, chips: int, samples: int, n: int, repeats: int, quick: 
     rate = total / seconds["simulate"]
     gflops = flops * rate / 1e9
     roof = ceiling_flops / seconds["ceiling"] / 1e9
-    return {"rate": rate, "gflops": gflops, "fraction": gflops / roof, "vs_loop": seconds["loop"] / seconds["simulate"],
-            "flops": flops, "compile_s": compile_s, "op": op}
+    return {
+        "rate": rate,
+        "gflops": gflops,
+        "fraction": gflops / roof,
+        "vs_loop": seconds["loop"] / seconds["simulate"],
+        "flops": flops,
+        "compile_s": compile_s,
+        "op": op,
+    }
 
 
 def rows(quick: bool) -> list[dict]:
@@ -55,11 +62,19 @@ def rows(quick: bool) -> list[dict]:
         start = time.perf_counter()
         m = measure(key, chips=chips, samples=samples, n=n, repeats=1 if quick else 3, quick=quick)
         print(f"{key} {time.perf_counter() - start:.0f} s", end="; ", flush=True)
-        out.append({
-            "name": f"simulate_chips: {spec.label}",
-            "figures": {"inputs/s": m["rate"], "GFLOP/s": m["gflops"], f"of f32 {m['op']} ceiling": m["fraction"],
-                        "vs loop": m["vs_loop"]},
-            "note": (f"{chips} chips x {samples} samples x {n} inputs, {spec.fault.kind} {spec.fault.level}, "
-                     f"{m['flops'] / 1e6:.3g} MFLOP/input, compile {m['compile_s']:.0f} s"),
-        })
+        out.append(
+            {
+                "name": f"simulate_chips: {spec.label}",
+                "figures": {
+                    "inputs/s": m["rate"],
+                    "GFLOP/s": m["gflops"],
+                    f"of f32 {m['op']} ceiling": m["fraction"],
+                    "vs loop": m["vs_loop"],
+                },
+                "note": (
+                    f"{chips} chips x {samples} samples x {n} inputs, {spec.fault.kind} {spec.fault.level}, "
+                    f"{m['flops'] / 1e6:.3g} MFLOP/input, compile {m['compile_s']:.0f} s"
+                ),
+            }
+        )
     return out

@@ -90,8 +90,9 @@ if torch is not None:
             self.conv2, self.site2 = _conv(block.conv2, BinaryConv2d), _site(block.site2)
             self.short = None
             if block.shortcut_conv is not None:
-                self.short = torch.nn.Sequential(_conv(block.shortcut_conv, torch.nn.Conv2d),
-                                                 _site(block.shortcut_site))
+                self.short = torch.nn.Sequential(
+                    _conv(block.shortcut_conv, torch.nn.Conv2d), _site(block.shortcut_site)
+                )
 
         def forward(self, x):
             out = F.hardtanh(self.site1(self.conv1(torch.sign(x))) + (x if self.short is None else self.short(x)))
@@ -143,8 +144,7 @@ def torch_loop(net, x, chips: int, samples: int):
 def pytorchfi_loop(net, x, chips: int, samples: int):
     """PyTorchFI: ``declare_weight_fi`` (a deep copy of the model) per chip, then the forward."""
     xs = x.repeat(samples, 1, 1, 1)
-    pfi = fault_injection(net, xs.shape[0], input_shape=list(x.shape[1:]), layer_types=[BinaryConv2d],
-                          use_cuda=False)
+    pfi = fault_injection(net, xs.shape[0], input_shape=list(x.shape[1:]), layer_types=[BinaryConv2d], use_cuda=False)
     convs = [m for m in net.modules() if isinstance(m, BinaryConv2d)]
 
     def run():
@@ -187,29 +187,53 @@ def best_threads(run) -> int:
 def rows(quick: bool) -> list[dict]:
     """``simulate_chips`` vs the torch loop vs PyTorchFI, or one "skipped" row."""
     if not available():
-        return [{"name": "torch / PyTorchFI comparison", "figures": {},
-                 "note": "skipped: install .[bench] (torch, pytorchfi)"}]
+        return [
+            {
+                "name": "torch / PyTorchFI comparison",
+                "figures": {},
+                "note": "skipped: install .[bench] (torch, pytorchfi)",
+            }
+        ]
     chips, samples, n = SIZES[quick]
     model, x = build("digits"), inputs("digits", n)
     sim, _ = compile_simulate(model, x, Fault("bit_flip", RATE), chips=chips, samples=samples, chunk=None)
     net = build_torch(model)
     xt = torch.as_tensor(np.asarray(x).transpose(0, 3, 1, 2).copy())
-    runs = {"simulate": sim, "torch": torch_loop(net, xt, chips, samples), "pytorchfi": pytorchfi_loop(net, xt, chips, samples)}
+    runs = {
+        "simulate": sim,
+        "torch": torch_loop(net, xt, chips, samples),
+        "pytorchfi": pytorchfi_loop(net, xt, chips, samples),
+    }
     threads = best_threads(runs["torch"])  # also the warm-up (PyTorchFI has nothing to warm up)
     # PyTorchFI runs once (minutes at full size), in turn with the first round of the others.
     first = interleaved_medians(runs, 1)
-    seconds = {**interleaved_medians({k: runs[k] for k in ("simulate", "torch")}, 2), "pytorchfi": first["pytorchfi"]} \
-        if not quick else first
+    seconds = (
+        {**interleaved_medians({k: runs[k] for k in ("simulate", "torch")}, 2), "pytorchfi": first["pytorchfi"]}
+        if not quick
+        else first
+    )
     total = chips * samples * n
-    note = (f"{chips} chips x {samples} samples x {n} images, 10 % weight bit-flips, torch {torch.__version__} "
-            f"on {threads} thread(s)")
+    note = (
+        f"{chips} chips x {samples} samples x {n} images, 10 % weight bit-flips, torch {torch.__version__} "
+        f"on {threads} thread(s)"
+    )
     return [
-        {"name": "torch: simulate_chips vs hand-written torch loop",
-         "figures": {"simulate img/s": total / seconds["simulate"], "torch img/s": total / seconds["torch"],
-                     "simulate / torch": seconds["torch"] / seconds["simulate"]},
-         "note": note + "; target >= 3x"},
-        {"name": "torch: simulate_chips vs PyTorchFI",
-         "figures": {"simulate img/s": total / seconds["simulate"], "pytorchfi img/s": total / seconds["pytorchfi"],
-                     "simulate / pytorchfi": seconds["pytorchfi"] / seconds["simulate"]},
-         "note": note + "; target >= 5x"},
+        {
+            "name": "torch: simulate_chips vs hand-written torch loop",
+            "figures": {
+                "simulate img/s": total / seconds["simulate"],
+                "torch img/s": total / seconds["torch"],
+                "simulate / torch": seconds["torch"] / seconds["simulate"],
+            },
+            "note": note + "; target >= 3x",
+        },
+        {
+            "name": "torch: simulate_chips vs PyTorchFI",
+            "figures": {
+                "simulate img/s": total / seconds["simulate"],
+                "pytorchfi img/s": total / seconds["pytorchfi"],
+                "simulate / pytorchfi": seconds["pytorchfi"] / seconds["simulate"],
+            },
+            "note": note + "; target >= 5x",
+        },
     ]

@@ -37,8 +37,11 @@ def measure(key: str, *, batch: int, repeats: int) -> dict:
     """Median seconds per step of ``nn`` and ``proposed`` (taking turns) and their ratio."""
     runs = {m: step_runner(key, m, batch)[0] for m in ("nn", "proposed")}
     seconds = interleaved_medians(runs, repeats)
-    return {"nn_ms": 1e3 * seconds["nn"], "proposed_ms": 1e3 * seconds["proposed"],
-            "ratio": seconds["proposed"] / seconds["nn"]}
+    return {
+        "nn_ms": 1e3 * seconds["nn"],
+        "proposed_ms": 1e3 * seconds["proposed"],
+        "ratio": seconds["proposed"] / seconds["nn"],
+    }
 
 
 def rows(quick: bool) -> list[dict]:
@@ -49,16 +52,22 @@ def rows(quick: bool) -> list[dict]:
         start = time.perf_counter()
         m = measure(key, batch=batch, repeats=3 if quick else 20)
         print(f"{key} {time.perf_counter() - start:.0f} s", end="; ", flush=True)
-        out.append({
-            "name": f"train step proposed/nn: {spec.label}",
-            "figures": {"nn ms/step": m["nn_ms"], "proposed ms/step": m["proposed_ms"],
-                        "proposed / nn": m["ratio"]},
-            "note": f"batch {batch}; target <= {TARGET:.2f}: {'met' if m['ratio'] <= TARGET else 'MISSED'}",
-        })
+        out.append(
+            {
+                "name": f"train step proposed/nn: {spec.label}",
+                "figures": {
+                    "nn ms/step": m["nn_ms"],
+                    "proposed ms/step": m["proposed_ms"],
+                    "proposed / nn": m["ratio"],
+                },
+                "note": f"batch {batch}; target <= {TARGET:.2f}: {'met' if m['ratio'] <= TARGET else 'MISSED'}",
+            }
+        )
     return out
 
 
 if __name__ == "__main__":
     import sys
+
     for key in sys.argv[1:] or list(SPECS):
         print(key, measure(key, batch=BATCH[key], repeats=10), flush=True)

@@ -74,8 +74,14 @@ def load_cifar10(
     x_te, y_te = _records_to_arrays(read_records(sources[test_split]))
     names = tuple(sources[train_split].dataset_info.features["label"].names)
     return Split(
-        x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, num_classes=10,
-        class_names=names, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        x_train=x_tr,
+        y_train=y_tr,
+        x_test=x_te,
+        y_test=y_te,
+        num_classes=10,
+        class_names=names,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
     )
 
 
@@ -151,6 +157,11 @@ def cifar10_batches(
     """
     rng_seed: SeedLike = (seed, epoch)
     return batches(
-        x, y, batch_size, seed=rng_seed, shuffle=train, drop_last=train,
+        x,
+        y,
+        batch_size,
+        seed=rng_seed,
+        shuffle=train,
+        drop_last=train,
         transform=random_crop_flip if train else None,
     )

@@ -94,9 +94,7 @@ def default_data_root() -> pathlib.Path:
     return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / "invnorm_data"
 
 
-def standardize(
-    train: np.ndarray, *others: np.ndarray
-) -> tuple[list[np.ndarray], float, float]:
+def standardize(train: np.ndarray, *others: np.ndarray) -> tuple[list[np.ndarray], float, float]:
     """Standardizes arrays with a scalar mean/std measured on `train` only.
 
     A single scalar (not per-feature) statistic is used because constant
@@ -173,9 +171,7 @@ def batches(
         yield xb, (None if y is None else y[idx])
 
 
-def subsample_per_class(
-    labels: np.ndarray, max_per_class: int | None, seed: SeedLike
-) -> np.ndarray:
+def subsample_per_class(labels: np.ndarray, max_per_class: int | None, seed: SeedLike) -> np.ndarray:
     """Indices keeping at most `max_per_class` examples of each class.
 
     Used to make laptop-sized smoke versions of large datasets while keeping

@@ -26,10 +26,8 @@ from invnorm_jax.errors import ArgumentError, DatasetNotFoundError
 DRIVE_URL = "https://drive.grand-challenge.org/"
 #: (sub-folder, file suffix) of the image, manual annotation and FOV mask.
 _LAYOUT = {
-    "training": (("images", "_training.tif"), ("1st_manual", "_manual1.gif"),
-                 ("mask", "_training_mask.gif")),
-    "test": (("images", "_test.tif"), ("1st_manual", "_manual1.gif"),
-             ("mask", "_test_mask.gif")),
+    "training": (("images", "_training.tif"), ("1st_manual", "_manual1.gif"), ("mask", "_training_mask.gif")),
+    "test": (("images", "_test.tif"), ("1st_manual", "_manual1.gif"), ("mask", "_test_mask.gif")),
 }
 
 
@@ -270,13 +268,20 @@ def load_drive(
         tr_x, tr_y, patch_size, num_patches, seed=seed, fov=tr_fov if patches_in_fov else None
     )
     return Split(
-        x_train=x_p, y_train=y_p,
-        x_test=pad_to_multiple(te_x, pad_multiple), y_test=pad_to_multiple(te_y, pad_multiple),
-        num_classes=2, class_names=("background", "vessel"),
+        x_train=x_p,
+        y_train=y_p,
+        x_test=pad_to_multiple(te_x, pad_multiple),
+        y_test=pad_to_multiple(te_y, pad_multiple),
+        num_classes=2,
+        class_names=("background", "vessel"),
         extras={
             "test_mask": pad_to_multiple(te_fov, pad_multiple),
             "image_shape": te_x.shape[1:3],
-            "train_images": tr_x, "train_labels": tr_y, "train_fov": tr_fov,
-            "patch_coords": coords, "train_ids": tr_ids, "test_ids": te_ids,
+            "train_images": tr_x,
+            "train_labels": tr_y,
+            "train_fov": tr_fov,
+            "patch_coords": coords,
+            "train_ids": tr_ids,
+            "test_ids": te_ids,
         },
     )

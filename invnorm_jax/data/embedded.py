@@ -58,8 +58,14 @@ def load_digits(seed: int = 0) -> Split:
     )
     (x_tr, x_te), mean, std = standardize(x_tr, x_te)
     return Split(
-        x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, num_classes=10,
-        class_names=tuple(str(i) for i in range(10)), mean=mean, std=std,
+        x_train=x_tr,
+        y_train=y_tr,
+        x_test=x_te,
+        y_test=y_te,
+        num_classes=10,
+        class_names=tuple(str(i) for i in range(10)),
+        mean=mean,
+        std=std,
     )
 
 
@@ -156,8 +162,10 @@ def make_windows(series: np.ndarray, window: int, horizon: int = 1) -> tuple[np.
         raise ArgumentError(f"window={window} and horizon={horizon} must both be >= 1.")
     n = len(series) - window - horizon + 1
     if n <= 0:
-        raise ArgumentError(f"window={window} (horizon={horizon}) is too long for a series of length {len(series)}: "
-                            f"use a window below {len(series) - horizon + 1}.")
+        raise ArgumentError(
+            f"window={window} (horizon={horizon}) is too long for a series of length {len(series)}: "
+            f"use a window below {len(series) - horizon + 1}."
+        )
     starts = np.arange(n)[:, None]
     inputs = series[starts + np.arange(window)][..., None].astype(np.float32)
     targets = series[starts + window + np.arange(horizon)].astype(np.float32)
@@ -221,9 +229,13 @@ def load_co2(
     train = first_target + horizon - 1 < cut
     test = (first_target >= cut) & ((first_target - cut) % test_stride == 0)
     return Split(
-        x_train=inputs[train], y_train=targets[train],
-        x_test=inputs[test], y_test=targets[test],
-        num_classes=None, mean=mean, std=std,
+        x_train=inputs[train],
+        y_train=targets[train],
+        x_test=inputs[test],
+        y_test=targets[test],
+        num_classes=None,
+        mean=mean,
+        std=std,
         extras={
             "series_ppm": series.astype(np.float32),
             "dates": dates,

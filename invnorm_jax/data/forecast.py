@@ -26,11 +26,15 @@ WEEKLY_SEASON = 52
 def _check_forecast_split(x: np.ndarray, y: np.ndarray, num_classes) -> None:
     """Raise unless `x [N, L, F]` and `y [N, H]` are the windows and targets of a forecast."""
     if num_classes is not None:
-        raise ArgumentError(f"the split is a classification task ({num_classes} classes): naive forecasts need a "
-                            "forecasting split such as load_co2()'s.")
+        raise ArgumentError(
+            f"the split is a classification task ({num_classes} classes): naive forecasts need a "
+            "forecasting split such as load_co2()'s."
+        )
     if x.ndim != 3 or y.ndim != 2 or len(x) != len(y) or len(x) == 0:
-        raise ArgumentError(f"x_test.shape={x.shape}, y_test.shape={y.shape}: a forecasting split holds windows "
-                            "[N, L, features] and targets [N, horizon] with the same N > 0 (e.g. load_co2()).")
+        raise ArgumentError(
+            f"x_test.shape={x.shape}, y_test.shape={y.shape}: a forecasting split holds windows "
+            "[N, L, features] and targets [N, horizon] with the same N > 0 (e.g. load_co2())."
+        )
 
 
 def naive_forecast_values(x: np.ndarray, horizon: int, *, season: int = WEEKLY_SEASON) -> dict[str, np.ndarray]:
@@ -55,12 +59,16 @@ def naive_forecast_values(x: np.ndarray, horizon: int, *, season: int = WEEKLY_S
         raise ArgumentError(f"season={season} and horizon={horizon} must both be >= 1.")
     window = x.shape[1]
     if window <= season:
-        raise ArgumentError(f"a window of {window} steps is too short for a seasonal forecast with season={season}: "
-                            f"use a window of at least {season + 1} (the drift reads the value one season before "
-                            "the last one).")
+        raise ArgumentError(
+            f"a window of {window} steps is too short for a seasonal forecast with season={season}: "
+            f"use a window of at least {season + 1} (the drift reads the value one season before "
+            "the last one)."
+        )
     if horizon > season:
-        raise ArgumentError(f"horizon={horizon} exceeds season={season}: the seasonal forecasts would read values "
-                            f"after the window; use a horizon of at most {season}.")
+        raise ArgumentError(
+            f"horizon={horizon} exceeds season={season}: the seasonal forecasts would read values "
+            f"after the window; use a horizon of at most {season}."
+        )
     series = np.asarray(x[..., 0], dtype=np.float64)
     last = series[:, -1:]
     lagged = series[:, window - 1 - season + np.arange(1, horizon + 1)]  # x[t + k - season], k = 1..H

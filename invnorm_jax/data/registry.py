@@ -38,7 +38,9 @@ AUGMENTATIONS: dict[str, Callable | None] = {
 
 
 def _unknown(name: str) -> ArgumentError:
-    return ArgumentError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; known datasets: {', '.join(sorted(DATASETS))}")
+    return ArgumentError(
+        f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; known datasets: {', '.join(sorted(DATASETS))}"
+    )
 
 
 def dataset_parameters(name: str) -> tuple[str, ...]:
@@ -52,8 +54,11 @@ def dataset_parameters(name: str) -> tuple[str, ...]:
     """
     if name not in DATASETS:
         raise _unknown(name)
-    return tuple(p.name for p in inspect.signature(DATASETS[name]).parameters.values()
-                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return tuple(
+        p.name
+        for p in inspect.signature(DATASETS[name]).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
 
 
 def check_dataset_kwargs(name: str, kwargs: dict, *, allowed: tuple[str, ...] | None = None) -> None:
@@ -71,8 +76,10 @@ def check_dataset_kwargs(name: str, kwargs: dict, *, allowed: tuple[str, ...] | 
     allowed = dataset_parameters(name) if allowed is None else allowed
     for key in kwargs:
         if key not in allowed:
-            raise ArgumentError(f"dataset {name!r} takes no argument {key!r}{did_you_mean(key, allowed)}; its "
-                                f"arguments: {', '.join(allowed)}.")
+            raise ArgumentError(
+                f"dataset {name!r} takes no argument {key!r}{did_you_mean(key, allowed)}; its "
+                f"arguments: {', '.join(allowed)}."
+            )
 
 
 def check_dataset(name: str, **kwargs) -> None:

@@ -33,11 +33,13 @@ FOLDER_NAME = "speech_commands_v0.02"
 #: Sample rate of the model input (the M5 network in the paper runs at 8 kHz).
 SAMPLE_RATE = 8000
 #: The 35 words of v0.02, sorted: label i is WORDS[i] on the full dataset.
-WORDS = tuple(sorted(
-    "backward bed bird cat dog down eight five follow forward four go happy house learn "
-    "left marvin nine no off on one right seven sheila six stop three tree two up visual "
-    "wow yes zero".split()
-))
+WORDS = tuple(
+    sorted(
+        "backward bed bird cat dog down eight five follow forward four go happy house learn "
+        "left marvin nine no off on one right seven sheila six stop three tree two up visual "
+        "wow yes zero".split()
+    )
+)
 
 
 def default_speech_root() -> pathlib.Path:
@@ -77,9 +79,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return np.asarray(data, dtype=np.float32), int(rate)
 
 
-def fix_length(
-    audio: np.ndarray, rate: int, *, target_rate: int = SAMPLE_RATE, seconds: float = 1.0
-) -> np.ndarray:
+def fix_length(audio: np.ndarray, rate: int, *, target_rate: int = SAMPLE_RATE, seconds: float = 1.0) -> np.ndarray:
     """Resamples to `target_rate` and zero-pads (at the end) or crops to `seconds`.
 
     `resample_poly` applies an anti-aliasing low-pass filter, so content above
@@ -154,8 +154,11 @@ def index_speech_folder(root: pathlib.Path) -> dict[str, list[tuple[str, int]]]:
         missing = sorted(rel for rel in lists[split] if not (root / rel).is_file())
         if missing:
             raise _missing_folder_error(
-                root, f"{len(missing)} clips listed in {fname} are missing, e.g. {missing[0]}; extract the archive "
-                "again, or delete the lines of the words you removed", found=True)
+                root,
+                f"{len(missing)} clips listed in {fname} are missing, e.g. {missing[0]}; extract the archive "
+                "again, or delete the lines of the words you removed",
+                found=True,
+            )
     words = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
     if not words:
         raise _missing_folder_error(root, "no word folders", found=True)
@@ -190,10 +193,15 @@ def _load_from_folder(root, sample_rate, max_per_class, seed) -> Split:
 def _split(arrays: dict, names: tuple[str, ...], source: str) -> Split:
     """A Split from ``{"train"|"validation"|"test": (x, y)}``."""
     return Split(
-        x_train=arrays["train"][0], y_train=arrays["train"][1],
-        x_val=arrays["validation"][0], y_val=arrays["validation"][1],
-        x_test=arrays["test"][0], y_test=arrays["test"][1],
-        num_classes=len(names), class_names=names, extras={"source": source},
+        x_train=arrays["train"][0],
+        y_train=arrays["train"][1],
+        x_val=arrays["validation"][0],
+        y_val=arrays["validation"][1],
+        x_test=arrays["test"][0],
+        y_test=arrays["test"][1],
+        num_classes=len(names),
+        class_names=names,
+        extras={"source": source},
     )
 
 
@@ -202,17 +210,14 @@ def speech_records_to_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """TFDS speech records (`audio` int16 at 16 kHz, `label`) -> `[N, T, 1]`, `[N]`."""
     clips = [
-        fix_length(np.asarray(r["audio"], np.float32) / 32768.0, source_rate, target_rate=sample_rate)
-        for r in records
+        fix_length(np.asarray(r["audio"], np.float32) / 32768.0, source_rate, target_rate=sample_rate) for r in records
     ]
     x = np.stack(clips)[..., None].astype(np.float32)
     return x, np.array([int(r["label"]) for r in records], dtype=np.int32)
 
 
 def _load_from_tfds(data_dir, sample_rate, max_per_class, seed) -> Split:
-    sources = open_data_sources(
-        "speech_commands", ["train", "validation", "test"], data_dir, needs_tensorflow=True
-    )
+    sources = open_data_sources("speech_commands", ["train", "validation", "test"], data_dir, needs_tensorflow=True)
     out = {}
     for split, source in sources.items():
         records = read_records(source)
@@ -271,7 +276,5 @@ def load_speech_commands(
         split = _load_from_tfds(data_dir, sample_rate, max_per_class, seed)
     except (ImportError, DatasetNotFoundError) as err:
         raise _missing_folder_error(root, "no such folder, and TFDS failed too") from err
-    warnings.warn(
-        "Speech Commands loaded from TFDS: 12 classes, not the paper's 35 words.", stacklevel=2
-    )
+    warnings.warn("Speech Commands loaded from TFDS: 12 classes, not the paper's 35 words.", stacklevel=2)
     return split

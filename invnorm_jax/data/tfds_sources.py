@@ -83,9 +83,7 @@ def open_data_sources(
 
     if needs_tensorflow and importlib.util.find_spec("tensorflow") is None:
         # Checked up front: TFDS would otherwise print a long banner before failing.
-        raise MissingDependencyError(
-            f"TFDS dataset {name!r} needs TensorFlow to decode its features: {TF_EXTRA_HINT}."
-        )
+        raise MissingDependencyError(f"TFDS dataset {name!r} needs TensorFlow to decode its features: {TF_EXTRA_HINT}.")
     kwargs = {} if data_dir is None else {"data_dir": str(data_dir)}
     sources = {}
     for split in splits:
@@ -93,13 +91,10 @@ def open_data_sources(
             sources[split] = tfds.data_source(name, split=split, download=False, **kwargs)
         except ImportError as err:
             raise MissingDependencyError(
-                f"TFDS dataset {name!r} needs TensorFlow to decode its features: "
-                f"{TF_EXTRA_HINT}. ({err})"
+                f"TFDS dataset {name!r} needs TensorFlow to decode its features: {TF_EXTRA_HINT}. ({err})"
             ) from err
         except Exception as err:  # TFDS signals "not prepared" with many types.
-            raise DatasetNotFoundError(
-                not_prepared_message(name, data_dir, f"{type(err).__name__}: {err}")
-            ) from err
+            raise DatasetNotFoundError(not_prepared_message(name, data_dir, f"{type(err).__name__}: {err}")) from err
     return sources
 
 

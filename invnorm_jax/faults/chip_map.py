@@ -38,20 +38,27 @@ def chip_mesh(num_devices=None, mesh=None, chip_axis: str = "chips") -> tuple[Me
         raise ArgumentTypeError(f"chip_axis={describe(chip_axis)} must be the name of a mesh axis, e.g. 'chips'.")
     if mesh is not None:
         if num_devices is not None:
-            raise ArgumentError(f"num_devices={num_devices!r} and mesh= both given: pass one (the mesh's "
-                                f"{chip_axis!r} axis sets the devices).")
+            raise ArgumentError(
+                f"num_devices={num_devices!r} and mesh= both given: pass one (the mesh's "
+                f"{chip_axis!r} axis sets the devices)."
+            )
         if not isinstance(mesh, Mesh):
-            raise ArgumentTypeError(f"mesh={describe(mesh)} must be a jax.sharding.Mesh, e.g. "
-                                    "Mesh(jax.devices(), ('chips',)).")
+            raise ArgumentTypeError(
+                f"mesh={describe(mesh)} must be a jax.sharding.Mesh, e.g. Mesh(jax.devices(), ('chips',))."
+            )
         if chip_axis not in mesh.axis_names:
-            raise ArgumentError(f"chip_axis={chip_axis!r} is not an axis of the mesh, whose axes are "
-                                f"{tuple(mesh.axis_names)}: pass chip_axis= one of them.")
+            raise ArgumentError(
+                f"chip_axis={chip_axis!r} is not an axis of the mesh, whose axes are "
+                f"{tuple(mesh.axis_names)}: pass chip_axis= one of them."
+            )
         return mesh, chip_axis, int(mesh.shape[chip_axis])
     local = jax.local_device_count()
     devices = local if num_devices is None else num_devices
     if not isinstance(devices, (int, np.integer)) or not 1 <= devices <= local:
-        raise ArgumentError(f"num_devices={num_devices!r} must be in 1..{local} (the local devices); "
-                            "for devices of other hosts pass mesh=.")
+        raise ArgumentError(
+            f"num_devices={num_devices!r} must be in 1..{local} (the local devices); "
+            "for devices of other hosts pass mesh=."
+        )
     if devices == 1:
         return None, chip_axis, 1
     return Mesh(np.asarray(jax.devices()[:devices]), (chip_axis,)), chip_axis, int(devices)
@@ -80,6 +87,7 @@ def map_chips(one_chip, chips, chunk_size: int, mesh: Mesh | None, chip_axis: st
     >>> map_chips(lambda r: {"sum": r.sum()}, rows, 1, None, "chips", active=3)["sum"].tolist()
     [1.0, 5.0, 9.0, 0.0]
     """
+
     def local_chips(keys, count, varying=()):
         steps_max = keys.shape[0] // chunk_size
         blocks = keys.reshape(steps_max, chunk_size, *keys.shape[1:])
@@ -107,6 +115,7 @@ def map_chips(one_chip, chips, chunk_size: int, mesh: Mesh | None, chip_axis: st
         return local_chips(keys, jnp.clip(count - first, 0, per_device), varying=(chip_axis,))
 
     if active is None:
-        return jax.shard_map(lambda keys: local_chips(keys, None, varying=(chip_axis,)), mesh=mesh,
-                             in_specs=spec, out_specs=spec)(chips)
+        return jax.shard_map(
+            lambda keys: local_chips(keys, None, varying=(chip_axis,)), mesh=mesh, in_specs=spec, out_specs=spec
+        )(chips)
     return jax.shard_map(device_chips, mesh=mesh, in_specs=(spec, PartitionSpec()), out_specs=spec)(chips, active)

@@ -32,8 +32,9 @@ ACCELERATOR_MEMORY_SHARE = 0.5
 MAX_ACCELERATOR_CHUNK = 128
 
 
-def chunk_for_budget(per_chip_bytes: int, budget_bytes: int, chips_per_device: int,
-                     max_chunk: int = MAX_ACCELERATOR_CHUNK) -> int:
+def chunk_for_budget(
+    per_chip_bytes: int, budget_bytes: int, chips_per_device: int, max_chunk: int = MAX_ACCELERATOR_CHUNK
+) -> int:
     """Chips per step on an accelerator: as many as ``budget_bytes`` holds, balanced over the steps.
 
     >>> chunk_for_budget(10 << 20, 1 << 30, 100)   # 102 chips fit: one step of 100

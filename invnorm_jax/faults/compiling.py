@@ -43,6 +43,8 @@ def chip_compiler_options(backend: str | None = None, setting: str | None = None
     if value == "default":
         return ()
     if value not in ("0", "1", "2", "3"):
-        raise ArgumentError(f"{ENV}={value!r}: expected 0, 1, 2, 3 (XLA's backend optimization level), "
-                            "'default' (XLA's own) or 'auto' (1 on a CPU, XLA's own elsewhere).")
+        raise ArgumentError(
+            f"{ENV}={value!r}: expected 0, 1, 2, 3 (XLA's backend optimization level), "
+            "'default' (XLA's own) or 'auto' (1 on a CPU, XLA's own elsewhere)."
+        )
     return (("xla_backend_optimization_level", int(value)),)

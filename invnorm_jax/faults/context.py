@@ -111,8 +111,10 @@ class Fault:
         # Drift parameters (optional; a static jit argument, so a hashable frozen dataclass).
         if self.drift is not None:
             if not isinstance(self.drift, drift_lib.DriftModel):
-                raise ArgumentTypeError(f"Fault drift={self.drift!r} must be a DriftModel or None; build one from a "
-                                        "mapping with invnorm_jax.faults.drift.drift_model(dict(preset='rram', ...)).")
+                raise ArgumentTypeError(
+                    f"Fault drift={self.drift!r} must be a DriftModel or None; build one from a "
+                    "mapping with invnorm_jax.faults.drift.drift_model(dict(preset='rram', ...))."
+                )
             if self.kind != "drift":
                 raise ArgumentError(f"Fault drift=... applies to kind='drift' only, not kind={kind_name(self.kind)}.")
 
@@ -209,6 +211,7 @@ class FaultContext:
         if self.fault.site != "preactivation":
             return x
         if is_custom(self.fault.kind):
+
             def one(k, xi):
                 return apply_custom(self.fault.kind, k, xi, self._level, bits=None)
 
@@ -229,8 +232,10 @@ class FaultContext:
         if self.fault.site != "preactivation":
             return None, None
         if is_custom(self.fault.kind):
-            raise ArgumentTypeError(f"Fault kind={kind_name(self.fault.kind)} is a function of the activation: it has "
-                                    "no (scale, shift) terms; call FaultContext.preactivation instead.")
+            raise ArgumentTypeError(
+                f"Fault kind={kind_name(self.fault.kind)} is a function of the activation: it has "
+                "no (scale, shift) terms; call FaultContext.preactivation instead."
+            )
         keys = self._noise_keys(fault_id, x, key)
         if self.fault.per_inference:
             return jax.vmap(lambda k: self._terms(k, x.shape[1:], x.dtype))(keys)
@@ -279,14 +284,22 @@ class FaultChoice:
     level: Any = None
 
     def __post_init__(self):
-        if not isinstance(self.choices, tuple) or not self.choices or not all(isinstance(f, Fault) for f in self.choices):
-            raise ArgumentTypeError(f"FaultChoice(choices={self.choices!r}, ...): expected a non-empty tuple of Fault, e.g. "
-                            "(Fault('bit_flip', 0), Fault('additive', 0, site='preactivation')).")
+        if (
+            not isinstance(self.choices, tuple)
+            or not self.choices
+            or not all(isinstance(f, Fault) for f in self.choices)
+        ):
+            raise ArgumentTypeError(
+                f"FaultChoice(choices={self.choices!r}, ...): expected a non-empty tuple of Fault, e.g. "
+                "(Fault('bit_flip', 0), Fault('additive', 0, site='preactivation'))."
+            )
         if not isinstance(self.index, jax.core.Tracer):  # lax.switch would clamp a wrong index silently
             index = int(self.index)
             if not 0 <= index < len(self.choices):
-                raise ArgumentError(f"FaultChoice index={index} is out of range for {len(self.choices)} choices "
-                                 f"(0..{len(self.choices) - 1}).")
+                raise ArgumentError(
+                    f"FaultChoice index={index} is out of range for {len(self.choices)} choices "
+                    f"(0..{len(self.choices) - 1})."
+                )
 
     def _contexts(self):
         return [FaultContext(f, self.chip_key, self.level) for f in self.choices]
@@ -332,6 +345,7 @@ class FaultChoice:
                 scale, shift = c.preactivation_terms(fault_id, x, key=key)
                 one = jnp.ones((), x.dtype)
                 return (one if scale is None else scale), (jnp.zeros((), x.dtype) if shift is None else shift)
+
             return branch
 
         scale, shift = self._switch([terms(c) for c in contexts], x)

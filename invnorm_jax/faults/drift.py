@@ -133,8 +133,10 @@ def drift_model(spec) -> DriftModel | None:
     if spec is None or isinstance(spec, DriftModel):
         return spec
     if not isinstance(spec, Mapping):
-        raise ArgumentTypeError(f"drift={spec!r} must be a mapping of DriftModel fields (e.g. dict(preset='rram', "
-                        "compensate=True)), a DriftModel or None.")
+        raise ArgumentTypeError(
+            f"drift={spec!r} must be a mapping of DriftModel fields (e.g. dict(preset='rram', "
+            "compensate=True)), a DriftModel or None."
+        )
     spec = dict(spec)
     preset = spec.pop("preset", "pcm")
     if preset not in PRESETS:
@@ -142,8 +144,9 @@ def drift_model(spec) -> DriftModel | None:
     fields = tuple(f.name for f in dataclasses.fields(DriftModel))
     for key in spec:
         if key not in fields:
-            raise ArgumentError(f"drift has no parameter {key!r}{did_you_mean(key, fields)}; expected 'preset' and "
-                                f"any of {fields}.")
+            raise ArgumentError(
+                f"drift has no parameter {key!r}{did_you_mean(key, fields)}; expected 'preset' and any of {fields}."
+            )
     return dataclasses.replace(PRESETS[preset], **spec)
 
 
@@ -189,7 +192,7 @@ def drift(key: jax.Array, w: jax.Array, *, t, model: DriftModel = PCM) -> jax.Ar
     nu_key, noise_key = jax.random.split(key)
     log_ratio = drift_factor_log(t, model.t0).astype(dtype)
     nu = jnp.maximum(model.nu_mean + model.nu_std * jax.random.normal(nu_key, w.shape, dtype=dtype), 0.0)
-    magnitude = jnp.abs(wf) * jnp.exp(-nu * log_ratio)   # exp(-0 * nu) == 1 exactly
+    magnitude = jnp.abs(wf) * jnp.exp(-nu * log_ratio)  # exp(-0 * nu) == 1 exactly
     if model.read_noise:
         n = jax.random.normal(noise_key, w.shape, dtype=dtype)
         magnitude = jnp.maximum(magnitude * (1.0 + model.read_noise * jnp.sqrt(log_ratio) * n), 0.0)
@@ -197,4 +200,3 @@ def drift(key: jax.Array, w: jax.Array, *, t, model: DriftModel = PCM) -> jax.Ar
         before, after = jnp.sum(jnp.abs(wf)), jnp.sum(magnitude)
         magnitude = magnitude * jnp.where(after > 0, before / jnp.where(after > 0, after, 1.0), 1.0)
     return (jnp.sign(wf) * magnitude).astype(dtype)
-

@@ -67,9 +67,11 @@ def _pattern(text: str, select: Select) -> re.Pattern:
     try:
         return re.compile(text)
     except re.error as err:
-        raise ArgumentError(f"select={select!r}: {text!r} is not a regular expression ({err}): pass a pattern "
-                            "searched in each leaf's path such as 'kernel' or 'Dense_1/kernel$' (re.escape(path) "
-                            "for a literal path), or a predicate select(path, leaf) -> bool.") from None
+        raise ArgumentError(
+            f"select={select!r}: {text!r} is not a regular expression ({err}): pass a pattern "
+            "searched in each leaf's path such as 'kernel' or 'Dense_1/kernel$' (re.escape(path) "
+            "for a literal path), or a predicate select(path, leaf) -> bool."
+        ) from None
 
 
 def _check_predicate(select: Callable) -> None:
@@ -83,7 +85,8 @@ def _check_predicate(select: Callable) -> None:
         raise ArgumentTypeError(
             f"select={getattr(select, '__name__', describe(select))} takes {signature}: a predicate is called as "
             "select(path, leaf) -> bool, path a string such as 'params/Dense_0/kernel' and leaf the array; e.g. "
-            "select=lambda path, leaf: 'kernel' in path.") from None
+            "select=lambda path, leaf: 'kernel' in path."
+        ) from None
 
 
 def _matcher(select: Select) -> Callable[[str, Any], bool]:
@@ -97,8 +100,10 @@ def _matcher(select: Select) -> Callable[[str, Any], bool]:
     if callable(select):
         _check_predicate(select)
         return lambda name, leaf: bool(select(name, leaf))
-    raise ArgumentTypeError(f"select={describe(select)} is not a selection: pass None (kernels), a regular "
-                            "expression, a list of them, or a predicate select(path, leaf) -> bool.")
+    raise ArgumentTypeError(
+        f"select={describe(select)} is not a selection: pass None (kernels), a regular "
+        "expression, a list of them, or a predicate select(path, leaf) -> bool."
+    )
 
 
 def select_paths(params, select: Select = None) -> tuple[str, ...]:
@@ -120,8 +125,11 @@ def select_paths(params, select: Select = None) -> tuple[str, ...]:
     """
     matches = _matcher(select)
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    names = tuple(path_name(p) for p, leaf in leaves
-                  if hasattr(leaf, "shape") and hasattr(leaf, "dtype") and matches(path_name(p), leaf))
+    names = tuple(
+        path_name(p)
+        for p, leaf in leaves
+        if hasattr(leaf, "shape") and hasattr(leaf, "dtype") and matches(path_name(p), leaf)
+    )
     if not names:
         shown = [path_name(p) for p, _ in leaves][:12]
         raise ArgumentError(
@@ -153,8 +161,10 @@ def _fault_integer_leaf(fault: Fault, level, key: jax.Array, w: jax.Array, bits:
     """An integer leaf holds the stored codes themselves: its low ``bits`` bits are the cells."""
     width = jnp.iinfo(w.dtype).bits
     if bits > width:
-        raise ArgumentError(f"bits={bits} is wider than the {w.dtype} leaf {name!r}, which holds {width}-bit codes: "
-                            f"pass bits={width} (its integer values are the stored codes) or fewer.")
+        raise ArgumentError(
+            f"bits={bits} is wider than the {w.dtype} leaf {name!r}, which holds {width}-bit codes: "
+            f"pass bits={width} (its integer values are the stored codes) or fewer."
+        )
     w32 = w.astype(jnp.int32)  # room for a flipped sign and for |-128|
     if bits == 1:
         codes = jnp.where(w32 >= 0, 1, -1).astype(jnp.int32)
@@ -173,15 +183,18 @@ def _stored(out: jax.Array, w: jax.Array, fault: Fault, name: str) -> jax.Array:
             f"Fault kind={kind_name(fault.kind)} gives floats for the {w.dtype} leaf {name!r}, which would round "
             f"the noise away: cast the weights to float first (params = jax.tree.map(lambda w: "
             f"w.astype(jnp.float32), params)), or fault the stored codes with a bit-level fault "
-            f"(Fault('bit_flip', rate) with bits={jnp.iinfo(w.dtype).bits}).")
+            f"(Fault('bit_flip', rate) with bits={jnp.iinfo(w.dtype).bits})."
+        )
     have, want = jnp.iinfo(out.dtype), jnp.iinfo(w.dtype)
     return jnp.clip(out, max(have.min, want.min), min(have.max, want.max)).astype(w.dtype)
 
 
 def _check_bits(bits) -> int:
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= fm.MAX_BITS:
-        raise ArgumentError(f"bits={bits!r} is out of range: expected an integer in [1, {fm.MAX_BITS}] (1: binary "
-                            "cells storing the sign; k: k-bit two's-complement codes per output channel).")
+        raise ArgumentError(
+            f"bits={bits!r} is out of range: expected an integer in [1, {fm.MAX_BITS}] (1: binary "
+            "cells storing the sign; k: k-bit two's-complement codes per output channel)."
+        )
     return int(bits)
 
 
@@ -193,8 +206,9 @@ def check_faults_for_params(faults: Sequence[Fault], bits: int | None) -> int | 
     """
     for fault in faults:
         if not isinstance(fault, Fault):
-            raise ArgumentTypeError(f"fault={describe(fault)} must be an invnorm_jax.faults.Fault, e.g. "
-                                    "Fault('bit_flip', 0.1).")
+            raise ArgumentTypeError(
+                f"fault={describe(fault)} must be an invnorm_jax.faults.Fault, e.g. Fault('bit_flip', 0.1)."
+            )
         if fault.site != "weights":
             raise ArgumentError(
                 f"site={fault.site!r} needs the library's binary layers (the activation before sign()); "
@@ -212,7 +226,8 @@ def check_faults_for_params(faults: Sequence[Fault], bits: int | None) -> int | 
         raise ArgumentError(
             f"bits={bits!r} has no effect on Fault kind={kinds}: a variation acts on the float weights themselves "
             "(in units of each leaf's max |w|). Drop bits=; it names the stored representation of 'bit_flip', "
-            "'stuck_at' and of fault models of your own.")
+            "'stuck_at' and of fault models of your own."
+        )
     return _check_bits(bits)
 
 
@@ -233,8 +248,7 @@ def check_level_override(fault: Fault, level) -> None:
         raise ArgumentError(f"level={level!r} is out of range (it overrides fault.level): {err}") from None
 
 
-def inject(params, fault: Fault, chip_key: jax.Array, *, select: Select = None, bits: int | None = None,
-           level=None):
+def inject(params, fault: Fault, chip_key: jax.Array, *, select: Select = None, bits: int | None = None, level=None):
     """A faulty copy of ``params``: one chip's realization of ``fault`` on the selected leaves.
 
     For a selected leaf ``w`` at path ``p``, with ``k = fold_in(chip_key, path_id(p))``:
@@ -281,8 +295,7 @@ def inject(params, fault: Fault, chip_key: jax.Array, *, select: Select = None, 
     return inject_paths(params, fault, chip_key, select_paths(params, select), bits=bits, level=level)
 
 
-def inject_paths(params, fault: Fault, chip_key: jax.Array, names: Sequence[str], *, bits: int | None,
-                 level=None):
+def inject_paths(params, fault: Fault, chip_key: jax.Array, names: Sequence[str], *, bits: int | None, level=None):
     """:func:`inject` on the leaves named in ``names`` (exact paths; no checks).
 
     Each leaf draws from ``fold_in(chip_key, path_id(name))``, so a leaf's faults depend on its

@@ -73,17 +73,23 @@ def check_kind(kind) -> None:
     """Raise unless ``kind`` is a built-in kind name or a hashable function of ``(key, array, level)``."""
     if isinstance(kind, str):
         if kind not in KINDS:
-            raise ArgumentError(f"Fault kind={kind!r} is unknown{did_you_mean(kind, KINDS)}; expected one of {KINDS}, or a function "
-                                f"{PROTOCOL} of your own.")
+            raise ArgumentError(
+                f"Fault kind={kind!r} is unknown{did_you_mean(kind, KINDS)}; expected one of {KINDS}, or a function "
+                f"{PROTOCOL} of your own."
+            )
         return
     if not callable(kind):
-        raise ArgumentTypeError(f"Fault kind={describe(kind)} is neither a kind name nor a function: pass one of "
-                                f"{KINDS} or your own fault model, a function {PROTOCOL} (docs/faults.md).")
+        raise ArgumentTypeError(
+            f"Fault kind={describe(kind)} is neither a kind name nor a function: pass one of "
+            f"{KINDS} or your own fault model, a function {PROTOCOL} (docs/faults.md)."
+        )
     try:
         hash(kind)
     except TypeError:
-        raise ArgumentTypeError(f"Fault kind={kind_name(kind)} is not hashable: a compiled chip step is cached on "
-                                "its fault model; pass a function or functools.partial.") from None
+        raise ArgumentTypeError(
+            f"Fault kind={kind_name(kind)} is not hashable: a compiled chip step is cached on "
+            "its fault model; pass a function or functools.partial."
+        ) from None
     try:
         signature = inspect.signature(kind)
     except (TypeError, ValueError):
@@ -91,8 +97,10 @@ def check_kind(kind) -> None:
     try:
         signature.bind(None, None, None, **({"bits": None} if accepts_bits(kind) else {}))
     except TypeError:
-        raise ArgumentTypeError(f"Fault kind={kind_name(kind)} takes {signature}: a fault model is called as "
-                                f"{PROTOCOL}, e.g. def my_fault(key, w, level): ...") from None
+        raise ArgumentTypeError(
+            f"Fault kind={kind_name(kind)} takes {signature}: a fault model is called as "
+            f"{PROTOCOL}, e.g. def my_fault(key, w, level): ..."
+        ) from None
 
 
 def check_level(kind, level) -> None:
@@ -100,12 +108,15 @@ def check_level(kind, level) -> None:
     if isinstance(level, jax.core.Tracer):
         return  # a traced sweep level: whoever builds the sweep checks it
     if isinstance(level, (str, bytes)):
-        raise ArgumentTypeError(f"Fault level={level!r} is text: pass a number, e.g. Fault('additive', 0.2) "
-                                "(sigma, rate, amplitude or seconds; a jnp scalar, traced or not, works too).")
+        raise ArgumentTypeError(
+            f"Fault level={level!r} is text: pass a number, e.g. Fault('additive', 0.2) "
+            "(sigma, rate, amplitude or seconds; a jnp scalar, traced or not, works too)."
+        )
     value = np.asarray(level) if hasattr(level, "dtype") or isinstance(level, (int, float, np.number)) else None
     if value is None or value.dtype.kind not in "iuf":
-        raise ArgumentTypeError(f"Fault level={describe(level)} is not a real number: pass e.g. 0.1 or "
-                                "jnp.float32(0.1).")
+        raise ArgumentTypeError(
+            f"Fault level={describe(level)} is not a real number: pass e.g. 0.1 or jnp.float32(0.1)."
+        )
     if is_custom(kind):  # the user's units: any real number
         if np.isnan(value).any():
             raise ArgumentError(f"Fault level={level!r} is NaN: pass a real number, in your fault model's units.")
@@ -128,7 +139,8 @@ def accepts_bits(fn) -> bool:
         return False
     named = params.get("bits")
     return (named is not None and named.kind in (named.POSITIONAL_OR_KEYWORD, named.KEYWORD_ONLY)) or any(
-        p.kind is p.VAR_KEYWORD for p in params.values())
+        p.kind is p.VAR_KEYWORD for p in params.values()
+    )
 
 
 def apply_custom(fn, key: jax.Array, w: jax.Array, level, *, bits: int | None) -> jax.Array:
@@ -140,13 +152,26 @@ def apply_custom(fn, key: jax.Array, w: jax.Array, level, *, bits: int | None) -
     """
     out = fn(key, w, level, bits=bits) if accepts_bits(fn) else fn(key, w, level)
     if not (hasattr(out, "shape") and hasattr(out, "dtype")):
-        raise ArgumentTypeError(f"fault model {kind_name(fn)} returned {describe(out)}: a fault model returns an "
-                                f"array of its input's shape ({PROTOCOL}).")
+        raise ArgumentTypeError(
+            f"fault model {kind_name(fn)} returned {describe(out)}: a fault model returns an "
+            f"array of its input's shape ({PROTOCOL})."
+        )
     if tuple(out.shape) != tuple(w.shape):
-        raise ArgumentError(f"fault model {kind_name(fn)} returned shape {tuple(out.shape)} for an input of shape "
-                            f"{tuple(w.shape)}: a fault model returns an array of its input's shape ({PROTOCOL}).")
+        raise ArgumentError(
+            f"fault model {kind_name(fn)} returned shape {tuple(out.shape)} for an input of shape "
+            f"{tuple(w.shape)}: a fault model returns an array of its input's shape ({PROTOCOL})."
+        )
     return out
 
 
-__all__ = ["BIT_KINDS", "KINDS", "PREACTIVATION_KINDS", "SITES", "accepts_bits", "apply_custom", "is_custom",
-           "kind_name", "uses_bits"]
+__all__ = [
+    "BIT_KINDS",
+    "KINDS",
+    "PREACTIVATION_KINDS",
+    "SITES",
+    "accepts_bits",
+    "apply_custom",
+    "is_custom",
+    "kind_name",
+    "uses_bits",
+]

@@ -44,11 +44,14 @@ def check_examples(tree, n: int, who: str, hint: str = ""):
     for path, leaf in leaves:
         shape = getattr(leaf, "shape", None)
         if shape is None:
-            raise ArgumentTypeError(f"{_leaf_name(who, path)} is {describe(leaf)}, not an array: expected arrays "
-                                    f"[{n}, ...].{hint}")
+            raise ArgumentTypeError(
+                f"{_leaf_name(who, path)} is {describe(leaf)}, not an array: expected arrays [{n}, ...].{hint}"
+            )
         if len(shape) == 0 or shape[0] != n:
-            raise ArgumentError(f"{_leaf_name(who, path)} has shape {tuple(shape)}: every leaf must have the examples "
-                                f"on its first axis, [{n}, ...].{hint}")
+            raise ArgumentError(
+                f"{_leaf_name(who, path)} has shape {tuple(shape)}: every leaf must have the examples "
+                f"on its first axis, [{n}, ...].{hint}"
+            )
     return tree
 
 
@@ -59,13 +62,17 @@ def check_reduce_args(reduce_fn, labels, n: int) -> None:
     >>> check_reduce_args(lambda out, y: out, jnp.zeros(4), 4)
     """
     if reduce_fn is not None and not callable(reduce_fn):
-        raise ArgumentTypeError(f"reduce_fn={describe(reduce_fn)} must be a function reduce_fn(outputs, labels) of "
-                                "one chip's [samples, batch, ...] outputs, or None.")
+        raise ArgumentTypeError(
+            f"reduce_fn={describe(reduce_fn)} must be a function reduce_fn(outputs, labels) of "
+            "one chip's [samples, batch, ...] outputs, or None."
+        )
     if labels is None:
         return
     if reduce_fn is None:
-        raise ArgumentError("labels= is passed to reduce_fn(outputs, labels) only, and reduce_fn is None: pass "
-                            "reduce_fn=, or compare the outputs with the labels yourself.")
+        raise ArgumentError(
+            "labels= is passed to reduce_fn(outputs, labels) only, and reduce_fn is None: pass "
+            "reduce_fn=, or compare the outputs with the labels yourself."
+        )
     check_examples(labels, n, "labels", " Labels are sliced with x: one row per example of x.")
 
 
@@ -76,6 +83,7 @@ def slice_examples(tree, start: int, size: int):
     >>> slice_examples(jnp.arange(5), 3, 4).tolist()
     [3, 4, 4, 4]
     """
+
     def cut(a):
         a = a[start : start + size]
         if a.shape[0] == size:
@@ -94,8 +102,9 @@ def _sharded_trim(sharding):
 
 def _trim(outs, num_chips: int, n: int, example_axis: int):
     joined = outs[0] if len(outs) == 1 else jax.tree.map(lambda *o: jnp.concatenate(o), *outs)
-    return jax.tree.map(lambda o: jax.lax.slice_in_dim(jax.lax.slice_in_dim(o, 0, num_chips), 0, n, axis=example_axis),
-                        joined)
+    return jax.tree.map(
+        lambda o: jax.lax.slice_in_dim(jax.lax.slice_in_dim(o, 0, num_chips), 0, n, axis=example_axis), joined
+    )
 
 
 def trim(outs: list, num_chips: int, n: int, example_axis: int, sharding=None):

@@ -106,11 +106,15 @@ def sample_keys(key: jax.Array, num_samples: int) -> jax.Array:
 
 # Compiled steps per static setting, holding the caller's apply_fn / reduce_fn weakly (step_cache).
 _STEPS = StepCache(maxsize=64)
-_OUTPUT_HINT = (" apply_fn(params, x, key) returns per-example outputs (any pytree of them); reduce over the examples "
-                "after simulate_chips returns, or per chip and example with reduce_fn=.")
-_REDUCE_HINT = (" reduce_fn(outputs, labels) maps one chip's [samples, batch, ...] outputs to per-example values, e.g. "
-                "correct = outputs.mean(0).argmax(-1) == labels; simulate_chips joins them over slices of x, and "
-                "returns [chips, batch, ...]: average over the examples then, e.g. correct.mean(axis=1).")
+_OUTPUT_HINT = (
+    " apply_fn(params, x, key) returns per-example outputs (any pytree of them); reduce over the examples "
+    "after simulate_chips returns, or per chip and example with reduce_fn=."
+)
+_REDUCE_HINT = (
+    " reduce_fn(outputs, labels) maps one chip's [samples, batch, ...] outputs to per-example values, e.g. "
+    "correct = outputs.mean(0).argmax(-1) == labels; simulate_chips joins them over slices of x, and "
+    "returns [chips, batch, ...]: average over the examples then, e.g. correct.mean(axis=1)."
+)
 
 
 def _reduced(out, reduce_fn, labels, n):
@@ -131,8 +135,11 @@ def _module_step(reduce_fn, graphdef, treedef, program, chunk_size, deterministi
         chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
 
         def one_chip(chip_key):
-            faults = (FaultContext(program[0], chip_key, level) if len(program) == 1
-                      else FaultChoice(program, chip_key, choice, level))
+            faults = (
+                FaultContext(program[0], chip_key, level)
+                if len(program) == 1
+                else FaultChoice(program, chip_key, choice, level)
+            )
 
             def one_sample(sample_key):
                 model = nnx.merge(graphdef, state)
@@ -147,8 +154,9 @@ def _module_step(reduce_fn, graphdef, treedef, program, chunk_size, deterministi
     return jax.jit(chip_step, compiler_options=dict(options) or None)
 
 
-def _function_step(apply_fn, reduce_fn, names, bits, program, per_example_keys, chunk_size, mesh, chip_axis,
-                   options=()):
+def _function_step(
+    apply_fn, reduce_fn, names, bits, program, per_example_keys, chunk_size, mesh, chip_axis, options=()
+):
     """The jitted step of a function ``apply_fn(params, x, key)`` (as :func:`_module_step`)."""
 
     def chip_step(params, x, labels, chips, samples, start, level, active, choice):
@@ -156,14 +164,19 @@ def _function_step(apply_fn, reduce_fn, names, bits, program, per_example_keys, 
         n = x.shape[0]
 
         def one_chip(chip_key):
-            inject = [functools.partial(inject_paths, fault=f, chip_key=chip_key, names=names, bits=bits, level=level)
-                      for f in program]
+            inject = [
+                functools.partial(inject_paths, fault=f, chip_key=chip_key, names=names, bits=bits, level=level)
+                for f in program
+            ]
             faulty = inject[0](params) if len(inject) == 1 else jax.lax.switch(choice, inject, params)
 
             def one_sample(sample_key):
                 # Per example, by its index in the whole x (slicing-independent); else one key per slice.
-                key = (example_keys(sample_key, n, offset=start) if per_example_keys
-                       else jax.random.fold_in(sample_key, start))
+                key = (
+                    example_keys(sample_key, n, offset=start)
+                    if per_example_keys
+                    else jax.random.fold_in(sample_key, start)
+                )
                 return check_examples(apply_fn(faulty, x, key), n, "apply_fn's output", _OUTPUT_HINT)
 
             return _reduced(jax.vmap(one_sample)(samples), reduce_fn, labels, n)
@@ -173,11 +186,29 @@ def _function_step(apply_fn, reduce_fn, names, bits, program, per_example_keys, 
     return jax.jit(chip_step, compiler_options=dict(options) or None)
 
 
-def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, num_chips: int = 100,
-                   params=None, select=None, bits: int | None = None, chunk_size: int | None = None, level=None,
-                   batch_size: int | None = None, deterministic: bool | None = None,
-                   num_devices: int | None = None, compile_for=(), per_example_keys: bool = False,
-                   reduce_fn=None, labels=None, mesh=None, chip_axis: str = "chips"):
+def simulate_chips(
+    model,
+    x,
+    *,
+    fault: Fault,
+    num_samples: int,
+    key: jax.Array,
+    num_chips: int = 100,
+    params=None,
+    select=None,
+    bits: int | None = None,
+    chunk_size: int | None = None,
+    level=None,
+    batch_size: int | None = None,
+    deterministic: bool | None = None,
+    num_devices: int | None = None,
+    compile_for=(),
+    per_example_keys: bool = False,
+    reduce_fn=None,
+    labels=None,
+    mesh=None,
+    chip_axis: str = "chips",
+):
     """Outputs of ``model`` on ``num_chips`` faulty chips, ``num_samples`` MC samples each.
 
     Chip ``i`` is one realization of ``fault`` drawn from ``fold_in(chip_root, i)``: the same
@@ -257,19 +288,57 @@ def simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, 
     >>> out.shape
     (5, 1, 2, 4)
     """
-    outputs = [out for _, out in iter_simulate_chips(
-        model, x, fault=fault, num_chips=num_chips, num_samples=num_samples, key=key, params=params, select=select,
-        bits=bits, chunk_size=chunk_size, level=level, batch_size=batch_size, deterministic=deterministic,
-        num_devices=num_devices, compile_for=compile_for, per_example_keys=per_example_keys, reduce_fn=reduce_fn,
-        labels=labels, mesh=mesh, chip_axis=chip_axis)]
+    outputs = [
+        out
+        for _, out in iter_simulate_chips(
+            model,
+            x,
+            fault=fault,
+            num_chips=num_chips,
+            num_samples=num_samples,
+            key=key,
+            params=params,
+            select=select,
+            bits=bits,
+            chunk_size=chunk_size,
+            level=level,
+            batch_size=batch_size,
+            deterministic=deterministic,
+            num_devices=num_devices,
+            compile_for=compile_for,
+            per_example_keys=per_example_keys,
+            reduce_fn=reduce_fn,
+            labels=labels,
+            mesh=mesh,
+            chip_axis=chip_axis,
+        )
+    ]
     return join_slices(outputs, example_axis=1 if reduce_fn is not None else 2)
 
 
-def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Array, num_chips: int = 100,
-                        params=None, select=None, bits: int | None = None, chunk_size: int | None = None,
-                        level=None, batch_size: int | None = None, deterministic: bool | None = None,
-                        num_devices: int | None = None, compile_for=(), per_example_keys: bool = False,
-                        reduce_fn=None, labels=None, mesh=None, chip_axis: str = "chips") -> Iterator[tuple[int, object]]:
+def iter_simulate_chips(
+    model,
+    x,
+    *,
+    fault: Fault,
+    num_samples: int,
+    key: jax.Array,
+    num_chips: int = 100,
+    params=None,
+    select=None,
+    bits: int | None = None,
+    chunk_size: int | None = None,
+    level=None,
+    batch_size: int | None = None,
+    deterministic: bool | None = None,
+    num_devices: int | None = None,
+    compile_for=(),
+    per_example_keys: bool = False,
+    reduce_fn=None,
+    labels=None,
+    mesh=None,
+    chip_axis: str = "chips",
+) -> Iterator[tuple[int, object]]:
     """:func:`simulate_chips` one slice of ``x`` at a time: yields ``(start, outputs)``.
 
     ``outputs`` is ``[num_chips, num_samples, slice, ...]`` for ``x[start:start + batch_size]``
@@ -309,15 +378,18 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
         per_chunk = (deterministic,)
     elif callable(model):
         if params is None:
-            raise ArgumentTypeError(f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
-                            "a function is called as apply_fn(params, x, key).")
+            raise ArgumentTypeError(
+                f"simulate_chips({getattr(model, '__name__', model)!r}, ...) needs params=: "
+                "a function is called as apply_fn(params, x, key)."
+            )
         bits = check_faults_for_params(program, bits)  # every fault the step serves, against the representation
         arrays = params
         step, fns = _function_step, (model, reduce_fn)
         statics, per_chunk = (select_paths(params, select), bits, program, bool(per_example_keys)), ()
     else:
-        raise ArgumentTypeError(f"model={describe(model)} must be an NNX module or a function "
-                                "apply_fn(params, x, key).")
+        raise ArgumentTypeError(
+            f"model={describe(model)} must be an NNX module or a function apply_fn(params, x, key)."
+        )
 
     def make_step(chunk, options):  # chip_step for this chunk; cached while model / reduce_fn live
         return _STEPS.get(step, fns, (*statics, chunk, *per_chunk, mesh, chip_axis, options))
@@ -341,8 +413,11 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
         chunk = 8
     else:
         one_chip = np.asarray(jax.random.key_data(chip_keys(key, devices)))
-        chunk = _accelerator_chunk(make_step(1, options), (arrays, x[:size], first_labels, one_chip, samples,
-                                                           np.uint32(0), level, np.int32(devices), choice), per_device)
+        chunk = _accelerator_chunk(
+            make_step(1, options),
+            (arrays, x[:size], first_labels, one_chip, samples, np.uint32(0), level, np.int32(devices), choice),
+            per_device,
+        )
     # One call for every chip inside the caller's jit and on accelerators; on a CPU calls of
     # chips_per_call() chips (the same compiled call for any number of chips, so the chunk is
     # not cut down to a small run's chips: a run of fewer chips computes one step's worth).
@@ -362,7 +437,18 @@ def iter_simulate_chips(model, x, *, fault: Fault, num_samples: int, key: jax.Ar
     for start in range(0, x.shape[0], size):
         xs, ls = slice_examples(x, start, size), slice_examples(labels, start, size)  # the last one padded
         # Inside a caller's jit every chip of the one call runs (None: a static loop).
-        outs = [run(arrays, xs, ls, chips[i * per_call : (i + 1) * per_call], samples, np.uint32(start), level,
-                    None if traced else np.int32(min(per_call, num_chips - i * per_call)), choice)
-                for i in range(calls)]
+        outs = [
+            run(
+                arrays,
+                xs,
+                ls,
+                chips[i * per_call : (i + 1) * per_call],
+                samples,
+                np.uint32(start),
+                level,
+                None if traced else np.int32(min(per_call, num_chips - i * per_call)),
+                choice,
+            )
+            for i in range(calls)
+        ]
         yield start, trim(outs, num_chips, min(size, x.shape[0] - start), example_axis, sharding)

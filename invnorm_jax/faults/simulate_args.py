@@ -39,8 +39,9 @@ _FUNCTIONAL_HINT = (
 
 def _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size, key):
     if not isinstance(fault, Fault):
-        raise ArgumentTypeError(f"fault={describe(fault)} must be an invnorm_jax.faults.Fault, e.g. "
-                                "Fault('bit_flip', 0.1).")
+        raise ArgumentTypeError(
+            f"fault={describe(fault)} must be an invnorm_jax.faults.Fault, e.g. Fault('bit_flip', 0.1)."
+        )
     check_level_override(fault, level)  # the override skips Fault's own checks: run them on a concrete level
     for name, value in (("num_chips", num_chips), ("num_samples", num_samples)):
         check_positive_int(value, name)
@@ -52,8 +53,10 @@ def _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size,
     if not hasattr(x, "shape"):
         x = np.asarray(x)
     if x.ndim < 1 or x.shape[0] == 0:
-        raise ArgumentError(f"x.shape={tuple(x.shape)}: expected a batch of at least one input, [batch, ...] "
-                            "(a single input is x[None]).")
+        raise ArgumentError(
+            f"x.shape={tuple(x.shape)}: expected a batch of at least one input, [batch, ...] "
+            "(a single input is x[None])."
+        )
 
 
 def _static(fault: Fault) -> Fault:
@@ -64,12 +67,16 @@ def _static(fault: Fault) -> Fault:
 def _program(fault: Fault, compile_for) -> tuple[Fault, ...]:
     """The static faults one compiled step serves: those of ``compile_for``, in order, and ``fault``."""
     if isinstance(compile_for, Fault) or not isinstance(compile_for, (list, tuple)):
-        raise ArgumentTypeError(f"compile_for={describe(compile_for)} must be a list or tuple of invnorm_jax.faults.Fault "
-                                "(e.g. the faults of every sweep), or () for none.")
+        raise ArgumentTypeError(
+            f"compile_for={describe(compile_for)} must be a list or tuple of invnorm_jax.faults.Fault "
+            "(e.g. the faults of every sweep), or () for none."
+        )
     for f in compile_for:
         if not isinstance(f, Fault):
-            raise ArgumentTypeError(f"compile_for holds {describe(f)}: expected invnorm_jax.faults.Fault "
-                                    "instances, e.g. (Fault('bit_flip', 0), Fault('additive', 0, site='preactivation')).")
+            raise ArgumentTypeError(
+                f"compile_for holds {describe(f)}: expected invnorm_jax.faults.Fault "
+                "instances, e.g. (Fault('bit_flip', 0), Fault('additive', 0, site='preactivation'))."
+            )
     program = tuple(dict.fromkeys(_static(f) for f in compile_for))
     return program if _static(fault) in program else (*program, _static(fault))
 

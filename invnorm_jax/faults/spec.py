@@ -21,8 +21,13 @@ def fault_from_spec(spec: Mapping, level: float = 0.0) -> Fault:
     drift = spec.get("drift")
     if drift is not None and hasattr(drift, "to_dict"):  # an ml_collections.ConfigDict
         drift = drift.to_dict()
-    return Fault(spec["kind"], float(level), site=spec.get("site", "weights"),
-                 per_inference=spec.get("per_inference", False), drift=drift_lib.drift_model(drift))
+    return Fault(
+        spec["kind"],
+        float(level),
+        site=spec.get("site", "weights"),
+        per_inference=spec.get("per_inference", False),
+        drift=drift_lib.drift_model(drift),
+    )
 
 
 __all__ = ["fault_from_spec"]

@@ -34,8 +34,7 @@ def _check_affine_shapes(x_features: int | None, scale: jax.Array, bias: jax.Arr
         )
     if x_features is not None and scale.shape[-1] != x_features:
         raise ArgumentError(
-            f"scale/bias have {scale.shape[-1]} features but x has {x_features} channels (last axis); "
-            "they must match."
+            f"scale/bias have {scale.shape[-1]} features but x has {x_features} channels (last axis); they must match."
         )
     if scale.ndim == 2 and batch is not None and scale.shape[0] != batch:
         raise ArgumentError(f"per-example scale.shape={scale.shape} must have batch size {batch} on axis 0.")

@@ -105,8 +105,11 @@ def build_model(name: str, method: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Modu
     check_method(method)
     noise = {k: kwargs.pop(k) for k in ("train_noise", "train_noise_level") if k in kwargs}
     if method == "noisy_training":  # the nn network, trained with weight noise (nn.noise_training)
-        return enable_weight_noise(MODELS[name]("nn", rngs=rngs, **kwargs), noise.get("train_noise", DEFAULT_NOISE),
-                                   noise.get("train_noise_level", DEFAULT_LEVEL))
+        return enable_weight_noise(
+            MODELS[name]("nn", rngs=rngs, **kwargs),
+            noise.get("train_noise", DEFAULT_NOISE),
+            noise.get("train_noise_level", DEFAULT_LEVEL),
+        )
     return MODELS[name](method, rngs=rngs, **kwargs)
 
 

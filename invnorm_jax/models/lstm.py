@@ -104,14 +104,23 @@ class LSTMForecaster(nnx.Module):
         for layer in range(num_layers):
             # The baselines' norm is LayerNorm: the paper's LSTM has no BatchNorm.
             gate_site = norm_site(method, 4 * hidden, **site) if on_gates else None
-            cells.append(QuantLSTMCell(in_features if layer == 0 else hidden, hidden, bits=bits, gate_site=gate_site,
-                                       input_dropout=drop, rngs=rngs))
+            cells.append(
+                QuantLSTMCell(
+                    in_features if layer == 0 else hidden,
+                    hidden,
+                    bits=bits,
+                    gate_site=gate_site,
+                    input_dropout=drop,
+                    rngs=rngs,
+                )
+            )
             sites.append(None if on_gates else norm_site(method, hidden, **site))
         self.cells = nnx.List(cells)
         self.sites = nnx.List(sites)
         # The k-bit head is a crossbar too: its quantized input gets the same kind of dropout.
-        self.head = QuantDense(hidden, out_features, bits=bits, act_bits=bits, input_dropout=None if drop is None else drop(),
-                               rngs=rngs)
+        self.head = QuantDense(
+            hidden, out_features, bits=bits, act_bits=bits, input_dropout=None if drop is None else drop(), rngs=rngs
+        )
         self.num_fault_sites = number_fault_sites(self)
 
     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):

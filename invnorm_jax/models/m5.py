@@ -89,8 +89,17 @@ class M5(nnx.Module):
             kernel, stride = (first_kernel, first_stride) if i == 0 else (3, 1)
             # No conv bias: the site right after it has its own beta.
             convs.append(
-                QuantConv(in_ch, out_ch, kernel, strides=stride, bits=bits, act_bits=bits, use_bias=False,
-                          input_dropout=drop(), rngs=rngs)
+                QuantConv(
+                    in_ch,
+                    out_ch,
+                    kernel,
+                    strides=stride,
+                    bits=bits,
+                    act_bits=bits,
+                    use_bias=False,
+                    input_dropout=drop(),
+                    rngs=rngs,
+                )
             )
             sites.append(norm_site(method, out_ch, rate=rate, dropout=norm_dropout(dropout_site), rngs=rngs))
             in_ch = out_ch

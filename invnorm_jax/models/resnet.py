@@ -73,19 +73,42 @@ class BasicBlock(nnx.Module):
     (1, 3, 3, 8)
     """
 
-    def __init__(self, method: str, in_ch: int, out_ch: int, stride: int, *, rate: float, rngs: nnx.Rngs,
-                 preactivation_site: str = "normalized", dropout_site: str = "crossbar",
-                 site_kwargs: dict | None = None):
+    def __init__(
+        self,
+        method: str,
+        in_ch: int,
+        out_ch: int,
+        stride: int,
+        *,
+        rate: float,
+        rngs: nnx.Rngs,
+        preactivation_site: str = "normalized",
+        dropout_site: str = "crossbar",
+        site_kwargs: dict | None = None,
+    ):
         check_choice(preactivation_site, "preactivation_site", PREACTIVATION_SITES)
         at_sign = preactivation_site == "sign_input"
         # Inside the norm site (between standardization and affine) for the baselines only.
         inside = preactivation_site == "normalized" and method != "proposed"
         site_kwargs = dict(site_kwargs or {}, rate=rate, dropout=norm_dropout(dropout_site), rngs=rngs)
-        self.conv1 = BinaryConv(in_ch, out_ch, (3, 3), strides=stride, input_faults=at_sign,
-                                input_dropout=crossbar_dropout(method, rate, dropout_site), rngs=rngs)
+        self.conv1 = BinaryConv(
+            in_ch,
+            out_ch,
+            (3, 3),
+            strides=stride,
+            input_faults=at_sign,
+            input_dropout=crossbar_dropout(method, rate, dropout_site),
+            rngs=rngs,
+        )
         self.site1 = norm_site(method, out_ch, preactivation=PreactivationSite() if inside else None, **site_kwargs)
-        self.conv2 = BinaryConv(out_ch, out_ch, (3, 3), input_faults=at_sign,
-                                input_dropout=crossbar_dropout(method, rate, dropout_site), rngs=rngs)
+        self.conv2 = BinaryConv(
+            out_ch,
+            out_ch,
+            (3, 3),
+            input_faults=at_sign,
+            input_dropout=crossbar_dropout(method, rate, dropout_site),
+            rngs=rngs,
+        )
         self.site2 = norm_site(method, out_ch, preactivation=PreactivationSite() if inside else None, **site_kwargs)
         # Not built at sign()'s input, so "sign_input" keeps the fault ids it always had.
         self.preact1 = None if at_sign or inside else PreactivationSite()
@@ -164,19 +187,32 @@ class BinaryResNet(nnx.Module):
     ):
         check_method(method)
         if len(widths) != len(blocks) or not widths:
-            raise ArgumentError(f"widths={tuple(widths)} and blocks={tuple(blocks)} must be non-empty and equally long.")
+            raise ArgumentError(
+                f"widths={tuple(widths)} and blocks={tuple(blocks)} must be non-empty and equally long."
+            )
         self.method = method
         self.stem = _full_precision_conv(in_channels, widths[0], 3, 1, rngs)
         site_kwargs = dict(mode=mode, scale_init=normal_gamma(init_std), bias_init=normal_beta(init_std))
-        self.stem_site = norm_site(method, widths[0], rate=rate, dropout=norm_dropout(dropout_site), rngs=rngs,
-                                   **site_kwargs)
+        self.stem_site = norm_site(
+            method, widths[0], rate=rate, dropout=norm_dropout(dropout_site), rngs=rngs, **site_kwargs
+        )
         layers, in_ch = [], widths[0]
         for stage, (width, count) in enumerate(zip(widths, blocks)):
             for b in range(count):
                 stride = 2 if stage > 0 and b == 0 else 1
-                layers.append(BasicBlock(method, in_ch, width, stride, rate=rate, rngs=rngs,
-                                         preactivation_site=preactivation_site, dropout_site=dropout_site,
-                                         site_kwargs=site_kwargs))
+                layers.append(
+                    BasicBlock(
+                        method,
+                        in_ch,
+                        width,
+                        stride,
+                        rate=rate,
+                        rngs=rngs,
+                        preactivation_site=preactivation_site,
+                        dropout_site=dropout_site,
+                        site_kwargs=site_kwargs,
+                    )
+                )
                 in_ch = width
         self.blocks = nnx.List(layers)
         self.classifier = QuantDense(in_ch, num_classes, bits=None, act_bits=None, rngs=rngs)

@@ -44,16 +44,34 @@ PACT_ALPHA_INIT = 3.0
 class ConvUnit(nnx.Module):
     """``conv -> site -> PACT``; the conv is binary unless ``full_precision``."""
 
-    def __init__(self, method: str, in_ch: int, out_ch: int, *, full_precision: bool, num_groups: int,
-                 act_bits: int, rate: float, dropout_site: str = "crossbar", rngs: nnx.Rngs):
+    def __init__(
+        self,
+        method: str,
+        in_ch: int,
+        out_ch: int,
+        *,
+        full_precision: bool,
+        num_groups: int,
+        act_bits: int,
+        rate: float,
+        dropout_site: str = "crossbar",
+        rngs: nnx.Rngs,
+    ):
         if full_precision:
             self.conv = QuantConv(in_ch, out_ch, (3, 3), bits=None, act_bits=None, use_bias=False, rngs=rngs)
         else:
-            self.conv = BinaryConv(in_ch, out_ch, (3, 3), binarize_input=False,
-                                   input_dropout=crossbar_dropout(method, rate, dropout_site), rngs=rngs)
+            self.conv = BinaryConv(
+                in_ch,
+                out_ch,
+                (3, 3),
+                binarize_input=False,
+                input_dropout=crossbar_dropout(method, rate, dropout_site),
+                rngs=rngs,
+            )
         groups = num_groups if method == "proposed" else None
-        self.site = norm_site(method, out_ch, norm="batch", num_groups=groups, rate=rate,
-                              dropout=norm_dropout(dropout_site), rngs=rngs)
+        self.site = norm_site(
+            method, out_ch, norm="batch", num_groups=groups, rate=rate, dropout=norm_dropout(dropout_site), rngs=rngs
+        )
         self.act = PACT(bits=act_bits, alpha_init=PACT_ALPHA_INIT)
 
     def __call__(self, x, *, key=None, train=False, deterministic=None, faults=None):
@@ -110,10 +128,14 @@ class UNet(nnx.Module):
         up = []
         for level in reversed(range(len(widths) - 1)):
             cat = widths[level + 1] + widths[level]
-            up.append(nnx.List([
-                ConvUnit(method, cat, widths[level], full_precision=False, **unit),
-                ConvUnit(method, widths[level], widths[level], full_precision=False, **unit),
-            ]))
+            up.append(
+                nnx.List(
+                    [
+                        ConvUnit(method, cat, widths[level], full_precision=False, **unit),
+                        ConvUnit(method, widths[level], widths[level], full_precision=False, **unit),
+                    ]
+                )
+            )
         self.down = nnx.List(down)
         self.up = nnx.List(up)
         self.head = QuantConv(widths[0], num_classes, (1, 1), bits=None, act_bits=None, rngs=rngs)

@@ -54,8 +54,15 @@ class CrossbarDropout(_Stochastic):
     True
     """
 
-    def __init__(self, rate: float = 0.3, *, spatial: bool = False, deterministic: bool = False,
-                 rng_collection: str = "dropout", rngs: nnx.Rngs | nnx.RngStream | None = None):
+    def __init__(
+        self,
+        rate: float = 0.3,
+        *,
+        spatial: bool = False,
+        deterministic: bool = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+    ):
         check_rate(rate)
         self.rate = rate
         self.spatial = bool(spatial)

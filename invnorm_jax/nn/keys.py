@@ -121,8 +121,9 @@ def number_stochastic_sites(model: nnx.Module) -> int:
             name = "/".join(str(p) for p in path)
             kid = path_id(name)
             if kid in seen:
-                raise ArgumentError(f"stochastic layers {seen[kid]!r} and {name!r} have the same key id {kid}; "
-                                    "rename one.")
+                raise ArgumentError(
+                    f"stochastic layers {seen[kid]!r} and {name!r} have the same key id {kid}; rename one."
+                )
             seen[kid] = name
             node.key_id = kid
     return len(seen)
@@ -255,5 +256,15 @@ def layer_keys(key: jax.Array, key_id: int, batch_size: int) -> jax.Array:
     return fold_in_each(example_keys(key, batch_size), key_id)
 
 
-__all__ = ["ROOT_ID", "call_path", "layer_key_id", "layer_keys", "number_fault_sites", "number_stochastic_sites", "path_id", "resolve_key", "rng_stream",
-           "stochastic_site_ids"]
+__all__ = [
+    "ROOT_ID",
+    "call_path",
+    "layer_key_id",
+    "layer_keys",
+    "number_fault_sites",
+    "number_stochastic_sites",
+    "path_id",
+    "resolve_key",
+    "rng_stream",
+    "stochastic_site_ids",
+]

@@ -77,8 +77,10 @@ _OPERANDS = {"int8": (jnp.int8, jnp.int32), "bfloat16": (jnp.bfloat16, jnp.float
 def check_compute(compute, name: str = "compute") -> str | None:
     """``compute`` if it is None or one of :data:`COMPUTES`, else a clear :class:`ArgumentError`."""
     if compute is not None and compute not in COMPUTES:
-        raise ArgumentError(f"{name}={compute!r} is unknown; expected one of {COMPUTES} (or None: the "
-                            f"{ENV_VAR} environment variable, default 'auto').")
+        raise ArgumentError(
+            f"{name}={compute!r} is unknown; expected one of {COMPUTES} (or None: the "
+            f"{ENV_VAR} environment variable, default 'auto')."
+        )
     return compute
 
 
@@ -112,12 +114,14 @@ def codes_stay_binary(faults) -> bool:
     # Only a chip's Fault says what it does; any other context (e.g. training noise) may not keep ±1.
     # A FaultChoice (one of several faults, picked at run time) keeps them if every choice does.
     choices = getattr(faults, "choices", None) or (getattr(faults, "fault", None),)
-    return all(getattr(f, "site", None) in ("weights", "preactivation")
-               and (f.site != "weights" or f.kind in _BINARY_PRESERVING_KINDS) for f in choices)
+    return all(
+        getattr(f, "site", None) in ("weights", "preactivation")
+        and (f.site != "weights" or f.kind in _BINARY_PRESERVING_KINDS)
+        for f in choices
+    )
 
 
-def resolve_compute(compute: str | None, *, reduction: int, exact: bool, who: str,
-                    why_not: str = "") -> str:
+def resolve_compute(compute: str | None, *, reduction: int, exact: bool, who: str, why_not: str = "") -> str:
     """The path a layer takes: ``"float32"``, ``"int8"`` or ``"bfloat16"``.
 
     ``exact`` says whether both operands are ±1; a forced low-precision ``compute`` without it
@@ -159,6 +163,7 @@ def binary_product(op: Callable, x: jax.Array, codes: jax.Array, scale: jax.Arra
     >>> binary_product(matmul, x, codes, jnp.array([[0.5]]), "int8")
     Array([[-0.5]], dtype=float32)
     """
+
     def float_path(x, codes, scale):
         # conv(x, codes) * scale, not conv(x, codes * scale): the same value bit for bit (scale is
         # a power of two), and the same graph after the conv as the low-precision paths, so that
@@ -194,9 +199,13 @@ def layer_product(layer, op: Callable, x: jax.Array, codes: jax.Array, scale: ja
         why_not = "its input is not binarized (binarize_input=False: real-valued input)"
     else:
         why_not = f"the weight fault {getattr(faults, 'fault', faults)!r} makes its codes analogue"
-    mode = resolve_compute(layer.compute, reduction=reduction_length(layer.kernel.shape),
-                           exact=layer.binarize_input and codes_stay_binary(faults), who=type(layer).__name__,
-                           why_not=why_not)
+    mode = resolve_compute(
+        layer.compute,
+        reduction=reduction_length(layer.kernel.shape),
+        exact=layer.binarize_input and codes_stay_binary(faults),
+        who=type(layer).__name__,
+        why_not=why_not,
+    )
     return binary_product(op, x, codes, scale, mode)
 
 

@@ -134,27 +134,36 @@ class NoisyTraining(nnx.Module):
     False
     """
 
-    def __init__(self, model: nnx.Module, *, kind: str = DEFAULT_NOISE, level: float = DEFAULT_LEVEL,
-                 include_full_precision: bool = False):
+    def __init__(
+        self,
+        model: nnx.Module,
+        *,
+        kind: str = DEFAULT_NOISE,
+        level: float = DEFAULT_LEVEL,
+        include_full_precision: bool = False,
+    ):
         self.level = _check_noise(kind, level)
         self.kind = kind
         self.include_full_precision = bool(include_full_precision)
         self.model = model
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults=None,
-                 **kwargs):
+    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults=None, **kwargs):
         if train and faults is None:
             if key is None:
-                raise ArgumentError("noisy_training draws its weight noise from the forward pass's key: call "
-                                 "model(x, key=key, train=True) (invnorm_jax.train does).")
+                raise ArgumentError(
+                    "noisy_training draws its weight noise from the forward pass's key: call "
+                    "model(x, key=key, train=True) (invnorm_jax.train does)."
+                )
             step_key = key if jnp.ndim(key) == 0 else jnp.ravel(key)[0]
-            faults = TrainingNoise(self.kind, self.level, jax.random.fold_in(step_key, _NOISE_STREAM),
-                                   self.include_full_precision)
+            faults = TrainingNoise(
+                self.kind, self.level, jax.random.fold_in(step_key, _NOISE_STREAM), self.include_full_precision
+            )
         return self.model(x, key=key, train=train, deterministic=deterministic, faults=faults, **kwargs)
 
 
-def enable_weight_noise(model: nnx.Module, kind: str = DEFAULT_NOISE, level: float = DEFAULT_LEVEL, *,
-                        include_full_precision: bool = False) -> NoisyTraining:
+def enable_weight_noise(
+    model: nnx.Module, kind: str = DEFAULT_NOISE, level: float = DEFAULT_LEVEL, *, include_full_precision: bool = False
+) -> NoisyTraining:
     """``model`` wrapped to train with weight noise ``kind`` at ``level`` (see :class:`NoisyTraining`).
 
     >>> wrapped = enable_weight_noise(nnx.Linear(4, 2, rngs=nnx.Rngs(0)), "multiplicative", 0.2)

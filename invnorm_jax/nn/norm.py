@@ -139,8 +139,8 @@ class InvertedNorm(_Stochastic):
         epsilon: float = 1e-5,
         dtype=None,
         param_dtype=jnp.float32,
-        scale_init=inits.normal_gamma(0.3),
-        bias_init=inits.normal_beta(0.3),
+        scale_init=inits.normal_gamma(0.3),  # noqa: B008  (a pure initializer, as nnx's defaults)
+        bias_init=inits.normal_beta(0.3),  # noqa: B008
         deterministic: bool = False,
         rng_collection: str = "dropout",
         rngs: nnx.Rngs,
@@ -152,8 +152,9 @@ class InvertedNorm(_Stochastic):
         check_choice(mode, "mode", MODES)
         _check_groups(num_groups, num_features)
         if eps is not None:
-            warnings.warn("InvertedNorm(eps=...) is deprecated; use epsilon=, as nnx.LayerNorm.", DeprecationWarning,
-                          stacklevel=2)
+            warnings.warn(
+                "InvertedNorm(eps=...) is deprecated; use epsilon=, as nnx.LayerNorm.", DeprecationWarning, stacklevel=2
+            )
             epsilon = eps
         self.num_features = num_features
         self.num_groups = num_groups
@@ -179,8 +180,14 @@ class InvertedNorm(_Stochastic):
 
 
 class _MCDropoutBase(_Stochastic):
-    def __init__(self, rate: float = 0.3, *, deterministic: bool = False, rng_collection: str = "dropout",
-                 rngs: nnx.Rngs | nnx.RngStream | None = None):
+    def __init__(
+        self,
+        rate: float = 0.3,
+        *,
+        deterministic: bool = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+    ):
         check_rate(rate)
         self.rate = rate
         self._init_stochastic(deterministic, rng_collection, rngs, only_if_named=False)

@@ -31,6 +31,7 @@ class PACT(nnx.Module):
         self.bits = bits
         self.alpha = nnx.Param(jnp.asarray(alpha_init, jnp.float32))
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
-                 faults: FaultContext | None = None):
+    def __call__(
+        self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults: FaultContext | None = None
+    ):
         return pact(x, self.alpha[...], self.bits)

@@ -98,8 +98,9 @@ def _conv_geometry(kernel_size, strides, padding):
     """Normalize ``kernel_size`` (int = 1-D, as in flax), ``strides`` and ``padding``."""
     ks = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
     if not 1 <= len(ks) <= len(_SPATIAL):
-        raise ArgumentError(f"kernel_size={kernel_size!r}: expected 1 to {len(_SPATIAL)} spatial dims, e.g. 3 (1-D) "
-                            "or (3, 3) (2-D).")
+        raise ArgumentError(
+            f"kernel_size={kernel_size!r}: expected 1 to {len(_SPATIAL)} spatial dims, e.g. 3 (1-D) or (3, 3) (2-D)."
+        )
     nd = len(ks)
     st = (strides,) * nd if isinstance(strides, int) else tuple(strides)
     if isinstance(padding, str):
@@ -133,10 +134,11 @@ def _check_sizes(in_features, out_features) -> None:
 
 def _conv(x: jax.Array, kernel: jax.Array, strides, padding, preferred_element_type=None) -> jax.Array:
     """Channels-last convolution of ``x`` ``[batch, *spatial, in]`` with ``[*k, in, out]``."""
-    sp = _SPATIAL[-(kernel.ndim - 2):]
+    sp = _SPATIAL[-(kernel.ndim - 2) :]
     dn = ("N" + sp + "C", sp + "IO", "N" + sp + "C")
-    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), strides, padding, dimension_numbers=dn,
-                                        preferred_element_type=preferred_element_type)
+    return jax.lax.conv_general_dilated(
+        x, kernel.astype(x.dtype), strides, padding, dimension_numbers=dn, preferred_element_type=preferred_element_type
+    )
 
 
 class _CrossbarInput:
@@ -161,8 +163,17 @@ class _BinaryLayer(_CrossbarInput, nnx.Module):
     bits = 1
     has_preactivation_site = True
 
-    def _init_binary(self, kernel_shape, binarize_input, use_bias, kernel_init, rngs, input_faults=True,
-                     compute=None, input_dropout=None):
+    def _init_binary(
+        self,
+        kernel_shape,
+        binarize_input,
+        use_bias,
+        kernel_init,
+        rngs,
+        input_faults=True,
+        compute=None,
+        input_dropout=None,
+    ):
         self.input_dropout = input_dropout
         self.compute = check_compute(compute)  # nn.lowp: "auto", "float32", "int8", "bfloat16" or None
         self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, jnp.float32))
@@ -226,8 +237,9 @@ class PreactivationSite(nnx.Module):
     def __init__(self):
         self.fault_id = 0
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
-                 faults: FaultContext | None = None):
+    def __call__(
+        self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults: FaultContext | None = None
+    ):
         if check_fault_context(faults) is None:
             return x
         return faults.preactivation(self.fault_id, x, key=key)
@@ -245,19 +257,42 @@ class BinaryConv(_BinaryLayer):
     (2, 5, 5, 8)
     """
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
-                 strides: int | Sequence[int] = 1, padding: Any = "SAME", binarize_input: bool = True,
-                 use_bias: bool = False, kernel_init=_default_kernel_init, input_faults: bool = True,
-                 compute: str | None = None, input_dropout: nnx.Module | None = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        strides: int | Sequence[int] = 1,
+        padding: Any = "SAME",
+        binarize_input: bool = True,
+        use_bias: bool = False,
+        kernel_init=_default_kernel_init,
+        input_faults: bool = True,
+        compute: str | None = None,
+        input_dropout: nnx.Module | None = None,
+        rngs: nnx.Rngs,
+    ):
         _check_sizes(in_features, out_features)
         ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
-        self._init_binary(ks + (in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults,
-                          compute, input_dropout)
+        self._init_binary(
+            ks + (in_features, out_features),
+            binarize_input,
+            use_bias,
+            kernel_init,
+            rngs,
+            input_faults,
+            compute,
+            input_dropout,
+        )
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
-                 faults: FaultContext | None = None):
+    def __call__(
+        self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults: FaultContext | None = None
+    ):
         _check_input(x, self.kernel.shape, type(self).__name__, conv=True)
-        return self._binary_forward(x, key, deterministic, faults, lambda a, b, acc: _conv(a, b, self.strides, self.padding, acc))
+        return self._binary_forward(
+            x, key, deterministic, faults, lambda a, b, acc: _conv(a, b, self.strides, self.padding, acc)
+        )
 
 
 class BinaryDense(_BinaryLayer):
@@ -268,17 +303,38 @@ class BinaryDense(_BinaryLayer):
     (3, 2)
     """
 
-    def __init__(self, in_features: int, out_features: int, *, binarize_input: bool = True,
-                 use_bias: bool = False, kernel_init=_default_kernel_init, input_faults: bool = True,
-                 compute: str | None = None, input_dropout: nnx.Module | None = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        binarize_input: bool = True,
+        use_bias: bool = False,
+        kernel_init=_default_kernel_init,
+        input_faults: bool = True,
+        compute: str | None = None,
+        input_dropout: nnx.Module | None = None,
+        rngs: nnx.Rngs,
+    ):
         _check_sizes(in_features, out_features)
-        self._init_binary((in_features, out_features), binarize_input, use_bias, kernel_init, rngs, input_faults,
-                          compute, input_dropout)
+        self._init_binary(
+            (in_features, out_features),
+            binarize_input,
+            use_bias,
+            kernel_init,
+            rngs,
+            input_faults,
+            compute,
+            input_dropout,
+        )
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
-                 faults: FaultContext | None = None):
+    def __call__(
+        self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults: FaultContext | None = None
+    ):
         _check_input(x, self.kernel.shape, type(self).__name__, conv=False)
-        return self._binary_forward(x, key, deterministic, faults, lambda a, b, acc: jnp.matmul(a, b, preferred_element_type=acc))
+        return self._binary_forward(
+            x, key, deterministic, faults, lambda a, b, acc: jnp.matmul(a, b, preferred_element_type=acc)
+        )
 
 
 class _QuantLayer(_CrossbarInput, nnx.Module):
@@ -330,16 +386,28 @@ class QuantConv(_QuantLayer):
     (2, 16, 4)
     """
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
-                 bits: int | None = 8, act_bits: int | None = 8, strides: int | Sequence[int] = 1,
-                 padding: Any = "SAME", use_bias: bool = True, kernel_init=_default_kernel_init,
-                 input_dropout: nnx.Module | None = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        bits: int | None = 8,
+        act_bits: int | None = 8,
+        strides: int | Sequence[int] = 1,
+        padding: Any = "SAME",
+        use_bias: bool = True,
+        kernel_init=_default_kernel_init,
+        input_dropout: nnx.Module | None = None,
+        rngs: nnx.Rngs,
+    ):
         _check_sizes(in_features, out_features)
         ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
         self._init_quant(ks + (in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs, input_dropout)
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
-                 faults: FaultContext | None = None):
+    def __call__(
+        self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults: FaultContext | None = None
+    ):
         _check_input(x, self.kernel.shape, type(self).__name__, conv=True)
         kernel = self._effective_kernel(faults)
         mask = self.input_mask(x, key=key, deterministic=deterministic)
@@ -356,14 +424,24 @@ class QuantDense(_QuantLayer):
     (3, 2)
     """
 
-    def __init__(self, in_features: int, out_features: int, *, bits: int | None = 8,
-                 act_bits: int | None = 8, use_bias: bool = True, kernel_init=_default_kernel_init,
-                 input_dropout: nnx.Module | None = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bits: int | None = 8,
+        act_bits: int | None = 8,
+        use_bias: bool = True,
+        kernel_init=_default_kernel_init,
+        input_dropout: nnx.Module | None = None,
+        rngs: nnx.Rngs,
+    ):
         _check_sizes(in_features, out_features)
         self._init_quant((in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs, input_dropout)
 
-    def __call__(self, x, *, key=None, train: bool = False, deterministic: bool | None = None,
-                 faults: FaultContext | None = None):
+    def __call__(
+        self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults: FaultContext | None = None
+    ):
         _check_input(x, self.kernel.shape, type(self).__name__, conv=False)
         return self.project(x, self._effective_kernel(faults), self.input_mask(x, key=key, deterministic=deterministic))
 

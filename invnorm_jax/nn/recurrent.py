@@ -47,20 +47,36 @@ class QuantLSTMCell(nnx.Module):
     (2, 5)
     """
 
-    def __init__(self, in_features: int, hidden_features: int, *, bits: int | None = 8,
-                 act_bits: int | None = 8, gate_site: nnx.Module | None = None,
-                 input_dropout: Callable[[], nnx.Module | None] | None = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        bits: int | None = 8,
+        act_bits: int | None = 8,
+        gate_site: nnx.Module | None = None,
+        input_dropout: Callable[[], nnx.Module | None] | None = None,
+        rngs: nnx.Rngs,
+    ):
         check_positive_int(in_features, "in_features")
         check_positive_int(hidden_features, "hidden_features")
         self.hidden_features = hidden_features
         self.gate_site = gate_site
         gates = 4 * hidden_features
         dropout = input_dropout or (lambda: None)
-        self.input_proj = QuantDense(in_features, gates, bits=bits, act_bits=act_bits, input_dropout=dropout(),
-                                     rngs=rngs)
-        self.recurrent_proj = QuantDense(hidden_features, gates, bits=bits, act_bits=act_bits, use_bias=False,
-                                         kernel_init=nnx.initializers.orthogonal(), input_dropout=dropout(),
-                                         rngs=rngs)
+        self.input_proj = QuantDense(
+            in_features, gates, bits=bits, act_bits=act_bits, input_dropout=dropout(), rngs=rngs
+        )
+        self.recurrent_proj = QuantDense(
+            hidden_features,
+            gates,
+            bits=bits,
+            act_bits=act_bits,
+            use_bias=False,
+            kernel_init=nnx.initializers.orthogonal(),
+            input_dropout=dropout(),
+            rngs=rngs,
+        )
         bias = jnp.zeros((gates,), jnp.float32).at[hidden_features : 2 * hidden_features].set(1.0)
         self.input_proj.bias[...] = bias
 
@@ -78,8 +94,16 @@ class QuantLSTMCell(nnx.Module):
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return (c, h), h
 
-    def __call__(self, carry, x, *, key=None, train: bool = False, deterministic: bool | None = None,
-                 faults: FaultContext | None = None):
+    def __call__(
+        self,
+        carry,
+        x,
+        *,
+        key=None,
+        train: bool = False,
+        deterministic: bool | None = None,
+        faults: FaultContext | None = None,
+    ):
         """One step: ``((c, h), h)`` from the carry and ``x`` ``[batch, in_features]``."""
         kw = dict(key=key, deterministic=deterministic, faults=faults)
         z = self.input_proj(x, **kw) + self.recurrent_proj(carry[1], **kw)
@@ -96,8 +120,15 @@ class QuantLSTMCell(nnx.Module):
 
         return mask(self.input_proj, xs), mask(self.recurrent_proj, hs)
 
-    def scan(self, xs, *, key=None, train: bool = False, deterministic: bool | None = None,
-             faults: FaultContext | None = None) -> jax.Array:
+    def scan(
+        self,
+        xs,
+        *,
+        key=None,
+        train: bool = False,
+        deterministic: bool | None = None,
+        faults: FaultContext | None = None,
+    ) -> jax.Array:
         """Hidden states ``[B, L, hidden]`` of the sequence ``xs`` ``[B, L, in_features]`` from a zero carry.
 
         The same values as calling the cell step by step, computed faster: both kernels are
@@ -111,10 +142,11 @@ class QuantLSTMCell(nnx.Module):
         """
         check_float_input(xs, "QuantLSTMCell.scan")
         if xs.ndim != 3:
-            raise ArgumentError(f"QuantLSTMCell.scan: xs.shape={tuple(xs.shape)}: expected [batch, time, features]; "
-                                "a single sequence is xs[None], a univariate series xs[..., None].")
-        check_channels(xs, self.input_proj.kernel.shape[0], "QuantLSTMCell.scan", axis_name="features",
-                       name="xs")
+            raise ArgumentError(
+                f"QuantLSTMCell.scan: xs.shape={tuple(xs.shape)}: expected [batch, time, features]; "
+                "a single sequence is xs[None], a univariate series xs[..., None]."
+            )
+        check_channels(xs, self.input_proj.kernel.shape[0], "QuantLSTMCell.scan", axis_name="features", name="xs")
         w_x = self.input_proj._effective_kernel(faults)
         w_h = self.recurrent_proj._effective_kernel(faults)
         masks = self._masks(xs, key, deterministic)

@@ -60,33 +60,83 @@ def _proposed_rows(config) -> list[Ablation]:
     rows = []
     if config.model.name == "resnet":
         rows += [
-            Ablation("mode=element", "affine dropout: one draw per element instead of per vector", ("proposed",),
-                     ("model.kwargs.mode=element",), True),
-            Ablation("init std 0.55", "gamma/beta init std 0.55 (the paper's 'variance 0.3' read literally)",
-                     ("proposed",), ("model.kwargs.init_std=0.55",), True),
+            Ablation(
+                "mode=element",
+                "affine dropout: one draw per element instead of per vector",
+                ("proposed",),
+                ("model.kwargs.mode=element",),
+                True,
+            ),
+            Ablation(
+                "init std 0.55",
+                "gamma/beta init std 0.55 (the paper's 'variance 0.3' read literally)",
+                ("proposed",),
+                ("model.kwargs.init_std=0.55",),
+                True,
+            ),
         ]
     if config.model.name == "lstm":
-        rows.append(Ablation("norm on gates", "the normalization site on each gate's weighted sum (LayerNorm-LSTM "
-                             "style) instead of the hidden output", ("proposed",),
-                             ("model.kwargs.norm_placement=gates",), True))
-    rows.append(Ablation("T=1 (deterministic)", "no MC sampling at test time: affine dropout off", ("proposed",),
-                         ("eval.deterministic=True",), False))
-    rows += [Ablation(f"T={t}", f"{t} MC samples instead of {config.eval.num_samples}", ("proposed",),
-                      (f"eval.num_samples={t}",), False) for t in (5, 10, 20) if t != config.eval.num_samples]
+        rows.append(
+            Ablation(
+                "norm on gates",
+                "the normalization site on each gate's weighted sum (LayerNorm-LSTM "
+                "style) instead of the hidden output",
+                ("proposed",),
+                ("model.kwargs.norm_placement=gates",),
+                True,
+            )
+        )
+    rows.append(
+        Ablation(
+            "T=1 (deterministic)",
+            "no MC sampling at test time: affine dropout off",
+            ("proposed",),
+            ("eval.deterministic=True",),
+            False,
+        )
+    )
+    rows += [
+        Ablation(
+            f"T={t}",
+            f"{t} MC samples instead of {config.eval.num_samples}",
+            ("proposed",),
+            (f"eval.num_samples={t}",),
+            False,
+        )
+        for t in (5, 10, 20)
+        if t != config.eval.num_samples
+    ]
     return [r for r in rows if "proposed" in config.methods]
 
 
 def _symmetric_rows(config) -> list[Ablation]:
     """Rows every method gets alike: the dropout rate, and pre-activation noise redrawn per input."""
     with_rate = tuple(m for m in RATE_METHODS if m in config.methods)
-    rows = [Ablation(f"rate {r:g}", f"dropout rate {r:g} instead of {config.rate:g}, for every method that has one",
-                     with_rate, (f"rate={r}",), True, family="rate", value=r)
-            for r in RATES[config.variant] if r != config.rate and with_rate]
+    rows = [
+        Ablation(
+            f"rate {r:g}",
+            f"dropout rate {r:g} instead of {config.rate:g}, for every method that has one",
+            with_rate,
+            (f"rate={r}",),
+            True,
+            family="rate",
+            value=r,
+        )
+        for r in RATES[config.variant]
+        if r != config.rate and with_rate
+    ]
     for name, sweep in config.sweeps.items():
         if sweep.site == "preactivation" and not sweep.per_inference:
-            rows.append(Ablation(f"per-inference {name}", f"{name} pre-activation noise redrawn per input (read "
-                                 "noise) instead of static per chip", tuple(config.methods),
-                                 (f"sweeps.{name}.per_inference=True",), False, (name,)))
+            rows.append(
+                Ablation(
+                    f"per-inference {name}",
+                    f"{name} pre-activation noise redrawn per input (read noise) instead of static per chip",
+                    tuple(config.methods),
+                    (f"sweeps.{name}.per_inference=True",),
+                    False,
+                    (name,),
+                )
+            )
     return rows
 
 
@@ -113,8 +163,14 @@ def compare(default: TaskResult, variant: TaskResult, method: str, sweep: str) -
     a, b = _per_chip_average(default, method, sweep), _per_chip_average(variant, method, sweep)
     d = b - a
     half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-    return {"default": float(a.mean()), "variant": float(b.mean()), "change": float(d.mean()),
-            "low": float(d.mean() - half), "high": float(d.mean() + half), "num_chips": int(len(d))}
+    return {
+        "default": float(a.mean()),
+        "variant": float(b.mean()),
+        "change": float(d.mean()),
+        "low": float(d.mean() - half),
+        "high": float(d.mean() + half),
+        "num_chips": int(len(d)),
+    }
 
 
 def _table(rows: list[Ablation], jobs: list, tasks: list, default: TaskResult) -> list[dict]:
@@ -124,14 +180,23 @@ def _table(rows: list[Ablation], jobs: list, tasks: list, default: TaskResult) -
     for ablation in rows:
         for sweep in by_job[ablation.name, ablation.methods[0]].sweeps:
             for method in ablation.methods:
-                table.append({"ablation": ablation.name, "what": ablation.what, "method": method, "sweep": sweep,
-                              "family": ablation.family, "value": ablation.value,
-                              **compare(default, by_job[ablation.name, method], method, sweep)})
+                table.append(
+                    {
+                        "ablation": ablation.name,
+                        "what": ablation.what,
+                        "method": method,
+                        "sweep": sweep,
+                        "family": ablation.family,
+                        "value": ablation.value,
+                        **compare(default, by_job[ablation.name, method], method, sweep),
+                    }
+                )
     return table
 
 
-def run_ablations(spec: str, out, *, variant: str | None = None, overrides=(), progress: bool = True,
-                  seeds: int = 1) -> dict:
+def run_ablations(
+    spec: str, out, *, variant: str | None = None, overrides=(), progress: bool = True, seeds: int = 1
+) -> dict:
     """Run every ablation of config ``spec``; writes ``ablation.json``, ``ablation.md`` and a plot into ``out``.
 
     ``seeds``: training seeds of every row and of the defaults (the same seeds for all); a chip's
@@ -153,12 +218,26 @@ def run_ablations(spec: str, out, *, variant: str | None = None, overrides=(), p
     def run_job(job):
         ablation, method, config = job
         workdir = out / ablation.name.replace(" ", "_").replace("=", "-") if ablation.training else out / "default"
-        return run_task(config, workdir, methods=[method], sweeps=ablation.sweeps or True, ood=False,
-                        progress=progress, workers=1, seeds=seeds)
+        return run_task(
+            config,
+            workdir,
+            methods=[method],
+            sweeps=ablation.sweeps or True,
+            ood=False,
+            progress=progress,
+            workers=1,
+            seeds=seeds,
+        )
 
     tasks = in_workers(run_job, jobs, method_workers(len(jobs)))
-    result = {"task": base.name, "metric": base.metric, "variant": base.variant,
-              "seconds": round(time.time() - start, 1), "defaults": {"rate": float(base.rate)}, "seeds": seeds,
-              "rows": _table(rows, jobs, tasks, default)}
+    result = {
+        "task": base.name,
+        "metric": base.metric,
+        "variant": base.variant,
+        "seconds": round(time.time() - start, 1),
+        "defaults": {"rate": float(base.rate)},
+        "seeds": seeds,
+        "rows": _table(rows, jobs, tasks, default),
+    }
     write_ablation(result, out)
     return result

@@ -42,8 +42,14 @@ from invnorm_jax.pipeline.claims_noisy import (
 from invnorm_jax.pipeline.results import Results
 
 CLAIMS_VERSION = 2  # 2: rows carry their reading, seeds, chips and naive RMSE
-_LABELS = {"nn": "NN", "spindrop": "SpinDrop", "spatial_spindrop": "Spatial-SpinDrop", "proposed": "Proposed",
-           "dropout": "dropout BayNNs", "strongest": "strongest"}
+_LABELS = {
+    "nn": "NN",
+    "spindrop": "SpinDrop",
+    "spatial_spindrop": "Spatial-SpinDrop",
+    "proposed": "Proposed",
+    "dropout": "dropout BayNNs",
+    "strongest": "strongest",
+}
 _BY_ID = {c.id: c for c in CLAIMS}
 _PAIRS = ("interval", "interval_percentile")  # (low, high) tuples, lists in JSON
 
@@ -118,8 +124,10 @@ def deciding_row(rows: list[ClaimRow], claim: int, reading: str | None = None) -
     if not mine:
         return None
     worst = _BY_ID[claim].measure == "fault_free"
-    order = lambda r: (VERDICTS.index(r.verdict) * (-1 if worst else 1),  # noqa: E731
-                       (1 if worst else -1) * (r.measured if r.measured is not None else -math.inf))
+    order = lambda r: (
+        VERDICTS.index(r.verdict) * (-1 if worst else 1),  # noqa: E731
+        (1 if worst else -1) * (r.measured if r.measured is not None else -math.inf),
+    )
     return min(mine, key=order)
 
 
@@ -136,8 +144,10 @@ def reading_title(reading: str) -> str:
 def _reading_summary(rows: list[ClaimRow], reading: str) -> list[str]:
     found = claim_verdicts(rows, reading)
     n = {v: sum(1 for w in found.values() if w == v) for v in VERDICTS}
-    lines = [f"Of {len(found)} claims: {n['holds']} hold, {n['holds in part']} hold in part, "
-             f"{n['does not hold']} do not hold, {n['not measured']} not measured in this run."]
+    lines = [
+        f"Of {len(found)} claims: {n['holds']} hold, {n['holds in part']} hold in part, "
+        f"{n['does not hold']} do not hold, {n['not measured']} not measured in this run."
+    ]
     for cid, word in found.items():
         c, row = _BY_ID[cid], deciding_row(rows, cid, reading)
         if row is None or word == "not measured":
@@ -147,8 +157,10 @@ def _reading_summary(rows: list[ClaimRow], reading: str) -> list[str]:
         where = row.task + (f" / {row.sweep}" if row.sweep else "")
         ci = f" (95 % CI {_num(row.interval[0])} to {_num(row.interval[1])})" if row.interval else ""
         which = "worst" if c.measure == "fault_free" else "best"
-        lines.append(f"Claim {cid}, {c.text} **{word[0].upper() + word[1:]}**: {which} measured "
-                     f"{_num(row.measured, row.unit)}{ci} on {where}, vs {_LABELS.get(row.baseline, row.baseline)}.")
+        lines.append(
+            f"Claim {cid}, {c.text} **{word[0].upper() + word[1:]}**: {which} measured "
+            f"{_num(row.measured, row.unit)}{ci} on {where}, vs {_LABELS.get(row.baseline, row.baseline)}."
+        )
     return lines
 
 
@@ -183,35 +195,63 @@ def basis(rows: list[ClaimRow]) -> str:
         return "Nothing measured in this run."
     many = "s" if _span(seeds) != "1" else ""
     text = f"Rests on {_span(seeds)} training seed{many} per method"
-    text += (f" and {_span(chips)} chips per seed, level and method; every interval resamples both, paired."
-             if chips else " (healthy models: no chips, no interval).")
+    text += (
+        f" and {_span(chips)} chips per seed, level and method; every interval resamples both, paired."
+        if chips
+        else " (healthy models: no chips, no interval)."
+    )
     if min(seeds) == 1 and chips:
-        text += (" **One training seed**: the interval covers the spread between chips only, not between "
-                 "training runs (another seed could close or widen a gap the interval calls significant), and "
-                 "the \"strongest baseline\" is the best of single training runs, not of methods.")
+        text += (
+            " **One training seed**: the interval covers the spread between chips only, not between "
+            "training runs (another seed could close or widen a gap the interval calls significant), and "
+            'the "strongest baseline" is the best of single training runs, not of methods.'
+        )
     elif min(seeds) == 1:
-        text += (" **One training seed**: each value is a single training run, and the best baseline is the "
-                 "best of single runs, not of methods.")
+        text += (
+            " **One training seed**: each value is a single training run, and the best baseline is the "
+            "best of single runs, not of methods."
+        )
     elif chips and min(seeds) < 5:
-        text += (f" With {min(seeds)} seeds, resampling them understates the spread between training runs "
-                 "(few distinct draws): read the intervals as rough.")
+        text += (
+            f" With {min(seeds)} seeds, resampling them understates the spread between training runs "
+            "(few distinct draws): read the intervals as rough."
+        )
     return text
 
 
 def _table(rows: list[ClaimRow]) -> str:
     rel = any(r.relative is not None for r in rows)
     naive = any(r.naive_rmse is not None for r in rows)
-    head = ["claim", "paper", "task", "sweep / shift", "baseline", "measured", "95 % CI", "best level",
-            "proposed / baseline"] + (["relative gain"] if rel else []) + (["best naive RMSE"] if naive else [])
+    head = (
+        [
+            "claim",
+            "paper",
+            "task",
+            "sweep / shift",
+            "baseline",
+            "measured",
+            "95 % CI",
+            "best level",
+            "proposed / baseline",
+        ]
+        + (["relative gain"] if rel else [])
+        + (["best naive RMSE"] if naive else [])
+    )
     head += ["verdict", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         base = _LABELS.get(r.baseline, r.baseline or "–")
-        cells = [str(r.claim), paper_text(_BY_ID[r.claim]), r.task or "–", r.sweep or "–",
-                 f"**{base}**" if r.headline else base, _num(r.measured, r.unit),
-                 f"{_num(r.interval[0])} to {_num(r.interval[1])}" if r.interval else "–",
-                 "–" if r.best_level is None else f"{r.best_level:g}",
-                 f"{_num(r.proposed_value)} / {_num(r.baseline_value)}"]
+        cells = [
+            str(r.claim),
+            paper_text(_BY_ID[r.claim]),
+            r.task or "–",
+            r.sweep or "–",
+            f"**{base}**" if r.headline else base,
+            _num(r.measured, r.unit),
+            f"{_num(r.interval[0])} to {_num(r.interval[1])}" if r.interval else "–",
+            "–" if r.best_level is None else f"{r.best_level:g}",
+            f"{_num(r.proposed_value)} / {_num(r.baseline_value)}",
+        ]
         cells += [_num(r.relative, "%")] if rel else []
         cells += ["–" if r.naive_rmse is None else f"{r.naive_rmse:.4g}"] if naive else []
         cells += [r.verdict, r.note.replace("|", "/")]
@@ -231,13 +271,22 @@ def claims_markdown(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) 
     """
     found = row_readings(rows) or [DEFAULT_READING]
     several = len(found) > 1
-    which = ("each reading of the baselines' dropout site separately: " + "; ".join(map(reading_title, found))
-             if several else f"under {reading_title(found[0])}")
-    lines = ["# The paper's claims against this run", "",
-             "Each claim is measured the paper's way (\"up to\": the best level of a sweep); the 95 % interval "
-             "is a bootstrap that resamples the training seeds and the chips, both paired across methods; the "
-             "**bold** baseline is the one the claim names (docs/claims.md gives every rule). pp: percentage "
-             f"points. Claims are measured {which}.", "", "## Summary", ""]
+    which = (
+        "each reading of the baselines' dropout site separately: " + "; ".join(map(reading_title, found))
+        if several
+        else f"under {reading_title(found[0])}"
+    )
+    lines = [
+        "# The paper's claims against this run",
+        "",
+        'Each claim is measured the paper\'s way ("up to": the best level of a sweep); the 95 % interval '
+        "is a bootstrap that resamples the training seeds and the chips, both paired across methods; the "
+        "**bold** baseline is the one the claim names (docs/claims.md gives every rule). pp: percentage "
+        f"points. Claims are measured {which}.",
+        "",
+        "## Summary",
+        "",
+    ]
     lines += [f"* {s}" for s in summary(rows)] + [""]
     for reading in found:
         mine_r = [r for r in rows if r.reading == reading]
@@ -273,11 +322,19 @@ def claims_json(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) -> d
             d[k] = None if d[k] is None else [_plain(float(v)) for v in d[k]]
         out_rows.append(d)
     claims = [dict(dataclasses.asdict(c), unit=c.unit) for c in CLAIMS]
-    by_reading = {reading: {str(k): v for k, v in claim_verdicts(rows, reading).items()}
-                  for reading in row_readings(rows)}
-    out = {"version": CLAIMS_VERSION, "confidence": CONFIDENCE, "fault_free_tolerance": dict(FAULT_FREE_TOLERANCE),
-           "naive_margin": NAIVE_MARGIN, "claims": claims, "rows": out_rows,
-           "verdicts": {str(k): v for k, v in claim_verdicts(rows).items()}, "verdicts_by_reading": by_reading}
+    by_reading = {
+        reading: {str(k): v for k, v in claim_verdicts(rows, reading).items()} for reading in row_readings(rows)
+    }
+    out = {
+        "version": CLAIMS_VERSION,
+        "confidence": CONFIDENCE,
+        "fault_free_tolerance": dict(FAULT_FREE_TOLERANCE),
+        "naive_margin": NAIVE_MARGIN,
+        "claims": claims,
+        "rows": out_rows,
+        "verdicts": {str(k): v for k, v in claim_verdicts(rows).items()},
+        "verdicts_by_reading": by_reading,
+    }
     if comparison:
         out["noisy_training"] = comparison_json(list(comparison))
     return out

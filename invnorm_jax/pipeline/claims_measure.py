@@ -77,25 +77,92 @@ class Claim:
 _BF, _VAR = "Bit-flips: classification accuracy", "Variation: classification accuracy"
 _LSTM, _OOD = "LSTM (regression): RMSE", "Out-of-distribution detection"
 CLAIMS: tuple[Claim, ...] = (
-    Claim(1, _BF, "Accuracy improved by up to 58.11 % over the conventional NN under bit-flip faults.",
-          58.11, "gain", ("accuracy",), ("bit_flip",), "nn"),
-    Claim(2, _BF, "Accuracy improved by up to 42.06 % over the dropout BayNNs (SpinDrop, Spatial-SpinDrop) "
-          "under bit-flip faults.", 42.06, "gain", ("accuracy",), ("bit_flip",), "dropout"),
-    Claim(3, _VAR, "Accuracy improved by up to 53.55 % over the conventional NN under conductance variation.",
-          53.55, "gain", ("accuracy",), VARIATION_KINDS, "nn"),
-    Claim(4, _VAR, "Accuracy improved by up to 55.62 % over the dropout BayNNs under conductance variation.",
-          55.62, "gain", ("accuracy",), VARIATION_KINDS, "dropout"),
-    Claim(5, _LSTM, "LSTM RMSE lower by up to 30.2 % under additive variation.", 30.2, "reduction",
-          ("rmse",), ("additive",)),
-    Claim(6, _LSTM, "LSTM RMSE lower by up to 46.7 % under multiplicative variation.", 46.7, "reduction",
-          ("rmse",), ("multiplicative",)),
+    Claim(
+        1,
+        _BF,
+        "Accuracy improved by up to 58.11 % over the conventional NN under bit-flip faults.",
+        58.11,
+        "gain",
+        ("accuracy",),
+        ("bit_flip",),
+        "nn",
+    ),
+    Claim(
+        2,
+        _BF,
+        "Accuracy improved by up to 42.06 % over the dropout BayNNs (SpinDrop, Spatial-SpinDrop) "
+        "under bit-flip faults.",
+        42.06,
+        "gain",
+        ("accuracy",),
+        ("bit_flip",),
+        "dropout",
+    ),
+    Claim(
+        3,
+        _VAR,
+        "Accuracy improved by up to 53.55 % over the conventional NN under conductance variation.",
+        53.55,
+        "gain",
+        ("accuracy",),
+        VARIATION_KINDS,
+        "nn",
+    ),
+    Claim(
+        4,
+        _VAR,
+        "Accuracy improved by up to 55.62 % over the dropout BayNNs under conductance variation.",
+        55.62,
+        "gain",
+        ("accuracy",),
+        VARIATION_KINDS,
+        "dropout",
+    ),
+    Claim(
+        5,
+        _LSTM,
+        "LSTM RMSE lower by up to 30.2 % under additive variation.",
+        30.2,
+        "reduction",
+        ("rmse",),
+        ("additive",),
+    ),
+    Claim(
+        6,
+        _LSTM,
+        "LSTM RMSE lower by up to 46.7 % under multiplicative variation.",
+        46.7,
+        "reduction",
+        ("rmse",),
+        ("multiplicative",),
+    ),
     Claim(7, _LSTM, "LSTM RMSE lower by up to 51.84 % under bit-flips.", 51.84, "reduction", ("rmse",), ("bit_flip",)),
-    Claim(8, _OOD, "OOD (uniform noise) detected at a rate of up to 55.03 %.", 55.03, "detection",
-          ("accuracy", "miou"), shift="uniform_noise"),
-    Claim(9, _OOD, "OOD (rotation) detected at a rate of up to 78.95 %.", 78.95, "detection", ("accuracy", "miou"),
-          shift="rotation"),
-    Claim(10, "Fault-free (Table I)", "Fault-free metric comparable to the baselines.", None, "fault_free",
-          ("accuracy", "miou", "rmse")),
+    Claim(
+        8,
+        _OOD,
+        "OOD (uniform noise) detected at a rate of up to 55.03 %.",
+        55.03,
+        "detection",
+        ("accuracy", "miou"),
+        shift="uniform_noise",
+    ),
+    Claim(
+        9,
+        _OOD,
+        "OOD (rotation) detected at a rate of up to 78.95 %.",
+        78.95,
+        "detection",
+        ("accuracy", "miou"),
+        shift="rotation",
+    ),
+    Claim(
+        10,
+        "Fault-free (Table I)",
+        "Fault-free metric comparable to the baselines.",
+        None,
+        "fault_free",
+        ("accuracy", "miou", "rmse"),
+    ),
 )
 
 
@@ -174,8 +241,9 @@ def _pick(means: np.ndarray, members: list[int], higher: bool) -> tuple[np.ndarr
     return np.take_along_axis(sub, which[None], axis=0)[0], np.asarray(members)[which]
 
 
-def _sweep_rows(claim: Claim, task: str, t: TaskResult, name: str, n_boot: int, seed: int,
-                exclude=frozenset()) -> list[ClaimRow]:
+def _sweep_rows(
+    claim: Claim, task: str, t: TaskResult, name: str, n_boot: int, seed: int, exclude=frozenset()
+) -> list[ClaimRow]:
     present = [m for m in BASELINES if m in t.methods and name in t.methods[m].sweeps and m not in exclude]
     dropout = [m for m in DROPOUT_METHODS if m in present]
     own = {"nn": [NN] if NN in present else [], "dropout": dropout, "strongest": present}[claim.baseline]
@@ -209,18 +277,36 @@ def _sweep_rows(claim: Claim, task: str, t: TaskResult, name: str, n_boot: int, 
             with np.errstate(divide="ignore", invalid="ignore"):
                 rel = 100.0 * (point[0, :, 0] - base[:, 0]) / base[:, 0]
             relative = float(np.nanmax(rel)) if np.isfinite(rel).any() else None
-        out.append(ClaimRow(claim.id, task, name, spec, claim.paper_value, measured, claim.unit, float(levels[best]),
-                            interval, verdict(measured, interval, claim.paper_value), extra.rstrip("; "),
-                            headline=spec == claim.baseline, proposed_value=scale * float(point[0, best, 0]),
-                            baseline_value=scale * float(base[best, 0]), relative=relative, interval_percentile=pct,
-                            num_seeds=num_seeds, num_chips=num_chips))
+        out.append(
+            ClaimRow(
+                claim.id,
+                task,
+                name,
+                spec,
+                claim.paper_value,
+                measured,
+                claim.unit,
+                float(levels[best]),
+                interval,
+                verdict(measured, interval, claim.paper_value),
+                extra.rstrip("; "),
+                headline=spec == claim.baseline,
+                proposed_value=scale * float(point[0, best, 0]),
+                baseline_value=scale * float(base[best, 0]),
+                relative=relative,
+                interval_percentile=pct,
+                num_seeds=num_seeds,
+                num_chips=num_chips,
+            )
+        )
     return out
 
 
 def _ood_rows(claim: Claim, task: str, t: TaskResult) -> list[ClaimRow]:
     shift = t.ood.shifts[claim.shift]
-    rates = {m: [r["detection_rate"] for r in kinds["healthy"]]
-             for m, kinds in shift.methods.items() if "healthy" in kinds}
+    rates = {
+        m: [r["detection_rate"] for r in kinds["healthy"]] for m, kinds in shift.methods.items() if "healthy" in kinds
+    }
     shifted = [i for i, s in enumerate(shift.stages) if s != 0]
     if PROPOSED not in rates or not shifted:
         return []
@@ -228,9 +314,11 @@ def _ood_rows(claim: Claim, task: str, t: TaskResult) -> list[ClaimRow]:
     measured = 100.0 * rates[PROPOSED][best]
     rivals = {m: 100.0 * max(r[i] for i in shifted) for m, r in rates.items() if m in BASELINES}  # the paper's
     rival = max(rivals, key=rivals.get) if rivals else None
-    note = (f"the first training seed's healthy model, one value per stage: no interval; at the largest stage "
-            f"({shift.stages[-1]:g}): "
-            f"{100.0 * rates[PROPOSED][-1]:.2f} %")
+    note = (
+        f"the first training seed's healthy model, one value per stage: no interval; at the largest stage "
+        f"({shift.stages[-1]:g}): "
+        f"{100.0 * rates[PROPOSED][-1]:.2f} %"
+    )
     if 0.0 in shift.stages:
         note += f"; false-alarm rate (stage 0): {100.0 * rates[PROPOSED][shift.stages.index(0.0)]:.2f} %"
     if rival is not None:
@@ -241,9 +329,25 @@ def _ood_rows(claim: Claim, task: str, t: TaskResult) -> list[ClaimRow]:
         word = "holds in part"
     else:
         word = "does not hold"
-    return [ClaimRow(claim.id, task, claim.shift, "strongest", claim.paper_value, measured, "%",
-                     float(shift.stages[best]), None, word, note, headline=True, proposed_value=measured,
-                     baseline_value=None if rival is None else rivals[rival], num_seeds=1)]
+    return [
+        ClaimRow(
+            claim.id,
+            task,
+            claim.shift,
+            "strongest",
+            claim.paper_value,
+            measured,
+            "%",
+            float(shift.stages[best]),
+            None,
+            word,
+            note,
+            headline=True,
+            proposed_value=measured,
+            baseline_value=None if rival is None else rivals[rival],
+            num_seeds=1,
+        )
+    ]
 
 
 def _fault_free_rows(claim: Claim, task: str, t: TaskResult, exclude=frozenset()) -> list[ClaimRow]:
@@ -259,20 +363,48 @@ def _fault_free_rows(claim: Claim, task: str, t: TaskResult, exclude=frozenset()
     word = "holds" if gap >= -FAULT_FREE_TOLERANCE[unit] else "does not hold"
     seeds = len(t.methods[PROPOSED].fault_free_seeds or [0])
     what = "one value" if seeds == 1 else f"the mean of {seeds} training seeds"
-    return [ClaimRow(claim.id, task, None, "strongest", None, gap, unit, None, None, word,
-                     f"healthy model: {what}, no interval; best baseline: {rival}; "
-                     f"criterion: gap >= -{FAULT_FREE_TOLERANCE[unit]:g} {unit}", headline=True,
-                     proposed_value=scale * p, baseline_value=scale * b, num_seeds=seeds)]
+    return [
+        ClaimRow(
+            claim.id,
+            task,
+            None,
+            "strongest",
+            None,
+            gap,
+            unit,
+            None,
+            None,
+            word,
+            f"healthy model: {what}, no interval; best baseline: {rival}; "
+            f"criterion: gap >= -{FAULT_FREE_TOLERANCE[unit]:g} {unit}",
+            headline=True,
+            proposed_value=scale * p,
+            baseline_value=scale * b,
+            num_seeds=seeds,
+        )
+    ]
 
 
 def _not_measured(claim: Claim, reading: str) -> ClaimRow:
-    what = {"gain": "a sweep of kind {kinds}", "reduction": "a sweep of kind {kinds}",
-            "detection": "an OOD study with the {shift} shift",
-            "fault_free": "a fault-free metric"}[claim.measure]
+    what = {
+        "gain": "a sweep of kind {kinds}",
+        "reduction": "a sweep of kind {kinds}",
+        "detection": "an OOD study with the {shift} shift",
+        "fault_free": "a fault-free metric",
+    }[claim.measure]
     what = what.format(kinds=" / ".join(claim.kinds), shift=claim.shift)
-    return ClaimRow(claim.id, None, None, None, claim.paper_value, None, claim.unit, reading=reading,
-                    note=f"not measured in this run: no task with metric {' / '.join(claim.metrics)}, {what}, "
-                         "the proposed method and its baseline")
+    return ClaimRow(
+        claim.id,
+        None,
+        None,
+        None,
+        claim.paper_value,
+        None,
+        claim.unit,
+        reading=reading,
+        note=f"not measured in this run: no task with metric {' / '.join(claim.metrics)}, {what}, "
+        "the proposed method and its baseline",
+    )
 
 
 def _task_rows(claim: Claim, task: str, t: TaskResult, n_boot: int, seed: int) -> list[ClaimRow]:
@@ -282,13 +414,29 @@ def _task_rows(claim: Claim, task: str, t: TaskResult, n_boot: int, seed: int) -
     blocked = bar.blocking(t) if bar else None
     if claim.measure == "detection":
         return _ood_rows(claim, task, t) if t.ood is not None and claim.shift in t.ood.shifts else []
-    sweeps = [None] if claim.measure == "fault_free" else [
-        name for name, info in t.sweeps.items() if info.kind in claim.kinds and name in t.methods[PROPOSED].sweeps]
+    sweeps = (
+        [None]
+        if claim.measure == "fault_free"
+        else [
+            name for name, info in t.sweeps.items() if info.kind in claim.kinds and name in t.methods[PROPOSED].sweeps
+        ]
+    )
     rows = []
     for name in sweeps:
         if blocked:
-            rows.append(ClaimRow(claim.id, task, name, claim.baseline, claim.paper_value, None, claim.unit,
-                                 note=blocked, headline=True))
+            rows.append(
+                ClaimRow(
+                    claim.id,
+                    task,
+                    name,
+                    claim.baseline,
+                    claim.paper_value,
+                    None,
+                    claim.unit,
+                    note=blocked,
+                    headline=True,
+                )
+            )
             continue
         if name is None:
             rows += _fault_free_rows(claim, task, t, exclude)
@@ -297,8 +445,11 @@ def _task_rows(claim: Claim, task: str, t: TaskResult, n_boot: int, seed: int) -
                 row.note += f"; kept out (they do not beat the naive forecasts): {', '.join(kept_out)}"
             continue
         rows += _sweep_rows(claim, task, t, name, n_boot, seed, exclude)
-        rows += [ClaimRow(claim.id, task, name, m, claim.paper_value, None, claim.unit, note=bar.reason(m))
-                 for m in BASELINES if m in exclude and name in t.methods[m].sweeps]
+        rows += [
+            ClaimRow(claim.id, task, name, m, claim.paper_value, None, claim.unit, note=bar.reason(m))
+            for m in BASELINES
+            if m in exclude and name in t.methods[m].sweeps
+        ]
     for row in rows if bar else []:
         row.naive_rmse = bar.rmse
         row.note = f"best naive forecast: {bar.name} {bar.rmse:.4g}" + (f"; {row.note}" if row.note else "")
@@ -332,8 +483,12 @@ def evaluate_claims(results: Results, *, n_boot: int = 2000, seed: int = 0) -> l
     for reading in readings(results):
         tasks = {k: t for k, t in results.tasks.items() if task_reading(t) == reading}
         for claim in CLAIMS:
-            found = [row for task, t in tasks.items() if t.metric in claim.metrics and PROPOSED in t.methods
-                     for row in _task_rows(claim, task, t, n_boot, seed)]
+            found = [
+                row
+                for task, t in tasks.items()
+                if t.metric in claim.metrics and PROPOSED in t.methods
+                for row in _task_rows(claim, task, t, n_boot, seed)
+            ]
             for row in found:
                 row.reading = reading
             rows += found or [_not_measured(claim, reading)]

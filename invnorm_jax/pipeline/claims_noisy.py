@@ -77,13 +77,13 @@ def comparison_verdict(interval: tuple[float, float], reverse_interval: tuple[fl
 
 def _up_to(gain: bool, point: np.ndarray, boot: np.ndarray | None, a: int, b: int):
     """Method ``a``'s up-to advantage over ``b``: (value, level index, interval or None)."""
-    effect = effect(gain, point[a], point[b])
-    best = int(np.nanargmax(effect))
+    gains = effect(gain, point[a], point[b])
+    best = int(np.nanargmax(gains))
     interval = None
     if boot is not None:
-        band, _ = up_to_interval(effect, effect(gain, boot[a], boot[b]))
+        band, _ = up_to_interval(gains, effect(gain, boot[a], boot[b]))
         interval = tuple(float(v) for v in np.clip(band, *EFFECT_RANGE["gain" if gain else "reduction"]))
-    return float(effect[best]), best, interval
+    return float(gains[best]), best, interval
 
 
 def evaluate_noisy_training(results: Results, *, n_boot: int = 2000, seed: int = 0) -> list[ComparisonRow]:
@@ -114,10 +114,24 @@ def evaluate_noisy_training(results: Results, *, n_boot: int = 2000, seed: int =
             reverse, worst, reverse_interval = _up_to(gain, point, boot, 1, 0)
             word = comparison_verdict(interval or (measured, measured), reverse_interval or (reverse, reverse))
             scale = 100.0 if gain else 1.0
-            rows.append(ComparisonRow(task, name, info.kind, "pp" if gain else "%", measured, float(levels[best]),
-                                      interval, reverse, float(levels[worst]), reverse_interval, word,
-                                      note.rstrip("; "), scale * float(point[0, best]),
-                                      scale * float(point[1, best])))
+            rows.append(
+                ComparisonRow(
+                    task,
+                    name,
+                    info.kind,
+                    "pp" if gain else "%",
+                    measured,
+                    float(levels[best]),
+                    interval,
+                    reverse,
+                    float(levels[worst]),
+                    reverse_interval,
+                    word,
+                    note.rstrip("; "),
+                    scale * float(point[0, best]),
+                    scale * float(point[1, best]),
+                )
+            )
     return rows
 
 
@@ -133,22 +147,50 @@ def comparison_markdown(rows: list[ComparisonRow]) -> str:
     """The section of ``claims.md`` for these rows ("" when there are none)."""
     if not rows:
         return ""
-    head = ["task", "sweep", "kind", "proposed ahead by up to", "95 % CI", "at level", "noisy_training ahead by "
-            "up to", "95 % CI", "at level", "proposed / noisy_training", "verdict", "note"]
-    lines = ["## The proposed method vs training with the device model (not a paper claim)", "",
-             "The run has `noisy_training` (the `nn` network trained with weight noise, docs/noisy_training.md). "
-             "The paper gives no number for this comparison, so there is no paper value and no claim verdict: each "
-             "row measures both methods' \"up to\" advantage over the other (best faulty level, 95 % bootstrap "
-             "band over training seeds and chips, both paired) and reads the verdict from the intervals' lower "
-             "ends alone: "
-             "**proposed better** / **noisy_training better** (only that one is significantly ahead at some "
-             "level), **mixed** (both, at different levels), **no difference** (neither). noisy_training is not "
-             "a baseline of the paper's claims above.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head = [
+        "task",
+        "sweep",
+        "kind",
+        "proposed ahead by up to",
+        "95 % CI",
+        "at level",
+        "noisy_training ahead by up to",
+        "95 % CI",
+        "at level",
+        "proposed / noisy_training",
+        "verdict",
+        "note",
+    ]
+    lines = [
+        "## The proposed method vs training with the device model (not a paper claim)",
+        "",
+        "The run has `noisy_training` (the `nn` network trained with weight noise, docs/noisy_training.md). "
+        "The paper gives no number for this comparison, so there is no paper value and no claim verdict: each "
+        'row measures both methods\' "up to" advantage over the other (best faulty level, 95 % bootstrap '
+        "band over training seeds and chips, both paired) and reads the verdict from the intervals' lower "
+        "ends alone: "
+        "**proposed better** / **noisy_training better** (only that one is significantly ahead at some "
+        "level), **mixed** (both, at different levels), **no difference** (neither). noisy_training is not "
+        "a baseline of the paper's claims above.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in rows:
-        cells = [r.task, r.sweep, r.kind, f"{_num(r.measured)} {r.unit}", _ci(r.interval), f"{r.best_level:g}",
-                 f"{_num(r.reverse)} {r.unit}", _ci(r.reverse_interval), f"{r.reverse_level:g}",
-                 f"{_num(r.proposed_value)} / {_num(r.noisy_value)}", r.verdict, r.note.replace("|", "/")]
+        cells = [
+            r.task,
+            r.sweep,
+            r.kind,
+            f"{_num(r.measured)} {r.unit}",
+            _ci(r.interval),
+            f"{r.best_level:g}",
+            f"{_num(r.reverse)} {r.unit}",
+            _ci(r.reverse_interval),
+            f"{r.reverse_level:g}",
+            f"{_num(r.proposed_value)} / {_num(r.noisy_value)}",
+            r.verdict,
+            r.note.replace("|", "/"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -166,5 +208,7 @@ def comparison_json(rows: list[ComparisonRow]) -> list[dict]:
 
 def comparison_rows_from_json(items: list[dict]) -> list[ComparisonRow]:
     """The rows of :func:`comparison_json` (a parsed ``claims.json``'s ``"noisy_training"``)."""
-    return [ComparisonRow(**dict(d, **{k: None if d[k] is None else tuple(d[k])
-                                       for k in ("interval", "reverse_interval")})) for d in items]
+    return [
+        ComparisonRow(**dict(d, **{k: None if d[k] is None else tuple(d[k]) for k in ("interval", "reverse_interval")}))
+        for d in items
+    ]

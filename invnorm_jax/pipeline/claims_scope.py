@@ -11,8 +11,10 @@ from invnorm_jax.pipeline.results import Results, TaskResult
 NN, DROPOUT_METHODS, PROPOSED = "nn", ("spindrop", "spatial_spindrop"), "proposed"
 BASELINES = (NN,) + DROPOUT_METHODS
 #: Where the baselines put their dropout (``config.dropout_site``): each reading is reported on its own.
-READINGS = {"crossbar": "the baselines' dropout on the crossbar inputs", "norm": "the baselines' dropout after every "
-            "normalization"}
+READINGS = {
+    "crossbar": "the baselines' dropout on the crossbar inputs",
+    "norm": "the baselines' dropout after every normalization",
+}
 DEFAULT_READING = DROPOUT_SITES[0]
 #: A forecaster is in the claims only if its fault-free RMSE is below this share of the best naive RMSE.
 NAIVE_MARGIN = 0.9
@@ -57,8 +59,10 @@ class NaiveBar:
 
     def reason(self, method: str) -> str:
         """Why ``method`` (flagged) is kept out of the claims."""
-        return (f"not measured: {method} does not beat persistence/seasonal-naive (fault-free RMSE "
-                f"{self.flagged[method]:.4g}, not below {NAIVE_MARGIN:g} x {self.rmse:.4g})")
+        return (
+            f"not measured: {method} does not beat persistence/seasonal-naive (fault-free RMSE "
+            f"{self.flagged[method]:.4g}, not below {NAIVE_MARGIN:g} x {self.rmse:.4g})"
+        )
 
     def blocking(self, t: TaskResult) -> str | None:
         """Why no claim can be measured on ``t`` (the proposed method or every baseline flagged), or None."""

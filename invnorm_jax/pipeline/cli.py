@@ -65,9 +65,15 @@ def _settings(args, variant: str, seconds: float) -> dict:
 
     from invnorm_jax import __version__
 
-    return {"command": args.command, "variant": variant, "overrides": _overrides(args),
-            "wall_seconds": round(seconds, 1), "invnorm_jax": __version__, "jax": jax.__version__,
-            "backend": jax.default_backend()}
+    return {
+        "command": args.command,
+        "variant": variant,
+        "overrides": _overrides(args),
+        "wall_seconds": round(seconds, 1),
+        "invnorm_jax": __version__,
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+    }
 
 
 def _summary(results, report_path, seconds: float) -> None:
@@ -90,9 +96,16 @@ def _run(args, configs: dict, out, workdirs: dict, *, name: str = "results.json"
     for task, config in configs.items():
         log.info("== %s: %s on %s", task, config.model.name, config.dataset.name)
     # Every method of every task in one pool of workers (longest first): no core idles at a task's end.
-    results.tasks.update(experiment.run_tasks(configs, workdirs, methods=args.method,
-                                              progress=not args.no_progress, seeds=getattr(args, "seeds", 1),
-                                              **run_kwargs))
+    results.tasks.update(
+        experiment.run_tasks(
+            configs,
+            workdirs,
+            methods=args.method,
+            progress=not args.no_progress,
+            seeds=getattr(args, "seeds", 1),
+            **run_kwargs,
+        )
+    )
     variant = next(iter(configs.values())).variant
     results.settings = _settings(args, variant, time.time() - start)
     path = report.write_report(results, out, name=name)
@@ -126,15 +139,25 @@ def cmd_study(args) -> int:
     check_output_folder(out)
     check_run(configs, workdirs, None, trained=False, seeds=args.seeds)
     for task, config in configs.items():
-        log.info("== %s: %s on %s, methods %s, %d seeds", task, config.model.name, config.dataset.name,
-                 ", ".join(config.methods), args.seeds)
-    results = Results(tasks=study.run_study(configs, out, seeds=args.seeds, progress=not args.no_progress,
-                                            ood=not args.no_ood))
-    results.settings = {**_settings(args, next(iter(configs.values())).variant, time.time() - start),
-                        "seeds": args.seeds}
+        log.info(
+            "== %s: %s on %s, methods %s, %d seeds",
+            task,
+            config.model.name,
+            config.dataset.name,
+            ", ".join(config.methods),
+            args.seeds,
+        )
+    results = Results(
+        tasks=study.run_study(configs, out, seeds=args.seeds, progress=not args.no_progress, ood=not args.no_ood)
+    )
+    results.settings = {
+        **_settings(args, next(iter(configs.values())).variant, time.time() - start),
+        "seeds": args.seeds,
+    }
     path = report.write_report(results, out)
-    earlier = study.report_earlier_placement(configs, out, seeds=args.seeds, progress=not args.no_progress,
-                                             settings=results.settings)
+    earlier = study.report_earlier_placement(
+        configs, out, seeds=args.seeds, progress=not args.no_progress, settings=results.settings
+    )
     if earlier:
         print(f"\nthe pre-activation sweeps at preactivation_site={study.EARLIER_PLACEMENT!r}: {earlier}")
     _summary(results, path, time.time() - start)
@@ -166,24 +189,37 @@ def cmd_train(args) -> int:
 def _check_trained(args, config, workdir) -> None:
     if args.out and pathlib.Path(args.out) != workdir:
         check_output_folder(args.out)
-    check_run({config.name: config}, {config.name: workdir}, args.method, trained=True, train_hint=_train_hint(args),
-              seeds=args.seeds)
+    check_run(
+        {config.name: config},
+        {config.name: workdir},
+        args.method,
+        trained=True,
+        train_hint=_train_hint(args),
+        seeds=args.seeds,
+    )
 
 
 def cmd_sweep(args) -> int:
     config = _load(args, args.config)
     workdir = _workdir(args, config)
     _check_trained(args, config, workdir)
-    return _run(args, {config.name: config}, args.out or workdir, {config.name: workdir}, train_models=False,
-                ood=False)
+    return _run(args, {config.name: config}, args.out or workdir, {config.name: workdir}, train_models=False, ood=False)
 
 
 def cmd_evaluate(args) -> int:
     config = _load(args, args.config)
     workdir = _workdir(args, config)
     _check_trained(args, config, workdir)
-    return _run(args, {config.name: config}, args.out or workdir, {config.name: workdir}, train_models=False,
-                sweeps=False, ood=False, name="evaluate.json")
+    return _run(
+        args,
+        {config.name: config},
+        args.out or workdir,
+        {config.name: workdir},
+        train_models=False,
+        sweeps=False,
+        ood=False,
+        name="evaluate.json",
+    )
 
 
 def cmd_ood(args) -> int:
@@ -192,21 +228,27 @@ def cmd_ood(args) -> int:
 
     config = _load(args, args.config or args.task)
     if not config.ood.shifts and not TASK_METRICS[config.metric].classification:
-        raise ConfigError(f"config {config.name!r} has no OOD study: OOD detection needs a classifier, and "
-                          f"{config.name!r} is a regression task (metric={config.metric!r}); use a classification "
-                          "task, e.g. --task digits or --task mnist1d.")
+        raise ConfigError(
+            f"config {config.name!r} has no OOD study: OOD detection needs a classifier, and "
+            f"{config.name!r} is a regression task (metric={config.metric!r}); use a classification "
+            "task, e.g. --task digits or --task mnist1d."
+        )
     if not config.ood.shifts:
-        raise ConfigError(f"config {config.name!r} has no OOD study (ood.shifts is empty): give shifts, e.g. "
-                          "--config.ood.shifts=rotation,uniform_noise, or a config that has one.")
+        raise ConfigError(
+            f"config {config.name!r} has no OOD study (ood.shifts is empty): give shifts, e.g. "
+            "--config.ood.shifts=rotation,uniform_noise, or a config that has one."
+        )
     out = pathlib.Path(args.out) if args.out else _default_out(f"ood-{config.name}")
     workdir = pathlib.Path(args.workdir) if args.workdir else out
     check_output_folder(out)
     if workdir != out:
         check_output_folder(workdir, "--workdir")
-    check_run({config.name: config}, {config.name: workdir}, args.method, trained=args.no_train,
-              train_hint=_train_hint(args))
-    return _run(args, {config.name: config}, out, {config.name: workdir}, train_models=not args.no_train,
-                sweeps=False, ood=True)
+    check_run(
+        {config.name: config}, {config.name: workdir}, args.method, trained=args.no_train, train_hint=_train_hint(args)
+    )
+    return _run(
+        args, {config.name: config}, out, {config.name: workdir}, train_models=not args.no_train, sweeps=False, ood=True
+    )
 
 
 def cmd_ablate(args) -> int:
@@ -218,18 +260,25 @@ def cmd_ablate(args) -> int:
     config = _load(args, spec)
     check_output_folder(out)
     check_run({config.name: config}, {config.name: out / "default"}, None, trained=False, seeds=args.seeds)
-    result = ablate.run_ablations(spec, out, variant=_variant(args), overrides=_overrides(args),
-                                  progress=not args.no_progress, seeds=args.seeds)
+    result = ablate.run_ablations(
+        spec, out, variant=_variant(args), overrides=_overrides(args), progress=not args.no_progress, seeds=args.seeds
+    )
     print(report.ablation_markdown(result))
-    print(f"written: {out / 'ablation.md'}, {out / 'ablation.json'}, {out / 'ablation.png'}\n"
-          f"wall time: {(time.time() - start) / 60:.1f} min")
+    print(
+        f"written: {out / 'ablation.md'}, {out / 'ablation.json'}, {out / 'ablation.png'}\n"
+        f"wall time: {(time.time() - start) / 60:.1f} min"
+    )
     return 0
 
 
 def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
     if config:
-        p.add_argument("--config", required=True, metavar="NAME_OR_PATH[:VARIANT]",
-                       help="a shipped config (digits, cifar10_resnet18, ...) or a .py file with get_config()")
+        p.add_argument(
+            "--config",
+            required=True,
+            metavar="NAME_OR_PATH[:VARIANT]",
+            help="a shipped config (digits, cifar10_resnet18, ...) or a .py file with get_config()",
+        )
     p.add_argument("--smoke", action="store_true", help="the config's smoke variant: a few steps, tiny eval")
     p.add_argument("--quick", action="store_true", help="the config's quick variant")
     p.add_argument("--method", nargs="+", help="methods to run (default: all of the config's)")
@@ -243,8 +292,12 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
 
 
 def _seeds(p: argparse.ArgumentParser, default: int = 1) -> None:
-    p.add_argument("--seeds", type=count, default=default,
-                   help=f"training seeds per method (seed, seed+1, ...; same chips for each; default {default})")
+    p.add_argument(
+        "--seeds",
+        type=count,
+        default=default,
+        help=f"training seeds per method (seed, seed+1, ...; same chips for each; default {default})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,14 +311,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     for name, func, tasks, seeds, text, quick in (
-        ("demo", cmd_demo, DEMO_TASKS, 1, "train the 4 methods on offline data, sweep faults over 100 chips, write a "
-         "report", "about 3 minutes"),
-        ("study", cmd_study, STUDY_TASKS, 3, "the fair study of the paper's claims: digits, a deeper digits network, "
-         "MNIST-1D and CO2, 3 training seeds, both readings of the baselines' dropout", "the configs' quick variants"),
+        (
+            "demo",
+            cmd_demo,
+            DEMO_TASKS,
+            1,
+            "train the 4 methods on offline data, sweep faults over 100 chips, write a report",
+            "about 3 minutes",
+        ),
+        (
+            "study",
+            cmd_study,
+            STUDY_TASKS,
+            3,
+            "the fair study of the paper's claims: digits, a deeper digits network, "
+            "MNIST-1D and CO2, 3 training seeds, both readings of the baselines' dropout",
+            "the configs' quick variants",
+        ),
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--quick", action="store_true", help=f"fewer steps, levels and samples ({quick})")
-        p.add_argument("--smoke", action="store_true", help="a few steps and 4 chips: checks the pipeline, not the method")
+        p.add_argument(
+            "--smoke", action="store_true", help="a few steps and 4 chips: checks the pipeline, not the method"
+        )
         p.add_argument("--out", help=f"output folder (default runs/{name}-<time>); rerunning resumes / reuses it")
         p.add_argument("--tasks", nargs="+", default=list(tasks), choices=tasks, help="offline tasks")
         p.add_argument("--methods", "--method", dest="method", nargs="+", help="methods (default all four)")
@@ -294,8 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     ood.add_argument("--no-train", action="store_true", help="only load checkpoints from --workdir")
     ood.set_defaults(func=cmd_ood)
 
-    abl = sub.add_parser("ablate", help="ablations against the defaults, 100 chips each: every method's dropout "
-                         "rate and per-inference noise, the proposed method's mode, init and T")
+    abl = sub.add_parser(
+        "ablate",
+        help="ablations against the defaults, 100 chips each: every method's dropout "
+        "rate and per-inference noise, the proposed method's mode, init and T",
+    )
     src = abl.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", metavar="NAME_OR_PATH[:VARIANT]", help="config name or file")
     src.add_argument("--task", choices=DEMO_TASKS, help="an offline demo task")
@@ -394,8 +465,11 @@ def main(argv=None) -> int:
         print(f"{getattr(err, 'prog', prog)}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except Exception as err:
-        print(f"{prog}: unexpected {type(err).__name__}, traceback below: a bug in invnorm-jax (please report it) "
-              "unless its message names an input to fix.", file=sys.stderr)
+        print(
+            f"{prog}: unexpected {type(err).__name__}, traceback below: a bug in invnorm-jax (please report it) "
+            "unless its message names an input to fix.",
+            file=sys.stderr,
+        )
         raise
 
 

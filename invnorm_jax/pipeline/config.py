@@ -51,8 +51,10 @@ def _import_config_module(spec: str):
     path = pathlib.Path(spec)
     if path.suffix == ".py":
         if not path.is_file():
-            raise ConfigError(f"config file {spec!r} does not exist: give a path to a .py file with get_config(), "
-                              f"or one of the shipped configs {available_configs()}.")
+            raise ConfigError(
+                f"config file {spec!r} does not exist: give a path to a .py file with get_config(), "
+                f"or one of the shipped configs {available_configs()}."
+            )
         module_spec = importlib.util.spec_from_file_location(f"invnorm_config_{path.stem}", path)
         module = importlib.util.module_from_spec(module_spec)
         try:
@@ -63,18 +65,24 @@ def _import_config_module(spec: str):
             raise _file_error(path, "importing it", err) from err
         return module, str(path)
     if spec not in available_configs():
-        raise ConfigError(f"config {spec!r} not found{did_you_mean(spec, available_configs())}: give a path to a "
-                          f".py file with get_config(), or one of {available_configs()}.")
+        raise ConfigError(
+            f"config {spec!r} not found{did_you_mean(spec, available_configs())}: give a path to a "
+            f".py file with get_config(), or one of {available_configs()}."
+        )
     return importlib.import_module(f"{CONFIG_PACKAGE}.{spec}"), spec
 
 
 def _file_error(path: pathlib.Path, doing: str, err: Exception) -> ConfigError:
     """A user's config file that raised: where (its line) and what, in one line."""
-    lines = [f.lineno for f in traceback.extract_tb(err.__traceback__)
-             if pathlib.Path(f.filename).resolve() == path.resolve()]
+    lines = [
+        f.lineno
+        for f in traceback.extract_tb(err.__traceback__)
+        if pathlib.Path(f.filename).resolve() == path.resolve()
+    ]
     where = f" on line {lines[-1]}" if lines else ""
-    return ConfigError(f"config file {path} raised {type(err).__name__}{where} while {doing}: {err} "
-                       "(--debug shows the traceback).")
+    return ConfigError(
+        f"config file {path} raised {type(err).__name__}{where} while {doing}: {err} (--debug shows the traceback)."
+    )
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -108,8 +116,10 @@ def load_config(spec: str, variant: str | None = None, overrides: Sequence[str] 
         raise ConfigError(f"variant={variant!r} is unknown; expected one of {VARIANTS}.")
     module, source = _import_config_module(name)
     if not callable(getattr(module, "get_config", None)):
-        raise ConfigError(f"config {source} has no get_config(variant) function: define one that returns an "
-                          "ml_collections.ConfigDict (see invnorm_jax/pipeline/configs/digits.py).")
+        raise ConfigError(
+            f"config {source} has no get_config(variant) function: define one that returns an "
+            "ml_collections.ConfigDict (see invnorm_jax/pipeline/configs/digits.py)."
+        )
     try:
         config = module.get_config(variant)
     except Exception as err:
@@ -169,8 +179,9 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, type(current)):
-        raise ConfigError(f"--config.{key}={text!r}: expected {_article(type(current).__name__)} "
-                          f"(the config has {current!r}).")
+        raise ConfigError(
+            f"--config.{key}={text!r}: expected {_article(type(current).__name__)} (the config has {current!r})."
+        )
     return value
 
 
@@ -216,8 +227,10 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
             current = node[part]
             value = _parse_value(text, current, key)
             if isinstance(current, ml_collections.ConfigDict) and not isinstance(value, dict):
-                raise ConfigError(f"--config.{key} is a group of keys; set one of its fields, e.g. "
-                                  f"--config.{key}.{next(iter(current.keys()), 'x')}=...")
+                raise ConfigError(
+                    f"--config.{key} is a group of keys; set one of its fields, e.g. "
+                    f"--config.{key}.{next(iter(current.keys()), 'x')}=..."
+                )
             try:
                 node[part] = value
             except TypeError as err:
@@ -282,12 +295,15 @@ def check_same_training(config: ml_collections.ConfigDict, workdir) -> None:
     try:
         saved = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{path} is not valid JSON ({err}); it was damaged: delete it to use the checkpoints "
-                          "with the config given now.") from None
+        raise ConfigError(
+            f"{path} is not valid JSON ({err}); it was damaged: delete it to use the checkpoints "
+            "with the config given now."
+        ) from None
     diff = training_differences(saved, config)
     if diff:
         raise ConfigError(
             f"the checkpoints in {pathlib.Path(workdir)} were trained with a different config "
             f"({saved.get('config_source', '?')}, variant {saved.get('variant', '?')!r}); differing keys: "
-            + "; ".join(diff) + ". Use the same config and overrides as for training, or another --workdir."
+            + "; ".join(diff)
+            + ". Use the same config and overrides as for training, or another --workdir."
         )

@@ -17,8 +17,21 @@ from invnorm_jax.nn.dropout import DROPOUT_SITES
 
 #: The groups whose keys are the keyword arguments of a function, open to new keys.
 #: The keys every config has (docs/configs.md describes each).
-REQUIRED = ("name", "dataset", "model", "metric", "methods", "rate", "dropout_site", "augment", "train", "eval",
-            "sweeps", "ood", "seed")
+REQUIRED = (
+    "name",
+    "dataset",
+    "model",
+    "metric",
+    "methods",
+    "rate",
+    "dropout_site",
+    "augment",
+    "train",
+    "eval",
+    "sweeps",
+    "ood",
+    "seed",
+)
 KWARGS_GROUPS = ("dataset.kwargs", "model.kwargs")
 
 
@@ -49,8 +62,10 @@ def _check_kwargs(config: ml_collections.ConfigDict) -> None:
             if key not in allowed and not (group == "dataset.kwargs" and key == "synthetic"):
                 hint = did_you_mean(key, allowed)
                 owner = config[group.split(".")[0]].name
-                raise ConfigError(f"config {config.get('name', '?')!r}: {group}.{key}: {owner!r} takes no argument "
-                                  f"{key!r}{hint}; its arguments: {', '.join(allowed)}.")
+                raise ConfigError(
+                    f"config {config.get('name', '?')!r}: {group}.{key}: {owner!r} takes no argument "
+                    f"{key!r}{hint}; its arguments: {', '.join(allowed)}."
+                )
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -105,16 +120,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config {name!r}: sweeps.{sweep_name}.levels is empty.")
         bad = [v for v in levels if isinstance(v, bool) or not isinstance(v, (int, float))]
         if bad:
-            raise ConfigError(f"config {name!r}: sweeps.{sweep_name}.levels holds {bad[0]!r}: expected numbers, "
-                              f"e.g. --config.sweeps.{sweep_name}.levels=0,0.1,0.2.")
+            raise ConfigError(
+                f"config {name!r}: sweeps.{sweep_name}.levels holds {bad[0]!r}: expected numbers, "
+                f"e.g. --config.sweeps.{sweep_name}.levels=0,0.1,0.2."
+            )
         try:  # fault_from_spec: every key of the sweep (site, per_inference, drift parameters) is checked
             fault_from_spec(sweep, max(levels)), fault_from_spec(sweep, min(levels))
         except (TypeError, ValueError) as err:
             raise ConfigError(f"config {name!r}: sweeps.{sweep_name}: {err}") from None
     if config.ood.shifts:
         if not TASK_METRICS[config.metric].classification:
-            raise ConfigError(f"config {name!r}: OOD detection needs a classifier, and metric={config.metric!r} is "
-                              "a regression metric; set --config.ood.shifts=() to run without it.")
+            raise ConfigError(
+                f"config {name!r}: OOD detection needs a classifier, and metric={config.metric!r} is "
+                "a regression metric; set --config.ood.shifts=() to run without it."
+            )
         for shift in config.ood.shifts:
             choice(shift, "ood.shifts", tuple(ood_lib.SHIFTS))
         choice(config.ood.calibration, "ood.calibration", ("chip", "healthy"))

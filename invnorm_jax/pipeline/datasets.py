@@ -25,8 +25,11 @@ def dataset_parameters(name: str, kwargs: dict) -> tuple[str, ...]:
         from invnorm_jax.testing.synthetic_data import SYNTHETIC_DATASETS
 
         if name in SYNTHETIC_DATASETS:
-            names += [p.name for p in inspect.signature(SYNTHETIC_DATASETS[name]).parameters.values()
-                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            names += [
+                p.name
+                for p in inspect.signature(SYNTHETIC_DATASETS[name]).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ]
     return (*dict.fromkeys(names), "synthetic")
 
 
@@ -37,7 +40,7 @@ def check_dataset(name: str, kwargs: dict) -> None:
         data.check_dataset(name, **rest)
         return
     allowed = dataset_parameters(name, kwargs)
-    data.check_dataset_kwargs(name, {k: v for k, v in rest.items()}, allowed=allowed)
+    data.check_dataset_kwargs(name, rest, allowed=allowed)
 
 
 def get_dataset(name: str, kwargs: dict) -> Split:

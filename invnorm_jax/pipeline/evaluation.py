@@ -46,8 +46,17 @@ NOT_IN_KEY = ("name", "variant", "overrides", "config_source", "methods", "sweep
 log = logging.getLogger(__name__)
 
 
-def per_chip_metric(model, x, y, metric: str, *, mask=None, check_finite: bool | None = None,
-                    where: str = "evaluation", **simulate_kwargs) -> np.ndarray:
+def per_chip_metric(
+    model,
+    x,
+    y,
+    metric: str,
+    *,
+    mask=None,
+    check_finite: bool | None = None,
+    where: str = "evaluation",
+    **simulate_kwargs,
+) -> np.ndarray:
     """Simulate chips slice by slice and reduce each slice at once: ``[chips]`` metric values.
 
     Args:
@@ -84,7 +93,8 @@ def _check_outputs(out, where: str, start: int) -> None:
         raise NonFiniteError(
             f"{where}: the model outputs are not finite on {len(set(chips.tolist()))} of {a.shape[0]} chips "
             f"(first: chip {chips[0]}, test input {start + inputs[0]}; {numerics.describe_nonfinite(a)}). "
-            "Check the trained parameters (INVNORM_CHECK_FINITE=1 during training) and the test inputs.")
+            "Check the trained parameters (INVNORM_CHECK_FINITE=1 during training) and the test inputs."
+        )
 
 
 def fingerprint(*trees) -> str:
@@ -162,14 +172,22 @@ def cache_base(model, config, split: Split, method: str) -> dict:
     # Other kernels may round differently: values from another JAX, backend, device, XLA_FLAGS or
     # optimization level of the chip steps are not reused.
     devices = f"{jax.local_device_count()} x {jax.devices()[0].device_kind}"
-    return {"format": 1, "invnorm_jax": __version__, "jax": jax.__version__, "backend": jax.default_backend(),
-            "devices": devices, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "chip_compile": [list(item) for item in chip_compiler_options()],
-            # The faults the compiled step serves (the sweeps are not in "config"): another set is
-            # another program, which may round differently.
-            "program": [dataclasses.asdict(f) for f in program_faults(config)], "method": method, "config": conf,
-            "model": fingerprint(nnx.to_pure_dict(nnx.state(model))),
-            "data": fingerprint(split.x_test, split.y_test, (split.extras or {}).get(TEST_MASK))}
+    return {
+        "format": 1,
+        "invnorm_jax": __version__,
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": devices,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "chip_compile": [list(item) for item in chip_compiler_options()],
+        # The faults the compiled step serves (the sweeps are not in "config"): another set is
+        # another program, which may round differently.
+        "program": [dataclasses.asdict(f) for f in program_faults(config)],
+        "method": method,
+        "config": conf,
+        "model": fingerprint(nnx.to_pure_dict(nnx.state(model))),
+        "data": fingerprint(split.x_test, split.y_test, (split.extras or {}).get(TEST_MASK)),
+    }
 
 
 def eval_seed(config) -> int:
@@ -209,9 +227,18 @@ def healthy_fault(config) -> Fault:
     return program[0] if program else Fault("additive", 0.0)
 
 
-def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | Sequence[str] = True,
-                    progress: bool = True, reuse_fault_free: bool = True, cache: LevelCache | None = None,
-                    check_finite: bool | None = None) -> MethodResult:
+def evaluate_method(
+    model,
+    config,
+    split: Split,
+    method: str,
+    *,
+    sweeps: bool | Sequence[str] = True,
+    progress: bool = True,
+    reuse_fault_free: bool = True,
+    cache: LevelCache | None = None,
+    check_finite: bool | None = None,
+) -> MethodResult:
     """Fault-free metric and (with ``sweeps``) every sweep of ``config`` for one trained model.
 
     Args:
@@ -234,9 +261,15 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
     ev = config.eval
     deterministic = is_deterministic(config, method)
     num_samples = num_samples_of(config, method)
-    common = dict(num_samples=num_samples, key=jax.random.key(eval_seed(config)), deterministic=deterministic,
-                  batch_size=ev.batch_size, chunk_size=ev.chunk_size, mask=(split.extras or {}).get(TEST_MASK),
-                  compile_for=program_faults(config))
+    common = dict(
+        num_samples=num_samples,
+        key=jax.random.key(eval_seed(config)),
+        deterministic=deterministic,
+        batch_size=ev.batch_size,
+        chunk_size=ev.chunk_size,
+        mask=(split.extras or {}).get(TEST_MASK),
+        compile_for=program_faults(config),
+    )
     common["check_finite"] = numerics.check_finite_enabled(check_finite)
     x, y, metric = split.x_test, split.y_test, config.metric
     base = cache_base(model, config, split, method) if cache is not None else None
@@ -250,9 +283,13 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
                 cache.put(key, values)
         return values
 
-    healthy = cached("the fault-free run", lambda where: per_chip_metric(
-        model, x, y, metric, fault=healthy_fault(config), num_chips=1, where=where, **common),
-        fault_free=True)
+    healthy = cached(
+        "the fault-free run",
+        lambda where: per_chip_metric(
+            model, x, y, metric, fault=healthy_fault(config), num_chips=1, where=where, **common
+        ),
+        fault_free=True,
+    )
     result = MethodResult(fault_free=float(healthy[0]), num_chips=int(ev.num_chips), num_samples=num_samples)
     for name, sweep in config.sweeps.items():
         if not (sweeps is True or (sweeps and name in sweeps)):
@@ -264,11 +301,25 @@ def evaluate_method(model, config, split: Split, method: str, *, sweeps: bool | 
                 per_chip = np.full(int(ev.num_chips), healthy[0])
             else:
                 fault = fault_from_spec(sweep)
-                per_chip = cached(f"sweep {name!r} at level {float(level):g}", lambda where, level=float(level):
-                                  per_chip_metric(model, x, y, metric, fault=fault, level=level,
-                                                  num_chips=int(ev.num_chips), where=where, **common),
-                                  fault={**dataclasses.asdict(fault), "level": float(level)})
-            rows.append(Level(level=float(level), mean=float(per_chip.mean()), std=float(per_chip.std()),
-                              chips=per_chip.tolist()))
+                per_chip = cached(
+                    f"sweep {name!r} at level {float(level):g}",
+                    lambda where, level=float(level), fault=fault: per_chip_metric(
+                        model,
+                        x,
+                        y,
+                        metric,
+                        fault=fault,
+                        level=level,
+                        num_chips=int(ev.num_chips),
+                        where=where,
+                        **common,
+                    ),
+                    fault={**dataclasses.asdict(fault), "level": float(level)},
+                )
+            rows.append(
+                Level(
+                    level=float(level), mean=float(per_chip.mean()), std=float(per_chip.std()), chips=per_chip.tolist()
+                )
+            )
         result.sweeps[name] = rows
     return result

@@ -73,8 +73,16 @@ def train_method(config, method: str, split: Split, workdir, *, progress: bool =
     if not (pathlib.Path(workdir) / "config.json").is_file():  # the config it was trained with, kept
         config_lib.save(config, workdir)
     model = make_model(config, method)
-    train(model, split.x_train, split.y_train, train_config(config), workdir=workdir,
-          augment=AUGMENTATIONS[config.augment], progress=progress, description=f"{config.name}/{method}")
+    train(
+        model,
+        split.x_train,
+        split.y_train,
+        train_config(config),
+        workdir=workdir,
+        augment=AUGMENTATIONS[config.augment],
+        progress=progress,
+        description=f"{config.name}/{method}",
+    )
     return model
 
 
@@ -111,8 +119,10 @@ def seed_workdir(workdir, method: str, seed_index: int) -> pathlib.Path:
 def check_seeds(seeds) -> int:
     """``seeds`` as a positive int (how many training seeds a run trains and evaluates)."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ArgumentError(f"seeds={seeds!r}: expected a positive integer, the number of training seeds "
-                            "(1: one model per method; the study uses 3).")
+        raise ArgumentError(
+            f"seeds={seeds!r}: expected a positive integer, the number of training seeds "
+            "(1: one model per method; the study uses 3)."
+        )
     return seeds
 
 
@@ -121,8 +131,10 @@ def check_methods(config, methods: Sequence[str] | None) -> tuple[str, ...]:
     methods = tuple(methods or config.methods)
     unknown = [m for m in methods if m not in config.methods]
     if unknown:
-        raise ConfigError(f"methods {unknown} are not among the methods of config {config.name!r}, "
-                                     f"{tuple(config.methods)}: pick from those or set --config.methods.")
+        raise ConfigError(
+            f"methods {unknown} are not among the methods of config {config.name!r}, "
+            f"{tuple(config.methods)}: pick from those or set --config.methods."
+        )
     return methods
 
 
@@ -150,7 +162,8 @@ def naive_of(config, split: Split) -> dict[str, float] | None:
 def task_result(config) -> TaskResult:
     """An empty :class:`TaskResult` of ``config``: metric, direction, sweeps, the config itself."""
     return TaskResult(
-        metric=config.metric, higher_is_better=TASK_METRICS[config.metric].higher_is_better,
+        metric=config.metric,
+        higher_is_better=TASK_METRICS[config.metric].higher_is_better,
         sweeps={n: _sweep_info(s) for n, s in config.sweeps.items()},
         config=config_lib.to_dict(config),
     )
@@ -207,9 +220,19 @@ def in_workers(fn, items: Sequence, workers: int) -> list:
             raise
 
 
-def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_models: bool = True,
-             sweeps: bool | Sequence[str] = True, ood: bool = True, progress: bool = True,
-             resume_sweeps: bool = True, workers: int | None = None, seeds: int = 1) -> TaskResult:
+def run_task(
+    config,
+    workdir,
+    *,
+    methods: Sequence[str] | None = None,
+    train_models: bool = True,
+    sweeps: bool | Sequence[str] = True,
+    ood: bool = True,
+    progress: bool = True,
+    resume_sweeps: bool = True,
+    workers: int | None = None,
+    seeds: int = 1,
+) -> TaskResult:
     """Train (or load) each method once, evaluate it, and run the OOD study on the same models.
 
     Args:
@@ -230,15 +253,33 @@ def run_task(config, workdir, *, methods: Sequence[str] | None = None, train_mod
         and swept on the same chips (:func:`with_seed`, :func:`seed_workdir`); the results pool
         them (:func:`invnorm_jax.pipeline.results.pool_seeds`). The OOD study uses the first seed's models.
     """
-    return run_tasks({config.name: config}, {config.name: workdir}, methods=methods, train_models=train_models,
-                     sweeps=sweeps, ood=ood, progress=progress, resume_sweeps=resume_sweeps,
-                     workers=workers, seeds=seeds)[config.name]
+    return run_tasks(
+        {config.name: config},
+        {config.name: workdir},
+        methods=methods,
+        train_models=train_models,
+        sweeps=sweeps,
+        ood=ood,
+        progress=progress,
+        resume_sweeps=resume_sweeps,
+        workers=workers,
+        seeds=seeds,
+    )[config.name]
 
 
-def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, methods: Sequence[str] | None = None,
-              train_models: bool = True, sweeps: bool | Sequence[str] = True, ood: bool = True,
-              progress: bool = True, resume_sweeps: bool = True, workers: int | None = None,
-              seeds: int = 1) -> dict[str, TaskResult]:
+def run_tasks(
+    configs: Mapping[str, Any],
+    workdirs: Mapping[str, Any],
+    *,
+    methods: Sequence[str] | None = None,
+    train_models: bool = True,
+    sweeps: bool | Sequence[str] = True,
+    ood: bool = True,
+    progress: bool = True,
+    resume_sweeps: bool = True,
+    workers: int | None = None,
+    seeds: int = 1,
+) -> dict[str, TaskResult]:
     """:func:`run_task` for several tasks at once, every method of every task in one pool of workers.
 
     ``configs`` and ``workdirs`` map a task's name to its config and its folder; the other
@@ -260,8 +301,12 @@ def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, method
         result.seeds = [int(config.seed) + s for s in range(seeds)]
         result.naive = naive_of(config, split)
         tasks[name] = (config, split, task_methods, result)
-    jobs = [(name, method, s) for name, (_, _, task_methods, _) in tasks.items() for method in task_methods
-            for s in range(seeds)]
+    jobs = [
+        (name, method, s)
+        for name, (_, _, task_methods, _) in tasks.items()
+        for method in task_methods
+        for s in range(seeds)
+    ]
 
     def with_ood(config) -> bool:
         return bool(ood and config.ood.shifts)
@@ -283,8 +328,11 @@ def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, method
         entry.seconds = {"train": round(trained - start, 1), "evaluate": round(evaluated - trained, 1)}
         log.info("%s/%s (seed %d): fault-free %s = %.4f", name, method, config.seed, config.metric, entry.fault_free)
         # The method's OOD study right away, on the same model: it overlaps the other methods' work.
-        shifts = (method_ood(config, model, split, method, num_samples=num_samples_of(config, method))
-                  if with_ood(config) and s == 0 else None)
+        shifts = (
+            method_ood(config, model, split, method, num_samples=num_samples_of(config, method))
+            if with_ood(config) and s == 0
+            else None
+        )
         return entry, shifts, time.perf_counter() - evaluated
 
     workers = method_workers(len(jobs)) if workers is None else int(workers)
@@ -297,9 +345,13 @@ def run_tasks(configs: Mapping[str, Any], workdirs: Mapping[str, Any], *, method
         for method in task_methods:
             result.methods[method] = pool_seeds([done[name, method, s][0] for s in range(seeds)])
         if with_ood(config):
-            result.ood = ood_result(config, split, {m: shifts for m, (_, shifts, _) in per_method.items()},
-                                    {m: num_samples_of(config, m) for m in task_methods},
-                                    seconds=sum(s for _, _, s in per_method.values()))
+            result.ood = ood_result(
+                config,
+                split,
+                {m: shifts for m, (_, shifts, _) in per_method.items()},
+                {m: num_samples_of(config, m) for m in task_methods},
+                seconds=sum(s for _, _, s in per_method.values()),
+            )
         results[name] = result
     return results
 
@@ -317,8 +369,9 @@ def _job_lengths(tasks: dict):
             log.debug("%s: no FLOP estimate (%s); its jobs are ordered by their examples alone", config.name, err)
             return 1.0
 
-    per_example = {name: per_example_flops(config, split, methods[0])
-                   for name, (config, split, methods, _) in tasks.items()}
+    per_example = {
+        name: per_example_flops(config, split, methods[0]) for name, (config, split, methods, _) in tasks.items()
+    }
 
     def length(job):
         name, method = job[:2]

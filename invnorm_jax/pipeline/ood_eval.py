@@ -89,21 +89,38 @@ def shifted_inputs(x, stages: dict, *, key, mean=None, std=None) -> tuple[np.nda
     return np.concatenate(parts), blocks
 
 
-
-
 def _rows(chip_scores, blocks, stages, taus) -> dict[str, list[list[dict]]]:
     """``{shift: [stage][chip] row}`` with chip ``c``'s threshold ``taus[c]``."""
     return {
-        name: [[dict(stage=float(level), **ood.stage_row(cs[0], cs[b], taus[c])) for c, cs in enumerate(chip_scores)]
-               for level, b in zip(stages[name], blocks[name])]
+        name: [
+            [dict(stage=float(level), **ood.stage_row(cs[0], cs[b], taus[c])) for c, cs in enumerate(chip_scores)]
+            for level, b in zip(stages[name], blocks[name])
+        ]
         for name in stages
     }
 
 
-def evaluate_shifts(model, x, y, stages: dict, *, num_samples: int, key, deterministic: bool = False,
-                    fault: Fault | None = None, num_chips: int = 10, threshold: str = "mean", q: float = 0.95,
-                    calibration: str = "chip", mean=None, std=None, batch_size=None, chunk_size=None,
-                    healthy: Fault | None = None, compile_for=()) -> dict:
+def evaluate_shifts(
+    model,
+    x,
+    y,
+    stages: dict,
+    *,
+    num_samples: int,
+    key,
+    deterministic: bool = False,
+    fault: Fault | None = None,
+    num_chips: int = 10,
+    threshold: str = "mean",
+    q: float = 0.95,
+    calibration: str = "chip",
+    mean=None,
+    std=None,
+    batch_size=None,
+    chunk_size=None,
+    healthy: Fault | None = None,
+    compile_for=(),
+) -> dict:
     """OOD metrics of one model at every stage of ``stages``, healthy and (with ``fault``) on faulty chips.
 
     Two :func:`~invnorm_jax.faults.simulate_chips` calls: the healthy model (one chip of
@@ -120,8 +137,14 @@ def evaluate_shifts(model, x, y, stages: dict, *, num_samples: int, key, determi
     """
     x_all, blocks = shifted_inputs(x, stages, key=jax.random.fold_in(key, 1), mean=mean, std=std)
     num_blocks = len(x_all) // len(x)
-    common = dict(num_samples=num_samples, key=key, deterministic=deterministic, batch_size=batch_size or len(x),
-                  chunk_size=chunk_size, compile_for=tuple(compile_for))
+    common = dict(
+        num_samples=num_samples,
+        key=key,
+        deterministic=deterministic,
+        batch_size=batch_size or len(x),
+        chunk_size=chunk_size,
+        compile_for=tuple(compile_for),
+    )
     if healthy is None:
         healthy = Fault("additive", 0.0) if fault is None else dataclasses.replace(fault, level=0.0)
     out = simulate_chips(model, x_all, fault=healthy, num_chips=1, **common)
@@ -138,8 +161,9 @@ def evaluate_shifts(model, x, y, stages: dict, *, num_samples: int, key, determi
     taus = [tau_healthy if calibration == "healthy" else ood.nll_threshold(cs[0].nll, threshold, q=q) for cs in faulty]
     rows = _rows(faulty, blocks, stages, taus)
     for name in stages:
-        result[name]["faulty"] = [{"stage": r[0]["stage"], **ood.summarize_chips([_without_stage(x) for x in r])}
-                                  for r in rows[name]]
+        result[name]["faulty"] = [
+            {"stage": r[0]["stage"], **ood.summarize_chips([_without_stage(x) for x in r])} for r in rows[name]
+        ]
     return result
 
 
@@ -159,9 +183,10 @@ def run_ood(config, models: dict, split: Split, *, num_samples: dict[str, int], 
       progress: a progress bar over methods.
     """
     start = time.time()
-    per_method = {method: method_ood(config, model, split, method, num_samples=num_samples[method])
-                  for method, model in tqdm(models.items(), desc=f"{config.name}/ood", disable=not progress,
-                                            leave=False)}
+    per_method = {
+        method: method_ood(config, model, split, method, num_samples=num_samples[method])
+        for method, model in tqdm(models.items(), desc=f"{config.name}/ood", disable=not progress, leave=False)
+    }
     return ood_result(config, split, per_method, num_samples, seconds=time.time() - start)
 
 
@@ -174,28 +199,46 @@ def method_ood(config, model, split: Split, method: str, *, num_samples: int) ->
     s = config.ood
     raw = _raw_domain(config, split)
     return evaluate_shifts(
-        model, split.x_test, split.y_test, shift_stages(s), num_samples=num_samples,
-        key=jax.random.key(eval_seed(config)), deterministic=is_deterministic(config, method),
-        fault=_ood_fault(config), num_chips=int(s.num_chips), threshold=s.threshold, q=s.q,
-        calibration=s.calibration, mean=split.mean if raw else None, std=split.std if raw else None,
-        batch_size=config.eval.batch_size, chunk_size=config.eval.chunk_size, healthy=healthy_fault(config),
+        model,
+        split.x_test,
+        split.y_test,
+        shift_stages(s),
+        num_samples=num_samples,
+        key=jax.random.key(eval_seed(config)),
+        deterministic=is_deterministic(config, method),
+        fault=_ood_fault(config),
+        num_chips=int(s.num_chips),
+        threshold=s.threshold,
+        q=s.q,
+        calibration=s.calibration,
+        mean=split.mean if raw else None,
+        std=split.std if raw else None,
+        batch_size=config.eval.batch_size,
+        chunk_size=config.eval.chunk_size,
+        healthy=healthy_fault(config),
         compile_for=program_faults(config),
     )
 
 
-def ood_result(config, split: Split, per_method: dict[str, dict], num_samples: dict[str, int], *,
-               seconds: float) -> OODResult:
+def ood_result(
+    config, split: Split, per_method: dict[str, dict], num_samples: dict[str, int], *, seconds: float
+) -> OODResult:
     """The :class:`OODResult` of the methods' :func:`method_ood` entries (in the order given)."""
     s = config.ood
     stages = shift_stages(s)
     fault = _ood_fault(config)
     raw = _raw_domain(config, split)
     result = OODResult(
-        threshold=s.threshold, q=s.q if s.threshold == "quantile" else None, calibration=s.calibration,
-        domain="raw" if raw else "model", num_test=int(len(split.x_test)),
-        fault=None if fault is None else {"kind": fault.kind, "site": fault.site, "level": fault.level,
-                                          "num_chips": int(s.num_chips)},
-        num_samples={}, shifts={name: OODShift(stages=list(levels)) for name, levels in stages.items()},
+        threshold=s.threshold,
+        q=s.q if s.threshold == "quantile" else None,
+        calibration=s.calibration,
+        domain="raw" if raw else "model",
+        num_test=int(len(split.x_test)),
+        fault=None
+        if fault is None
+        else {"kind": fault.kind, "site": fault.site, "level": fault.level, "num_chips": int(s.num_chips)},
+        num_samples={},
+        shifts={name: OODShift(stages=list(levels)) for name, levels in stages.items()},
     )
     for method, per_shift in per_method.items():
         result.num_samples[method] = num_samples[method]

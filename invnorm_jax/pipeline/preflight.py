@@ -64,8 +64,10 @@ def check_output_folder(path, flag: str = "--out") -> None:
         return
     names = sorted(p.name for p in path.iterdir())
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-    raise UsageError(f"{flag} {path} already holds other files ({shown}) and is not an invnorm-jax run: give a new "
-                     "or empty folder, or the folder of a previous run to resume it.")
+    raise UsageError(
+        f"{flag} {path} already holds other files ({shown}) and is not an invnorm-jax run: give a new "
+        "or empty folder, or the folder of a previous run to resume it."
+    )
 
 
 def has_checkpoint(workdir) -> bool:
@@ -80,8 +82,10 @@ def _check_method_names(config, methods: Sequence[str] | None) -> None:
     for method in methods or ():
         if method not in config.methods:
             hint = did_you_mean(method, config.methods)
-            raise ConfigError(f"--method {method!r} is not a method of config {config.name!r}{hint}; pick from "
-                              f"{tuple(config.methods)}, or add it with --config.methods=...")
+            raise ConfigError(
+                f"--method {method!r} is not a method of config {config.name!r}{hint}; pick from "
+                f"{tuple(config.methods)}, or add it with --config.methods=..."
+            )
 
 
 def check_model(config, method: str) -> None:
@@ -96,12 +100,20 @@ def check_model(config, method: str) -> None:
     except InputError:
         raise
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"config {config.name!r}: model {config.model.name!r} ({method}) cannot be built from "
-                          f"model.kwargs: {err}") from None
+        raise ConfigError(
+            f"config {config.name!r}: model {config.model.name!r} ({method}) cannot be built from model.kwargs: {err}"
+        ) from None
 
 
-def check_run(configs: Mapping, workdirs: Mapping, methods: Sequence[str] | None, *, trained: bool,
-              train_hint: str = "invnorm-jax train", seeds: int = 1) -> None:
+def check_run(
+    configs: Mapping,
+    workdirs: Mapping,
+    methods: Sequence[str] | None,
+    *,
+    trained: bool,
+    train_hint: str = "invnorm-jax train",
+    seeds: int = 1,
+) -> None:
     """Everything about ``configs`` that can fail before training, for every task at once.
 
     Args:
@@ -134,8 +146,10 @@ def check_run(configs: Mapping, workdirs: Mapping, methods: Sequence[str] | None
             workdir = seed_workdir(workdirs[task], method, s)
             config_lib.check_same_training(with_seed(config, config.seed + s), workdir)
             if trained and not has_checkpoint(workdir):
-                raise CheckpointMissingError(f"no checkpoint in {workdir / 'checkpoints'}: train first ({train_hint} "
-                                             f"--workdir {workdirs[task]}, with the same overrides), or point "
-                                             "--workdir at a trained run.")
+                raise CheckpointMissingError(
+                    f"no checkpoint in {workdir / 'checkpoints'}: train first ({train_hint} "
+                    f"--workdir {workdirs[task]}, with the same overrides), or point "
+                    "--workdir at a trained run."
+                )
             if s == 0:
                 check_model(config, method)

@@ -25,14 +25,29 @@ from invnorm_jax.pipeline import results as results_lib  # noqa: E402
 from invnorm_jax.pipeline.claims_scope import NAIVE_MARGIN, naive_bar  # noqa: E402
 from invnorm_jax.pipeline.results import OODResult, Results, TaskResult  # noqa: E402
 
-METHOD_LABELS = {"nn": "NN", "spindrop": "SpinDrop", "spatial_spindrop": "Spatial-SpinDrop", "proposed": "Proposed",
-                 "noisy_training": "Noisy training"}
-METHOD_COLORS = {"nn": "#7f7f7f", "spindrop": "#1f77b4", "spatial_spindrop": "#2ca02c", "proposed": "#d62728",
-                 "noisy_training": "#ff7f0e"}
+METHOD_LABELS = {
+    "nn": "NN",
+    "spindrop": "SpinDrop",
+    "spatial_spindrop": "Spatial-SpinDrop",
+    "proposed": "Proposed",
+    "noisy_training": "Noisy training",
+}
+METHOD_COLORS = {
+    "nn": "#7f7f7f",
+    "spindrop": "#1f77b4",
+    "spatial_spindrop": "#2ca02c",
+    "proposed": "#d62728",
+    "noisy_training": "#ff7f0e",
+}
 #: The x-axis of a sweep, by fault kind (docs/faults.md gives the units).
-LEVEL_LABELS = {"bit_flip": "bit-flip rate", "stuck_at": "stuck-cell fraction",
-                "additive": "sigma (x largest |w|)", "multiplicative": "sigma (relative)",
-                "uniform": "amplitude a (x largest |w|)", "drift": "time since programming (s)"}
+LEVEL_LABELS = {
+    "bit_flip": "bit-flip rate",
+    "stuck_at": "stuck-cell fraction",
+    "additive": "sigma (x largest |w|)",
+    "multiplicative": "sigma (relative)",
+    "uniform": "amplitude a (x largest |w|)",
+    "drift": "time since programming (s)",
+}
 
 
 def _label(method: str) -> str:
@@ -103,8 +118,11 @@ def naive_lines(results: Results) -> list[str]:
         text = ", ".join(f"{k.replace('_', '-')} {v:.4f}" for k, v in t.naive.items())
         limit = f"{NAIVE_MARGIN:g} x the best ({NAIVE_MARGIN * bar.rmse:.4f})"
         slow = [_label(m) for m in t.methods if m in bar.flagged]
-        verdict = (f"**{', '.join(slow)} do{'es' if len(slow) == 1 else ''} not beat {limit}**: kept out of the "
-                   "claims" if slow else f"every method beats {limit}")
+        verdict = (
+            f"**{', '.join(slow)} do{'es' if len(slow) == 1 else ''} not beat {limit}**: kept out of the claims"
+            if slow
+            else f"every method beats {limit}"
+        )
         out.append(f"{task}: naive forecasts on the same test windows (RMSE): {text}; {verdict}.")
     return out
 
@@ -115,8 +133,10 @@ def robustness_table(t: TaskResult, name: str) -> str:
     levels = [r.level for r in t.methods[methods[0]].sweeps[name]]
     lines = ["| level | " + " | ".join(_label(m) for m in methods) + " |", "|---|" + "---|" * len(methods)]
     for i, level in enumerate(levels):
-        cells = [f"{_fmt(r.mean, t.metric)} ± {_fmt(r.std, t.metric)}"
-                 for r in (t.methods[m].sweeps[name][i] for m in methods)]
+        cells = [
+            f"{_fmt(r.mean, t.metric)} ± {_fmt(r.std, t.metric)}"
+            for r in (t.methods[m].sweeps[name][i] for m in methods)
+        ]
         lines.append(f"| {level:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -139,9 +159,11 @@ def verdicts(results: Results) -> list[str]:
             others = {m: a for m, a in avg.items() if m != "proposed" and (bar is None or m not in bar.flagged)}
             rival = max(others, key=lambda m: sign * others[m])
             word = "ahead of" if sign * avg["proposed"] >= sign * others[rival] else "NOT ahead of"
-            out.append(f"{task}, {name}: the proposed method is {word} the best baseline ({_label(rival)}), "
-                       f"averaged over the sweep's levels: {_fmt(avg['proposed'], t.metric)} vs "
-                       f"{_fmt(others[rival], t.metric)}.")
+            out.append(
+                f"{task}, {name}: the proposed method is {word} the best baseline ({_label(rival)}), "
+                f"averaged over the sweep's levels: {_fmt(avg['proposed'], t.metric)} vs "
+                f"{_fmt(others[rival], t.metric)}."
+            )
     return out
 
 
@@ -161,15 +183,19 @@ def plot_task(task: str, t: TaskResult, path) -> Figure:
             mean, std = [scale * r.mean for r in rows], [scale * r.std for r in rows]
             (line,) = ax.plot(x, mean, "o-", ms=3, color=colors[method], label=_label(method))
             color = line.get_color()  # the band matches its line
-            ax.fill_between(x, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
-                            color=color, alpha=0.18, lw=0)
+            ax.fill_between(
+                x, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)], color=color, alpha=0.18, lw=0
+            )
         if t.naive:  # a forecast: the best trivial forecast as a floor every model must beat
             best = min(t.naive, key=t.naive.get)
             ax.axhline(scale * t.naive[best], ls="--", lw=1, color="0.4", label=f"{best.replace('_', '-')} (naive)")
         sweep = t.sweeps[name]
         ax.set_title(f"{task}: {name.replace('_', ' ')} ({sweep.site})", fontsize=10)
-        ax.set_xlabel("sigma (x normalized activation)" if sweep.site == "preactivation" and sweep.kind != "uniform"
-                      else LEVEL_LABELS.get(sweep.kind, "level"))
+        ax.set_xlabel(
+            "sigma (x normalized activation)"
+            if sweep.site == "preactivation" and sweep.kind != "uniform"
+            else LEVEL_LABELS.get(sweep.kind, "level")
+        )
         ax.set_ylabel(_unit(t.metric))
         if sweep.kind == "drift":  # seconds from 0 to ten years
             ax.set_xscale("symlog", linthresh=60.0)
@@ -183,23 +209,31 @@ def plot_task(task: str, t: TaskResult, path) -> Figure:
 def _deterministic(results: Results) -> str:
     """Which methods run one deterministic pass, as the header says it."""
     from invnorm_jax.nn import DETERMINISTIC_METHODS
+
     names = [_label(m) for m in _methods(results) if m in DETERMINISTIC_METHODS] or ["NN"]
     return f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} deterministic: 1 sample"
 
 
 def _sizes(results: Results) -> str:
-    return ", ".join(f"{task}: {max(m.num_chips for m in t.methods.values())} chips x "
-                     f"{max(m.num_samples for m in t.methods.values())} MC samples"
-                     + (f" x {len(t.seeds)} training seeds" if len(t.seeds) > 1 else "")
-                     for task, t in results.tasks.items() if t.methods)
+    return ", ".join(
+        f"{task}: {max(m.num_chips for m in t.methods.values())} chips x "
+        f"{max(m.num_samples for m in t.methods.values())} MC samples"
+        + (f" x {len(t.seeds)} training seeds" if len(t.seeds) > 1 else "")
+        for task, t in results.tasks.items()
+        if t.methods
+    )
 
 
 def markdown(results: Results, out) -> str:
     """The run's Markdown report; writes the plots it shows into ``out``."""
     s = results.settings
     wall = f", wall time {s['wall_seconds'] / 60:.1f} min" if "wall_seconds" in s else ""
-    lines = ["# invnorm-jax results", "",
-             f"{_sizes(results)} ({_deterministic(results)}); variant `{s.get('variant', 'full')}`{wall}.", ""]
+    lines = [
+        "# invnorm-jax results",
+        "",
+        f"{_sizes(results)} ({_deterministic(results)}); variant `{s.get('variant', 'full')}`{wall}.",
+        "",
+    ]
     if any(t.methods for t in results.tasks.values()):
         seeds = max(len(t.seeds) for t in results.tasks.values())
         lines += ["## Fault-free (Table I style)", "", table1(results), ""]
@@ -212,8 +246,12 @@ def markdown(results: Results, out) -> str:
             plot_task(task, t, out / plot)
             lines += [f"## {task}", "", f"![{task}]({plot})", ""]
             for name, sweep in t.sweeps.items():
-                lines += [f"### {name} at {sweep.site} ({_unit(t.metric)}, mean ± std over chips)", "",
-                          robustness_table(t, name), ""]
+                lines += [
+                    f"### {name} at {sweep.site} ({_unit(t.metric)}, mean ± std over chips)",
+                    "",
+                    robustness_table(t, name),
+                    "",
+                ]
     found = verdicts(results)
     if found:
         lines += ["## Verdict", ""] + [f"* {v}" for v in found] + [""]
@@ -237,7 +275,8 @@ def write_report(results: Results, out_dir, *, name: str = "results.json") -> pa
     write_csv(results, out / name.replace(".json", ".csv"))
     text = markdown(results, out)
     if any(m.sweeps for t in results.tasks.values() for m in t.methods.values()) or any(
-            t.ood is not None for t in results.tasks.values()):
+        t.ood is not None for t in results.tasks.values()
+    ):
         claims_md, _ = claims.write_claims(results, out)
         text += "\n" + claims_md.read_text()
     path = out / ("report.md" if name == "results.json" else name.replace(".json", ".md"))
@@ -263,15 +302,24 @@ def ablation_markdown(result: dict) -> str:
     m = TASK_METRICS[result["metric"]]
     f = (lambda v: f"{m.scale * v:.2f}") if m.scale != 1 else (lambda v: f"{v:.4f}")
     better = "higher" if m.higher_is_better else "lower"
-    lines = [f"## Ablations: {result['task']} ({m.unit}, mean over each sweep's faulty levels; {better} is better)",
-             "", "| ablation | method | sweep | default | ablated | change [95 % CI over chips] |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"## Ablations: {result['task']} ({m.unit}, mean over each sweep's faulty levels; {better} is better)",
+        "",
+        "| ablation | method | sweep | default | ablated | change [95 % CI over chips] |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
-        lines.append(f"| {r['ablation']} | {r['method']} | {r['sweep']} | {f(r['default'])} | {f(r['variant'])} | "
-                     f"{f(r['change'])} [{f(r['low'])}, {f(r['high'])}] |")
-    lines += ["", "Each row changes one thing against the default config (the method's own default model and "
-              f"evaluation), on the same {result['rows'][0]['num_chips'] if result['rows'] else 0} chips. "
-              f"Wall time {result['seconds'] / 60:.1f} min.", ""]
+        lines.append(
+            f"| {r['ablation']} | {r['method']} | {r['sweep']} | {f(r['default'])} | {f(r['variant'])} | "
+            f"{f(r['change'])} [{f(r['low'])}, {f(r['high'])}] |"
+        )
+    lines += [
+        "",
+        "Each row changes one thing against the default config (the method's own default model and "
+        f"evaluation), on the same {result['rows'][0]['num_chips'] if result['rows'] else 0} chips. "
+        f"Wall time {result['seconds'] / 60:.1f} min.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -353,21 +401,31 @@ def ood_markdown(task: str, o: OODResult, plot: str) -> str:
     """The OOD study as a Markdown section: stage tables per shift, then the largest-stage summary."""
     fault = o.fault
     samples = ", ".join(f"{_label(m)} T={t}" for m, t in o.num_samples.items())
-    lines = ["## Out-of-distribution detection", "",
-             f"Task `{task}`, {o.num_test} test inputs per stage ({samples}). An input is "
-             f"detected as shifted when its NLL exceeds {_threshold_text(o)}; the detection rate is the "
-             "share of shifted inputs detected (at stage 0 it is the false-alarm rate). AUROC: unshifted vs "
-             "shifted inputs, scored by NLL or predictive entropy."]
+    lines = [
+        "## Out-of-distribution detection",
+        "",
+        f"Task `{task}`, {o.num_test} test inputs per stage ({samples}). An input is "
+        f"detected as shifted when its NLL exceeds {_threshold_text(o)}; the detection rate is the "
+        "share of shifted inputs detected (at stage 0 it is the false-alarm rate). AUROC: unshifted vs "
+        "shifted inputs, scored by NLL or predictive entropy.",
+    ]
     if fault:
         calib = "each chip's own unshifted NLL" if o.calibration == "chip" else "the healthy model's NLL"
-        lines += ["", f"Faulty: `{fault['kind']}` at `{fault['site']}`, level {fault['level']:g}, over "
-                      f"{fault['num_chips']} simulated chips (mean ± std over chips; threshold from {calib})."]
+        lines += [
+            "",
+            f"Faulty: `{fault['kind']}` at `{fault['site']}`, level {fault['level']:g}, over "
+            f"{fault['num_chips']} simulated chips (mean ± std over chips; threshold from {calib}).",
+        ]
     lines += ["", f"![OOD]({plot})", ""]
     for shift in o.shifts:
         for kind in ("healthy", "faulty") if fault else ("healthy",):
             title = "healthy" if kind == "healthy" else f"faulty chips, mean over {fault['num_chips']}"
-            lines += [f"### {shift.replace('_', ' ')}, {title}: accuracy % / NLL / detection rate %", "",
-                      _stage_table(o, shift, kind), ""]
+            lines += [
+                f"### {shift.replace('_', ' ')}, {title}: accuracy % / NLL / detection rate %",
+                "",
+                _stage_table(o, shift, kind),
+                "",
+            ]
     lines += ["### At the largest stage", "", _largest_stage_table(o), ""]
     return "\n".join(lines)
 
@@ -385,9 +443,15 @@ def plot_ood(task: str, o: OODResult, path) -> Figure:
             for m, rows in entry.methods.items():
                 for kind, style in (("healthy", "o-"), ("faulty", "s--")):
                     if kind in rows:
-                        ax.plot(entry.stages, [scale * r[key] for r in rows[kind]], style, ms=3,
-                                color=colors[m], label=_label(m) + ("" if kind == "healthy" else " (faulty)"),
-                                alpha=1.0 if kind == "healthy" else 0.8)
+                        ax.plot(
+                            entry.stages,
+                            [scale * r[key] for r in rows[kind]],
+                            style,
+                            ms=3,
+                            color=colors[m],
+                            label=_label(m) + ("" if kind == "healthy" else " (faulty)"),
+                            alpha=1.0 if kind == "healthy" else 0.8,
+                        )
             ax.set_xlabel(SHIFTS[shift].axis_label if shift in SHIFTS else f"{shift} strength")
             ax.set_ylabel(unit)
             ax.grid(alpha=0.3)

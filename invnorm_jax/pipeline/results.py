@@ -41,8 +41,17 @@ from invnorm_jax.errors import ResultsError
 
 SCHEMA_VERSION = 2
 #: Keys of one OOD row (a stage of a shift, healthy or one faulty-chip summary).
-OOD_ROW_KEYS = ("accuracy", "nll", "entropy", "mutual_information", "ece", "detection_rate", "auroc_nll",
-                "auroc_entropy", "nll_threshold")
+OOD_ROW_KEYS = (
+    "accuracy",
+    "nll",
+    "entropy",
+    "mutual_information",
+    "ece",
+    "detection_rate",
+    "auroc_nll",
+    "auroc_entropy",
+    "nll_threshold",
+)
 
 
 @dataclasses.dataclass
@@ -171,16 +180,29 @@ def pool_seeds(entries: list[MethodResult]) -> MethodResult:
             if any(r.level != row.level for r in per_seed):
                 raise ResultsError(f"sweep {name!r}: the seeds' levels differ ({[r.level for r in per_seed]}).")
             values = np.asarray([r.chips for r in per_seed], dtype=np.float64)
-            pooled.append(Level(level=row.level, mean=float(values.mean()), std=float(values.std()),
-                                chips=list(row.chips), seeds=values.tolist()))
+            pooled.append(
+                Level(
+                    level=row.level,
+                    mean=float(values.mean()),
+                    std=float(values.std()),
+                    chips=list(row.chips),
+                    seeds=values.tolist(),
+                )
+            )
         sweeps[name] = pooled
     seconds = {}
     for e in entries:
         for k, v in e.seconds.items():
             seconds[k] = round(seconds.get(k, 0.0) + v, 1)
     free = [float(e.fault_free) for e in entries]
-    return MethodResult(fault_free=float(np.mean(free)), num_chips=first.num_chips, num_samples=first.num_samples,
-                        sweeps=sweeps, seconds=seconds, fault_free_seeds=free)
+    return MethodResult(
+        fault_free=float(np.mean(free)),
+        num_chips=first.num_chips,
+        num_samples=first.num_samples,
+        sweeps=sweeps,
+        seconds=seconds,
+        fault_free_seeds=free,
+    )
 
 
 def to_dict(results: Results) -> dict:
@@ -213,7 +235,9 @@ def _ood_from_dict(d: dict, where: str) -> OODResult:
                 for row in rows:
                     missing = set(OOD_ROW_KEYS) - set(row)
                     if missing:
-                        raise ResultsError(f"{where}.shifts.{name}.methods.{method}.{kind}: a row lacks {sorted(missing)}.")
+                        raise ResultsError(
+                            f"{where}.shifts.{name}.methods.{method}.{kind}: a row lacks {sorted(missing)}."
+                        )
         shifts[name] = OODShift(stages=[float(v) for v in _need(s, "stages", where)], methods=methods)
     fields = {f.name for f in dataclasses.fields(OODResult)} - {"shifts"}
     return OODResult(shifts=shifts, **{k: d[k] for k in fields if k in d})
@@ -223,18 +247,34 @@ def _task_from_dict(d: dict, where: str) -> TaskResult:
     methods = {}
     for method, m in _need(d, "methods", where).items():
         w = f"{where}.methods.{method}"
-        sweeps = {name: [Level(**{k: _need(r, k, f"{w}.sweeps.{name}") for k in ("level", "mean", "std", "chips")},
-                               seeds=r.get("seeds"))
-                         for r in rows] for name, rows in _need(m, "sweeps", w).items()}
-        methods[method] = MethodResult(fault_free=_need(m, "fault_free", w), num_chips=_need(m, "num_chips", w),
-                                       num_samples=_need(m, "num_samples", w), sweeps=sweeps,
-                                       seconds=m.get("seconds", {}), fault_free_seeds=m.get("fault_free_seeds"))
+        sweeps = {
+            name: [
+                Level(
+                    **{k: _need(r, k, f"{w}.sweeps.{name}") for k in ("level", "mean", "std", "chips")},
+                    seeds=r.get("seeds"),
+                )
+                for r in rows
+            ]
+            for name, rows in _need(m, "sweeps", w).items()
+        }
+        methods[method] = MethodResult(
+            fault_free=_need(m, "fault_free", w),
+            num_chips=_need(m, "num_chips", w),
+            num_samples=_need(m, "num_samples", w),
+            sweeps=sweeps,
+            seconds=m.get("seconds", {}),
+            fault_free_seeds=m.get("fault_free_seeds"),
+        )
     ood = d.get("ood")
     return TaskResult(
-        metric=_need(d, "metric", where), higher_is_better=_need(d, "higher_is_better", where),
-        sweeps={n: SweepInfo(**s) for n, s in _need(d, "sweeps", where).items()}, methods=methods,
-        config=d.get("config", {}), ood=None if ood is None else _ood_from_dict(ood, f"{where}.ood"),
-        seeds=list(d.get("seeds", [0])), naive=d.get("naive"),
+        metric=_need(d, "metric", where),
+        higher_is_better=_need(d, "higher_is_better", where),
+        sweeps={n: SweepInfo(**s) for n, s in _need(d, "sweeps", where).items()},
+        methods=methods,
+        config=d.get("config", {}),
+        ood=None if ood is None else _ood_from_dict(ood, f"{where}.ood"),
+        seeds=list(d.get("seeds", [0])),
+        naive=d.get("naive"),
     )
 
 

@@ -86,8 +86,10 @@ def share_readings(results: dict[str, TaskResult]) -> dict[str, TaskResult]:
             for shift_name, shift in task.ood.shifts.items():
                 theirs = base.ood.shifts[shift_name].methods
                 shift.methods = {**{m: copy.deepcopy(v) for m, v in theirs.items() if m in shared}, **shift.methods}
-            task.ood.num_samples = {**{m: base.ood.num_samples[m] for m in shared if m in base.ood.num_samples},
-                                    **task.ood.num_samples}
+            task.ood.num_samples = {
+                **{m: base.ood.num_samples[m] for m in shared if m in base.ood.num_samples},
+                **task.ood.num_samples,
+            }
     return results
 
 
@@ -120,13 +122,15 @@ def study_workdirs(configs: dict, out) -> dict[str, pathlib.Path]:
     return {name: pathlib.Path(out) / name for name in configs}
 
 
-def run_study(configs: dict, out, *, seeds: int = 3, progress: bool = True, ood: bool = True,
-              train_models: bool = True) -> dict[str, TaskResult]:
+def run_study(
+    configs: dict, out, *, seeds: int = 3, progress: bool = True, ood: bool = True, train_models: bool = True
+) -> dict[str, TaskResult]:
     """Run every config of :func:`study_configs` in one pool of workers; see :func:`study_workdirs`."""
     from invnorm_jax.pipeline.experiment import run_tasks
 
-    results = run_tasks(configs, study_workdirs(configs, out), progress=progress, seeds=seeds, ood=ood,
-                        train_models=train_models)
+    results = run_tasks(
+        configs, study_workdirs(configs, out), progress=progress, seeds=seeds, ood=ood, train_models=train_models
+    )
     return share_readings(results)
 
 

@@ -16,6 +16,12 @@ from invnorm_jax.testing.synthetic_data import (
 )
 
 __all__ = [
-    "SYNTHETIC_DATASETS", "get_synthetic", "synthetic_cifar10", "synthetic_drive", "synthetic_speech_commands",
-    "write_drive_folder", "write_sine_wav", "write_speech_commands_folder",
+    "SYNTHETIC_DATASETS",
+    "get_synthetic",
+    "synthetic_cifar10",
+    "synthetic_drive",
+    "synthetic_speech_commands",
+    "write_drive_folder",
+    "write_sine_wav",
+    "write_speech_commands_folder",
 ]

@@ -44,8 +44,9 @@ from invnorm_jax.testing.synthetic_drive import (  # noqa: F401  (re-exported)
 # --------------------------------------------------------------------------- Speech Commands
 
 
-def write_sine_wav(path: pathlib.Path, freq: float, *, rate: int = 16000, seconds: float = 1.0,
-                   amplitude: float = 0.5) -> None:
+def write_sine_wav(
+    path: pathlib.Path, freq: float, *, rate: int = 16000, seconds: float = 1.0, amplitude: float = 0.5
+) -> None:
     """Writes an int16 mono sine wave of `freq` Hz.
 
     >>> from invnorm_jax.data.speech_commands import read_wav
@@ -71,8 +72,9 @@ def word_frequencies(words: Sequence[str]) -> dict[str, float]:
     return {word: 150.0 + 100.0 * i for i, word in enumerate(words)}
 
 
-def _tone_clip(freq: float, rng: np.random.Generator, *, rate: int, noise: float, jitter: float,
-               burst: bool) -> np.ndarray:
+def _tone_clip(
+    freq: float, rng: np.random.Generator, *, rate: int, noise: float, jitter: float, burst: bool
+) -> np.ndarray:
     t = np.arange(rate) / rate
     f = freq * (1.0 + jitter * rng.uniform(-1, 1))
     clip = 0.5 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
@@ -136,8 +138,9 @@ def write_speech_commands_folder(
     root = pathlib.Path(root)
     freqs = dict(words) if isinstance(words, Mapping) else word_frequencies(words)
     if clips_per_word < num_validation + num_test:
-        raise ArgumentError(f"clips_per_word={clips_per_word} < num_validation + num_test = "
-                         f"{num_validation + num_test}.")
+        raise ArgumentError(
+            f"clips_per_word={clips_per_word} < num_validation + num_test = {num_validation + num_test}."
+        )
     rng = np.random.default_rng(seed)
     lists: dict[str, list[str]] = {"validation": [], "test": []}
     for word, freq in freqs.items():
@@ -185,8 +188,9 @@ def synthetic_speech_commands(
     ((2, 4000, 1), ('no', 'yes'), True)
     """
     with tempfile.TemporaryDirectory(prefix="invnorm_speech_") as tmp:
-        write_speech_commands_folder(tmp, words=words, clips_per_word=clips_per_word,
-                                     num_validation=num_validation, num_test=num_test, seed=seed)
+        write_speech_commands_folder(
+            tmp, words=words, clips_per_word=clips_per_word, num_validation=num_validation, num_test=num_test, seed=seed
+        )
         split = load_speech_commands(tmp, source="folder", seed=seed, **loader_kwargs)
     return mark_synthetic(split)
 
@@ -222,8 +226,13 @@ def synthetic_cifar10(*, num_train: int = 256, num_test: int = 64, **loader_kwar
     n = max(num_train, num_test)
     with _quiet_absl(), tfds.testing.mock_data(num_examples=n, policy=tfds.testing.MockPolicy.USE_CODE):
         split = load_cifar10(**loader_kwargs)
-    split = dataclasses.replace(split, x_train=split.x_train[:num_train], y_train=split.y_train[:num_train],
-                                x_test=split.x_test[:num_test], y_test=split.y_test[:num_test])
+    split = dataclasses.replace(
+        split,
+        x_train=split.x_train[:num_train],
+        y_train=split.y_train[:num_train],
+        x_test=split.x_test[:num_test],
+        y_test=split.y_test[:num_test],
+    )
     return mark_synthetic(split)
 
 

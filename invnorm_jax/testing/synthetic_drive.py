@@ -111,11 +111,10 @@ def write_drive_folder(
             rgb[..., 1] = np.where(fov, green, 0)
             rgb[..., 2] = np.where(fov, 40, 0)
             Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(
-                root / split / "images" / f"{ident}_{split}.tif")
-            Image.fromarray((vessels * 255).astype(np.uint8)).save(
-                root / split / "1st_manual" / f"{ident}_manual1.gif")
-            Image.fromarray((fov * 255).astype(np.uint8)).save(
-                root / split / "mask" / f"{ident}_{split}_mask.gif")
+                root / split / "images" / f"{ident}_{split}.tif"
+            )
+            Image.fromarray((vessels * 255).astype(np.uint8)).save(root / split / "1st_manual" / f"{ident}_manual1.gif")
+            Image.fromarray((fov * 255).astype(np.uint8)).save(root / split / "mask" / f"{ident}_{split}_mask.gif")
             labels[ident] = vessels
     return {"fov": fov, "labels": labels}
 
@@ -155,7 +154,13 @@ def synthetic_drive(
     if not (1 <= num_train <= 20 and 1 <= num_test <= 20):
         raise ArgumentError(f"num_train={num_train} and num_test={num_test} must be in 1..20 (DRIVE's ids).")
     with tempfile.TemporaryDirectory(prefix="invnorm_drive_") as tmp:
-        write_drive_folder(tmp, height=height, width=width, train_ids=DRIVE_TRAIN_IDS[:num_train],
-                           test_ids=DRIVE_TEST_IDS[:num_test], seed=seed)
+        write_drive_folder(
+            tmp,
+            height=height,
+            width=width,
+            train_ids=DRIVE_TRAIN_IDS[:num_train],
+            test_ids=DRIVE_TEST_IDS[:num_test],
+            seed=seed,
+        )
         split = load_drive(tmp, seed=seed, **loader_kwargs)
     return mark_synthetic(split)

@@ -43,26 +43,50 @@ def base(name: str, variant: str) -> ConfigDict:
     check_variant(variant)
     c = ConfigDict()
     c.name = name
-    c.dataset = ConfigDict(dict(name="", kwargs=ConfigDict()))      # invnorm_jax.data.get_dataset
-    c.model = ConfigDict(dict(name="", kwargs=ConfigDict()))        # invnorm_jax.models.build_model
-    c.metric = "accuracy"                                           # invnorm_jax.metrics.TASK_METRICS
+    c.dataset = ConfigDict(dict(name="", kwargs=ConfigDict()))  # invnorm_jax.data.get_dataset
+    c.model = ConfigDict(dict(name="", kwargs=ConfigDict()))  # invnorm_jax.models.build_model
+    c.metric = "accuracy"  # invnorm_jax.metrics.TASK_METRICS
     c.methods = PAPER_METHODS
-    c.rate = 0.3                                                    # affine-dropout / MC-dropout rate
+    c.rate = 0.3  # affine-dropout / MC-dropout rate
     # Where the baselines' MC dropout sits (docs/models.md): "crossbar" (each binary / quantized
     # layer's input, as SpinDrop's modules) or "norm" (after every normalization).
     c.dropout_site = "crossbar"
-    c.augment = "none"                                              # invnorm_jax.data.AUGMENTATIONS
-    c.train = ConfigDict(dict(steps=1000, batch_size=64, learning_rate=1e-3, optimizer="adam", schedule="cosine",
-                              warmup_steps=0, weight_decay=0.0, checkpoint_every=500, log_every=50))
+    c.augment = "none"  # invnorm_jax.data.AUGMENTATIONS
+    c.train = ConfigDict(
+        dict(
+            steps=1000,
+            batch_size=64,
+            learning_rate=1e-3,
+            optimizer="adam",
+            schedule="cosine",
+            warmup_steps=0,
+            weight_decay=0.0,
+            checkpoint_every=500,
+            log_every=50,
+        )
+    )
     # deterministic=True evaluates every method with its sampler off (T = 1): an ablation.
     # seed: the root of the chips' and MC samples' keys, the same for every training seed (chip i is
     # the same chip whatever the model).
-    c.eval = ConfigDict(dict(num_chips=100, num_samples=10, max_test=None, batch_size=None, chunk_size=None,
-                             deterministic=False, seed=1))
+    c.eval = ConfigDict(
+        dict(
+            num_chips=100, num_samples=10, max_test=None, batch_size=None, chunk_size=None, deterministic=False, seed=1
+        )
+    )
     c.sweeps = ConfigDict()
     # Out-of-distribution study (Fig. 7); no shifts: none. fault=None: healthy model only.
-    c.ood = ConfigDict(dict(shifts=(), stages=ConfigDict(), fault=None, num_chips=10, threshold="mean", q=0.95,
-                            calibration="chip", domain="raw"))
+    c.ood = ConfigDict(
+        dict(
+            shifts=(),
+            stages=ConfigDict(),
+            fault=None,
+            num_chips=10,
+            threshold="mean",
+            q=0.95,
+            calibration="chip",
+            domain="raw",
+        )
+    )
     c.seed = 0
     return c
 
@@ -89,7 +113,8 @@ def drift_only(task: ConfigDict, variant: str = "full") -> ConfigDict:
     global drift compensation) instead of its sweeps and no OOD study; its training fields stay
     the task's, so it evaluates the task's checkpoints."""
     task.name = f"{task.name}_drift"
-    task.sweeps = ConfigDict({"drift": drift_sweep(variant),
-                              "drift_compensated": drift_sweep(variant, compensate=True)})
+    task.sweeps = ConfigDict(
+        {"drift": drift_sweep(variant), "drift_compensated": drift_sweep(variant, compensate=True)}
+    )
     task.ood.shifts = ()
     return task

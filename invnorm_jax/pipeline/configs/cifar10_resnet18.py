@@ -52,10 +52,12 @@ def get_config(variant: str = "full"):
     batch = {"full": 128, "quick": 128, "smoke": 16}[variant]
     steps_per_epoch = TRAIN_EXAMPLES // batch
     steps = {"full": 400 * steps_per_epoch, "quick": 30 * steps_per_epoch, "smoke": 3}[variant]
-    flips = {"full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], "quick": [0.0, 0.1, 0.2, 0.3],
-             "smoke": [0.0, 0.2]}[variant]
-    sigmas = {"full": [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5], "quick": [0.0, 0.5, 1.0, 1.5],
-              "smoke": [0.0, 1.0]}[variant]
+    flips = {"full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], "quick": [0.0, 0.1, 0.2, 0.3], "smoke": [0.0, 0.2]}[
+        variant
+    ]
+    sigmas = {"full": [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5], "quick": [0.0, 0.5, 1.0, 1.5], "smoke": [0.0, 1.0]}[
+        variant
+    ]
     c.dataset.name = "cifar10"
     c.model.name = "resnet"
     if variant == "smoke":
@@ -65,13 +67,22 @@ def get_config(variant: str = "full"):
         c.dataset.kwargs.update(dict(synthetic=True, num_train=64, num_test=16))
         c.model.kwargs.update(dict(in_channels=3, num_classes=10, widths=(8, 16), blocks=(1, 1), **RESNET_SITE))
     else:
-        c.model.kwargs.update(dict(in_channels=3, num_classes=10, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2),
-                                   **RESNET_SITE))
+        c.model.kwargs.update(
+            dict(in_channels=3, num_classes=10, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), **RESNET_SITE)
+        )
     c.augment = "crop_flip"
-    c.train.update(dict(steps=steps, batch_size=batch, learning_rate=0.1, optimizer="sgd", schedule="cosine",
-                        warmup_steps=0, weight_decay=1e-4,
-                        checkpoint_every={"full": 10 * steps_per_epoch, "quick": 5 * steps_per_epoch,
-                                          "smoke": 10}[variant]))
+    c.train.update(
+        dict(
+            steps=steps,
+            batch_size=batch,
+            learning_rate=0.1,
+            optimizer="sgd",
+            schedule="cosine",
+            warmup_steps=0,
+            weight_decay=1e-4,
+            checkpoint_every={"full": 10 * steps_per_epoch, "quick": 5 * steps_per_epoch, "smoke": 10}[variant],
+        )
+    )
     c.eval.num_chips = {"full": 100, "quick": 100, "smoke": 2}[variant]
     c.eval.num_samples = {"full": 10, "quick": 5, "smoke": 2}[variant]
     c.eval.max_test = {"full": None, "quick": 2000, "smoke": 16}[variant]

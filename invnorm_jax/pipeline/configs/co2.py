@@ -38,8 +38,17 @@ def get_config(variant: str = "full"):
     c.model.name = "lstm"
     c.model.kwargs.update(dict(hidden=32, num_layers=2, out_features=HORIZON, norm_placement="hidden"))
     c.metric = "rmse"
-    c.train.update(dict(steps=steps, batch_size=64, learning_rate=6e-3, optimizer="adam", schedule="cosine",
-                        warmup_steps=min(50, steps // 4), checkpoint_every=max(steps // 3, 1)))
+    c.train.update(
+        dict(
+            steps=steps,
+            batch_size=64,
+            learning_rate=6e-3,
+            optimizer="adam",
+            schedule="cosine",
+            warmup_steps=min(50, steps // 4),
+            checkpoint_every=max(steps // 3, 1),
+        )
+    )
     c.eval.num_chips = {"full": 100, "quick": 20, "smoke": 4}[variant]
     c.eval.num_samples = {"full": 5, "quick": 3, "smoke": 2}[variant]
     c.eval.max_test = {"full": None, "quick": None, "smoke": 32}[variant]

@@ -60,17 +60,25 @@ def get_config(variant: str = "full"):
     steps_per_epoch = TRAIN_EXAMPLES // batch
     steps = {"full": 200 * steps_per_epoch, "quick": 40 * steps_per_epoch, "smoke": 3}[variant]
     levels = {"full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4], "quick": [0.0, 0.1, 0.3], "smoke": [0.0, 0.3]}[variant]
-    rates = {"full": [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05], "quick": [0.0, 0.005, 0.02],
-             "smoke": [0.0, 0.01]}[variant]
+    rates = {"full": [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05], "quick": [0.0, 0.005, 0.02], "smoke": [0.0, 0.01]}[
+        variant
+    ]
     c.dataset.name = "co2"
     c.dataset.kwargs.update(dict(window=WINDOW, horizon=HORIZON, train_fraction=0.8))
     c.model.name = "lstm"
     c.model.kwargs.update(dict(hidden=64, num_layers=2, out_features=HORIZON, bits=8, norm_placement="hidden"))
     c.metric = "rmse"
-    c.train.update(dict(steps=steps, batch_size=batch, learning_rate=3e-3, optimizer="adam", schedule="cosine",
-                        warmup_steps={"full": 100, "quick": 50, "smoke": 1}[variant],
-                        checkpoint_every={"full": 20 * steps_per_epoch, "quick": 10 * steps_per_epoch,
-                                          "smoke": 10}[variant]))
+    c.train.update(
+        dict(
+            steps=steps,
+            batch_size=batch,
+            learning_rate=3e-3,
+            optimizer="adam",
+            schedule="cosine",
+            warmup_steps={"full": 100, "quick": 50, "smoke": 1}[variant],
+            checkpoint_every={"full": 20 * steps_per_epoch, "quick": 10 * steps_per_epoch, "smoke": 10}[variant],
+        )
+    )
     c.eval.num_chips = {"full": 100, "quick": 100, "smoke": 2}[variant]
     c.eval.num_samples = {"full": 10, "quick": 5, "smoke": 2}[variant]
     c.eval.max_test = {"full": None, "quick": None, "smoke": 16}[variant]

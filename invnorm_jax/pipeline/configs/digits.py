@@ -19,8 +19,17 @@ def get_config(variant: str = "full"):
     # The same BinaryResNet class as CIFAR-10's ResNet-18, at 8x8 size: two stages of one block.
     c.model.name = "resnet"
     c.model.kwargs.update(dict(in_channels=1, num_classes=10, widths=(16, 32), blocks=(1, 1), **RESNET_SITE))
-    c.train.update(dict(steps=steps, batch_size=64, learning_rate=3e-3, optimizer="adam", schedule="cosine",
-                        warmup_steps=min(50, steps // 4), checkpoint_every=max(steps // 3, 1)))
+    c.train.update(
+        dict(
+            steps=steps,
+            batch_size=64,
+            learning_rate=3e-3,
+            optimizer="adam",
+            schedule="cosine",
+            warmup_steps=min(50, steps // 4),
+            checkpoint_every=max(steps // 3, 1),
+        )
+    )
     c.eval.num_chips = {"full": 100, "quick": 20, "smoke": 4}[variant]
     c.eval.num_samples = {"full": 5, "quick": 3, "smoke": 2}[variant]
     c.eval.max_test = {"full": None, "quick": None, "smoke": 32}[variant]

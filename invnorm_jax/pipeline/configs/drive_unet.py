@@ -48,29 +48,40 @@ def get_config(variant: str = "full"):
     batch = {"full": 64, "quick": 64, "smoke": 8}[variant]
     steps_per_pass = NUM_PATCHES // batch
     steps = {"full": 80 * steps_per_pass, "quick": 16 * steps_per_pass, "smoke": 3}[variant]
-    flips = {"full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], "quick": [0.0, 0.1, 0.2, 0.3],
-             "smoke": [0.0, 0.2]}[variant]
+    flips = {"full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], "quick": [0.0, 0.1, 0.2, 0.3], "smoke": [0.0, 0.2]}[
+        variant
+    ]
     c.dataset.name = "drive"
     c.model.name = "unet"
     if variant == "smoke":
-        c.dataset.kwargs.update(dict(synthetic=True, height=64, width=64, num_train=2, num_test=2, patch_size=32,
-                                     num_patches=64))
+        c.dataset.kwargs.update(
+            dict(synthetic=True, height=64, width=64, num_train=2, num_test=2, patch_size=32, num_patches=64)
+        )
         c.model.kwargs.update(dict(in_channels=1, num_classes=2, widths=(8, 16), num_groups=8, act_bits=4))
     else:
-        c.dataset.kwargs.update(dict(channel="green", patch_size=48, num_patches=NUM_PATCHES, seed=0, pad_multiple=16,
-                                     patches_in_fov=True))
+        c.dataset.kwargs.update(
+            dict(channel="green", patch_size=48, num_patches=NUM_PATCHES, seed=0, pad_multiple=16, patches_in_fov=True)
+        )
         c.model.kwargs.update(dict(in_channels=1, num_classes=2, widths=(16, 32, 64, 128), num_groups=8, act_bits=4))
     c.metric = "miou"
-    c.train.update(dict(steps=steps, batch_size=batch, learning_rate=1e-3, optimizer="adam", schedule="cosine",
-                        warmup_steps={"full": 500, "quick": 200, "smoke": 1}[variant],
-                        checkpoint_every={"full": 10 * steps_per_pass, "quick": 4 * steps_per_pass,
-                                          "smoke": 10}[variant]))
+    c.train.update(
+        dict(
+            steps=steps,
+            batch_size=batch,
+            learning_rate=1e-3,
+            optimizer="adam",
+            schedule="cosine",
+            warmup_steps={"full": 500, "quick": 200, "smoke": 1}[variant],
+            checkpoint_every={"full": 10 * steps_per_pass, "quick": 4 * steps_per_pass, "smoke": 10}[variant],
+        )
+    )
     c.eval.num_chips = {"full": 100, "quick": 100, "smoke": 2}[variant]
     c.eval.num_samples = {"full": 5, "quick": 5, "smoke": 2}[variant]
     c.eval.max_test = {"full": None, "quick": None, "smoke": 2}[variant]
     c.eval.batch_size = {"full": 5, "quick": 5, "smoke": None}[variant]
     c.sweeps.bit_flip = sweep("bit_flip", flips)
     # Fig. 5: additive variation of the stored ±1 weights (sigma in units of the weight, 1).
-    c.sweeps.additive = sweep("additive", {"full": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5], "quick": [0.0, 0.5, 1.0],
-                                           "smoke": [0.0, 1.0]}[variant])
+    c.sweeps.additive = sweep(
+        "additive", {"full": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5], "quick": [0.0, 0.5, 1.0], "smoke": [0.0, 1.0]}[variant]
+    )
     return c

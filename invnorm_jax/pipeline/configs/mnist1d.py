@@ -19,8 +19,17 @@ def get_config(variant: str = "full"):
     c.dataset.name = "mnist1d"
     c.model.name = "m5"
     c.model.kwargs.update(dict(num_classes=10, channels=(32, 32, 64, 64), first_kernel=5, first_stride=1, pool=2))
-    c.train.update(dict(steps=steps, batch_size=64, learning_rate=3e-3, optimizer="adam", schedule="cosine",
-                        warmup_steps=min(50, steps // 4), checkpoint_every=max(steps // 3, 1)))
+    c.train.update(
+        dict(
+            steps=steps,
+            batch_size=64,
+            learning_rate=3e-3,
+            optimizer="adam",
+            schedule="cosine",
+            warmup_steps=min(50, steps // 4),
+            checkpoint_every=max(steps // 3, 1),
+        )
+    )
     c.eval.num_chips = {"full": 100, "quick": 20, "smoke": 4}[variant]
     c.eval.num_samples = {"full": 5, "quick": 3, "smoke": 2}[variant]
     c.eval.max_test = {"full": 500, "quick": 300, "smoke": 32}[variant]

@@ -50,8 +50,9 @@ def get_config(variant: str = "full"):
     batch = {"full": 256, "quick": 256, "smoke": 16}[variant]
     steps_per_epoch = TRAIN_EXAMPLES // batch
     steps = {"full": 50 * steps_per_epoch, "quick": 10 * steps_per_epoch, "smoke": 3}[variant]
-    rates = {"full": [0.0, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05], "quick": [0.0, 0.005, 0.02],
-             "smoke": [0.0, 0.01]}[variant]
+    rates = {"full": [0.0, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05], "quick": [0.0, 0.005, 0.02], "smoke": [0.0, 0.01]}[
+        variant
+    ]
     sigmas = {"full": [0.0, 0.05, 0.1, 0.2, 0.3, 0.4], "quick": [0.0, 0.1, 0.3], "smoke": [0.0, 0.2]}[variant]
     c.dataset.name = "speech_commands"
     if variant == "smoke":
@@ -61,13 +62,21 @@ def get_config(variant: str = "full"):
     else:
         c.dataset.kwargs.source = "folder"
     c.model.name = "m5"
-    c.model.kwargs.update(dict(num_classes=35, channels=(32, 32, 64, 64), first_kernel=80, first_stride=16, pool=4,
-                               bits=8))
-    c.train.update(dict(steps=steps, batch_size=batch, learning_rate=1e-2, optimizer="adamw", schedule="cosine",
-                        warmup_steps={"full": steps_per_epoch, "quick": steps_per_epoch, "smoke": 1}[variant],
-                        weight_decay=1e-4,
-                        checkpoint_every={"full": 5 * steps_per_epoch, "quick": 2 * steps_per_epoch,
-                                          "smoke": 10}[variant]))
+    c.model.kwargs.update(
+        dict(num_classes=35, channels=(32, 32, 64, 64), first_kernel=80, first_stride=16, pool=4, bits=8)
+    )
+    c.train.update(
+        dict(
+            steps=steps,
+            batch_size=batch,
+            learning_rate=1e-2,
+            optimizer="adamw",
+            schedule="cosine",
+            warmup_steps={"full": steps_per_epoch, "quick": steps_per_epoch, "smoke": 1}[variant],
+            weight_decay=1e-4,
+            checkpoint_every={"full": 5 * steps_per_epoch, "quick": 2 * steps_per_epoch, "smoke": 10}[variant],
+        )
+    )
     c.eval.num_chips = {"full": 100, "quick": 100, "smoke": 2}[variant]
     c.eval.num_samples = {"full": 10, "quick": 5, "smoke": 2}[variant]
     # Test clips are ordered by word: a prefix would drop words, so no cut but smoke's.
