@@ -14,7 +14,7 @@ PROGRAM = """
 import argparse, sys
 import jax, jax.numpy as jnp
 from jax import monitoring
-from invnorm_jax import cli
+from invnorm_jax.pipeline import cli
 events = []
 monitoring.register_event_listener(lambda event, **kw: events.append(event))
 cli._compilation_cache(argparse.Namespace(cache_dir=sys.argv[1]))

@@ -396,7 +396,7 @@ def test_sigkilled_training_resumes_bit_identical(tmp_path):
 
 SWEEP_SCRIPT = """
 import sys, time
-from invnorm_jax import cli, evaluation
+from invnorm_jax.pipeline import cli, evaluation
 real = evaluation.per_chip_metric
 def slow(*args, **kwargs):  # the real computation, slow enough that the kill lands mid-sweep
     time.sleep(0.5)

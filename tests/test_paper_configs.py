@@ -19,7 +19,7 @@ from invnorm_jax.pipeline import datasets as config_datasets
 from invnorm_jax.testing import get_synthetic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "invnorm_jax" / "configs"
+CONFIGS = ROOT / "invnorm_jax" / "pipeline" / "configs"
 PAPER_CONFIGS = ("cifar10_resnet18", "speech_m5", "co2_lstm", "drive_unet")
 
 

@@ -21,24 +21,15 @@ import math
 import pathlib
 
 from invnorm_jax.errors import ResultsError
-from invnorm_jax.pipeline.claims_measure import (
-    CLAIMS,
-    CONFIDENCE,
-    DEFAULT_READING,
-    FAULT_FREE_TOLERANCE,
-    NAIVE_MARGIN,
-    READINGS,
-    VERDICTS,
-    Claim,
-    ClaimRow,
-    evaluate_claims,
-)
+from invnorm_jax.pipeline.claims_bootstrap import CONFIDENCE
+from invnorm_jax.pipeline.claims_measure import CLAIMS, FAULT_FREE_TOLERANCE, VERDICTS, Claim, ClaimRow, evaluate_claims
 from invnorm_jax.pipeline.claims_noisy import (
     ComparisonRow,
     comparison_json,
     comparison_markdown,
     evaluate_noisy_training,
 )
+from invnorm_jax.pipeline.claims_scope import DEFAULT_READING, NAIVE_MARGIN, READINGS
 from invnorm_jax.pipeline.results import Results
 
 CLAIMS_VERSION = 2  # 2: rows carry their reading, seeds, chips and naive RMSE

@@ -23,13 +23,8 @@ from invnorm_jax.pipeline.claims_bootstrap import (
     stack_levels,
     up_to_interval,
 )
-from invnorm_jax.pipeline.claims_measure import (
-    DEFAULT_READING,
-    EFFECT_RANGE,
-    PROPOSED,
-    effect,
-    task_reading,
-)
+from invnorm_jax.pipeline.claims_measure import EFFECT_RANGE, effect
+from invnorm_jax.pipeline.claims_scope import DEFAULT_READING, PROPOSED, task_reading
 from invnorm_jax.pipeline.results import Results
 
 NOISY = "noisy_training"

@@ -48,6 +48,7 @@ def get_dataset(name: str, kwargs: dict) -> Split:
     synthetic, rest = _split_synthetic(kwargs)
     if not synthetic:
         return data.get_dataset(name, **rest)
+    data.dataset_parameters(name)  # an unknown name: the library's error
     from invnorm_jax.testing import (
         get_synthetic,  # fixtures, loaded only when a config asks for them
     )

@@ -12,7 +12,7 @@ import argparse
 import pathlib
 from collections.abc import Mapping, Sequence
 
-from invnorm_jax.errors import InputError, UsageError, did_you_mean
+from invnorm_jax.errors import UsageError, did_you_mean
 
 #: Files that only an invnorm-jax run writes at the top of its folder.
 RUN_FILES = ("config.json", "results.json", "evaluate.json", "ablation.json")
@@ -97,9 +97,9 @@ def check_model(config, method: str) -> None:
 
     try:
         nnx.eval_shape(lambda: make_model(config, method))
-    except InputError:
+    except ConfigError:
         raise
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError) as err:  # the constructor's ArgumentError, or a plain error of a model of yours
         raise ConfigError(
             f"config {config.name!r}: model {config.model.name!r} ({method}) cannot be built from model.kwargs: {err}"
         ) from None
