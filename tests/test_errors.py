@@ -307,3 +307,13 @@ def test_user_facing_library_errors_are_one_line_not_a_bug(error, monkeypatch, t
     )
     assert code == 2 and "Traceback" not in err and "bug" not in err, err
     assert err.strip().splitlines()[-1] == "invnorm-jax train: error: " + " ".join(str(raised).split("\n"))
+
+
+def test_every_bad_input_is_an_input_error():
+    """One error family: each row of docs/errors.md is an InputError, hence a ValueError, and the
+    builtin its class names (a TypeError, a FileNotFoundError, ...) as well."""
+    from invnorm_jax.errors import InputError
+
+    assert issubclass(InputError, ValueError)
+    for case in CASES:
+        assert issubclass(case.error, InputError), f"{case.id}: {case.error.__name__} is not an InputError"
