@@ -64,7 +64,7 @@ def chips_per_call(chunk_size: int = 1, num_devices: int = 1) -> int:
     return per_step * max(1, CHIPS_PER_CALL // per_step)
 
 
-def _accelerator_chunk(step, args: tuple, chips_per_device: int) -> int:
+def accelerator_chunk(step, args: tuple, chips_per_device: int) -> int:
     """:func:`chunk_for_budget` from the compiled one-chip ``step``'s memory (lowered on ``args``) and
     the device's free memory."""
     share = float(os.environ.get("INVNORM_CHIP_MEMORY", ACCELERATOR_MEMORY_SHARE))

@@ -138,7 +138,7 @@ def _unflatten_fault(static, children) -> Fault:
 jax.tree_util.register_pytree_with_keys(Fault, _flatten_fault, _unflatten_fault)
 
 
-def _apply_kind(fault: Fault, level, key: jax.Array, w: jax.Array, *, bits: int | None) -> jax.Array:
+def apply_kind(fault: Fault, level, key: jax.Array, w: jax.Array, *, bits: int | None) -> jax.Array:
     if is_custom(fault.kind):
         return apply_custom(fault.kind, key, w, level, bits=bits)
     if fault.kind == "additive":
@@ -195,7 +195,7 @@ class FaultContext:
         """
         if not _touches_weights(self.fault, bits):
             return w
-        return _apply_kind(self.fault, self._level, self._key(fault_id), w, bits=bits)
+        return apply_kind(self.fault, self._level, self._key(fault_id), w, bits=bits)
 
     def preactivation(self, fault_id: int, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         """Faulty copy of the activation ``x`` ([batch, ...]) just before ``sign()``.

@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from invnorm_jax.errors import ArgumentError, ArgumentTypeError, did_you_mean
-from invnorm_jax.faults.models import _check_level, _float_dtype
+from invnorm_jax.faults.models import check_level_range, float_dtype
 
 __all__ = ["PCM", "PRESETS", "RRAM", "DriftModel", "drift", "drift_factor_log", "drift_model"]
 
@@ -99,7 +99,7 @@ class DriftModel:
             raise ArgumentTypeError(f"DriftModel compensate={self.compensate!r} must be True or False.")
         object.__setattr__(self, "compensate", bool(self.compensate))
         for name in ("nu_mean", "nu_std", "read_noise"):
-            _check_level(name, getattr(self, name), 0.0)
+            check_level_range(name, getattr(self, name), 0.0)
         if not float(self.t0) > 0.0:
             raise ArgumentError(f"t0={self.t0!r} is out of range: expected t0 > 0 seconds (the first read).")
 
@@ -186,8 +186,8 @@ def drift(key: jax.Array, w: jax.Array, *, t, model: DriftModel = PCM) -> jax.Ar
     >>> bool(jnp.all(jnp.abs(drift(jax.random.key(0), w, t=3.15e7)) <= jnp.abs(w)))
     True
     """
-    _check_level("t", t, 0.0)
-    dtype = _float_dtype(w)
+    check_level_range("t", t, 0.0)
+    dtype = float_dtype(w)
     wf = w.astype(dtype)
     nu_key, noise_key = jax.random.split(key)
     log_ratio = drift_factor_log(t, model.t0).astype(dtype)

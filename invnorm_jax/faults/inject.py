@@ -25,7 +25,7 @@ import numpy as np
 from invnorm_jax._checks import describe
 from invnorm_jax.errors import ArgumentError, ArgumentTypeError
 from invnorm_jax.faults import models as fm
-from invnorm_jax.faults.context import Fault, _apply_kind
+from invnorm_jax.faults.context import Fault, apply_kind
 from invnorm_jax.faults.kinds import BIT_KINDS, kind_name, uses_bits
 from invnorm_jax.functional.quantize import quantize_symmetric
 from invnorm_jax.nn.keys import path_id
@@ -143,15 +143,15 @@ def select_paths(params, select: Select = None) -> tuple[str, ...]:
 def _fault_leaf(fault: Fault, level, key: jax.Array, w: jax.Array, bits: int | None, name: str) -> jax.Array:
     """One faulty leaf, in ``w``'s dtype."""
     if bits is None or not uses_bits(fault.kind):  # variations act on the analogue value itself
-        return _stored(_apply_kind(fault, level, key, w, bits=None), w, fault, name)
+        return _stored(apply_kind(fault, level, key, w, bits=None), w, fault, name)
     if jnp.issubdtype(w.dtype, jnp.integer):
         return _fault_integer_leaf(fault, level, key, w, bits, name)
     if bits == 1:
         # A binary cell stores the sign; the magnitude is the layer's scale, restored after.
         codes = jnp.where(w >= 0, 1, -1).astype(w.dtype)
-        return (_apply_kind(fault, level, key, codes, bits=1) * jnp.abs(w)).astype(w.dtype)
+        return (apply_kind(fault, level, key, codes, bits=1) * jnp.abs(w)).astype(w.dtype)
     codes, scale = quantize_symmetric(w, bits, axis=-1 if w.ndim >= 2 else None)
-    faulty = _apply_kind(fault, level, key, codes, bits=bits)
+    faulty = apply_kind(fault, level, key, codes, bits=bits)
     # Only the faulted bits move a weight: what the k-bit code cannot represent is kept, so
     # level 0 returns ``w`` bit for bit.
     return (w + (faulty - codes).astype(w.dtype) * scale).astype(w.dtype)
@@ -168,10 +168,10 @@ def _fault_integer_leaf(fault: Fault, level, key: jax.Array, w: jax.Array, bits:
     w32 = w.astype(jnp.int32)  # room for a flipped sign and for |-128|
     if bits == 1:
         codes = jnp.where(w32 >= 0, 1, -1).astype(jnp.int32)
-        return _stored(_apply_kind(fault, level, key, codes, bits=1) * jnp.abs(w32), w, fault, name)
+        return _stored(apply_kind(fault, level, key, codes, bits=1) * jnp.abs(w32), w, fault, name)
     codes = fm._to_signed(fm._to_unsigned(w32, bits), bits, jnp.int32)
     # Values inside the k-bit range are their own codes (w' = fault(w)); higher bits stay as they were.
-    return _stored(w32 + (_apply_kind(fault, level, key, codes, bits=bits) - codes), w, fault, name)
+    return _stored(w32 + (apply_kind(fault, level, key, codes, bits=bits) - codes), w, fault, name)
 
 
 def _stored(out: jax.Array, w: jax.Array, fault: Fault, name: str) -> jax.Array:

@@ -26,7 +26,7 @@ from invnorm_jax.errors import ArgumentError
 MAX_BITS = 16
 
 
-def _check_level(name: str, value, low: float, high: float = np.inf) -> None:
+def check_level_range(name: str, value, low: float, high: float = np.inf) -> None:
     """Raise ``ValueError`` if a concrete level lies outside ``[low, high]``; skip tracers."""
     if isinstance(value, jax.core.Tracer):
         return  # a traced sweep level is checked by whoever builds the sweep
@@ -43,7 +43,7 @@ def _check_bits(bits) -> int:
     return int(bits)
 
 
-def _float_dtype(w: jax.Array):
+def float_dtype(w: jax.Array):
     """The array's own float dtype, or the default float dtype for integer codes."""
     return w.dtype if jnp.issubdtype(w.dtype, jnp.floating) else jnp.result_type(float)
 
@@ -71,8 +71,8 @@ def additive_variation(key: jax.Array, w: jax.Array, *, sigma) -> jax.Array:
     >>> bool(jnp.all(additive_variation(jax.random.key(0), w, sigma=0.0) == w))
     True
     """
-    _check_level("sigma", sigma, 0.0)
-    dtype = _float_dtype(w)
+    check_level_range("sigma", sigma, 0.0)
+    dtype = float_dtype(w)
     wf = w.astype(dtype)
     n = jax.random.normal(key, w.shape, dtype=dtype)
     return (wf + sigma * jnp.max(jnp.abs(wf)) * n).astype(dtype)
@@ -98,8 +98,8 @@ def multiplicative_variation(key: jax.Array, w: jax.Array, *, sigma) -> jax.Arra
     >>> multiplicative_variation(jax.random.key(0), w, sigma=0.0).tolist()
     [2.0, -3.0]
     """
-    _check_level("sigma", sigma, 0.0)
-    dtype = _float_dtype(w)
+    check_level_range("sigma", sigma, 0.0)
+    dtype = float_dtype(w)
     n = jax.random.normal(key, w.shape, dtype=dtype)
     return (w.astype(dtype) * (1.0 + sigma * n)).astype(dtype)
 
@@ -128,8 +128,8 @@ def uniform_noise(key: jax.Array, w: jax.Array, *, amplitude) -> jax.Array:
     >>> bool(jnp.all(jnp.abs(u - w) <= 0.1))
     True
     """
-    _check_level("amplitude", amplitude, 0.0)
-    dtype = _float_dtype(w)
+    check_level_range("amplitude", amplitude, 0.0)
+    dtype = float_dtype(w)
     u = jax.random.uniform(key, w.shape, dtype=dtype, minval=-1.0, maxval=1.0)
     return (w.astype(dtype) + amplitude * u).astype(dtype)
 
@@ -180,7 +180,7 @@ def bit_flip(key: jax.Array, codes: jax.Array, *, rate, bits: int) -> jax.Array:
     [-1, -1, -1]
     """
     bits = _check_bits(bits)
-    _check_level("rate", rate, 0.0, 1.0)
+    check_level_range("rate", rate, 0.0, 1.0)
     if bits == 1:
         flip = jax.random.bernoulli(key, rate, codes.shape)
         return jnp.where(flip, -codes, codes).astype(codes.dtype)
@@ -219,8 +219,8 @@ def stuck_at(key: jax.Array, codes: jax.Array, *, rate, bits: int, high_fraction
     [1.0, 1.0, 1.0, 1.0]
     """
     bits = _check_bits(bits)
-    _check_level("rate", rate, 0.0, 1.0)
-    _check_level("high_fraction", high_fraction, 0.0, 1.0)
+    check_level_range("rate", rate, 0.0, 1.0)
+    check_level_range("high_fraction", high_fraction, 0.0, 1.0)
     stuck_key, high_key = jax.random.split(key)
     if bits == 1:
         stuck = jax.random.bernoulli(stuck_key, rate, codes.shape)

@@ -50,7 +50,7 @@ from invnorm_jax.faults.chip_map import chip_mesh, chip_sharding, map_chips
 from invnorm_jax.faults.chunking import (  # noqa: F401  (DEFAULT_CHUNK, CHIPS_PER_CALL: re-exported)
     CHIPS_PER_CALL,
     DEFAULT_CHUNK,
-    _accelerator_chunk,
+    accelerator_chunk,
     chips_per_call,
     chunk_for_budget,
 )
@@ -70,10 +70,10 @@ from invnorm_jax.faults.outputs import (
 )
 from invnorm_jax.faults.simulate_args import (
     _FUNCTIONAL_HINT,
-    _check_args,
-    _prepare_module,
-    _program,
-    _static,
+    check_simulate_args,
+    compiled_program,
+    fault_without_level,
+    prepare_module,
 )
 from invnorm_jax.faults.step_cache import StepCache
 from invnorm_jax.functional.keys import example_keys
@@ -361,17 +361,17 @@ def iter_simulate_chips(
     0 (4, 1, 2, 2)
     2 (4, 1, 2, 2)
     """
-    _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size, key)
+    check_simulate_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size, key)
     check_reduce_args(reduce_fn, labels, np.shape(x)[0])
     mesh, chip_axis, devices = chip_mesh(num_devices, mesh, chip_axis)
-    program = _program(fault, compile_for)
+    program = compiled_program(fault, compile_for)
     if isinstance(model, nnx.Module):
         if params is not None or select is not None or bits is not None:
             raise ArgumentTypeError(
                 "params=/select=/bits= are for a function apply_fn(params, x, key); an NNX module with the library's "
                 f"call convention carries its own fault sites. {_FUNCTIONAL_HINT}"
             )
-        graphdef, state = _prepare_module(model, program)  # every fault the step serves has its site
+        graphdef, state = prepare_module(model, program)  # every fault the step serves has its site
         leaves, treedef = jax.tree.flatten(state)
         arrays = leaves
         step, fns, statics = _module_step, (reduce_fn,), (graphdef, treedef, program)
@@ -395,7 +395,7 @@ def iter_simulate_chips(
         return _STEPS.get(step, fns, (*statics, chunk, *per_chunk, mesh, chip_axis, options))
 
     level = jnp.asarray(fault.level if level is None else level, jnp.float32)
-    choice = np.int32(program.index(_static(fault)))
+    choice = np.int32(program.index(fault_without_level(fault)))
     per_device = -(-num_chips // devices)
     samples = sample_keys(key, num_samples)
     x = jnp.asarray(x)
@@ -413,7 +413,7 @@ def iter_simulate_chips(
         chunk = 8
     else:
         one_chip = np.asarray(jax.random.key_data(chip_keys(key, devices)))
-        chunk = _accelerator_chunk(
+        chunk = accelerator_chunk(
             make_step(1, options),
             (arrays, x[:size], first_labels, one_chip, samples, np.uint32(0), level, np.int32(devices), choice),
             per_device,

@@ -37,7 +37,7 @@ _FUNCTIONAL_HINT = (
 )
 
 
-def _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size, key):
+def check_simulate_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size, key):
     if not isinstance(fault, Fault):
         raise ArgumentTypeError(
             f"fault={describe(fault)} must be an invnorm_jax.faults.Fault, e.g. Fault('bit_flip', 0.1)."
@@ -59,12 +59,12 @@ def _check_args(x, fault, num_chips, num_samples, chunk_size, level, batch_size,
         )
 
 
-def _static(fault: Fault) -> Fault:
+def fault_without_level(fault: Fault) -> Fault:
     """``fault`` without its level (a compiled step's static part; the level is traced)."""
     return dataclasses.replace(fault, level=0.0)
 
 
-def _program(fault: Fault, compile_for) -> tuple[Fault, ...]:
+def compiled_program(fault: Fault, compile_for) -> tuple[Fault, ...]:
     """The static faults one compiled step serves: those of ``compile_for``, in order, and ``fault``."""
     if isinstance(compile_for, Fault) or not isinstance(compile_for, (list, tuple)):
         raise ArgumentTypeError(
@@ -77,11 +77,11 @@ def _program(fault: Fault, compile_for) -> tuple[Fault, ...]:
                 f"compile_for holds {describe(f)}: expected invnorm_jax.faults.Fault "
                 "instances, e.g. (Fault('bit_flip', 0), Fault('additive', 0, site='preactivation'))."
             )
-    program = tuple(dict.fromkeys(_static(f) for f in compile_for))
-    return program if _static(fault) in program else (*program, _static(fault))
+    program = tuple(dict.fromkeys(fault_without_level(f) for f in compile_for))
+    return program if fault_without_level(fault) in program else (*program, fault_without_level(fault))
 
 
-def _prepare_module(model: nnx.Module, program: tuple[Fault, ...]):
+def prepare_module(model: nnx.Module, program: tuple[Fault, ...]):
     """``(graphdef, state)`` of a numbered copy of ``model``; the caller's model is untouched.
 
     Every fault of ``program`` must find its site in the model."""

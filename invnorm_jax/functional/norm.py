@@ -40,7 +40,7 @@ def _check_affine_shapes(x_features: int | None, scale: jax.Array, bias: jax.Arr
         raise ArgumentError(f"per-example scale.shape={scale.shape} must have batch size {batch} on axis 0.")
 
 
-def _check_groups(num_groups, channels: int) -> None:
+def check_groups(num_groups, channels: int) -> None:
     if num_groups is None:
         return
     if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
@@ -88,7 +88,7 @@ def normalize(y: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5,
     if y.ndim < 2:
         raise ArgumentError(f"x.shape={y.shape}: expected at least 2 axes, [batch, ..., channels].")
     channels = y.shape[-1]
-    _check_groups(num_groups, channels)
+    check_groups(num_groups, channels)
     groups = 1 if num_groups is None else num_groups
     # Channels split into (group, channel-in-group); per instance is the one-group case.
     grouped = rearrange(y.astype(_stats_dtype(y.dtype)), "b ... (g c) -> b ... g c", g=groups)
@@ -146,7 +146,7 @@ def inverted_norm(
     if x.ndim < 2:
         raise ArgumentError(f"x.shape={x.shape}: expected at least 2 axes, [batch, ..., channels].")
     _check_affine_shapes(x.shape[-1], scale, bias, x.shape[0])
-    _check_groups(num_groups, x.shape[-1])
+    check_groups(num_groups, x.shape[-1])
     compute = _stats_dtype(jnp.result_type(x.dtype, scale.dtype))
     xc = x.astype(compute)
     y = _broadcast_affine(scale.astype(compute), xc) * xc + _broadcast_affine(bias.astype(compute), xc)

@@ -26,8 +26,8 @@ from invnorm_jax.functional import init as inits
 from invnorm_jax.functional.dropout import mc_dropout, mc_spatial_dropout
 from invnorm_jax.functional.norm import (
     MODES,
-    _check_groups,
     affine_dropout,
+    check_groups,
     inverted_norm,
     normalize,
 )
@@ -150,7 +150,7 @@ class InvertedNorm(_Stochastic):
         check_positive_int(num_features, "num_features")
         check_rate(rate)
         check_choice(mode, "mode", MODES)
-        _check_groups(num_groups, num_features)
+        check_groups(num_groups, num_features)
         if eps is not None:
             warnings.warn(
                 "InvertedNorm(eps=...) is deprecated; use epsilon=, as nnx.LayerNorm.", DeprecationWarning, stacklevel=2
@@ -271,7 +271,7 @@ class ConventionalNorm(nnx.Module):
         if kind == "group":
             if num_groups is None:
                 raise ArgumentError("norm='group' needs num_groups=, a divisor of the channels.")
-            _check_groups(num_groups, num_features)
+            check_groups(num_groups, num_features)
         if kind == "batch":
             self.norm = nnx.BatchNorm(num_features, momentum=0.9, epsilon=1e-5, rngs=rngs)
         else:
