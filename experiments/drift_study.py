@@ -33,11 +33,7 @@ import numpy as np
 from invnorm_jax.metrics import TASK_METRICS
 from invnorm_jax.pipeline import report
 from invnorm_jax.pipeline import results as results_lib
-from invnorm_jax.pipeline.claims_noisy import (
-    comparison_json,
-    comparison_markdown,
-    evaluate_noisy_training,
-)
+from invnorm_jax.pipeline.claims_noisy import comparison_json, comparison_markdown, evaluate_noisy_training
 
 DAY, DECADE = 86400.0, 3.15e8
 N_BOOT = 2000

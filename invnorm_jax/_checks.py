@@ -15,10 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from invnorm_jax.errors import (
-    ArgumentError,
-    ArgumentTypeError,
-)
+from invnorm_jax.errors import ArgumentError, ArgumentTypeError
 
 
 def is_concrete(value) -> bool:

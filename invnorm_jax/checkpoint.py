@@ -32,11 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from invnorm_jax.errors import (
-    CheckpointCorruptError,
-    CheckpointIncompatibleError,
-    CheckpointMissingError,
-)
+from invnorm_jax.errors import CheckpointCorruptError, CheckpointIncompatibleError, CheckpointMissingError
 from invnorm_jax.numerics import path_name
 
 log = logging.getLogger(__name__)

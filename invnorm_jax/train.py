@@ -29,10 +29,7 @@ from tqdm.auto import tqdm
 from invnorm_jax import numerics
 from invnorm_jax._checks import check_choice
 from invnorm_jax.checkpoint import Checkpointer, interrupts_held
-from invnorm_jax.errors import (
-    ArgumentError,
-    TrainingDivergedError,
-)
+from invnorm_jax.errors import ArgumentError, TrainingDivergedError
 from invnorm_jax.nn.quantized import set_training_progress  # IR-Net's EDE temperature
 
 LOSSES = ("xent", "mse", "seg_xent")

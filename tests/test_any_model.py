@@ -17,15 +17,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax.faults import (
-    Fault,
-    FaultContext,
-    chip_keys,
-    inject,
-    sample_keys,
-    select_paths,
-    simulate_chips,
-)
+from invnorm_jax.faults import Fault, FaultContext, chip_keys, inject, sample_keys, select_paths, simulate_chips
 from invnorm_jax.nn import path_id
 from invnorm_jax.nn.quantized import QuantDense
 

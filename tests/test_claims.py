@@ -10,15 +10,7 @@ import numpy as np
 import pytest
 
 from invnorm_jax.pipeline import claims
-from invnorm_jax.pipeline.results import (
-    Level,
-    MethodResult,
-    OODResult,
-    OODShift,
-    Results,
-    SweepInfo,
-    TaskResult,
-)
+from invnorm_jax.pipeline.results import Level, MethodResult, OODResult, OODShift, Results, SweepInfo, TaskResult
 
 LEVELS = (0.0, 0.1, 0.2)
 

@@ -11,13 +11,7 @@ import pytest
 from matplotlib.colors import to_rgba
 
 from invnorm_jax.pipeline import claims, claims_noisy, report
-from invnorm_jax.pipeline.results import (
-    Level,
-    MethodResult,
-    Results,
-    SweepInfo,
-    TaskResult,
-)
+from invnorm_jax.pipeline.results import Level, MethodResult, Results, SweepInfo, TaskResult
 
 LEVELS = (0.0, 0.1, 0.2, 0.3)
 BASE = ("nn", "spindrop", "spatial_spindrop", "proposed")

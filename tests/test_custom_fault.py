@@ -21,13 +21,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax.faults import (
-    Fault,
-    FaultContext,
-    inject,
-    number_fault_sites,
-    simulate_chips,
-)
+from invnorm_jax.faults import Fault, FaultContext, inject, number_fault_sites, simulate_chips
 from invnorm_jax.faults import models as fm
 from invnorm_jax.functional.quantize import quantize_symmetric
 from invnorm_jax.nn import BinaryDense, QuantDense

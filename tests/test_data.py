@@ -10,11 +10,7 @@ import numpy as np
 import pytest
 
 from invnorm_jax import data
-from invnorm_jax.testing import (
-    write_drive_folder,
-    write_sine_wav,
-    write_speech_commands_folder,
-)
+from invnorm_jax.testing import write_drive_folder, write_sine_wav, write_speech_commands_folder
 
 DATA_DIR = pathlib.Path(data.__file__).parent
 

@@ -140,13 +140,7 @@ def test_deterministic_per_key():
     assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(t=-1.0), "t=-1.0"),
-        (dict(t=float("nan")), "t=nan"),
-    ],
-)
+@pytest.mark.parametrize("kwargs, match", [(dict(t=-1.0), "t=-1.0"), (dict(t=float("nan")), "t=nan")])
 def test_bad_time_is_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         drift(jax.random.key(0), jnp.ones(3), **kwargs)

@@ -77,10 +77,7 @@ def test_sweep_helpers_carry_the_parameters_and_fault_of_forwards_them():
 
 @pytest.mark.parametrize(
     "spec, expected",
-    [
-        ("{'compensate': True}", dataclasses.replace(PCM, compensate=True)),
-        ("{'preset': 'rram'}", RRAM),
-    ],
+    [("{'compensate': True}", dataclasses.replace(PCM, compensate=True)), ("{'preset': 'rram'}", RRAM)],
 )
 def test_config_parameters_reach_a_layers_codes(spec, expected):
     c = config_lib.load_config("digits_drift", "smoke", _override(spec))

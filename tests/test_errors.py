@@ -285,11 +285,7 @@ def test_the_library_errors_of_the_table_are_public_input_errors():
 @pytest.mark.parametrize("error", ["diverged", "checkpoint", "results"])
 def test_user_facing_library_errors_are_one_line_not_a_bug(error, monkeypatch, tmp_path):
     """Raised where the CLI cannot check beforehand (mid-training, mid-restore): still the user's to fix."""
-    from invnorm_jax.errors import (
-        CheckpointIncompatibleError,
-        ResultsError,
-        TrainingDivergedError,
-    )
+    from invnorm_jax.errors import CheckpointIncompatibleError, ResultsError, TrainingDivergedError
 
     monkeypatch.chdir(tmp_path)
     raised = {

@@ -23,11 +23,7 @@ from flax import nnx
 from orbax.checkpoint._src.path import atomicity
 
 from invnorm_jax.checkpoint import UNFINISHED_SUFFIX
-from invnorm_jax.errors import (
-    CheckpointCorruptError,
-    CheckpointIncompatibleError,
-    CheckpointMissingError,
-)
+from invnorm_jax.errors import CheckpointCorruptError, CheckpointIncompatibleError, CheckpointMissingError
 from invnorm_jax.models import build_model
 from invnorm_jax.pipeline import evaluation, experiment
 from invnorm_jax.pipeline.config import load_config

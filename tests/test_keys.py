@@ -16,22 +16,10 @@ from flax import nnx
 
 import invnorm_jax.nn.dropout as dropout_module
 import invnorm_jax.nn.norm as norm_module
-from invnorm_jax.faults import (
-    Fault,
-    iter_simulate_chips,
-    number_fault_sites,
-    simulate_chips,
-)
+from invnorm_jax.faults import Fault, iter_simulate_chips, number_fault_sites, simulate_chips
 from invnorm_jax.models import build_model
 from invnorm_jax.models.common import Call
-from invnorm_jax.nn import (
-    InvertedNorm,
-    MCDropout,
-    MCSpatialDropout,
-    QuantDense,
-    norm_site,
-    stochastic_site_ids,
-)
+from invnorm_jax.nn import InvertedNorm, MCDropout, MCSpatialDropout, QuantDense, norm_site, stochastic_site_ids
 
 TINY = {
     "resnet": (dict(in_channels=1, widths=(8, 16), blocks=(1, 1)), (3, 8, 8, 1)),

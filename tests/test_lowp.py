@@ -55,11 +55,7 @@ def _operand_dtypes(fn, *args):
 @pytest.mark.parametrize("mode", ["int8", "bfloat16"])
 @pytest.mark.parametrize(
     "kernel_size,shape,stride,padding",
-    [
-        ((3, 3), (2, 7, 6, 70), 1, "SAME"),
-        ((3, 3), (2, 9, 9, 8), 2, "VALID"),
-        (5, (3, 16, 2), 2, "SAME"),
-    ],
+    [((3, 3), (2, 7, 6, 70), 1, "SAME"), ((3, 3), (2, 9, 9, 8), 2, "VALID"), (5, (3, 16, 2), 2, "SAME")],
 )
 def test_binary_conv_low_precision_is_bit_identical_and_exact(mode, kernel_size, shape, stride, padding):
     ref = BinaryConv(shape[-1], 6, kernel_size, strides=stride, padding=padding, compute="float32", rngs=nnx.Rngs(1))

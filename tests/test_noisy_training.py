@@ -155,10 +155,7 @@ def test_builds_for_every_model(name):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [
-        (dict(train_noise="gaussian"), "train_noise"),
-        (dict(train_noise_level=-0.1), "train_noise_level"),
-    ],
+    [(dict(train_noise="gaussian"), "train_noise"), (dict(train_noise_level=-0.1), "train_noise_level")],
 )
 def test_bad_noise_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):

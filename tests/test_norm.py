@@ -10,12 +10,7 @@ import pytest
 from flax import nnx
 
 import invnorm_jax as inj
-from invnorm_jax.functional import (
-    mc_dropout,
-    mc_spatial_dropout,
-    uniform_beta,
-    uniform_gamma,
-)
+from invnorm_jax.functional import mc_dropout, mc_spatial_dropout, uniform_beta, uniform_gamma
 
 
 def reference_inverted_norm(x, scale, bias, num_groups=None, eps=1e-5):

@@ -175,10 +175,7 @@ def _layer_outputs(graphdef, state, x, key):
 
 
 #: (shape, dtype, num_groups, mode, param_dtype)
-LAYER_CONFIGS = (
-    ((3, 8), F32, None, "vector", F32),
-    ((2, 3, 4), BF16, 2, "element", BF16),
-)
+LAYER_CONFIGS = (((3, 8), F32, None, "vector", F32), ((2, 3, 4), BF16, 2, "element", BF16))
 
 
 @FEW

@@ -190,13 +190,7 @@ def test_pact_per_channel_alpha_gradient_sums_over_batch():
 # ----------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda b: quantize_symmetric(jnp.ones(3), b),
-        lambda b: fake_quant(jnp.ones(3), b),
-    ],
-)
+@pytest.mark.parametrize("call", [lambda b: quantize_symmetric(jnp.ones(3), b), lambda b: fake_quant(jnp.ones(3), b)])
 @pytest.mark.parametrize("bits", [1, 0, 17, 2.5, True, None])
 def test_signed_quantizers_reject_bad_bits(call, bits):
     with pytest.raises(ValueError, match=r"bits=.*2\.\.16"):

@@ -14,12 +14,7 @@ from invnorm_jax.models import LSTMForecaster
 from invnorm_jax.pipeline import experiment
 from invnorm_jax.pipeline.config import load_config
 from invnorm_jax.pipeline.ood_eval import shift_stages
-from invnorm_jax.pipeline.schedule import (
-    dense_flops,
-    forward_flops,
-    job_flops,
-    longest_first,
-)
+from invnorm_jax.pipeline.schedule import dense_flops, forward_flops, job_flops, longest_first
 
 
 def test_conv_and_matmul_flops_are_twice_the_multiply_adds():

@@ -6,14 +6,7 @@ import pytest
 from invnorm_jax.pipeline import experiment, study
 from invnorm_jax.pipeline.config import load_config
 from invnorm_jax.pipeline.evaluation import eval_seed
-from invnorm_jax.pipeline.results import (
-    Level,
-    MethodResult,
-    OODResult,
-    OODShift,
-    TaskResult,
-    pool_seeds,
-)
+from invnorm_jax.pipeline.results import Level, MethodResult, OODResult, OODShift, TaskResult, pool_seeds
 
 
 def test_a_training_seed_keeps_the_chips_and_its_own_folder(tmp_path):

@@ -26,15 +26,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from invnorm_jax.faults import (
-    Fault,
-    FaultContext,
-    chip_keys,
-    chunking,
-    number_fault_sites,
-    sample_keys,
-    simulate_chips,
-)
+from invnorm_jax.faults import Fault, FaultContext, chip_keys, chunking, number_fault_sites, sample_keys, simulate_chips
 from invnorm_jax.faults import models as fm
 from invnorm_jax.faults import simulate as simulate_module
 from invnorm_jax.models.common import Call, global_avg_pool, hardtanh

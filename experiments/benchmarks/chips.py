@@ -57,10 +57,7 @@ from experiments.benchmarks.common import (  # noqa: E402
 from invnorm_jax.faults import DEFAULT_CHUNK, Fault  # noqa: E402
 from invnorm_jax.models import build_model  # noqa: E402
 
-FAULTS = {
-    "weights": Fault("bit_flip", 0.05),
-    "preactivation": Fault("additive", 0.5, site="preactivation"),
-}
+FAULTS = {"weights": Fault("bit_flip", 0.05), "preactivation": Fault("additive", 0.5, site="preactivation")}
 
 
 # --------------------------------------------------------------------------- measurements

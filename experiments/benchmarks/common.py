@@ -20,13 +20,7 @@ import numpy as np
 from flax import nnx
 
 from invnorm_jax.data import load_digits
-from invnorm_jax.faults import (
-    Fault,
-    FaultContext,
-    chip_keys,
-    sample_keys,
-    simulate_chips,
-)
+from invnorm_jax.faults import Fault, FaultContext, chip_keys, sample_keys, simulate_chips
 from invnorm_jax.pipeline.schedule import forward_flops
 
 # --------------------------------------------------------------------------- timing

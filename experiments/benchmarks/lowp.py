@@ -34,12 +34,7 @@ import numpy as np
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root
-from experiments.benchmarks.common import (  # noqa: E402
-    CEILING_FLOPS,
-    ceiling_conv,
-    interleaved_medians,
-    machine_line,
-)
+from experiments.benchmarks.common import CEILING_FLOPS, ceiling_conv, interleaved_medians, machine_line  # noqa: E402
 from invnorm_jax.faults import Fault, simulate_chips  # noqa: E402
 from invnorm_jax.models import build_model  # noqa: E402
 from invnorm_jax.nn.lowp import auto_compute, reduction_length, set_binary_compute  # noqa: E402

@@ -12,13 +12,7 @@ from __future__ import annotations
 
 import time
 
-from experiments.benchmarks.common import (
-    ceiling_op,
-    compile_simulate,
-    interleaved_medians,
-    model_flops,
-    python_loop,
-)
+from experiments.benchmarks.common import ceiling_op, compile_simulate, interleaved_medians, model_flops, python_loop
 from experiments.benchmarks.models import SPECS, build, inputs
 
 #: model -> (chips, samples, inputs) of the full and of the quick run.

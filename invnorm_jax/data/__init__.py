@@ -19,14 +19,7 @@ from invnorm_jax.data.cifar10 import (
     normalize_cifar,
     random_crop_flip,
 )
-from invnorm_jax.data.common import (
-    DATA_DIR_ENV,
-    Split,
-    batches,
-    default_data_root,
-    standardize,
-    subsample_per_class,
-)
+from invnorm_jax.data.common import DATA_DIR_ENV, Split, batches, default_data_root, standardize, subsample_per_class
 from invnorm_jax.data.drive import (
     default_drive_root,
     load_drive,
@@ -35,13 +28,7 @@ from invnorm_jax.data.drive import (
     random_patches,
     read_drive_split,
 )
-from invnorm_jax.data.embedded import (
-    fill_missing_linear,
-    load_co2,
-    load_digits,
-    load_mnist1d,
-    make_windows,
-)
+from invnorm_jax.data.embedded import fill_missing_linear, load_co2, load_digits, load_mnist1d, make_windows
 from invnorm_jax.data.forecast import naive_forecasts
 from invnorm_jax.data.registry import (
     AUGMENTATIONS,
@@ -59,9 +46,7 @@ from invnorm_jax.data.speech_commands import (
     load_speech_commands,
     read_wav,
 )
-from invnorm_jax.data.speech_commands import (
-    WORDS as SPEECH_COMMANDS_WORDS,
-)
+from invnorm_jax.data.speech_commands import WORDS as SPEECH_COMMANDS_WORDS
 from invnorm_jax.errors import DatasetNotFoundError
 
 __all__ = [

@@ -39,10 +39,7 @@ def _records_to_arrays(records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_cifar10(
-    data_dir: str | os.PathLike | None = None,
-    *,
-    train_split: str = "train",
-    test_split: str = "test",
+    data_dir: str | os.PathLike | None = None, *, train_split: str = "train", test_split: str = "test"
 ) -> Split:
     """Loads CIFAR-10 from a prepared TFDS folder with `tfds.data_source`.
 
@@ -124,13 +121,7 @@ def random_crop_flip(
 
 
 def cifar10_batches(
-    x: np.ndarray,
-    y: np.ndarray,
-    batch_size: int,
-    *,
-    seed: int = 0,
-    epoch: int = 0,
-    train: bool = True,
+    x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int = 0, epoch: int = 0, train: bool = True
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """One epoch of CIFAR-10 batches.
 
@@ -157,11 +148,5 @@ def cifar10_batches(
     """
     rng_seed: SeedLike = (seed, epoch)
     return batches(
-        x,
-        y,
-        batch_size,
-        seed=rng_seed,
-        shuffle=train,
-        drop_last=train,
-        transform=random_crop_flip if train else None,
+        x, y, batch_size, seed=rng_seed, shuffle=train, drop_last=train, transform=random_crop_flip if train else None
     )

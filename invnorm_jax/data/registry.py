@@ -10,11 +10,7 @@ from invnorm_jax.data.cifar10 import load_cifar10, random_crop_flip
 from invnorm_jax.data.common import Split
 from invnorm_jax.data.drive import check_drive_folder, load_drive
 from invnorm_jax.data.embedded import load_co2, load_digits, load_mnist1d
-from invnorm_jax.data.speech_commands import (
-    default_speech_root,
-    index_speech_folder,
-    load_speech_commands,
-)
+from invnorm_jax.data.speech_commands import default_speech_root, index_speech_folder, load_speech_commands
 from invnorm_jax.data.tfds_sources import not_prepared_message, tfds_data_dir
 from invnorm_jax.errors import ArgumentError, DatasetNotFoundError, did_you_mean
 

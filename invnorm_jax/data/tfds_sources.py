@@ -56,11 +56,7 @@ def not_prepared_message(name: str, data_dir: str | os.PathLike | None, reason: 
 
 
 def open_data_sources(
-    name: str,
-    splits: Sequence[str],
-    data_dir: str | os.PathLike | None,
-    *,
-    needs_tensorflow: bool = False,
+    name: str, splits: Sequence[str], data_dir: str | os.PathLike | None, *, needs_tensorflow: bool = False
 ) -> dict[str, Any]:
     """Opens one `tfds.data_source` per split, never downloading.
 

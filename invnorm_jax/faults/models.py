@@ -233,11 +233,4 @@ def stuck_at(key: jax.Array, codes: jax.Array, *, rate, bits: int, high_fraction
     return _to_signed(pattern, bits, codes.dtype)
 
 
-__all__ = [
-    "MAX_BITS",
-    "additive_variation",
-    "bit_flip",
-    "multiplicative_variation",
-    "stuck_at",
-    "uniform_noise",
-]
+__all__ = ["MAX_BITS", "additive_variation", "bit_flip", "multiplicative_variation", "stuck_at", "uniform_noise"]

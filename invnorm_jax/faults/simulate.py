@@ -56,18 +56,8 @@ from invnorm_jax.faults.chunking import (  # noqa: F401  (DEFAULT_CHUNK, CHIPS_P
 )
 from invnorm_jax.faults.compiling import chip_compiler_options
 from invnorm_jax.faults.context import Fault, FaultChoice, FaultContext
-from invnorm_jax.faults.inject import (
-    check_faults_for_params,
-    inject_paths,
-    select_paths,
-)
-from invnorm_jax.faults.outputs import (
-    check_examples,
-    check_reduce_args,
-    join_slices,
-    slice_examples,
-    trim,
-)
+from invnorm_jax.faults.inject import check_faults_for_params, inject_paths, select_paths
+from invnorm_jax.faults.outputs import check_examples, check_reduce_args, join_slices, slice_examples, trim
 from invnorm_jax.faults.simulate_args import (
     _FUNCTIONAL_HINT,
     check_simulate_args,

@@ -1,12 +1,7 @@
 """Pure ``jax.numpy`` functions: the maths of every layer, with explicit keys."""
 
 from invnorm_jax.functional.dropout import mc_dropout, mc_spatial_dropout
-from invnorm_jax.functional.init import (
-    normal_beta,
-    normal_gamma,
-    uniform_beta,
-    uniform_gamma,
-)
+from invnorm_jax.functional.init import normal_beta, normal_gamma, uniform_beta, uniform_gamma
 from invnorm_jax.functional.keys import example_keys, fold_in_each, is_key_batch
 from invnorm_jax.functional.norm import affine_dropout, inverted_norm, normalize
 from invnorm_jax.functional.quantize import (

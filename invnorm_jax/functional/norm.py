@@ -106,13 +106,7 @@ def normalize(y: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5,
 
 
 def inverted_norm(
-    x: jax.Array,
-    scale: jax.Array,
-    bias: jax.Array,
-    *,
-    num_groups: int | None = None,
-    eps: float = 1e-5,
-    dtype=None,
+    x: jax.Array, scale: jax.Array, bias: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5, dtype=None
 ) -> jax.Array:
     """Inverted normalization: the affine transform first, then normalization.
 
@@ -156,13 +150,7 @@ def inverted_norm(
 
 
 def affine_dropout(
-    key: jax.Array,
-    scale: jax.Array,
-    bias: jax.Array,
-    *,
-    rate,
-    mode: str = "vector",
-    batch_size: int | None = None,
+    key: jax.Array, scale: jax.Array, bias: jax.Array, *, rate, mode: str = "vector", batch_size: int | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """Stochastic affine transformation: drop gamma to one and beta to zero.
 

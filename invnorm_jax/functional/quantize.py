@@ -21,15 +21,7 @@ import jax.numpy as jnp
 from invnorm_jax._checks import check_bits
 from invnorm_jax.functional.stats import standardize
 
-__all__ = [
-    "ede_schedule",
-    "fake_quant",
-    "irnet_binarize_weights",
-    "libra_pb",
-    "pact",
-    "quantize_symmetric",
-    "sign",
-]
+__all__ = ["ede_schedule", "fake_quant", "irnet_binarize_weights", "libra_pb", "pact", "quantize_symmetric", "sign"]
 
 
 def _compute_dtype(dtype) -> jnp.dtype:

@@ -34,18 +34,9 @@ from invnorm_jax.models.lstm import LSTMForecaster
 from invnorm_jax.models.m5 import M5
 from invnorm_jax.models.resnet import BasicBlock, BinaryResNet
 from invnorm_jax.models.unet import UNet
-from invnorm_jax.nn.noise_training import (
-    DEFAULT_LEVEL,
-    DEFAULT_NOISE,
-    enable_weight_noise,
-)
+from invnorm_jax.nn.noise_training import DEFAULT_LEVEL, DEFAULT_NOISE, enable_weight_noise
 
-MODELS: dict[str, type[nnx.Module]] = {
-    "resnet": BinaryResNet,
-    "m5": M5,
-    "lstm": LSTMForecaster,
-    "unet": UNet,
-}
+MODELS: dict[str, type[nnx.Module]] = {"resnet": BinaryResNet, "m5": M5, "lstm": LSTMForecaster, "unet": UNet}
 
 #: name -> (model name, constructor defaults) of the offline demo's small models.
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {

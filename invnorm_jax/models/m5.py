@@ -24,12 +24,7 @@ import jax
 from flax import nnx
 
 from invnorm_jax.errors import ArgumentError
-from invnorm_jax.models.common import (
-    Call,
-    check_method,
-    global_avg_pool,
-    max_pool_if_fits,
-)
+from invnorm_jax.models.common import Call, check_method, global_avg_pool, max_pool_if_fits
 from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
 from invnorm_jax.nn.keys import number_fault_sites
 from invnorm_jax.nn.norm import norm_site

@@ -28,12 +28,7 @@ from invnorm_jax.models.common import Call, check_method, global_avg_pool, hardt
 from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
 from invnorm_jax.nn.keys import number_fault_sites
 from invnorm_jax.nn.norm import norm_site
-from invnorm_jax.nn.quantized import (
-    BinaryConv,
-    PreactivationSite,
-    QuantConv,
-    QuantDense,
-)
+from invnorm_jax.nn.quantized import BinaryConv, PreactivationSite, QuantConv, QuantDense
 
 #: Where pre-activation variation goes in a block (docs/faults.md): on the standardized
 #: activation (every method alike), after the baselines' affine and dropout, or at sign()'s input.

@@ -25,12 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from invnorm_jax.errors import ArgumentError
-from invnorm_jax.models.common import (
-    Call,
-    check_method,
-    max_pool_if_fits,
-    upsample_nearest,
-)
+from invnorm_jax.models.common import Call, check_method, max_pool_if_fits, upsample_nearest
 from invnorm_jax.nn.dropout import crossbar_dropout, norm_dropout
 from invnorm_jax.nn.keys import number_fault_sites
 from invnorm_jax.nn.norm import norm_site

@@ -1,12 +1,7 @@
 """Flax NNX layers: thin shells over :mod:`invnorm_jax.functional`."""
 
 from invnorm_jax.nn.dropout import DROPOUT_SITES, CrossbarDropout, crossbar_dropout
-from invnorm_jax.nn.keys import (
-    number_fault_sites,
-    number_stochastic_sites,
-    path_id,
-    stochastic_site_ids,
-)
+from invnorm_jax.nn.keys import number_fault_sites, number_stochastic_sites, path_id, stochastic_site_ids
 from invnorm_jax.nn.lowp import set_binary_compute
 from invnorm_jax.nn.norm import (
     DETERMINISTIC_METHODS,

@@ -14,23 +14,11 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.module import first_from
 
-from invnorm_jax._checks import (
-    check_channels,
-    check_choice,
-    check_float_input,
-    check_positive_int,
-    check_rate,
-)
+from invnorm_jax._checks import check_channels, check_choice, check_float_input, check_positive_int, check_rate
 from invnorm_jax.errors import ArgumentError
 from invnorm_jax.functional import init as inits
 from invnorm_jax.functional.dropout import mc_dropout, mc_spatial_dropout
-from invnorm_jax.functional.norm import (
-    MODES,
-    affine_dropout,
-    check_groups,
-    inverted_norm,
-    normalize,
-)
+from invnorm_jax.functional.norm import MODES, affine_dropout, check_groups, inverted_norm, normalize
 from invnorm_jax.nn.keys import layer_key_id, layer_keys, resolve_key, rng_stream
 
 METHODS = ("nn", "spindrop", "spatial_spindrop", "proposed", "noisy_training")

@@ -23,21 +23,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from invnorm_jax._checks import (
-    check_bits,
-    check_channels,
-    check_fault_context,
-    check_float_input,
-    check_positive_int,
-)
+from invnorm_jax._checks import check_bits, check_channels, check_fault_context, check_float_input, check_positive_int
 from invnorm_jax.errors import ArgumentError
-from invnorm_jax.functional.quantize import (
-    ede_schedule,
-    fake_quant,
-    irnet_binarize_weights,
-    quantize_symmetric,
-    sign,
-)
+from invnorm_jax.functional.quantize import ede_schedule, fake_quant, irnet_binarize_weights, quantize_symmetric, sign
 from invnorm_jax.nn.lowp import check_compute, layer_product
 from invnorm_jax.nn.pact import PACT
 

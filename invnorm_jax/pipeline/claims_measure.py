@@ -16,11 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from invnorm_jax.pipeline.claims_bootstrap import (
-    boot_means,
-    stack_levels,
-    up_to_interval,
-)
+from invnorm_jax.pipeline.claims_bootstrap import boot_means, stack_levels, up_to_interval
 from invnorm_jax.pipeline.claims_scope import (
     BASELINES,
     DROPOUT_METHODS,

@@ -18,11 +18,7 @@ import math
 
 import numpy as np
 
-from invnorm_jax.pipeline.claims_bootstrap import (
-    boot_means,
-    stack_levels,
-    up_to_interval,
-)
+from invnorm_jax.pipeline.claims_bootstrap import boot_means, stack_levels, up_to_interval
 from invnorm_jax.pipeline.claims_measure import EFFECT_RANGE, effect
 from invnorm_jax.pipeline.claims_scope import DEFAULT_READING, PROPOSED, task_reading
 from invnorm_jax.pipeline.results import Results

@@ -23,13 +23,7 @@ import pathlib
 import sys
 import time
 
-from invnorm_jax.pipeline.preflight import (
-    ArgumentParser,
-    check_output_folder,
-    check_run,
-    count,
-    one_line,
-)
+from invnorm_jax.pipeline.preflight import ArgumentParser, check_output_folder, check_run, count, one_line
 from invnorm_jax.pipeline.study import STUDY_TASKS
 
 DEMO_TASKS = ("digits", "mnist1d", "co2")

@@ -49,8 +49,6 @@ def get_dataset(name: str, kwargs: dict) -> Split:
     if not synthetic:
         return data.get_dataset(name, **rest)
     data.dataset_parameters(name)  # an unknown name: the library's error
-    from invnorm_jax.testing import (
-        get_synthetic,  # fixtures, loaded only when a config asks for them
-    )
+    from invnorm_jax.testing import get_synthetic  # fixtures, loaded only when a config asks for them
 
     return get_synthetic(name, **rest)

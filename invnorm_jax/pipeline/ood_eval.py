@@ -43,12 +43,7 @@ from invnorm_jax.data.common import Split
 from invnorm_jax.errors import ArgumentError
 from invnorm_jax.faults import Fault, simulate_chips
 from invnorm_jax.faults.spec import fault_from_spec
-from invnorm_jax.pipeline.evaluation import (
-    eval_seed,
-    healthy_fault,
-    is_deterministic,
-    program_faults,
-)
+from invnorm_jax.pipeline.evaluation import eval_seed, healthy_fault, is_deterministic, program_faults
 from invnorm_jax.pipeline.results import OODResult, OODShift
 
 

@@ -131,12 +131,7 @@ def check_run(
     from invnorm_jax.errors import CheckpointMissingError
     from invnorm_jax.pipeline import config as config_lib
     from invnorm_jax.pipeline.datasets import check_dataset
-    from invnorm_jax.pipeline.experiment import (
-        check_methods,
-        check_seeds,
-        seed_workdir,
-        with_seed,
-    )
+    from invnorm_jax.pipeline.experiment import check_methods, check_seeds, seed_workdir, with_seed
 
     for task, config in configs.items():
         _check_method_names(config, methods)

@@ -14,9 +14,7 @@ import pathlib
 
 import matplotlib
 import numpy as np
-from matplotlib.figure import (
-    Figure,  # no pyplot: the backend (a notebook's inline one) is left alone
-)
+from matplotlib.figure import Figure  # no pyplot: the backend (a notebook's inline one) is left alone
 
 from invnorm_jax.metrics import TASK_METRICS  # noqa: E402
 from invnorm_jax.ood import SHIFTS  # noqa: E402

@@ -120,13 +120,7 @@ def write_drive_folder(
 
 
 def synthetic_drive(
-    *,
-    height: int = 64,
-    width: int = 64,
-    num_train: int = 2,
-    num_test: int = 2,
-    seed: int = 0,
-    **loader_kwargs,
+    *, height: int = 64, width: int = 64, num_train: int = 2, num_test: int = 2, seed: int = 0, **loader_kwargs
 ) -> Split:
     """`load_drive` on a generated DRIVE folder (written to a temporary directory).
 

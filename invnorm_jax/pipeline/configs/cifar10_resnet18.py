@@ -36,13 +36,7 @@ Sweeps (Fig. 5):
   pre-activation just before ``sign()``, sigma in units of its (unit) standard deviation.
 """
 
-from invnorm_jax.pipeline.configs._common import (
-    RESNET_SITE,
-    base,
-    check_variant,
-    ood_fault,
-    sweep,
-)
+from invnorm_jax.pipeline.configs._common import RESNET_SITE, base, check_variant, ood_fault, sweep
 
 TRAIN_EXAMPLES = 50_000
 
