@@ -21,6 +21,7 @@ Demo: ``invnorm-jax demo --tasks co2``. (``co2_lstm`` is the paper-scale version
 units, 5400 steps.)
 """
 
+from invnorm_jax.models import PRESETS
 from invnorm_jax.pipeline.configs._common import base, sweep
 
 #: Weeks forecast at once and weeks of history read (two seasonal cycles).
@@ -35,8 +36,8 @@ def get_config(variant: str = "full"):
     c.dataset.name = "co2"
     stride = {"full": 2, "quick": 2, "smoke": 1}[variant]
     c.dataset.kwargs.update(dict(window=WINDOW, horizon=HORIZON, test_stride=stride))
-    c.model.name = "lstm"
-    c.model.kwargs.update(dict(hidden=32, num_layers=2, out_features=HORIZON, norm_placement="hidden"))
+    c.model.name, preset = PRESETS["co2"]  # the model is the library's preset, one home for it
+    c.model.kwargs.update(preset)
     c.metric = "rmse"
     c.train.update(
         dict(

@@ -7,6 +7,7 @@ Run::
 Demo: ``invnorm-jax demo --tasks digits`` (``--quick``: the ``quick`` variant).
 """
 
+from invnorm_jax.models import PRESETS
 from invnorm_jax.pipeline.configs._common import RESNET_SITE, base, ood_fault, sweep
 
 
@@ -17,8 +18,8 @@ def get_config(variant: str = "full"):
     sigmas = {"full": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5], "quick": [0.0, 1.0], "smoke": [0.0, 1.0]}[variant]
     c.dataset.name, c.dataset.kwargs.seed = "digits", 0
     # The same BinaryResNet class as CIFAR-10's ResNet-18, at 8x8 size: two stages of one block.
-    c.model.name = "resnet"
-    c.model.kwargs.update(dict(in_channels=1, num_classes=10, widths=(16, 32), blocks=(1, 1), **RESNET_SITE))
+    c.model.name, preset = PRESETS["digits"]  # the model is the library's preset, one home for it
+    c.model.kwargs.update(dict(preset, **RESNET_SITE))
     c.train.update(
         dict(
             steps=steps,

@@ -7,6 +7,7 @@ Run::
 Demo: ``invnorm-jax demo --tasks mnist1d``.
 """
 
+from invnorm_jax.models import PRESETS
 from invnorm_jax.pipeline.configs._common import base, ood_fault, sweep
 
 
@@ -17,8 +18,8 @@ def get_config(variant: str = "full"):
     rates = {"full": [0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05], "quick": [0.0, 0.02], "smoke": [0.0, 0.01]}[variant]
     sigmas = {"full": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3], "quick": [0.0, 0.15], "smoke": [0.0, 0.3]}[variant]
     c.dataset.name = "mnist1d"
-    c.model.name = "m5"
-    c.model.kwargs.update(dict(num_classes=10, channels=(32, 32, 64, 64), first_kernel=5, first_stride=1, pool=2))
+    c.model.name, preset = PRESETS["mnist1d"]  # the model is the library's preset, one home for it
+    c.model.kwargs.update(preset)
     c.train.update(
         dict(
             steps=steps,
