@@ -17,7 +17,7 @@ mean (2000 resamples of the chips, the same resamples for every method of a swee
    without global drift compensation, and the drop from fault-free to ten years.
 2. **Every sweep** (the paper's faults and drift): each method's metric averaged over the
    sweep's faulty levels (the area under its robustness curve, level 0 excluded).
-3. **The proposed method vs noisy training**: :func:`invnorm_jax.pipeline.claims_noisy.evaluate_noisy_training`'s
+3. **The proposed method vs noisy training**: :func:`invnorm_jax.pipeline.claims.noisy.evaluate_noisy_training`'s
    rows (the "up to" advantage of each over the other, simultaneous 95 % band, verdict).
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 from invnorm_jax.metrics import TASK_METRICS
 from invnorm_jax.pipeline import report
 from invnorm_jax.pipeline import results as results_lib
-from invnorm_jax.pipeline.claims_noisy import comparison_json, comparison_markdown, evaluate_noisy_training
+from invnorm_jax.pipeline.claims.noisy import comparison_json, comparison_markdown, evaluate_noisy_training
 
 DAY, DECADE = 86400.0, 3.15e8
 N_BOOT = 2000

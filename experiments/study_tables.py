@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from invnorm_jax.pipeline import claims, results
-from invnorm_jax.pipeline.claims_scope import naive_bar
+from invnorm_jax.pipeline.claims.scope import naive_bar
 
 LABELS = {"nn": "NN", "spindrop": "SpinDrop", "spatial_spindrop": "Spatial-SpinDrop", "proposed": "Proposed"}
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from invnorm_jax.errors import ArgumentError
-from invnorm_jax.pipeline.claims_bootstrap import replicate_means, resample_weights, two_level_weights
+from invnorm_jax.pipeline.claims.bootstrap import replicate_means, resample_weights, two_level_weights
 
 SEEDS, CHIPS, N_DATA, N_BOOT = 40, 60, 1000, 500
 #: The percentile bootstrap of a mean of n values has variance (n - 1) / n of the sample's and

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
-from invnorm_jax.pipeline import claims, claims_noisy, report
+from invnorm_jax.pipeline import claims, report
+from invnorm_jax.pipeline.claims import noisy as claims_noisy
 from invnorm_jax.pipeline.results import Level, MethodResult, Results, SweepInfo, TaskResult
 
 LEVELS = (0.0, 0.1, 0.2, 0.3)

@@ -20,7 +20,7 @@ from invnorm_jax.metrics import TASK_METRICS  # noqa: E402
 from invnorm_jax.ood import SHIFTS  # noqa: E402
 from invnorm_jax.pipeline import claims  # noqa: E402
 from invnorm_jax.pipeline import results as results_lib  # noqa: E402
-from invnorm_jax.pipeline.claims_scope import NAIVE_MARGIN, naive_bar  # noqa: E402
+from invnorm_jax.pipeline.claims.scope import NAIVE_MARGIN, naive_bar  # noqa: E402
 from invnorm_jax.pipeline.results import OODResult, Results, TaskResult  # noqa: E402
 
 METHOD_LABELS = {

@@ -1,13 +1,13 @@
 """The paper's quantitative claims against a run's measurements: ``claims.md`` and ``claims.json``.
 
 :func:`evaluate_claims` measures every claim of :data:`CLAIMS` on a
-:class:`~invnorm_jax.pipeline.results.Results` (the statistics live in :mod:`invnorm_jax.pipeline.claims_measure`);
+:class:`~invnorm_jax.pipeline.results.Results` (the statistics live in :mod:`invnorm_jax.pipeline.claims.measure`);
 :func:`claims_markdown` and :func:`claims_json` render the rows; :func:`write_claims` writes both
 files. docs/claims.md says how each claim is measured, the interval (training seeds and chips
 resampled, both paired) and the verdict rules. Each reading of the baselines' dropout site in the
 run (``config.dropout_site``: "crossbar", the default, or "norm") gets its own verdicts. A run
 with the method ``noisy_training`` also gets a section comparing it with the proposed method
-(:mod:`invnorm_jax.pipeline.claims_noisy`; not a paper claim); a run without it gets exactly the claims.
+(:mod:`invnorm_jax.pipeline.claims.noisy`; not a paper claim); a run without it gets exactly the claims.
 
 >>> rows = evaluate_claims(results)                                   # doctest: +SKIP
 >>> md_path, json_path = write_claims(results, "runs/demo")           # doctest: +SKIP
@@ -21,15 +21,15 @@ import math
 import pathlib
 
 from invnorm_jax.errors import ResultsError
-from invnorm_jax.pipeline.claims_bootstrap import CONFIDENCE
-from invnorm_jax.pipeline.claims_measure import CLAIMS, FAULT_FREE_TOLERANCE, VERDICTS, Claim, ClaimRow, evaluate_claims
-from invnorm_jax.pipeline.claims_noisy import (
+from invnorm_jax.pipeline.claims.bootstrap import CONFIDENCE
+from invnorm_jax.pipeline.claims.measure import CLAIMS, FAULT_FREE_TOLERANCE, VERDICTS, Claim, ClaimRow, evaluate_claims
+from invnorm_jax.pipeline.claims.noisy import (
     ComparisonRow,
     comparison_json,
     comparison_markdown,
     evaluate_noisy_training,
 )
-from invnorm_jax.pipeline.claims_scope import DEFAULT_READING, NAIVE_MARGIN, READINGS
+from invnorm_jax.pipeline.claims.scope import DEFAULT_READING, NAIVE_MARGIN, READINGS
 from invnorm_jax.pipeline.results import Results
 
 CLAIMS_VERSION = 2  # 2: rows carry their reading, seeds, chips and naive RMSE
@@ -253,7 +253,7 @@ def _table(rows: list[ClaimRow]) -> str:
 def claims_markdown(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) -> str:
     """The claims report: a plain-language summary, then a table per claim group.
 
-    ``comparison``: rows of :func:`~invnorm_jax.pipeline.claims_noisy.evaluate_noisy_training`, a last
+    ``comparison``: rows of :func:`~invnorm_jax.pipeline.claims.noisy.evaluate_noisy_training`, a last
     section of their own (none: no section).
 
     >>> md = claims_markdown([ClaimRow(7, None, None, None, 51.84, None, "%")])
@@ -300,7 +300,7 @@ def claims_json(rows: list[ClaimRow], comparison: list[ComparisonRow] = ()) -> d
 
     ``verdicts`` are the default reading's (or the only one's); ``verdicts_by_reading`` maps each
     reading of the baselines' dropout site to its verdicts. With ``comparison`` rows
-    (:mod:`invnorm_jax.pipeline.claims_noisy`) also ``"noisy_training"``: their list.
+    (:mod:`invnorm_jax.pipeline.claims.noisy`) also ``"noisy_training"``: their list.
 
     >>> d = claims_json([ClaimRow(7, None, None, None, 51.84, None, "%")])
     >>> d["version"], d["verdicts"], d["verdicts_by_reading"]

@@ -5,7 +5,7 @@ against hardware-aware (noisy) training. When a run has the method ``noisy_train
 (docs/noisy_training.md), :func:`evaluate_noisy_training` measures, on every sweep of every
 task that has both methods, the "up to" advantage of each method over the other, the same
 way the claims measure a gain (best faulty level, simultaneous 95 % bootstrap band over
-training seeds and chips, paired; :mod:`invnorm_jax.pipeline.claims_measure`), and a verdict read from the two intervals alone:
+training seeds and chips, paired; :mod:`invnorm_jax.pipeline.claims.measure`), and a verdict read from the two intervals alone:
 "proposed better", "noisy_training better", "mixed" (each significantly better somewhere) or
 "no difference". :mod:`invnorm_jax.pipeline.claims` adds these rows to ``claims.md`` / ``claims.json``
 in a section of their own; runs without ``noisy_training`` get none. docs/claims.md explains.
@@ -18,9 +18,9 @@ import math
 
 import numpy as np
 
-from invnorm_jax.pipeline.claims_bootstrap import boot_means, stack_levels, up_to_interval
-from invnorm_jax.pipeline.claims_measure import EFFECT_RANGE, effect
-from invnorm_jax.pipeline.claims_scope import DEFAULT_READING, PROPOSED, task_reading
+from invnorm_jax.pipeline.claims.bootstrap import boot_means, stack_levels, up_to_interval
+from invnorm_jax.pipeline.claims.measure import EFFECT_RANGE, effect
+from invnorm_jax.pipeline.claims.scope import DEFAULT_READING, PROPOSED, task_reading
 from invnorm_jax.pipeline.results import Results
 
 NOISY = "noisy_training"

@@ -1,5 +1,5 @@
 """What a task's claims are measured on: the reading of its baselines' dropout, and a forecast's
-bar of naive forecasts (:mod:`invnorm_jax.pipeline.claims_measure` uses both; docs/claims.md gives the rules)."""
+bar of naive forecasts (:mod:`invnorm_jax.pipeline.claims.measure` uses both; docs/claims.md gives the rules)."""
 
 from __future__ import annotations
 

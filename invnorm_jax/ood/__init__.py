@@ -1,7 +1,7 @@
 """Out-of-distribution (OOD) shifts and detection (the paper's Fig. 7).
 
 The shifts (rotation, uniform and Gaussian noise, the :data:`SHIFTS` registry and
-:func:`register_shift`) are in :mod:`invnorm_jax.shifts` and re-exported here.
+:func:`register_shift`) are in :mod:`invnorm_jax.ood.shifts` and re-exported here.
 
 Detection follows the paper: a shifted input is flagged when its NLL under the MC-averaged
 prediction exceeds a threshold set on in-distribution data (their mean NLL by default).
@@ -21,7 +21,7 @@ from scipy.stats import rankdata
 from invnorm_jax import metrics
 from invnorm_jax.errors import ArgumentError
 from invnorm_jax.metrics import per_input_nll
-from invnorm_jax.shifts import (  # noqa: F401  (re-exported: the shifts belong to the OOD study)
+from invnorm_jax.ood.shifts import (  # noqa: F401  (re-exported: the shifts belong to the OOD study)
     NOISE_STAGES,
     ROTATION_STAGES,
     SHIFTS,

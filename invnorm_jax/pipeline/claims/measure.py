@@ -4,7 +4,7 @@
 variation, LSTM RMSE reductions, OOD detection rates, a comparable fault-free metric);
 :func:`evaluate_claims` measures each on a :class:`~invnorm_jax.pipeline.results.Results` the way the
 paper reports it ("up to" = the best level of a sweep), with a 95 % bootstrap interval that
-resamples training seeds and chips, both paired (:mod:`invnorm_jax.pipeline.claims_bootstrap`), under each
+resamples training seeds and chips, both paired (:mod:`invnorm_jax.pipeline.claims.bootstrap`), under each
 reading of the baselines' dropout site, and gives a verdict; :mod:`invnorm_jax.pipeline.claims` (the public
 module) writes ``claims.md`` and ``claims.json``. docs/claims.md gives every rule and the readings
 chosen where the paper is unclear.
@@ -16,8 +16,8 @@ import dataclasses
 
 import numpy as np
 
-from invnorm_jax.pipeline.claims_bootstrap import boot_means, stack_levels, up_to_interval
-from invnorm_jax.pipeline.claims_scope import (
+from invnorm_jax.pipeline.claims.bootstrap import boot_means, stack_levels, up_to_interval
+from invnorm_jax.pipeline.claims.scope import (
     BASELINES,
     DROPOUT_METHODS,
     NN,
