@@ -1,14 +1,6 @@
 """Ablations in one command: each a set of config overrides, run on the same chips as the defaults.
 
-``invnorm-jax ablate --task digits`` trains the task's default methods once, then one model per
-ablation and method that changes training (affine-dropout mode, gamma/beta init std, the dropout
-rate) and re-evaluates the default models where only evaluation changes (T, per-inference
-noise). The rows that are not specific to the proposed method are symmetric: the dropout rate
-is ablated for every method that has one (the same rates for each, nothing tuned per method),
-and per-inference pre-activation noise for every method. Every row is compared with the same
-method's default on the same chips (chip ``i`` is the same fault realization in both): the
-change of the mean metric over each sweep's faulty levels, with a 95 % interval over chips
-(paired, normal approximation: ``d ± 1.96 s_d / sqrt(n)``).
+In detail: docs/pipeline.md (`invnorm_jax.pipeline.ablate`).
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """The ``invnorm-jax`` console script.
 
-``demo`` trains the four methods on the offline tasks and sweeps faults over 100 simulated
-chips; ``train``, ``sweep``, ``evaluate`` and ``ood`` work from one config each. Every
-subcommand takes ``--config.KEY=VALUE`` overrides (``demo``: applied to every task), e.g.::
-
-    invnorm-jax demo --quick --config.eval.num_chips=7
-    invnorm-jax train --config digits:smoke --config.train.steps=20 --workdir runs/d
-
-Errors in what was asked for (:class:`~invnorm_jax.errors.InputError`: among them the
-checkpoint, results and diverged-training errors) print one line and exit with 2, before anything is trained where they can be
-known then (:mod:`invnorm_jax.pipeline.preflight`); ``--debug`` (or ``INVNORM_DEBUG=1``) shows their
-traceback instead. Any other exception is a bug: its traceback is always shown.
+In detail: docs/pipeline.md (`invnorm_jax.pipeline.cli`).
 """
 
 from __future__ import annotations

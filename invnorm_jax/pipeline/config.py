@@ -1,21 +1,6 @@
 """Experiment configs: ``ml_collections.ConfigDict`` files with command-line overrides.
 
-One file per experiment (big_vision / Flax-examples style) defines ``get_config(variant)``
-returning a :class:`~ml_collections.ConfigDict`; the experiment files that ship with the
-library live in ``invnorm_jax/pipeline/configs/`` and are named by their stem (``digits``,
-``cifar10_resnet18``...). On the command line::
-
-    invnorm-jax sweep --config digits:quick --config.eval.num_chips=7 --config.train.steps=300
-
-``--config NAME_OR_PATH[:VARIANT]`` picks the file and its variant (``full``, ``quick`` or
-``smoke``); each ``--config.KEY=VALUE`` overrides one field. A key that does not exist is an
-error that names the nearest valid key; a value of the wrong type is an error that names the
-expected type. The resolved config is locked: code cannot add a key by a typo either.
-
-Every config has the keys of :data:`REQUIRED` (see ``docs/configs.md`` for each field).
-The fields that decide what a checkpoint holds (:data:`TRAINING_KEYS`) are saved beside the
-checkpoints; evaluating a checkpoint with a config that differs in any of them is an error
-that names the keys (:func:`check_same_training`).
+In detail: docs/pipeline.md (`invnorm_jax.pipeline.config`).
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """One trained model on simulated chips: its fault-free metric and every fault sweep of a config.
 
-The per-chip metric is :mod:`invnorm_jax.metrics`'s: :func:`~invnorm_jax.metrics.chip_counts`
-on each slice of the test set as the chip simulator yields it, summed, then
-:func:`~invnorm_jax.metrics.metric_from_counts`. Only one slice's
-``[chips, samples, slice, ...]`` outputs are ever held, so paper-size test sets (DRIVE's full
-images, all of CIFAR-10) fit however many chips and samples are simulated.
-
-A :class:`LevelCache` keeps every finished sweep level on disk as it completes, so that a
-sweep stopped half-way (Ctrl-C, a kill, a crash) resumes where it stopped and gives the same
-numbers as an uninterrupted run.
+In detail: docs/pipeline.md (`invnorm_jax.pipeline.evaluation`).
 """
 
 from __future__ import annotations

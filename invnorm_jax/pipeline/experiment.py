@@ -1,17 +1,6 @@
 """One experiment = one config: train every method once, then sweep faults and study OOD with it.
 
-The pipeline behind every ``invnorm-jax`` subcommand::
-
-    config (invnorm_jax.pipeline.config) -> data -> train or load each method (checkpoints + config.json)
-        -> evaluation.evaluate_method (fault-free metric, sweeps over chips)
-        -> ood_eval.method_ood (the same in-memory model), then ood_eval.ood_result
-        -> results.TaskResult -> report.write_report (every file of a run)
-
-A method's checkpoints live in ``workdir/<method>/checkpoints`` beside the ``config.json`` it
-was trained with; an interrupted run resumes there, a finished one is only loaded, and a
-config that differs in a training field (:data:`invnorm_jax.pipeline.config.TRAINING_KEYS`) is refused.
-Every finished sweep level is kept in ``workdir/<method>/sweep_levels`` as it completes
-(:class:`~invnorm_jax.pipeline.evaluation.LevelCache`), so an interrupted sweep resumes there too.
+In detail: docs/pipeline.md (`invnorm_jax.pipeline.experiment`).
 """
 
 from __future__ import annotations

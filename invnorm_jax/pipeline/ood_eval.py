@@ -1,31 +1,6 @@
 """Uncertainty under distribution shift, on a healthy model and on faulty chips (the paper's Fig. 7).
 
-For every shift of the config's ``ood`` entry (names in :data:`invnorm_jax.ood.SHIFTS`) and
-every stage of it, each trained method is evaluated on the shifted test set: accuracy, mean
-NLL, predictive entropy, mutual information and ECE of the MC-averaged prediction; the
-**detection rate**, the share of shifted inputs whose NLL exceeds a threshold set on the
-unshifted test set (its mean NLL by default, as in the paper, or a quantile); and the AUROC
-of unshifted vs shifted inputs scored by NLL and by entropy (the scoring is
-:mod:`invnorm_jax.ood`'s). The same is done on ``ood.num_chips`` simulated chips carrying the
-config's ``ood.fault`` (beyond the paper), metrics per chip, then mean and std over chips.
-
-Config entry (``invnorm_jax/pipeline/configs/_common.py`` has the defaults)::
-
-    ood=dict(shifts=("rotation", "uniform_noise"),         # names in ood.SHIFTS; () = no study
-             stages={"rotation": (0, 14, 28)},              # override a shift's default stages
-             fault=dict(kind="bit_flip", site="weights", level=0.1),  # None: healthy only
-             num_chips=10,                                  # chips of the faulty run
-             threshold="mean", q=0.95,                      # or "quantile" (the q-quantile)
-             calibration="chip",                            # faulty threshold: each chip's own
-                                                            # unshifted NLL, or "healthy"
-             domain="raw")                                  # shift de-standardized inputs
-                                                            # (if the split has mean/std), or "model"
-
-The result is a :class:`invnorm_jax.pipeline.results.OODResult` inside the task's ``results.json``
-entry. Accuracy, detection rate and ECE are shares in [0, 1]; NLL, entropy and mutual
-information in nats; ``nll_threshold`` is the NLL threshold used (mean over chips for the
-faulty rows). At a stage that leaves the inputs unchanged (stage 0), ``detection_rate`` is the
-false-alarm rate on in-distribution data and both AUROCs are 0.5.
+In detail: docs/pipeline.md (`invnorm_jax.pipeline.ood_eval`).
 """
 
 from __future__ import annotations

@@ -1,33 +1,6 @@
 """The typed, versioned schema of ``results.json``: written here, read here, by everything.
 
-A run writes one :class:`Results` (the experiment runner builds it, :func:`save` writes it,
-:func:`load` reads and validates it for the report, the Table-I collector, the plots and the
-notebooks). The JSON mirrors the dataclasses field by field::
-
-    {"version": 2,
-     "settings": {"command": "demo", "variant": "full", "wall_seconds": 812.3, ...},
-     "tasks": {TASK: {
-        "metric": "accuracy", "higher_is_better": true, "seeds": [0, 1, 2],
-        "naive": null | {"persistence": 0.25, "seasonal_naive": 0.14, ...},
-        "config": {...the resolved config...},
-        "sweeps": {NAME: {"kind": "bit_flip", "site": "weights", "per_inference": false}},
-        "methods": {METHOD: {"fault_free": 0.97, "fault_free_seeds": [0.97, 0.96, 0.98],
-                             "num_chips": 100, "num_samples": 5,
-                             "seconds": {"train": 12.1, "evaluate": 30.2},
-                             "sweeps": {NAME: [{"level": 0.1, "mean": .., "std": .., "chips": [..],
-                                                "seeds": [[..], [..], [..]]}]}}},
-        "ood": null | {...OODResult...}}}}
-
-Metric values are shares in [0, 1] for accuracy and mIoU, plain numbers for RMSE; ``std`` is
-the population standard deviation over chips; ``chips`` holds every chip's value in chip
-order (chip ``i`` is the same chip at every level and in every method).
-
-Optional since 0.1 (files without them read as one seed). Several training seeds (``invnorm-jax ... --seeds N``): ``seeds`` lists the task's training seeds;
-a level's ``seeds`` holds every seed's per-chip values (``[seed][chip]``, the same chips for every
-seed), ``chips`` the first seed's, ``mean`` and ``std`` pool every seed and chip; ``fault_free``
-is the mean of ``fault_free_seeds``. One seed: ``seeds`` of a level is None. ``naive``: for a
-forecast, the RMSE of the trivial forecasts on the same test windows
-(:func:`invnorm_jax.data.naive_forecasts`), None for other tasks.
+In detail: docs/pipeline.md (`invnorm_jax.pipeline.results`).
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """The order in which :func:`invnorm_jax.pipeline.experiment.run_tasks` hands its jobs to the workers.
 
-A job is one method of one task: train it, sweep it over chips, run its OOD study. With two
-workers and jobs taken in the configs' order, the last job of a long task can run alone for
-minutes while the other core idles (the full demo's CO2 LSTM: 100 s of its 400 s). Started
-longest first, the short jobs fill the gaps and the run ends with short ones.
-
-The length of a job is estimated before it runs, in FLOPs: the dense conv and matmul count of
-one example's forward pass (:func:`forward_flops`), times the examples it processes in
-training (x 3: forward and backward), in the sweeps (chips x MC samples x test inputs at every
-faulty level) and in the OOD study (:func:`job_flops`). The small models of the demo run at
-similar FLOP rates on a CPU (`docs/benchmarks.md`), so FLOPs rank their jobs well. The order
-changes only when each job runs, never its results: every method has its own keys.
+In detail: docs/pipeline.md (`invnorm_jax.pipeline.schedule`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """The paper's claims measured on a run: the registry, the statistics and the verdicts.
 
-:data:`CLAIMS` lists the numbers the paper states (accuracy gains under bit-flips and
-variation, LSTM RMSE reductions, OOD detection rates, a comparable fault-free metric);
-:func:`evaluate_claims` measures each on a :class:`~invnorm_jax.pipeline.results.Results` the way the
-paper reports it ("up to" = the best level of a sweep), with a 95 % bootstrap interval that
-resamples training seeds and chips, both paired (:mod:`invnorm_jax.pipeline.claims.bootstrap`), under each
-reading of the baselines' dropout site, and gives a verdict; :mod:`invnorm_jax.pipeline.claims` (the public
-module) writes ``claims.md`` and ``claims.json``. docs/claims.md gives every rule and the readings
-chosen where the paper is unclear.
+In detail: docs/pipeline.md (`invnorm_jax.pipeline.claims.measure`).
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """The proposed method against training with the device model (``noisy_training``): not a paper claim.
 
-The paper compares its method with the NN and the dropout BayNNs only, and states no number
-against hardware-aware (noisy) training. When a run has the method ``noisy_training``
-(docs/noisy_training.md), :func:`evaluate_noisy_training` measures, on every sweep of every
-task that has both methods, the "up to" advantage of each method over the other, the same
-way the claims measure a gain (best faulty level, simultaneous 95 % bootstrap band over
-training seeds and chips, paired; :mod:`invnorm_jax.pipeline.claims.measure`), and a verdict read from the two intervals alone:
-"proposed better", "noisy_training better", "mixed" (each significantly better somewhere) or
-"no difference". :mod:`invnorm_jax.pipeline.claims` adds these rows to ``claims.md`` / ``claims.json``
-in a section of their own; runs without ``noisy_training`` get none. docs/claims.md explains.
+In detail: docs/pipeline.md (`invnorm_jax.pipeline.claims.noisy`).
 """
 
 from __future__ import annotations
