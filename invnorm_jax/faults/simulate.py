@@ -36,7 +36,6 @@ function, held weakly (:mod:`~invnorm_jax.faults.step_cache`).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 
 import jax
@@ -46,7 +45,8 @@ from flax import nnx
 
 from invnorm_jax._checks import describe
 from invnorm_jax.errors import ArgumentTypeError
-from invnorm_jax.faults.chip_map import chip_mesh, chip_sharding, map_chips
+from invnorm_jax.faults.chip_map import chip_mesh, chip_sharding
+from invnorm_jax.faults.chip_steps import STEPS, function_step, module_step
 from invnorm_jax.faults.chunking import (  # noqa: F401  (DEFAULT_CHUNK, CHIPS_PER_CALL: re-exported)
     CHIPS_PER_CALL,
     DEFAULT_CHUNK,
@@ -55,9 +55,9 @@ from invnorm_jax.faults.chunking import (  # noqa: F401  (DEFAULT_CHUNK, CHIPS_P
     chunk_for_budget,
 )
 from invnorm_jax.faults.compiling import chip_compiler_options
-from invnorm_jax.faults.context import Fault, FaultChoice, FaultContext
-from invnorm_jax.faults.inject import check_faults_for_params, inject_paths, select_paths
-from invnorm_jax.faults.outputs import check_examples, check_reduce_args, join_slices, slice_examples, trim
+from invnorm_jax.faults.context import Fault
+from invnorm_jax.faults.inject import check_faults_for_params, select_paths
+from invnorm_jax.faults.outputs import check_reduce_args, join_slices, slice_examples, trim
 from invnorm_jax.faults.simulate_args import (
     _FUNCTIONAL_HINT,
     check_simulate_args,
@@ -65,8 +65,6 @@ from invnorm_jax.faults.simulate_args import (
     fault_without_level,
     prepare_module,
 )
-from invnorm_jax.faults.step_cache import StepCache
-from invnorm_jax.functional.keys import example_keys
 
 
 def chip_keys(key: jax.Array, num_chips: int) -> jax.Array:
@@ -92,88 +90,6 @@ def sample_keys(key: jax.Array, num_samples: int) -> jax.Array:
     """
     _, sample_root = jax.random.split(key)
     return jax.vmap(lambda t: jax.random.fold_in(sample_root, t))(jnp.arange(num_samples))
-
-
-# Compiled steps per static setting, holding the caller's apply_fn / reduce_fn weakly (step_cache).
-_STEPS = StepCache(maxsize=64)
-_OUTPUT_HINT = (
-    " apply_fn(params, x, key) returns per-example outputs (any pytree of them); reduce over the examples "
-    "after simulate_chips returns, or per chip and example with reduce_fn=."
-)
-_REDUCE_HINT = (
-    " reduce_fn(outputs, labels) maps one chip's [samples, batch, ...] outputs to per-example values, e.g. "
-    "correct = outputs.mean(0).argmax(-1) == labels; simulate_chips joins them over slices of x, and "
-    "returns [chips, batch, ...]: average over the examples then, e.g. correct.mean(axis=1)."
-)
-
-
-def _reduced(out, reduce_fn, labels, n):
-    """One chip's ``[samples, n, ...]`` outputs, or their reduction to per-example values."""
-    if reduce_fn is None:
-        return out
-    return check_examples(reduce_fn(out, labels), n, "reduce_fn's result", _REDUCE_HINT)
-
-
-def _module_step(reduce_fn, graphdef, treedef, program, chunk_size, deterministic, mesh, chip_axis, options=()):
-    """The jitted step of a library module: made once per static setting (:data:`_STEPS`), so that
-    a call in the chip loop passes only arrays (no graphdef hashing per chip). ``program``: the
-    static faults it serves (level 0), ``choice`` picking one at run time; ``options``: XLA
-    compiler options as items (:func:`~invnorm_jax.faults.compiling.chip_compiler_options`)."""
-
-    def chip_step(leaves, x, labels, chips, samples, start, level, active, choice):
-        state = jax.tree.unflatten(treedef, leaves)
-        chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
-
-        def one_chip(chip_key):
-            faults = (
-                FaultContext(program[0], chip_key, level)
-                if len(program) == 1
-                else FaultChoice(program, chip_key, choice, level)
-            )
-
-            def one_sample(sample_key):
-                model = nnx.merge(graphdef, state)
-                keys = example_keys(sample_key, x.shape[0], offset=start)  # by index in the whole x
-                out = model(x, key=keys, deterministic=deterministic, faults=faults)
-                return check_examples(out, x.shape[0], "the model's output")
-
-            return _reduced(jax.vmap(one_sample)(samples), reduce_fn, labels, x.shape[0])
-
-        return map_chips(one_chip, chips, chunk_size, mesh, chip_axis, active)
-
-    return jax.jit(chip_step, compiler_options=dict(options) or None)
-
-
-def _function_step(
-    apply_fn, reduce_fn, names, bits, program, per_example_keys, chunk_size, mesh, chip_axis, options=()
-):
-    """The jitted step of a function ``apply_fn(params, x, key)`` (as :func:`_module_step`)."""
-
-    def chip_step(params, x, labels, chips, samples, start, level, active, choice):
-        chips = jax.random.wrap_key_data(chips, impl=jax.random.key_impl(samples))
-        n = x.shape[0]
-
-        def one_chip(chip_key):
-            inject = [
-                functools.partial(inject_paths, fault=f, chip_key=chip_key, names=names, bits=bits, level=level)
-                for f in program
-            ]
-            faulty = inject[0](params) if len(inject) == 1 else jax.lax.switch(choice, inject, params)
-
-            def one_sample(sample_key):
-                # Per example, by its index in the whole x (slicing-independent); else one key per slice.
-                key = (
-                    example_keys(sample_key, n, offset=start)
-                    if per_example_keys
-                    else jax.random.fold_in(sample_key, start)
-                )
-                return check_examples(apply_fn(faulty, x, key), n, "apply_fn's output", _OUTPUT_HINT)
-
-            return _reduced(jax.vmap(one_sample)(samples), reduce_fn, labels, n)
-
-        return map_chips(one_chip, chips, chunk_size, mesh, chip_axis, active)
-
-    return jax.jit(chip_step, compiler_options=dict(options) or None)
 
 
 def simulate_chips(
@@ -364,7 +280,7 @@ def iter_simulate_chips(
         graphdef, state = prepare_module(model, program)  # every fault the step serves has its site
         leaves, treedef = jax.tree.flatten(state)
         arrays = leaves
-        step, fns, statics = _module_step, (reduce_fn,), (graphdef, treedef, program)
+        step, fns, statics = module_step, (reduce_fn,), (graphdef, treedef, program)
         per_chunk = (deterministic,)
     elif callable(model):
         if params is None:
@@ -374,7 +290,7 @@ def iter_simulate_chips(
             )
         bits = check_faults_for_params(program, bits)  # every fault the step serves, against the representation
         arrays = params
-        step, fns = _function_step, (model, reduce_fn)
+        step, fns = function_step, (model, reduce_fn)
         statics, per_chunk = (select_paths(params, select), bits, program, bool(per_example_keys)), ()
     else:
         raise ArgumentTypeError(
@@ -382,7 +298,7 @@ def iter_simulate_chips(
         )
 
     def make_step(chunk, options):  # chip_step for this chunk; cached while model / reduce_fn live
-        return _STEPS.get(step, fns, (*statics, chunk, *per_chunk, mesh, chip_axis, options))
+        return STEPS.get(step, fns, (*statics, chunk, *per_chunk, mesh, chip_axis, options))
 
     level = jnp.asarray(fault.level if level is None else level, jnp.float32)
     choice = np.int32(program.index(fault_without_level(fault)))
