@@ -13,8 +13,10 @@ from flax import nnx
 
 from invnorm_jax.errors import ArgumentError
 from invnorm_jax.faults import Fault, FaultContext, simulate_chips
+from invnorm_jax.functional.banded import banded_conv
 from invnorm_jax.models import build_model
 from invnorm_jax.nn.lowp import (
+    BAND_MAX_RATIO,
     ENV_VAR,
     INT8_MIN_REDUCTION,
     auto_compute,
@@ -52,7 +54,10 @@ def _operand_dtypes(fn, *args):
 # ----------------------------------------------------------------------------- layers
 
 
-@pytest.mark.parametrize("mode", ["int8", "bfloat16"])
+LOW_MODES = ["int8", "bfloat16", "int8_band", "bfloat16_band"]
+
+
+@pytest.mark.parametrize("mode", LOW_MODES)
 @pytest.mark.parametrize(
     "kernel_size,shape,stride,padding",
     [((3, 3), (2, 7, 6, 70), 1, "SAME"), ((3, 3), (2, 9, 9, 8), 2, "VALID"), (5, (3, 16, 2), 2, "SAME")],
@@ -61,7 +66,7 @@ def test_binary_conv_low_precision_is_bit_identical_and_exact(mode, kernel_size,
     ref = BinaryConv(shape[-1], 6, kernel_size, strides=stride, padding=padding, compute="float32", rngs=nnx.Rngs(1))
     low = BinaryConv(shape[-1], 6, kernel_size, strides=stride, padding=padding, compute=mode, rngs=nnx.Rngs(1))
     x = _x(shape)
-    assert _operand_dtypes(low, x) == {"i8[" if mode == "int8" else "bf16["}  # really ran in low precision
+    assert _operand_dtypes(low, x) == {"i8[" if mode.startswith("int8") else "bf16["}  # really ran in low precision
     assert not _operand_dtypes(ref, x)
     y_low, y_ref = low(x), ref(x)
     np.testing.assert_array_equal(y_low, y_ref)
@@ -76,7 +81,7 @@ def test_binary_conv_low_precision_is_bit_identical_and_exact(mode, kernel_size,
     np.testing.assert_array_equal(np.asarray(y_low, np.float64), np.asarray(expected))
 
 
-@pytest.mark.parametrize("mode", ["int8", "bfloat16"])
+@pytest.mark.parametrize("mode", LOW_MODES)
 def test_binary_dense_low_precision_with_bias_is_bit_identical(mode):
     x = _x((5, 3, 600), seed=2)
     outs = {}
@@ -90,16 +95,75 @@ def test_binary_dense_low_precision_with_bias_is_bit_identical(mode):
     np.testing.assert_allclose(outs[mode], expected, rtol=1e-6)
 
 
-def test_gradients_of_the_int8_path_are_the_float_paths():
+@pytest.mark.parametrize("mode", ["int8", "int8_band"])
+def test_gradients_of_the_low_precision_paths_are_the_float_paths(mode):
     x = _x((2, 6, 6, 64), seed=4)
     grads = {}
-    for compute in ("float32", "int8"):
+    for compute in ("float32", mode):
         conv = BinaryConv(64, 5, (3, 3), compute=compute, rngs=nnx.Rngs(5))
         grads[compute] = nnx.grad(lambda m, x: jnp.sum(jnp.sin(m(x))), argnums=(0, 1))(conv, x)
     ref_leaves = jax.tree.leaves(grads["float32"])
     assert any(float(jnp.abs(g).max()) > 0 for g in ref_leaves)
-    for got, ref in zip(jax.tree.leaves(grads["int8"]), ref_leaves):
+    for got, ref in zip(jax.tree.leaves(grads[mode]), ref_leaves):
         np.testing.assert_array_equal(got, ref)
+
+
+# ----------------------------------------------------------------------------- the banded form
+
+BANDED_CASES = [
+    ((2, 8, 8, 3), (3, 3, 3, 4), (1, 1), "SAME"),
+    ((2, 8, 8, 3), (3, 3, 3, 4), (2, 2), "SAME"),
+    ((2, 7, 9, 3), (3, 3, 3, 4), (2, 1), "VALID"),
+    ((2, 7, 9, 3), (5, 3, 3, 4), (1, 2), ((2, 1), (0, 3))),
+    ((2, 8, 8, 16), (1, 1, 16, 5), (2, 2), "SAME"),
+    ((3, 40, 2), (5, 2, 3), (1,), "SAME"),
+    ((3, 40, 2), (3, 2, 3), (2,), "VALID"),
+]
+
+
+def _np_conv(x, k, strides, padding):
+    """Direct float64 convolution (channels last, 1-D or 2-D): the independent reference."""
+    x, k = np.asarray(x, np.float64), np.asarray(k, np.float64)
+    pads = (
+        padding
+        if not isinstance(padding, str)
+        else jax.lax.padtype_to_pads(x.shape[1:-1], k.shape[:-2], strides, padding)
+    )
+    if k.ndim == 3:
+        return _np_conv(x[:, None], k[None], (1,) + tuple(strides), ((0, 0),) + tuple(pads))[:, 0]
+    xp = np.pad(x, ((0, 0), *pads, (0, 0)))
+    kh, kw, _, o = k.shape
+    ho = (xp.shape[1] - kh) // strides[0] + 1
+    wo = (xp.shape[2] - kw) // strides[1] + 1
+    out = np.zeros((x.shape[0], ho, wo, o))
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[
+                :, i : i + (ho - 1) * strides[0] + 1 : strides[0], j : j + (wo - 1) * strides[1] + 1 : strides[1]
+            ]
+            out += patch @ k[i, j]
+    return out
+
+
+@pytest.mark.parametrize("x_shape,k_shape,strides,padding", BANDED_CASES)
+def test_banded_conv_matches_a_float64_conv(x_shape, k_shape, strides, padding):
+    rng = np.random.default_rng(sum(x_shape))
+    x, k = rng.normal(size=x_shape).astype(np.float32), rng.normal(size=k_shape).astype(np.float32)
+    expected = _np_conv(x, k, strides, padding)
+    got = banded_conv(jnp.asarray(x), jnp.asarray(k), strides, padding)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    # ±1 operands in int8 / bfloat16: the integer sums exactly.
+    xs, ks = np.sign(x) + (x == 0), np.sign(k) + (k == 0)
+    exact = _np_conv(xs, ks, strides, padding)
+    for dtype, acc in ((jnp.int8, jnp.int32), (jnp.bfloat16, jnp.float32)):
+        y = banded_conv(jnp.asarray(xs, dtype), jnp.asarray(ks, dtype), strides, padding, preferred_element_type=acc)
+        np.testing.assert_array_equal(np.asarray(y, np.float64), exact)
+
+
+def test_banded_conv_refuses_a_3d_conv():
+    with pytest.raises(ArgumentError, match="1-D or 2-D"):
+        banded_conv(jnp.ones((1, 4, 4, 4, 2)), jnp.ones((3, 3, 3, 2, 2)))
 
 
 # ----------------------------------------------------------------------------- the rule and fallbacks
@@ -108,11 +172,18 @@ def test_gradients_of_the_int8_path_are_the_float_paths():
 def test_auto_rule_and_how_it_is_overridden(monkeypatch):
     assert auto_compute(INT8_MIN_REDUCTION, "cpu") == "int8"
     assert auto_compute(INT8_MIN_REDUCTION - 1, "cpu") == "float32"
-    assert auto_compute(10 * INT8_MIN_REDUCTION, "gpu") == "float32"
-    x_big, x_small = _x((1, 5, 5, 64)), _x((1, 5, 5, 16))
+    assert auto_compute(INT8_MIN_REDUCTION - 1, "cpu", band_ratio=BAND_MAX_RATIO) == "int8_band"
+    assert auto_compute(INT8_MIN_REDUCTION - 1, "cpu", band_ratio=BAND_MAX_RATIO + 0.1) == "float32"
+    assert auto_compute(INT8_MIN_REDUCTION, "cpu", band_ratio=1.0) == "int8"
+    assert auto_compute(10 * INT8_MIN_REDUCTION, "gpu", band_ratio=1.0) == "float32"
+    # 64 channels: an int8 conv; 16 channels on a narrow image: the int8 banded form; on a wide one: float32.
+    x_big, x_narrow, x_small = _x((1, 5, 5, 64)), _x((1, 5, 5, 16)), _x((1, 5, 12, 16))  # x_small: wide
     big, small = (BinaryConv(c, 4, (3, 3), rngs=nnx.Rngs(0)) for c in (64, 16))
-    expect_big = {"i8["} if jax.default_backend() == "cpu" else set()
-    assert _operand_dtypes(big, x_big) == expect_big and not _operand_dtypes(small, x_small)
+    on_cpu = jax.default_backend() == "cpu"
+    assert _operand_dtypes(big, x_big) == ({"i8["} if on_cpu else set())
+    assert _operand_dtypes(small, x_narrow) == ({"i8["} if on_cpu else set())
+    assert "dot_general" in str(jax.make_jaxpr(lambda x: small(x))(x_narrow)) or not on_cpu  # the banded form
+    assert not _operand_dtypes(small, x_small)
     monkeypatch.setenv(ENV_VAR, "bfloat16")  # the default of compute=None, read at trace time
     assert _operand_dtypes(small, x_small) == {"bf16["}
     assert set_binary_compute(small, "float32") == 1 and not _operand_dtypes(small, x_small)
@@ -195,22 +266,24 @@ def test_binary_conv_int8_is_bit_identical_under_every_paper_fault_at_the_layer(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["int8", "int8_band"])
 @pytest.mark.parametrize("method", METHODS)
-def test_digits_model_is_bit_identical_in_int8_under_every_paper_fault(method):
+def test_digits_model_is_bit_identical_in_int8_under_every_paper_fault(method, mode):
     x = _x((6, 8, 8, 1), seed=7)
     ref = _forward_outputs("digits", method, "float32", x)
-    got = _forward_outputs("digits", method, "int8", x)
+    got = _forward_outputs("digits", method, mode, x)
     for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(ref[0], ref[2])  # 10 % bit-flips change the logits
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["bfloat16", "bfloat16_band"])
 @pytest.mark.parametrize("method", METHODS)
-def test_digits_model_is_bit_identical_in_bfloat16_under_every_paper_fault(method):
+def test_digits_model_is_bit_identical_in_bfloat16_under_every_paper_fault(method, mode):
     x = _x((6, 8, 8, 1), seed=7)
     ref = _forward_outputs("digits", method, "float32", x)
-    for a, b in zip(_forward_outputs("digits", method, "bfloat16", x), ref):
+    for a, b in zip(_forward_outputs("digits", method, mode, x), ref):
         np.testing.assert_array_equal(a, b)
 
 
@@ -234,7 +307,7 @@ def test_simulate_chips_of_a_resnet_is_bit_identical_under_auto(fault):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
-def test_simulate_chips_of_digits_is_bit_identical_in_int8(method):
+def test_simulate_chips_of_digits_is_bit_identical_in_int8_and_under_auto(method):
     x = _x((5, 8, 8, 1), seed=9)
     for fault in PAPER_FAULTS.values():
         outs = [
@@ -246,9 +319,10 @@ def test_simulate_chips_of_digits_is_bit_identical_in_int8(method):
                 num_samples=2,
                 key=jax.random.key(4),
             )
-            for mode in ("float32", "int8")
+            for mode in ("float32", "int8", "int8_band", "auto")
         ]
-        np.testing.assert_array_equal(outs[1], outs[0])
+        for out in outs[1:]:
+            np.testing.assert_array_equal(out, outs[0])
 
 
 def test_forced_int8_refuses_an_analogue_fault_in_simulate_chips():
@@ -273,7 +347,7 @@ from invnorm_jax.nn.lowp import set_binary_compute
 x = jax.random.normal(jax.random.key(0), (16, 8, 8, 1))
 for fault in (Fault("bit_flip", 0.1), Fault("additive", 0.7, site="preactivation")):
     outs = []
-    for mode in ("float32", "int8", "bfloat16"):
+    for mode in ("float32", "int8", "bfloat16", "int8_band", "bfloat16_band", "auto"):
         model = build_model("digits", "proposed", rngs=nnx.Rngs(0))
         set_binary_compute(model, mode)
         outs.append(simulate_chips(model, x, fault=fault, num_chips=2, num_samples=2, key=jax.random.key(1)))

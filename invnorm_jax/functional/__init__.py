@@ -1,5 +1,6 @@
 """Pure ``jax.numpy`` functions: the maths of every layer, with explicit keys."""
 
+from invnorm_jax.functional.banded import banded_conv
 from invnorm_jax.functional.dropout import mc_dropout, mc_spatial_dropout
 from invnorm_jax.functional.init import normal_beta, normal_gamma, uniform_beta, uniform_gamma
 from invnorm_jax.functional.keys import example_keys, fold_in_each, is_key_batch
@@ -16,6 +17,7 @@ from invnorm_jax.functional.quantize import (
 
 __all__ = [
     "affine_dropout",
+    "banded_conv",
     "example_keys",
     "fold_in_each",
     "is_key_batch",

@@ -16,16 +16,25 @@ path, and falls back to float32 where the operands are not ±1:
   drift). Bit-flips and stuck-at cells keep them ±1; pre-activation faults act before
   ``sign()`` and so keep the input ±1.
 
+The product itself takes one of two forms: the layer's own op (``lax.conv_general_dilated`` or
+a matmul), or, for a 1-D or 2-D conv, the banded form of :mod:`invnorm_jax.functional.banded`
+(one ``[B * rows, kh * W * C] x [kh * W * C, W_out * O]`` matmul: ``W / kw`` times the
+multiply-adds, but a matmul, where int8 runs at several times the conv's rate on CPUs with
+AMX/VNNI). Its sums are those of the conv, so it is exact on the same terms.
+
 Which path (``compute``):
 
 * ``"float32"``: the float path ``op(x, codes) * scale`` in the input's dtype (the value of
   ``op(x, codes * scale)`` bit for bit, scale being a power of two).
 * ``"int8"`` / ``"bfloat16"``: the exact low-precision path; an :class:`ArgumentError` where
   the operands are not ±1 (a forced choice is never silently ignored).
-* ``"auto"`` (default): the measured rule :func:`auto_compute`: int8 on the CPU backend when
-  the reduction length (``kernel_h * kernel_w * in_channels``, or ``in_features``) is at least
-  :data:`INT8_MIN_REDUCTION`, else float32; float32 on every other backend (not measured).
-  Measurements in ``docs/lowp.md``.
+* ``"int8_band"`` / ``"bfloat16_band"``: the same in the banded form (a dense layer's product
+  is a matmul already: there they are ``"int8"`` / ``"bfloat16"``).
+* ``"auto"`` (default): the measured rule :func:`auto_compute`, on the CPU backend: int8 convs
+  where the reduction length (``kernel_h * kernel_w * in_channels``, or ``in_features``) is at
+  least :data:`INT8_MIN_REDUCTION`; below it, the int8 banded form where the image is narrow
+  (``W / kw <= BAND_MAX_RATIO``), else float32. Float32 on every other backend (not measured).
+  Measurements in ``docs/lowp.md`` and ``docs/benchmarks.md``.
 
 The choice is made when the layer is traced. A layer's ``compute`` attribute (set by the
 layer's ``compute=`` argument or :func:`set_binary_compute` on a model) is part of the model's
@@ -48,10 +57,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from invnorm_jax.errors import ArgumentError
+from invnorm_jax.functional.banded import banded_conv, banded_flops_ratio
 
 __all__ = [
     "COMPUTES",
     "ENV_VAR",
+    "BAND_MAX_RATIO",
     "INT8_MIN_REDUCTION",
     "auto_compute",
     "binary_product",
@@ -60,7 +71,7 @@ __all__ = [
     "set_binary_compute",
 ]
 
-COMPUTES = ("auto", "float32", "int8", "bfloat16")
+COMPUTES = ("auto", "float32", "int8", "bfloat16", "int8_band", "bfloat16_band")
 ENV_VAR = "INVNORM_JAX_BINARY_COMPUTE"
 
 #: Smallest reduction length (kh * kw * C_in) at which int8 beat float32 on the CPU
@@ -68,10 +79,18 @@ ENV_VAR = "INVNORM_JAX_BINARY_COMPUTE"
 #: input channels (reduction 144) int8 was 10x slower, with 32 (288) about even.
 INT8_MIN_REDUCTION = 576
 
+#: Largest ``W / kw`` (the banded form's multiply-adds over the conv's) at which the int8 banded
+#: form is used below :data:`INT8_MIN_REDUCTION` (docs/benchmarks.md, "Exact forms per layer
+#: shape"): the digits convs (``W / kw`` 1.3 and 2.7, 16-32 channels) ran 2.5-6x faster than in
+#: float32 and 1.3-15x faster than as int8 convs; at ResNet-18's CIFAR shapes (64-512
+#: channels, reduction >= 576) the int8 conv was faster than the banded form in every layer.
+BAND_MAX_RATIO = 3.0
+
 #: Weight-fault kinds after which binary codes are still exactly ±1.
 _BINARY_PRESERVING_KINDS = ("bit_flip", "stuck_at")
 
 _OPERANDS = {"int8": (jnp.int8, jnp.int32), "bfloat16": (jnp.bfloat16, jnp.float32)}
+_OPERANDS.update({f"{k}_band": v for k, v in _OPERANDS.items()})
 
 
 def check_compute(compute, name: str = "compute") -> str | None:
@@ -88,18 +107,29 @@ def _default_compute() -> str:
     return check_compute(os.environ.get(ENV_VAR, "auto") or "auto", f"environment variable {ENV_VAR}")
 
 
-def auto_compute(reduction: int, backend: str | None = None) -> str:
-    """The measured rule: ``"int8"`` on CPU for reductions of at least :data:`INT8_MIN_REDUCTION`.
+def auto_compute(reduction: int, backend: str | None = None, band_ratio: float | None = None) -> str:
+    """The measured rule, on CPU: ``"int8"`` for reductions of at least :data:`INT8_MIN_REDUCTION`,
+    else ``"int8_band"`` where the banded form costs at most :data:`BAND_MAX_RATIO` times the
+    conv's multiply-adds, else ``"float32"``; ``"float32"`` on other backends.
 
     Args:
       reduction: products summed per output element (``kh * kw * C_in`` or ``in_features``).
       backend: ``jax.default_backend()`` when None.
+      band_ratio: the banded form's multiply-adds over the conv's
+        (:func:`~invnorm_jax.functional.banded.banded_flops_ratio`); None where there is no
+        banded form (a dense layer, a 3-D conv).
 
     >>> auto_compute(3 * 3 * 64, "cpu"), auto_compute(3 * 3 * 16, "cpu"), auto_compute(4608, "gpu")
     ('int8', 'float32', 'float32')
+    >>> auto_compute(3 * 3 * 16, "cpu", band_ratio=8 / 3), auto_compute(3 * 3 * 16, "cpu", band_ratio=32 / 3)
+    ('int8_band', 'float32')
     """
     backend = jax.default_backend() if backend is None else backend
-    return "int8" if backend == "cpu" and reduction >= INT8_MIN_REDUCTION else "float32"
+    if backend != "cpu":
+        return "float32"
+    if reduction >= INT8_MIN_REDUCTION:
+        return "int8"
+    return "int8_band" if band_ratio is not None and band_ratio <= BAND_MAX_RATIO else "float32"
 
 
 def codes_stay_binary(faults) -> bool:
@@ -121,8 +151,10 @@ def codes_stay_binary(faults) -> bool:
     )
 
 
-def resolve_compute(compute: str | None, *, reduction: int, exact: bool, who: str, why_not: str = "") -> str:
-    """The path a layer takes: ``"float32"``, ``"int8"`` or ``"bfloat16"``.
+def resolve_compute(
+    compute: str | None, *, reduction: int, exact: bool, who: str, why_not: str = "", band_ratio: float | None = None
+) -> str:
+    """The path a layer takes: one of :data:`COMPUTES` but ``"auto"``.
 
     ``exact`` says whether both operands are ±1; a forced low-precision ``compute`` without it
     is an :class:`ArgumentError` naming ``why_not``, ``"auto"`` falls back to float32.
@@ -134,7 +166,7 @@ def resolve_compute(compute: str | None, *, reduction: int, exact: bool, who: st
     """
     mode = _default_compute() if check_compute(compute) is None else compute
     if mode == "auto":
-        return auto_compute(reduction) if exact else "float32"
+        return auto_compute(reduction, band_ratio=band_ratio) if exact else "float32"
     if mode != "float32" and not exact:
         raise ArgumentError(
             f"{who}: compute={mode!r} needs ±1 operands, but {why_not}. Use compute='auto' (falls back "
@@ -143,8 +175,10 @@ def resolve_compute(compute: str | None, *, reduction: int, exact: bool, who: st
     return mode
 
 
-def binary_product(op: Callable, x: jax.Array, codes: jax.Array, scale: jax.Array, mode: str) -> jax.Array:
-    """``op(x, codes * scale)`` computed in ``mode`` (``"float32"``, ``"int8"`` or ``"bfloat16"``).
+def binary_product(
+    op: Callable, x: jax.Array, codes: jax.Array, scale: jax.Array, mode: str, lowp_op: Callable | None = None
+) -> jax.Array:
+    """``op(x, codes * scale)`` computed in ``mode`` (one of :data:`COMPUTES` but ``"auto"``).
 
     Args:
       op: ``op(a, b, preferred_element_type)``, a conv or matmul contracting the last axis of
@@ -153,6 +187,9 @@ def binary_product(op: Callable, x: jax.Array, codes: jax.Array, scale: jax.Arra
       codes: ±1 weight codes ``[..., in, out]``.
       scale: per-output-channel power-of-two scale, broadcastable to ``codes``.
       mode: from :func:`resolve_compute`.
+      lowp_op: the low-precision modes' product, if not ``op`` (the banded form of a conv, for
+        the ``*_band`` modes: :func:`layer_product` passes it). The float path and every
+        gradient stay ``op``'s.
 
     Returns:
       ``op(x, codes * scale)`` in ``x``'s dtype; the low-precision modes give the float32 path's
@@ -172,11 +209,11 @@ def binary_product(op: Callable, x: jax.Array, codes: jax.Array, scale: jax.Arra
 
     if mode == "float32":
         return float_path(x, codes, scale)
-    operand, accumulate = _OPERANDS[mode]
+    operand, accumulate = _OPERANDS[mode]  # a *_band mode differs by its op only
 
     @jax.custom_vjp
     def lowp_path(x, codes, scale):
-        y = op(x.astype(operand), codes.astype(operand), accumulate)
+        y = (op if lowp_op is None else lowp_op)(x.astype(operand), codes.astype(operand), accumulate)
         return (y.astype(jnp.float32) * jnp.reshape(scale, (-1,)).astype(jnp.float32)).astype(x.dtype)
 
     def fwd(x, codes, scale):
@@ -199,14 +236,23 @@ def layer_product(layer, op: Callable, x: jax.Array, codes: jax.Array, scale: ja
         why_not = "its input is not binarized (binarize_input=False: real-valued input)"
     else:
         why_not = f"the weight fault {getattr(faults, 'fault', faults)!r} makes its codes analogue"
+    # The banded form exists for 1-D and 2-D convs (a layer with strides and padding).
+    banded = getattr(layer, "strides", None) is not None and codes.ndim in (3, 4)
     mode = resolve_compute(
         layer.compute,
         reduction=reduction_length(layer.kernel.shape),
         exact=layer.binarize_input and codes_stay_binary(faults),
         who=type(layer).__name__,
         why_not=why_not,
+        band_ratio=banded_flops_ratio(x.shape[1:-1], codes.shape[:-2]) if banded else None,
     )
-    return binary_product(op, x, codes, scale, mode)
+    lowp_op = None
+    if mode.endswith("_band") and banded:
+
+        def lowp_op(a, b, acc):
+            return banded_conv(a, b, layer.strides, layer.padding, preferred_element_type=acc)
+
+    return binary_product(op, x, codes, scale, mode, lowp_op)
 
 
 def reduction_length(kernel_shape) -> int:
