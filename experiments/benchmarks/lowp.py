@@ -1,4 +1,4 @@
-"""float32 vs int8 vs bfloat16 compute of the binary layers, in the chip simulator.
+"""float32 vs int8 vs bfloat16 compute of the binary layers, as convs or banded matmuls, in the chip simulator.
 
 Run (about 5 minutes on a quiet 2-core CPU; results in docs/lowp.md)::
 
@@ -10,8 +10,9 @@ What it measures, all in one process (ratios are fair, absolute rates depend on 
 
 1. ``simulate_chips`` of the binary ResNet-18 (``build_model("resnet", "proposed")``, CIFAR
    shape ``[32, 32, 3]``, random weights) and of the digits model, 10 % weight bit-flips, with
-   every binary layer set to float32, int8 and bfloat16 (:func:`invnorm_jax.nn.lowp.set_binary_compute`);
-   the outputs of the three are checked to be bit-identical.
+   every binary layer set to each of :data:`MODES` (:func:`invnorm_jax.nn.lowp.set_binary_compute`:
+   float32, int8 and bfloat16 convs, the int8 banded form, and ``auto``, the measured rule);
+   the outputs are checked to be bit-identical to float32's.
 2. The binary layers alone: every ``BinaryConv`` of the ResNet-18 on inputs of its shape, with
    a batch of samples x images (one chip's batch), in int8 and float32, beside the int8 and
    float32 conv ceilings (``[64, 56, 56, 128] x [3, 3, 128, 128]``, as experiments/benchmarks/chips.py).
@@ -36,12 +37,15 @@ from flax import nnx
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root
 from experiments.benchmarks.common import CEILING_FLOPS, ceiling_conv, interleaved_medians, machine_line  # noqa: E402
 from invnorm_jax.faults import Fault, simulate_chips  # noqa: E402
+from invnorm_jax.functional.banded import banded_flops_ratio  # noqa: E402
 from invnorm_jax.models import build_model  # noqa: E402
 from invnorm_jax.nn.lowp import auto_compute, reduction_length, set_binary_compute  # noqa: E402
 from invnorm_jax.nn.quantized import BinaryConv  # noqa: E402
 from invnorm_jax.pipeline.schedule import forward_flops  # noqa: E402
 
-MODES = ("float32", "int8", "bfloat16")
+MODES = ("float32", "int8", "bfloat16", "int8_band", "auto")
+#: The forms timed per layer shape (``--shapes``): every exact one.
+SHAPE_MODES = ("float32", "int8", "bfloat16", "int8_band", "bfloat16_band")
 FAULT = Fault("bit_flip", 0.1)
 REPEATS = 3
 #: name -> (build_model name, image shape, (chips, samples, images), quick sizes)
@@ -84,8 +88,13 @@ def simulate_rows(workload: str, quick: bool) -> list[dict]:
     ceiling = CEILING_FLOPS / seconds.pop("int8 ceiling") / 1e9
     model = _model(name, None)
     flops = forward_flops(model, np.zeros((1, *shape), np.float32)) * chips * samples * images
-    convs = [n for _, n in nnx.iter_graph(model) if isinstance(n, BinaryConv)]
-    auto = sorted({auto_compute(reduction_length(c.kernel.shape)) for c in convs})
+    convs, in_shapes, _ = _binary_layers(model, shape, 1)
+    auto = sorted(
+        {
+            auto_compute(reduction_length(c.kernel.shape), band_ratio=banded_flops_ratio(s[1:-1], c.kernel.shape[:-2]))
+            for c, s in zip(convs, in_shapes)
+        }
+    )
     return [
         dict(
             table="simulate",
@@ -155,16 +164,18 @@ def layer_rows(quick: bool) -> list[dict]:
 
 
 #: (batch, size, C_in, C_out, stride) of the 3x3 binary convs behind the auto rule: ResNet-18's
-#: (batch 2 samples x 32 images) and the digits model's (batch 2 x 360).
+#: (batch 2 samples x 64 images) and the digits model's (one chip: 10 samples x 360 images).
 SHAPES = [
-    (64, 32, 64, 64, 1),
-    (64, 32, 64, 128, 2),
-    (64, 16, 128, 128, 1),
-    (64, 8, 256, 256, 1),
-    (64, 4, 512, 512, 1),
-    (720, 8, 16, 16, 1),
-    (720, 8, 16, 32, 2),
-    (720, 4, 32, 32, 1),
+    (128, 32, 64, 64, 1),
+    (128, 32, 64, 128, 2),
+    (128, 16, 128, 128, 1),
+    (128, 16, 128, 256, 2),
+    (128, 8, 256, 256, 1),
+    (128, 8, 256, 512, 2),
+    (128, 4, 512, 512, 1),
+    (3600, 8, 16, 16, 1),
+    (3600, 8, 16, 32, 2),
+    (3600, 4, 32, 32, 1),
 ]
 
 
@@ -173,11 +184,11 @@ def shape_rows() -> list[dict]:
     out = []
     for batch, size, cin, cout, stride in SHAPES:
         x = jnp.asarray(np.random.default_rng(2).standard_normal((batch, size, size, cin)), jnp.float32)
-        runs = {}
-        for mode in MODES:
+        runs, outputs = {}, {}
+        for mode in SHAPE_MODES:
             graphdef, state = nnx.split(BinaryConv(cin, cout, (3, 3), strides=stride, compute=mode, rngs=nnx.Rngs(0)))
             fn = jax.jit(lambda s, x, g=graphdef: nnx.merge(g, s)(x))
-            fn(state, x).block_until_ready()
+            outputs[mode] = fn(state, x).block_until_ready()
             runs[mode] = lambda fn=fn, s=state, x=x: fn(s, x).block_until_ready()
         seconds = interleaved_medians(runs, REPEATS)
         flops = 2.0 * batch * (-(-size // stride)) ** 2 * 9 * cin * cout
@@ -186,8 +197,10 @@ def shape_rows() -> list[dict]:
                 table="shapes",
                 shape=f"[{batch},{size},{size},{cin}]->{cout}/s{stride}",
                 reduction=9 * cin,
-                auto=auto_compute(9 * cin),
-                **{f"{m}_gops": flops / seconds[m] / 1e9 for m in MODES},
+                auto=auto_compute(9 * cin, band_ratio=banded_flops_ratio((size, size), (3, 3))),
+                fastest=min(seconds, key=seconds.get),
+                identical=all(np.array_equal(o, outputs["float32"]) for o in outputs.values()),
+                **{f"{m}_gops": flops / seconds[m] / 1e9 for m in SHAPE_MODES},
             )
         )
     return out
@@ -231,12 +244,12 @@ def format_table(table: list[dict]) -> str:
     lines = []
     if sim:
         lines += [
-            f"{'workload':9s} {'mode':9s} {'c x s x img':>13s} {'s/run':>7s} {'compile s':>9s} {'img/s':>8s} "
+            f"{'workload':9s} {'mode':13s} {'c x s x img':>13s} {'s/run':>7s} {'compile s':>9s} {'img/s':>8s} "
             f"{'vs f32':>6s} {'GOP/s':>6s} {'int8 ceil':>9s} {'auto':>13s} identical"
         ]
     for r in sim:
         lines.append(
-            f"{r['workload']:9s} {r['mode']:9s} {r['chips']:>4d}x{r['samples']:>2d}x{r['images']:>4d} "
+            f"{r['workload']:9s} {r['mode']:13s} {r['chips']:>4d}x{r['samples']:>2d}x{r['images']:>4d} "
             f"{r['seconds']:7.2f} {r['compile_s']:9.1f} {r['img_per_s']:8.0f} {r['speedup']:5.2f}x "
             f"{r['gops']:6.1f} {r['int8_ceiling_gops']:9.1f} {r['auto']:>13s} {r['identical']}"
         )
@@ -256,12 +269,15 @@ def format_table(table: list[dict]) -> str:
     if shapes:
         lines += [
             "",
-            "one BinaryConv 3x3 per shape (GOP/s):",
-            f"{'shape':28s} {'K':>5s} {'float32':>8s} {'int8':>8s} {'bfloat16':>8s} {'auto':>8s}",
+            "one BinaryConv 3x3 per shape (dense GOP/s of the conv; the banded forms do W/3 times the work):",
+            f"{'shape':28s} {'K':>5s} "
+            + " ".join(f"{m:>13s}" for m in SHAPE_MODES)
+            + f" {'auto':>13s} {'fastest':>13s} identical",
         ]
         lines += [
-            f"{r['shape']:28s} {r['reduction']:5d} {r['float32_gops']:8.1f} {r['int8_gops']:8.1f} "
-            f"{r['bfloat16_gops']:8.1f} {r['auto']:>8s}"
+            f"{r['shape']:28s} {r['reduction']:5d} "
+            + " ".join(f"{r[m + '_gops']:13.1f}" for m in SHAPE_MODES)
+            + f" {r['auto']:>13s} {r['fastest']:>13s} {r['identical']}"
             for r in shapes
         ]
     return "\n".join(lines)
