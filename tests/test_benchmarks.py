@@ -71,3 +71,28 @@ def test_quick_run_reports_every_row(tmp_path):
     assert all(name in markdown for name in expected_rows())
     if not importlib.util.find_spec("pytorchfi"):
         assert "skipped: install .[bench]" in markdown
+    else:  # torch.compile needs a C++ compiler: figures where it runs, else a note that says so
+        compiled = rows["torch: simulate_chips vs torch.compile loop"]
+        assert compiled["figures"] or "torch.compile does not run here" in compiled["note"]
+        assert all(math.isfinite(v) and v > 0 for v in compiled["figures"].values())
+
+
+@pytest.mark.slow
+def test_chip_profile_puts_every_op_in_a_category():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    args = ["--chips", "2", "--samples", "2", "--images", "16", "--top", "3"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmarks.profile_chip", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ") and "%" in line]
+    shares = {name.strip(): float(share.strip(" %")) for name, _, share in rows}
+    assert "convs and matmuls" in shares and "normalization statistics (reductions)" in shares, shares
+    assert abs(sum(shares.values()) - 100) <= len(shares), shares  # each share is rounded to 1 %
+    top = [line for line in proc.stdout.split("costliest ops")[1].splitlines()[1:] if line.strip()]
+    assert len(top) == 3 and all(float(line.split()[0]) >= 0 for line in top), top
