@@ -163,6 +163,22 @@ def test_constant_input_normalizes_to_exactly_zero(config, seed):
         np.testing.assert_array_equal(f64(out), 0.0)
 
 
+@FEW
+@given(seeds)
+def test_vmapped_normalization_equals_each_slice_alone_and_keeps_its_branch(seed):
+    """Under vmap (the simulator's MC samples) the rare rescale is decided for the whole batch,
+    so one sample of magnitude 1e25 takes every sample down the rescaled path: their values must
+    be exactly those each gets alone, and the vmapped program keeps a branch, not both paths."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(4, 3, 5, 6)).astype(np.float32)
+    x[int(rng.integers(4))] *= 1e25
+    one = jax.jit(lambda y: normalize(y, eps=1e-5))
+    together = jax.jit(jax.vmap(one))(jnp.asarray(x))
+    for i in range(x.shape[0]):
+        np.testing.assert_array_equal(together[i], one(jnp.asarray(x[i])))
+    assert "cond[" in str(jax.make_jaxpr(jax.vmap(one))(jnp.asarray(x)))
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _layer_outputs(graphdef, state, x, key):
     layer = nnx.merge(graphdef, state)

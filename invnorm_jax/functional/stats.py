@@ -75,6 +75,23 @@ _TINY = 2.0**-100
 _EPS_ONLY = 2.0**64
 
 
+@jax.custom_batching.custom_vmap
+def _any_lost(squares: jax.Array) -> jax.Array:
+    """Whether any slice's sum of squares overflowed or underflowed: the rescale's predicate."""
+    return jnp.any(~jnp.isfinite(squares) | (squares < _TINY))
+
+
+@_any_lost.def_vmap
+def _any_lost_vmap(axis_size, in_batched, squares):
+    """Under ``vmap`` (the simulator's MC samples, a chunk of chips) the predicate stays one
+    boolean for the whole batch, so that the ``lax.cond`` it drives stays a branch: with a
+    batched predicate ``vmap`` turns it into a ``select`` that computes the rescaled path (a
+    max-reduction and another sum of squares) every time. Taking that path for every slice of
+    the batch when any slice needs it gives the same values: the rescale is by a power of two."""
+    del axis_size, in_batched
+    return _any_lost(squares), False
+
+
 def _statistics(y: jax.Array, axes: tuple[int, ...], eps):
     """``(shifted, mean, f, r)``: ``y`` less each slice's first element, the mean of that, the
     slice's power-of-two factor and ``1 / sqrt(var f**2 + eps f**2)`` (0 where that is 0)."""
@@ -85,13 +102,13 @@ def _statistics(y: jax.Array, axes: tuple[int, ...], eps):
     # no shift), and makes a constant slice exactly zero.
     total = jnp.sum(shifted, axis=axes, keepdims=True)
     squares = jnp.sum(jnp.square(shifted), axis=axes, keepdims=True)
-    lost = ~jnp.isfinite(squares) | (squares < _TINY)
+    lost = _any_lost(jax.lax.stop_gradient(squares))
 
     def rescaled():  # rare (|y| beyond ~1e19 or spreads below ~1e-15): square f * shifted instead
         scaled, factor = power_of_two_rescale(shifted, axes)
         return factor, jnp.sum(jnp.square(scaled), axis=axes, keepdims=True)
 
-    factor, squares = jax.lax.cond(jnp.any(lost), rescaled, lambda: (jnp.ones_like(total), squares))
+    factor, squares = jax.lax.cond(lost, rescaled, lambda: (jnp.ones_like(total), squares))
     mean = total / n
     mean_f = mean * factor
     var_f = jnp.maximum(squares / n - mean_f * mean_f, 0.0)
@@ -136,7 +153,8 @@ def standardize(y: jax.Array, axes: tuple[int, ...], eps) -> jax.Array:
     The statistics take one pass over ``y``: the sum and the sum of squares of ``y`` less each
     slice's first element (:func:`centre`'s shift). Where a sum of squares overflowed or
     underflowed, the whole call is redone on values rescaled by a power of two
-    (:func:`power_of_two_rescale`; exact), inside a ``lax.cond``: under ``vmap`` both paths run.
+    (:func:`power_of_two_rescale`; exact), inside a ``lax.cond``; under ``vmap`` the branch is
+    taken for the whole batch when any slice needs it (the same values), not computed twice.
     The derivative is the analytic one (``eps`` gets none).
 
     >>> import numpy as np
