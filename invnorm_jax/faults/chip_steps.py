@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from invnorm_jax.faults.chip_map import map_chips
@@ -41,22 +40,6 @@ def _reduced(out, reduce_fn, labels, n):
     return check_examples(reduce_fn(out, labels), n, "reduce_fn's result", _REDUCE_HINT)
 
 
-def _folded_samples(model, x, samples, start, deterministic, faults):
-    """One chip's ``[samples, n, ...]`` outputs from one call on ``[samples * n, ...]`` inputs.
-
-    The MC samples are folded into the batch, each example keeping its own key (by its index in
-    the whole x, per sample), as a ``vmap`` over samples would give them: a library layer's
-    draws depend on an example's key only, never on the batch around it, so the values are the
-    vmap's. One call instead of a vmap lets a batch-wide ``lax.cond`` (the rare rescale of
-    ``functional.stats``) stay a branch, where under ``vmap`` it computes both sides.
-    """
-    s, n = samples.shape[0], x.shape[0]
-    keys = jax.vmap(lambda k: example_keys(k, n, offset=start))(samples).reshape(s * n)
-    xs = jnp.broadcast_to(x, (s,) + x.shape).reshape((s * n,) + x.shape[1:])
-    out = check_examples(model(xs, key=keys, deterministic=deterministic, faults=faults), s * n, "the model's output")
-    return jax.tree.map(lambda o: o.reshape((s, n) + o.shape[1:]), out)
-
-
 def module_step(reduce_fn, graphdef, treedef, program, chunk_size, deterministic, mesh, chip_axis, options=()):
     """The jitted step of a library module: made once per static setting (:data:`STEPS`), so that
     a call in the chip loop passes only arrays (no graphdef hashing per chip). ``program``: the
@@ -74,12 +57,13 @@ def module_step(reduce_fn, graphdef, treedef, program, chunk_size, deterministic
                 else FaultChoice(program, chip_key, choice, level)
             )
 
-            return _reduced(
-                _folded_samples(nnx.merge(graphdef, state), x, samples, start, deterministic, faults),
-                reduce_fn,
-                labels,
-                x.shape[0],
-            )
+            def one_sample(sample_key):
+                model = nnx.merge(graphdef, state)
+                keys = example_keys(sample_key, x.shape[0], offset=start)  # by index in the whole x
+                out = model(x, key=keys, deterministic=deterministic, faults=faults)
+                return check_examples(out, x.shape[0], "the model's output")
+
+            return _reduced(jax.vmap(one_sample)(samples), reduce_fn, labels, x.shape[0])
 
         return map_chips(one_chip, chips, chunk_size, mesh, chip_axis, active)
 
