@@ -10,7 +10,8 @@ no patch extraction along the (minor) channel axis, only ``kh`` strided row slic
 major axis. It does ``W / kw`` times the convolution's multiply-adds, so it pays only where the
 image is narrow and the matmul much faster than the conv: small binary activations in int8 or
 bfloat16 on a CPU with AMX/VNNI (``nn.lowp`` picks it per shape). A 1-D conv is the ``H = 1``
-case (a full Toeplitz matrix).
+case (a full Toeplitz matrix), and so is a 2-D image of few rows (:data:`FULL_MAX_ROWS`), whose
+rows go into the band too.
 
 Every entry of ``D`` is one kernel value or zero, so the products and sums are those of the
 conv: with ±1 operands the result equals the float32 conv bit for bit (integer sums).
@@ -25,6 +26,11 @@ import numpy as np
 from invnorm_jax.errors import ArgumentError
 
 __all__ = ["band_matrix", "banded_conv", "banded_flops_ratio", "conv_pads"]
+
+#: Images of at most this many times ``kh`` rows take the rows into the band as well: the digits
+#: model's 4x4 maps (3x3 kernel: 1.33) ran about 4 % faster per chip step that way (one matrix,
+#: no row windows to pad and stack; docs/benchmarks.md), its 8x8 maps (2.67) did not.
+FULL_MAX_ROWS = 1.5
 
 
 def conv_pads(spatial, kernel_spatial, strides, padding) -> tuple[tuple[int, int], ...]:
@@ -99,6 +105,18 @@ def banded_conv(
     b, h, w, c = x2.shape
     kh, kw, _, o = k2.shape
     h_out, w_out = _out_len(h, kh, sh, ph), _out_len(w, kw, sw, pw)
+    if nd == 2 and h <= FULL_MAX_ROWS * kh:
+        # A short image: the rows go into the band too (one [H * W * C, Hout * Wout * O] matrix),
+        # which costs H / kh times the band's products and saves the windows' pad and stack.
+        rows_band = jnp.asarray(_shift(h, kh, sh, ph), k2.dtype)
+        full = jnp.einsum("hri,iwcvo->hwcrvo", rows_band, band_matrix(k2, w, sw, pw).reshape(kh, w, c, w_out, o))
+        y = jax.lax.dot_general(
+            x2.reshape(b, h * w * c),
+            full.reshape(h * w * c, h_out * w_out * o).astype(x2.dtype),
+            (((1,), (0,)), ((), ())),
+            preferred_element_type=preferred_element_type,
+        )
+        return y.reshape(b, h_out, w_out, o)
     band = band_matrix(k2, w, sw, pw).astype(x2.dtype)
     rows = jnp.pad(x2.reshape(b, h, w * c), ((0, 0), ph, (0, 0)))
     span = (h_out - 1) * sh + 1
