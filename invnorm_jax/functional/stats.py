@@ -116,10 +116,13 @@ def _statistics(y: jax.Array, axes: tuple[int, ...], eps):
     # eps f**2 dwarfs var f**2 (<= 4), r is 1 / (sqrt(eps) f): finite where eps f**2 is not.
     eps_f = eps * factor * factor
     den = var_f + eps_f
-    positive = den > 0  # rsqrt(0) is infinite: a constant slice with eps = 0 gets r = 0
-    r = jnp.where(positive, jax.lax.rsqrt(jnp.where(positive, den, 1.0)), 0.0)
+    # rsqrt(0) is infinite: a constant slice with eps = 0 (den = 0) gets r = rsqrt(inf) = 0.
+    # One rsqrt and one divide at the end (by 1 but where eps f**2 dominates: exact), not selects
+    # after them: XLA then materializes r once per slice instead of redoing the selects for
+    # every element of the fusions that apply it (the chip step's elementwise work).
     eps_only = eps_f > _EPS_ONLY
-    r = jnp.where(eps_only, jax.lax.rsqrt(jnp.where(eps_only, eps, 1.0)) / factor, r)
+    den = jnp.where(eps_only, eps, jnp.where(den > 0, den, jnp.inf))
+    r = jax.lax.rsqrt(den) / jnp.where(eps_only, factor, 1.0)
     return shifted, mean, factor, r
 
 
