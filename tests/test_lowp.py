@@ -118,6 +118,7 @@ BANDED_CASES = [
     ((2, 8, 8, 16), (1, 1, 16, 5), (2, 2), "SAME"),
     ((2, 4, 4, 5), (3, 3, 5, 3), (1, 1), "SAME"),  # few rows: the rows go into the band too
     ((2, 4, 7, 3), (3, 3, 3, 2), (2, 2), "VALID"),
+    ((1, 4, 4, 128), (3, 3, 128, 128), (1, 1), "SAME"),  # few rows, but too big a matrix: the row band
     ((3, 40, 2), (5, 2, 3), (1,), "SAME"),
     ((3, 40, 2), (3, 2, 3), (2,), "VALID"),
 ]

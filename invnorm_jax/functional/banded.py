@@ -11,7 +11,7 @@ major axis. It does ``W / kw`` times the convolution's multiply-adds, so it pays
 image is narrow and the matmul much faster than the conv: small binary activations in int8 or
 bfloat16 on a CPU with AMX/VNNI (``nn.lowp`` picks it per shape). A 1-D conv is the ``H = 1``
 case (a full Toeplitz matrix), and so is a 2-D image of few rows (:data:`FULL_MAX_ROWS`), whose
-rows go into the band too.
+rows go into the band too (where that matrix stays small: :data:`FULL_MAX_ENTRIES`).
 
 Every entry of ``D`` is one kernel value or zero, so the products and sums are those of the
 conv: with ±1 operands the result equals the float32 conv bit for bit (integer sums).
@@ -31,6 +31,9 @@ __all__ = ["band_matrix", "banded_conv", "banded_flops_ratio", "conv_pads"]
 #: model's 4x4 maps (3x3 kernel: 1.33) ran about 4 % faster per chip step that way (one matrix,
 #: no row windows to pad and stack; docs/benchmarks.md), its 8x8 maps (2.67) did not.
 FULL_MAX_ROWS = 1.5
+#: ... if that one matrix stays small (4 Mi entries): at 4x4 with 512 channels it would be
+#: [8192, 8192], and the row band ran 5x faster than it there.
+FULL_MAX_ENTRIES = 2**22
 
 
 def conv_pads(spatial, kernel_spatial, strides, padding) -> tuple[tuple[int, int], ...]:
@@ -105,7 +108,7 @@ def banded_conv(
     b, h, w, c = x2.shape
     kh, kw, _, o = k2.shape
     h_out, w_out = _out_len(h, kh, sh, ph), _out_len(w, kw, sw, pw)
-    if nd == 2 and h <= FULL_MAX_ROWS * kh:
+    if nd == 2 and h <= FULL_MAX_ROWS * kh and h * w * c * h_out * w_out * o <= FULL_MAX_ENTRIES:
         # A short image: the rows go into the band too (one [H * W * C, Hout * Wout * O] matrix),
         # which costs H / kh times the band's products and saves the windows' pad and stack.
         rows_band = jnp.asarray(_shift(h, kh, sh, ph), k2.dtype)
