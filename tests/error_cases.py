@@ -23,7 +23,7 @@ from invnorm_jax import metrics, nn
 from invnorm_jax.errors import ArgumentError, ArgumentTypeError
 from invnorm_jax.faults import Fault, FaultContext, inject, simulate_chips
 from invnorm_jax.faults import models as fm
-from invnorm_jax.functional import affine_dropout, fake_quant, inverted_norm
+from invnorm_jax.functional import affine_dropout, banded_conv, fake_quant, inverted_norm
 from invnorm_jax.metrics import accuracy, per_chip_summary
 from invnorm_jax.models import build_model
 
@@ -140,6 +140,13 @@ CASES = [
         lambda ctx: inverted_norm(_x(6), jnp.ones(6), jnp.zeros(6)),
         ArgumentError,
         r"x.shape=\(6,\): expected at least 2 axes",
+    ),
+    Case(
+        "fn-banded-3d",
+        "banded_conv(x[1, 4, 4, 4, 2], kernel[3, 3, 3, 2, 2])",
+        lambda ctx: banded_conv(jnp.ones((1, 4, 4, 4, 2)), jnp.ones((3, 3, 3, 2, 2))),
+        ArgumentError,
+        r"banded_conv: .* expected a 1-D or 2-D channels-last conv",
     ),
     Case(
         "fn-bits",

@@ -37,7 +37,11 @@ FULL_MAX_ENTRIES = 2**22
 
 
 def conv_pads(spatial, kernel_spatial, strides, padding) -> tuple[tuple[int, int], ...]:
-    """Explicit ``(lo, hi)`` pads per spatial axis for ``padding`` ("SAME", "VALID" or pairs)."""
+    """Explicit ``(lo, hi)`` pads per spatial axis for ``padding`` ("SAME", "VALID" or pairs).
+
+    >>> conv_pads((8, 8), (3, 3), (2, 2), "SAME"), conv_pads((5,), (3,), (1,), "VALID")
+    (((0, 1), (0, 1)), ((0, 0),))
+    """
     if isinstance(padding, str):
         return tuple(jax.lax.padtype_to_pads(tuple(spatial), tuple(kernel_spatial), tuple(strides), padding))
     return tuple((int(lo), int(hi)) for lo, hi in padding)
@@ -63,6 +67,9 @@ def band_matrix(kernel: jax.Array, width: int, stride: int, pads: tuple[int, int
     """``D [kh * width * C, Wout * O]`` of a ``[kh, kw, C, O]`` kernel over rows ``width`` wide.
 
     Each entry is one kernel value or an exact zero (a one-hot contraction), in the kernel's dtype.
+
+    >>> band_matrix(jnp.ones((1, 3, 1, 1)), 4, 1, (1, 1)).astype(int).tolist()  # 3 taps, SAME, 4 wide
+    [[1, 1, 0, 0], [1, 1, 1, 0], [0, 1, 1, 1], [0, 0, 1, 1]]
     """
     kh, kw, c, o = kernel.shape
     t = jnp.asarray(_shift(width, kw, stride, pads), kernel.dtype)
