@@ -80,8 +80,8 @@ ENV_VAR = "INVNORM_JAX_BINARY_COMPUTE"
 INT8_MIN_REDUCTION = 576
 
 #: Largest ``W / kw`` (the banded form's multiply-adds over the conv's) at which the int8 banded
-#: form is used below :data:`INT8_MIN_REDUCTION` (docs/benchmarks.md, "Exact forms per layer
-#: shape", and docs/lowp.md): the digits convs (``W / kw`` 1.3 and 2.7, 16-32 channels) ran
+#: form is used below :data:`INT8_MIN_REDUCTION` (docs/lowp.md's per-shape table; docs/benchmarks.md,
+#: "Ahead of a torch loop"): the digits convs (``W / kw`` 1.3 and 2.7, 16-32 channels) ran
 #: 2.2-3.8x faster than in float32 and 2.7-10x faster than as int8 convs; at ResNet-18's CIFAR
 #: shapes (64-512 channels, reduction >= 576) the int8 conv beat the banded form in every layer.
 BAND_MAX_RATIO = 3.0
