@@ -1,5 +1,5 @@
-"""Binary (IR-Net) and k-bit quantized layers (Flax NNX; PACT is in nn.pact); the LSTM cell is in
-:mod:`invnorm_jax.nn.recurrent`.
+"""Binary (IR-Net) layers (Flax NNX), and the k-bit ones re-exported from :mod:`invnorm_jax.nn.kbit`
+(PACT is in nn.pact); the LSTM cell is in :mod:`invnorm_jax.nn.recurrent`.
 
 Thin shells over :mod:`invnorm_jax.functional.quantize`: they hold the float latent weights
 and call the quantizers. Channels last. Every layer follows the library's calling convention
@@ -23,9 +23,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from invnorm_jax._checks import check_bits, check_channels, check_fault_context, check_float_input, check_positive_int
-from invnorm_jax.errors import ArgumentError
-from invnorm_jax.functional.quantize import ede_schedule, fake_quant, irnet_binarize_weights, quantize_symmetric, sign
+from invnorm_jax._checks import check_fault_context
+from invnorm_jax.functional.quantize import ede_schedule, irnet_binarize_weights, sign
+from invnorm_jax.nn.crossbar import (
+    CrossbarInput,
+    check_layer_input,
+    check_sizes,
+    conv,
+    conv_geometry,
+    default_kernel_init,
+)
+from invnorm_jax.nn.kbit import QuantConv, QuantDense
 from invnorm_jax.nn.lowp import check_compute, layer_product
 from invnorm_jax.nn.pact import PACT
 
@@ -42,9 +50,6 @@ __all__ = [
     "QuantDense",
     "set_training_progress",
 ]
-
-_default_kernel_init = nnx.initializers.lecun_normal()
-_SPATIAL = "DHW"  # lax dimension-number letters for up to 3 spatial axes
 
 
 class EDEProgress(nnx.Variable):
@@ -76,76 +81,7 @@ def set_training_progress(model: nnx.Module, progress) -> int:
     return count
 
 
-def _optional_bits(bits, name: str) -> int | None:
-    if bits is not None:
-        check_bits(bits, name, low=2)
-    return bits
-
-
-def _conv_geometry(kernel_size, strides, padding):
-    """Normalize ``kernel_size`` (int = 1-D, as in flax), ``strides`` and ``padding``."""
-    ks = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
-    if not 1 <= len(ks) <= len(_SPATIAL):
-        raise ArgumentError(
-            f"kernel_size={kernel_size!r}: expected 1 to {len(_SPATIAL)} spatial dims, e.g. 3 (1-D) or (3, 3) (2-D)."
-        )
-    nd = len(ks)
-    st = (strides,) * nd if isinstance(strides, int) else tuple(strides)
-    if isinstance(padding, str):
-        pad = padding.upper()
-    elif isinstance(padding, int):
-        pad = ((padding, padding),) * nd
-    else:
-        pad = tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
-    return ks, st, pad
-
-
-def _check_input(x, kernel_shape, who: str, *, conv: bool) -> None:
-    """A layer's input: floating point, the kernel's rank (convs) and its ``in_features`` last."""
-    check_float_input(x, who)
-    nd = len(kernel_shape) - 2
-    # Exactly one batch axis: with several allowed, a 1-D kernel (int kernel_size) would
-    # silently treat the rows of an image as a batch of sequences. vmap adds batch axes.
-    if conv and x.ndim != nd + 2:
-        raise ArgumentError(
-            f"{who}: input of shape {tuple(x.shape)} does not fit a {nd}-D kernel: expected [batch, "
-            f"{nd} spatial dims, channels]. An int kernel_size means 1-D; pass a tuple such "
-            "as (3, 3) for 2-D."
-        )
-    check_channels(x, kernel_shape[-2], who)
-
-
-def _check_sizes(in_features, out_features) -> None:
-    check_positive_int(in_features, "in_features")
-    check_positive_int(out_features, "out_features")
-
-
-def _conv(x: jax.Array, kernel: jax.Array, strides, padding, preferred_element_type=None) -> jax.Array:
-    """Channels-last convolution of ``x`` ``[batch, *spatial, in]`` with ``[*k, in, out]``."""
-    sp = _SPATIAL[-(kernel.ndim - 2) :]
-    dn = ("N" + sp + "C", sp + "IO", "N" + sp + "C")
-    return jax.lax.conv_general_dilated(
-        x, kernel.astype(x.dtype), strides, padding, dimension_numbers=dn, preferred_element_type=preferred_element_type
-    )
-
-
-class _CrossbarInput:
-    """An optional dropout on the layer's crossbar input (``input_dropout``, nn.dropout).
-
-    The input is multiplied by the 0/1 mask, the output (before the bias) by ``1/(1-p)``: ±1
-    operands stay in ``{-1, 0, +1}``, so the low-precision products of nn.lowp stay exact.
-    """
-
-    def input_mask(self, x, *, key=None, deterministic=None):
-        """This call's keep mask for the input ``x``, or None (no dropout, or inactive)."""
-        drop = self.input_dropout
-        return None if drop is None else drop.mask(x, key=key, deterministic=deterministic)
-
-    def _rescaled(self, y, mask):
-        return y if mask is None else y * self.input_dropout.gain
-
-
-class _BinaryLayer(_CrossbarInput, nnx.Module):
+class _BinaryLayer(CrossbarInput, nnx.Module):
     """IR-Net weights (Libra-PB + EDE) and optional ``sign`` input activations."""
 
     bits = 1
@@ -255,14 +191,14 @@ class BinaryConv(_BinaryLayer):
         padding: Any = "SAME",
         binarize_input: bool = True,
         use_bias: bool = False,
-        kernel_init=_default_kernel_init,
+        kernel_init=default_kernel_init,
         input_faults: bool = True,
         compute: str | None = None,
         input_dropout: nnx.Module | None = None,
         rngs: nnx.Rngs,
     ):
-        _check_sizes(in_features, out_features)
-        ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
+        check_sizes(in_features, out_features)
+        ks, self.strides, self.padding = conv_geometry(kernel_size, strides, padding)
         self._init_binary(
             ks + (in_features, out_features),
             binarize_input,
@@ -277,9 +213,9 @@ class BinaryConv(_BinaryLayer):
     def __call__(
         self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults: FaultContext | None = None
     ):
-        _check_input(x, self.kernel.shape, type(self).__name__, conv=True)
+        check_layer_input(x, self.kernel.shape, type(self).__name__, conv=True)
         return self._binary_forward(
-            x, key, deterministic, faults, lambda a, b, acc: _conv(a, b, self.strides, self.padding, acc)
+            x, key, deterministic, faults, lambda a, b, acc: conv(a, b, self.strides, self.padding, acc)
         )
 
 
@@ -298,13 +234,13 @@ class BinaryDense(_BinaryLayer):
         *,
         binarize_input: bool = True,
         use_bias: bool = False,
-        kernel_init=_default_kernel_init,
+        kernel_init=default_kernel_init,
         input_faults: bool = True,
         compute: str | None = None,
         input_dropout: nnx.Module | None = None,
         rngs: nnx.Rngs,
     ):
-        _check_sizes(in_features, out_features)
+        check_sizes(in_features, out_features)
         self._init_binary(
             (in_features, out_features),
             binarize_input,
@@ -319,124 +255,7 @@ class BinaryDense(_BinaryLayer):
     def __call__(
         self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults: FaultContext | None = None
     ):
-        _check_input(x, self.kernel.shape, type(self).__name__, conv=False)
+        check_layer_input(x, self.kernel.shape, type(self).__name__, conv=False)
         return self._binary_forward(
             x, key, deterministic, faults, lambda a, b, acc: jnp.matmul(a, b, preferred_element_type=acc)
         )
-
-
-class _QuantLayer(_CrossbarInput, nnx.Module):
-    """k-bit symmetric per-output-channel weights, k-bit per-example input activations."""
-
-    def _init_quant(self, kernel_shape, bits, act_bits, use_bias, kernel_init, rngs, input_dropout=None):
-        self.input_dropout = input_dropout
-        self.bits = _optional_bits(bits, "bits")
-        self.act_bits = _optional_bits(act_bits, "act_bits")
-        self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((kernel_shape[-1],), jnp.float32)) if use_bias else None
-        self.fault_id = 0
-
-    def deployed_weights(self):
-        """``(codes, scale)``: int32 codes and per-output-channel scale; float kernel and 1.0
-        for ``bits=None``."""
-        kernel = self.kernel[...]
-        if self.bits is None:
-            return kernel, jnp.ones((), kernel.dtype)
-        return quantize_symmetric(kernel, self.bits, axis=-1)
-
-    def _effective_kernel(self, faults: FaultContext | None) -> jax.Array:
-        kernel = self.kernel[...]
-        if check_fault_context(faults) is None:
-            return kernel if self.bits is None else fake_quant(kernel, self.bits, axis=-1)
-        codes, scale = self.deployed_weights()
-        codes = faults.weights(self.fault_id, codes, bits=self.bits)
-        deployed = codes.astype(kernel.dtype) * scale
-        # Integer codes carry no gradient: pass it straight through, as fake_quant (+ exact 0 forward).
-        return deployed if self.bits is None else deployed + (kernel - jax.lax.stop_gradient(kernel))
-
-    def _quant_input(self, x):
-        # Scale per example (axis 0), so that an example's output never depends on which
-        # other inputs or MC samples share its batch.
-        return x if self.act_bits is None else fake_quant(x, self.act_bits, axis=0)
-
-    def _add_bias(self, y):
-        return y if self.bias is None else y + self.bias[...].astype(y.dtype)
-
-
-class QuantConv(_QuantLayer):
-    """k-bit convolution: ``y = conv(fake_quant(x, act_bits), codes * scale) + bias``.
-
-    ``bits=None`` keeps full-precision weights (still a fault site, with ``bits=None``);
-    ``act_bits=None`` leaves the input unquantized.
-
-    >>> conv = QuantConv(1, 4, 5, bits=8, rngs=nnx.Rngs(0))
-    >>> conv(jnp.ones((2, 16, 1))).shape
-    (2, 16, 4)
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        kernel_size: int | Sequence[int],
-        *,
-        bits: int | None = 8,
-        act_bits: int | None = 8,
-        strides: int | Sequence[int] = 1,
-        padding: Any = "SAME",
-        use_bias: bool = True,
-        kernel_init=_default_kernel_init,
-        input_dropout: nnx.Module | None = None,
-        rngs: nnx.Rngs,
-    ):
-        _check_sizes(in_features, out_features)
-        ks, self.strides, self.padding = _conv_geometry(kernel_size, strides, padding)
-        self._init_quant(ks + (in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs, input_dropout)
-
-    def __call__(
-        self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults: FaultContext | None = None
-    ):
-        _check_input(x, self.kernel.shape, type(self).__name__, conv=True)
-        kernel = self._effective_kernel(faults)
-        mask = self.input_mask(x, key=key, deterministic=deterministic)
-        x = self._quant_input(x)
-        x = x if mask is None else x * mask
-        return self._add_bias(self._rescaled(_conv(x, kernel, self.strides, self.padding), mask))
-
-
-class QuantDense(_QuantLayer):
-    """k-bit fully connected layer: ``y = fake_quant(x, act_bits) @ (codes * scale) + bias``.
-
-    >>> dense = QuantDense(4, 2, bits=4, act_bits=None, rngs=nnx.Rngs(0))
-    >>> dense(jnp.ones((3, 4))).shape
-    (3, 2)
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        bits: int | None = 8,
-        act_bits: int | None = 8,
-        use_bias: bool = True,
-        kernel_init=_default_kernel_init,
-        input_dropout: nnx.Module | None = None,
-        rngs: nnx.Rngs,
-    ):
-        _check_sizes(in_features, out_features)
-        self._init_quant((in_features, out_features), bits, act_bits, use_bias, kernel_init, rngs, input_dropout)
-
-    def __call__(
-        self, x, *, key=None, train: bool = False, deterministic: bool | None = None, faults: FaultContext | None = None
-    ):
-        _check_input(x, self.kernel.shape, type(self).__name__, conv=False)
-        return self.project(x, self._effective_kernel(faults), self.input_mask(x, key=key, deterministic=deterministic))
-
-    def project(self, x, kernel, mask=None):
-        """``fake_quant(x) @ kernel + bias`` with a kernel already deployed (and faulted) by the
-        caller, e.g. once for every step of a recurrent loop; ``x`` is ``[rows, in_features]``.
-        ``mask``: the input's keep mask (:meth:`input_mask`), e.g. one for every step."""
-        x_q = self._quant_input(x)
-        x_q = x_q if mask is None else x_q * mask
-        return self._add_bias(self._rescaled(x_q @ kernel.astype(x.dtype), mask))
